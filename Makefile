@@ -1,0 +1,40 @@
+# dsr-lake. `make help` lists the targets. Every target installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install check test test-fast demo bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[spark,airflow,dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with everything the tests need
+
+check: $(STAMP) ## ruff + mypy
+	$(BIN)/ruff check dsr dags jobs tests
+	$(BIN)/mypy
+
+test: $(STAMP) ## the whole test suite (Delta, GE, Spark Connect on Sail, Airflow, S3 on moto)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## the suite without the slow end-to-end tests
+	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+demo: $(STAMP) ## build a demo lake and run the Airflow DAG on it end to end (./demo)
+	$(BIN)/dsr demo --dir demo
+
+bench: $(STAMP) ## benchmarks: export and erase speed and memory on a generated lake
+	$(BIN)/python bench/run.py
+
+clean: ## remove the venv, the demo and caches
+	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

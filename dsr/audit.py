@@ -1,0 +1,168 @@
+"""The append-only, hash-chained audit log ``<lake>/<control>/audit`` (Delta).
+
+Each row is one event. ``hash = sha256(prev_hash + "\\n" + canonical JSON of the event)``; the first event's
+prev_hash is 64 zeros. Appends commit with no silent rebase, so the chain stays one line even with
+concurrent writers (a writer that loses the race re-reads the tail and tries again).
+Events hold request ids, run ids, table names and metrics — never subject ids.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dsr import deltautil
+from dsr.policy import Policy
+
+__all__ = ["EVENTS", "GENESIS", "AuditEvent", "ChainBreak", "append", "canonical", "events", "verify_chain"]
+
+GENESIS = "0" * 64
+EVENTS = (
+    "received", "claimed", "released", "table_exported", "exported", "table_erased", "table_retained",
+    "verified", "completed", "failed",
+)
+
+
+def _schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema([
+        pa.field("seq", pa.int64(), nullable=False),
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("event", pa.string(), nullable=False),
+        pa.field("request_id", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("table_name", pa.string()),
+        pa.field("details", pa.string()),
+        pa.field("prev_hash", pa.string(), nullable=False),
+        pa.field("hash", pa.string(), nullable=False),
+    ])
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    event: str
+    request_id: str | None = None
+    run_id: str | None = None
+    table_name: str | None = None
+    details: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    seq: int
+    event_id: str
+    why: str
+
+
+def canonical(row: Mapping[str, Any]) -> str:
+    """The canonical JSON text of an event row (everything but the hashes)."""
+    body = {k: row[k] for k in ("seq", "event_id", "at", "event", "request_id", "run_id", "table_name", "details")}
+    at = body["at"]
+    if isinstance(at, dt.datetime):
+        body["at"] = at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _hash(prev: str, row: Mapping[str, Any]) -> str:
+    return hashlib.sha256((prev + "\n" + canonical(row)).encode("utf-8")).hexdigest()
+
+
+def _open(policy: Policy) -> Any:
+    return deltautil.create_if_missing(
+        policy.audit_uri, _schema(), name="dsr_audit", description="dsr-lake hash-chained audit log"
+    )
+
+
+def _tail(table: Any) -> tuple[int, str]:
+    import pyarrow.compute as pc
+
+    data = table.to_pyarrow_table(columns=["seq", "hash"])
+    if data.num_rows == 0:
+        return -1, GENESIS
+    i = pc.index(data["seq"], pc.max(data["seq"])).as_py()
+    return int(data["seq"][i].as_py()), str(data["hash"][i].as_py())
+
+
+def append(policy: Policy, batch: Sequence[AuditEvent], *, now: dt.datetime | None = None) -> list[str]:
+    """Append events to the chain in one commit. Returns their event ids."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    if not batch:
+        return []
+    table = _open(policy)
+    at = now or dt.datetime.now(dt.UTC)
+    ids = [uuid.uuid4().hex for _ in batch]
+
+    def attempt() -> list[str]:
+        table.update_incremental()
+        seq, prev = _tail(table)
+        rows = []
+        for event_id, ev in zip(ids, batch, strict=True):
+            if ev.event not in EVENTS:
+                raise ValueError(f"unknown audit event {ev.event!r}")
+            seq += 1
+            row: dict[str, Any] = {
+                "seq": seq,
+                "event_id": event_id,
+                "at": at,
+                "event": ev.event,
+                "request_id": ev.request_id,
+                "run_id": ev.run_id,
+                "table_name": ev.table_name,
+                "details": json.dumps(dict(ev.details or {}), sort_keys=True, separators=(",", ":"), default=str),
+            }
+            row["prev_hash"] = prev
+            row["hash"] = prev = _hash(prev, row)
+            rows.append(row)
+        write_deltalake(
+            table,
+            pa.Table.from_pylist(rows, schema=_schema()),
+            mode="append",
+            commit_properties=deltautil.commit_properties({"dsr.component": "audit"}),
+        )
+        return ids
+
+    return deltautil.optimistic(attempt, what="audit append")
+
+
+def events(policy: Policy, *, request_id: str | None = None) -> list[dict[str, Any]]:
+    """Every audit row (optionally of one request), in chain order, details decoded."""
+    import pyarrow.compute as pc
+
+    table = deltautil.open_table(policy.audit_uri)
+    if table is None:
+        return []
+    data = table.to_pyarrow_table()
+    if request_id is not None:
+        data = data.filter(pc.equal(data["request_id"], request_id))
+    rows = sorted(data.to_pylist(), key=lambda r: r["seq"])
+    for r in rows:
+        r["details"] = json.loads(r["details"]) if r["details"] else {}
+    return rows
+
+
+def verify_chain(policy: Policy) -> tuple[int, ChainBreak | None]:
+    """Recompute the chain. Returns (events checked, first break or None)."""
+    table = deltautil.open_table(policy.audit_uri)
+    if table is None:
+        return 0, None
+    rows = sorted(table.to_pyarrow_table().to_pylist(), key=lambda r: (r["seq"], r["event_id"]))
+    prev = GENESIS
+    for expected_seq, row in enumerate(rows):
+        if row["seq"] != expected_seq:
+            why = "missing event before it" if row["seq"] > expected_seq else "sequence number repeated"
+            return expected_seq, ChainBreak(row["seq"], row["event_id"], why)
+        if row["prev_hash"] != prev:
+            return expected_seq, ChainBreak(row["seq"], row["event_id"], "previous-hash link broken (removed or reordered)")
+        if _hash(prev, row) != row["hash"]:
+            return expected_seq, ChainBreak(row["seq"], row["event_id"], "content altered (hash mismatch)")
+        prev = row["hash"]
+    return len(rows), None

@@ -1,0 +1,207 @@
+"""The ``dsr`` command. Contract: ../shared/DESIGN.md. Heavy imports live inside the handlers.
+
+Exit codes: 0 success; 1 a check or verification failed; 2 bad usage or bad input (one line on stderr,
+nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+__all__ = ["main"]
+
+_EPILOG = """\
+exit codes: 0 success, 1 a check or verification failed, 2 bad usage or bad input (nothing written).
+policy: --policy FILE, else $DSR_POLICY, else ./dsr.yml.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="dsr",
+        description="Data-subject requests (GDPR access/portability and erasure) on a Delta Lake.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--policy", metavar="FILE", help="policy YAML (default: $DSR_POLICY, else ./dsr.yml)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    sub.add_parser("check", help="validate the policy; fail (exit 1) if a personal table is neither covered nor exempt")
+
+    req = sub.add_parser("request", help="file a request: erase|export SUBJECT, or import FILE.csv")
+    rsub = req.add_subparsers(dest="kind", metavar="erase|export|import", parser_class=_Parser)
+    rsub.required = True
+    for kind, text in (("erase", "erasure (GDPR Art. 17)"), ("export", "access/portability export (Art. 15/20)")):
+        r = rsub.add_parser(kind, help=f"file an {text} request; prints the request id")
+        r.add_argument("subject", metavar="SUBJECT", help="the subject id as stored in the tables")
+        r.add_argument("--ticket", metavar="T", help="your ticket or case reference")
+        r.add_argument("--by", metavar="WHO", help="who files the request")
+    imp = rsub.add_parser("import", help="file every request of a CSV (header kind,subject_id[,ticket,requested_by]); all or nothing")
+    imp.add_argument("file", metavar="FILE.csv")
+
+    lst = sub.add_parser("requests", help="list requests (overdue ones are marked)")
+    lst.add_argument("--status", choices=("pending", "running", "completed", "failed"))
+    lst.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+    run = sub.add_parser("run", help="process every pending request once: export, erase, verify, complete")
+    run.add_argument("--engine", choices=("delta-rs", "spark"), default=None,
+                     help="delta-rs (default, in-process) or spark (classic with delta-spark, or Spark Connect)")
+    run.add_argument("--remote", metavar="sc://HOST:PORT", help="Spark Connect endpoint (implies --engine spark)")
+    run.add_argument("--json", action="store_true", help="machine-readable run report on stdout")
+
+    ver = sub.add_parser("verify", help="re-run the Great Expectations suites for all erased subjects")
+    ver.add_argument("--engine", choices=("delta-rs", "spark"), default=None)
+    ver.add_argument("--remote", metavar="sc://HOST:PORT")
+    ver.add_argument("--json", action="store_true")
+
+    rec = sub.add_parser("receipt", help="what was done for a request: tables, strategy, rows, versions, GE result")
+    rec.add_argument("request_id", metavar="REQUEST_ID")
+    rec.add_argument("--json", action="store_true")
+
+    aud = sub.add_parser("audit", help="audit log: 'audit verify' recomputes the hash chain")
+    asub = aud.add_subparsers(dest="audit_command", metavar="verify", parser_class=_Parser)
+    asub.required = True
+    asub.add_parser("verify", help="recompute the hash chain; exit 1 naming the first bad event")
+
+    demo = sub.add_parser("demo", help="demo lake + policy + requests, then the Airflow DAG end to end")
+    demo.add_argument("--dir", metavar="DIR", default="demo", help="where to build the demo (default ./demo)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from dsr.errors import DsrError
+
+    try:
+        return int(_dispatch(args) or 0)
+    except DsrError as exc:
+        print(f"dsr: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("dsr: interrupted", file=sys.stderr)
+        return 130
+
+
+def _policy(args: argparse.Namespace, *, lake: bool = True) -> Any:
+    from dsr.policy import check_against_lake, load_policy, resolve_policy_path
+
+    policy = load_policy(resolve_policy_path(args.policy))
+    if lake:
+        check_against_lake(policy)
+    return policy
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "demo":
+        from dsr.demo import run_demo
+
+        return run_demo(args.dir)
+    if cmd == "check":
+        return _check(args)
+    if cmd == "request":
+        return _request(args)
+    if cmd == "requests":
+        return _requests(args)
+    if cmd == "audit":
+        return _audit_verify(args)
+    if cmd == "receipt":
+        from dsr.receipt import print_receipt
+
+        return print_receipt(_policy(args, lake=False), args.request_id, as_json=args.json)
+    if cmd == "run":
+        from dsr.runner import cli_run
+
+        return cli_run(_policy(args), engine=args.engine, remote=args.remote, as_json=args.json)
+    if cmd == "verify":
+        from dsr.runner import cli_verify
+
+        return cli_verify(_policy(args), engine=args.engine, remote=args.remote, as_json=args.json)
+    raise AssertionError(cmd)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from dsr.coverage import uncovered_tables
+
+    policy = _policy(args)
+    missing = uncovered_tables(policy)
+    if missing:
+        print(f"dsr check: {len(missing)} personal table(s) neither in 'tables' nor 'exempt':")
+        for path, cols in missing:
+            print(f"  {path}  (subject-like column: {', '.join(cols)})")
+        print("add each to 'tables' (with an erase strategy) or to 'exempt' (with a reason)")
+        return 1
+    print(f"dsr check: policy OK; {len(policy.tables)} table(s) covered, {len(policy.exempt)} exempt")
+    return 0
+
+
+def _request(args: argparse.Namespace) -> int:
+    from dsr import control
+
+    if args.kind == "import":
+        policy = _policy(args, lake=False)
+        results = control.import_csv(policy, args.file)
+        added = sum(1 for _, created in results if created)
+        for rid, created in results:
+            print(f"{rid}\t{'added' if created else 'duplicate of an open request'}")
+        print(f"imported {added} new request(s), {len(results) - added} duplicate(s)", file=sys.stderr)
+        return 0
+    from dsr.subjects import check_subject_id
+
+    check_subject_id(args.subject)
+    policy = _policy(args, lake=False)
+    rid, created = control.submit(policy, args.kind, args.subject, ticket=args.ticket, requested_by=args.by)
+    print(rid)
+    if not created:
+        print(f"dsr: an open {args.kind} request for this subject exists already: {rid}", file=sys.stderr)
+    return 0
+
+
+def _requests(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from dsr import control
+
+    policy = _policy(args, lake=False)
+    now = dt.datetime.now(dt.UTC)
+    rows = control.list_requests(policy, status=args.status)
+    if args.json:
+        print(json.dumps([r.public(now) for r in rows], indent=2))
+        return 0
+    if not rows:
+        print("no requests" + (f" with status {args.status}" if args.status else ""))
+        return 0
+    print(f"{'REQUEST':22} {'KIND':6} {'STATUS':9} {'DUE':10} {'TRIES':>5}  TICKET")
+    for r in rows:
+        flag = "  OVERDUE" if r.overdue(now) else ""
+        print(f"{r.request_id:22} {r.kind:6} {r.status:9} {r.due_at:%Y-%m-%d} {r.attempts:>5}  {r.ticket or '-'}{flag}")
+        if r.status == "failed" and r.error:
+            print(f"{'':22} error: {r.error.splitlines()[0][:200]}")
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from dsr import audit
+
+    policy = _policy(args, lake=False)
+    n, brk = audit.verify_chain(policy)
+    if brk is not None:
+        print(f"audit chain BROKEN at event seq {brk.seq} (event_id {brk.event_id}): {brk.why}; "
+              f"{n} event(s) before it are intact")
+        return 1
+    print(f"audit chain OK: {n} event(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""The completeness guardrail of ``dsr check``: every personal table is covered or exempt."""
+
+from __future__ import annotations
+
+from dsr import storage
+from dsr.policy import Policy, read_schema
+
+__all__ = ["uncovered_tables"]
+
+
+def uncovered_tables(policy: Policy) -> list[tuple[str, list[str]]]:
+    """Delta tables under the lake with a subject-like column that are neither covered nor exempt.
+
+    Subject-like: a column named like any policy table's subject column, or listed in ``subject_columns``.
+    Returns (path relative to the lake, matching columns), sorted by path.
+    """
+    names = {t.subject.lower() for t in policy.tables} | {c.lower() for c in policy.subject_columns}
+    covered = {t.uri for t in policy.tables}
+    exempt = {storage.join(policy.lake, e.path) for e in policy.exempt}
+    out: list[tuple[str, list[str]]] = []
+    for rel in storage.list_delta_tables(policy.lake, skip=(policy.control,)):
+        uri = storage.join(policy.lake, rel)
+        if uri in covered or uri in exempt:
+            continue
+        schema = read_schema(uri)
+        if schema is None:
+            continue
+        hits = [n for n in schema.names if n.lower() in names]
+        if hits:
+            out.append((rel, hits))
+    return sorted(out)

@@ -1,0 +1,77 @@
+"""Small delta-rs helpers shared by the control and audit tables: open, create, read, optimistic commits."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from dsr import storage
+from dsr.errors import ConflictError
+
+__all__ = ["commit_properties", "create_if_missing", "open_table", "optimistic", "read_all"]
+
+T = TypeVar("T")
+
+
+def open_table(uri: str) -> Any:
+    """The DeltaTable at uri, or None when none exists there yet."""
+    from deltalake import DeltaTable
+
+    if not storage.delta_table_exists(uri):
+        return None
+    return DeltaTable(uri, storage_options=storage.storage_options(uri))
+
+
+def create_if_missing(uri: str, schema: Any, *, name: str, description: str) -> Any:
+    """Open the table at uri, creating it empty with schema if missing (a lost creation race is fine)."""
+    from deltalake import DeltaTable
+
+    dt = open_table(uri)
+    if dt is not None:
+        return dt
+    if not storage.is_remote(uri):
+        import os
+
+        os.makedirs(uri, exist_ok=True)
+    try:
+        return DeltaTable.create(
+            uri,
+            schema=schema,
+            mode="ignore",
+            name=name,
+            description=description,
+            storage_options=storage.storage_options(uri),
+        )
+    except Exception:
+        dt = open_table(uri)
+        if dt is None:
+            raise
+        return dt
+
+
+def read_all(dt: Any, columns: list[str] | None = None) -> Any:
+    """The whole current version of a (small) table as a pyarrow Table."""
+    return dt.to_pyarrow_table(columns=columns)
+
+
+def commit_properties(metadata: dict[str, str] | None = None, *, retries: int = 0) -> Any:
+    """Commit properties with no silent rebase (retries=0): any concurrent commit makes ours fail."""
+    from deltalake import CommitProperties
+
+    return CommitProperties(custom_metadata=metadata or None, max_commit_retries=retries)
+
+
+def optimistic(attempt: Callable[[], T], *, what: str, tries: int = 50) -> T:
+    """Run ``attempt`` (which re-reads the table and commits) until no concurrent commit beats it."""
+    from deltalake.exceptions import CommitFailedError
+
+    delay = 0.02
+    for _ in range(tries):
+        try:
+            return attempt()
+        except CommitFailedError:
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 1.6, 1.0)
+    raise ConflictError(f"{what}: gave up after {tries} concurrent-commit conflicts; try again")

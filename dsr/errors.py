@@ -1,0 +1,35 @@
+"""The narrow exceptions of dsr. Messages never carry subject IDs: name request ids, tables and columns."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConflictError",
+    "DsrError",
+    "InputError",
+    "PolicyError",
+    "VerificationError",
+]
+
+
+class DsrError(Exception):
+    """Base of every error dsr raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(DsrError):
+    """Bad usage or bad input: the CLI prints one line and exits 2, nothing written."""
+
+    exit_code = 2
+
+
+class PolicyError(InputError):
+    """The policy file is invalid, or does not match the lake."""
+
+
+class ConflictError(DsrError):
+    """A Delta commit lost an optimistic-concurrency race too many times."""
+
+
+class VerificationError(DsrError):
+    """A verification (GE suite, reconcile, hash chain) failed: exit 1."""
