@@ -161,7 +161,8 @@ def verify_chain(policy: Policy) -> tuple[int, ChainBreak | None]:
             why = "missing event before it" if row["seq"] > expected_seq else "sequence number repeated"
             return expected_seq, ChainBreak(row["seq"], row["event_id"], why)
         if row["prev_hash"] != prev:
-            return expected_seq, ChainBreak(row["seq"], row["event_id"], "previous-hash link broken (removed or reordered)")
+            why = "previous-hash link broken (an event removed or reordered)"
+            return expected_seq, ChainBreak(row["seq"], row["event_id"], why)
         if _hash(prev, row) != row["hash"]:
             return expected_seq, ChainBreak(row["seq"], row["event_id"], "content altered (hash mismatch)")
         prev = row["hash"]

@@ -46,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
         r.add_argument("subject", metavar="SUBJECT", help="the subject id as stored in the tables")
         r.add_argument("--ticket", metavar="T", help="your ticket or case reference")
         r.add_argument("--by", metavar="WHO", help="who files the request")
-    imp = rsub.add_parser("import", help="file every request of a CSV (header kind,subject_id[,ticket,requested_by]); all or nothing")
+    imp = rsub.add_parser(
+        "import", help="file every request of a CSV (header kind,subject_id[,ticket,requested_by]); all or nothing"
+    )
     imp.add_argument("file", metavar="FILE.csv")
 
     lst = sub.add_parser("requests", help="list requests (overdue ones are marked)")

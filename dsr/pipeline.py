@@ -1,0 +1,574 @@
+"""One engine-agnostic run: claim -> export -> erase -> verify -> complete.
+
+Each step is a function of (policy, engine, run_id[, table]) so ``dsr run`` calls them in a row and the
+Airflow DAG maps them per table; state passes through the control table and the audit log, never through
+return values, so every step can be retried on its own. Steps return small dicts of counts (no subject ids).
+
+Idempotency: erasing is naturally idempotent (a second MERGE matches nothing); on top, a table already
+recorded as erased for a request (in the audit log, or in a Delta commit carrying the request id whose audit
+event was lost when a run died) is not erased again for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dsr import audit, control, erasure, exporting
+from dsr.engines.base import Engine, ErasePlan
+from dsr.errors import VerificationError
+from dsr.masking import pseudonym, pseudonym_kind
+from dsr.policy import Policy, TableSpec
+
+__all__ = [
+    "RunReport",
+    "claim_batch",
+    "complete_batch",
+    "erase_table",
+    "export_table",
+    "finish_exports",
+    "run",
+    "verify_table",
+]
+
+log = logging.getLogger("dsr.pipeline")
+
+_UNFINISHED_EXPORT = ("pending", "running")
+
+
+def _batch(policy: Policy, run_id: str, kind: str | None = None) -> list[control.Request]:
+    """The requests this run holds (status running under run_id)."""
+    return [
+        r for r in control.list_requests(policy, status="running")
+        if r.run_id == run_id and (kind is None or r.kind == kind)
+    ]
+
+
+def scrub(text: str, subjects: Iterable[str]) -> str:
+    """Replace any subject id in an error text by a placeholder (longest first)."""
+    for sid in sorted(set(subjects), key=len, reverse=True):
+        if sid:
+            text = text.replace(sid, "<subject>")
+    return text
+
+
+# --- claim ------------------------------------------------------------------------------------------------
+
+
+def claim_batch(policy: Policy, run_id: str | None = None) -> dict[str, Any]:
+    """Claim every claimable request for this run. Returns run id, counts and the tables to process."""
+    run_id = run_id or control.new_run_id()
+    control.claim(policy, run_id)
+    held = _batch(policy, run_id)  # includes what an earlier attempt of this same run claimed
+    exports = [r for r in held if r.kind == "export"]
+    erasures = [r for r in held if r.kind == "erase"]
+    log.info("run %s: %d export and %d erase request(s) claimed", run_id, len(exports), len(erasures))
+    return {
+        "run_id": run_id,
+        "requests": len(held),
+        "exports": len(exports),
+        "erasures": len(erasures),
+        "export_tables": [t.name for t in policy.tables if t.export] if exports else [],
+        "erase_tables": [t.name for t in policy.tables] if erasures else [],
+    }
+
+
+# --- export -----------------------------------------------------------------------------------------------
+
+
+def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -> dict[str, Any]:
+    """ONE scan of one table for every export request of the run; rows go to per-request part files."""
+    table = policy.table(table_name)
+    reqs = _batch(policy, run_id, "export")
+    if not reqs or not table.export:
+        return {"table": table_name, "requests": 0, "rows": 0}
+    schema = engine.schema(table.uri)
+    keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in reqs], schema.field(table.subject).type)
+    by_key: dict[Any, list[str]] = defaultdict(list)
+    for rid, value in keys.by_request.items():
+        by_key[value].append(rid)
+    columns = [c for c in schema.names if c not in table.never_export]
+    version = engine.version(table.uri)
+    with exporting.PartWriter(policy.exports, run_id, table.name, [r.request_id for r in reqs]) as parts:
+        if len(keys.keys):
+            for batch in engine.scan_subjects(table.uri, table.subject, keys.keys, columns):
+                for row in batch.to_pylist():
+                    for rid in by_key.get(row[table.subject], ()):
+                        parts.write(rid, row)
+    audit.append(policy, [
+        audit.AuditEvent(
+            "table_exported", request_id=r.request_id, run_id=run_id, table_name=table.name,
+            details={"rows": parts.rows[r.request_id], "version": version,
+                     "subject_matchable": r.request_id not in keys.uncastable,
+                     "columns_excluded": list(table.never_export)},
+        )
+        for r in reqs
+    ])
+    total = sum(parts.rows.values())
+    log.info("run %s: exported table %s (%d rows for %d request(s))", run_id, table.name, total, len(reqs))
+    return {"table": table_name, "requests": len(reqs), "rows": total, "version": version}
+
+
+def _exported_tables(policy: Policy, request_id: str) -> dict[str, dict[str, Any]]:
+    return {
+        e["table_name"]: e["details"]
+        for e in audit.events(policy, request_id=request_id) if e["event"] == "table_exported"
+    }
+
+
+def finish_exports(policy: Policy, run_id: str) -> dict[str, Any]:
+    """Write one document per export request and complete it; hold back erasures that must wait."""
+    reqs = _batch(policy, run_id, "export")
+    tables = [t.name for t in policy.tables if t.export]
+    done: list[dict[str, Any]] = []
+    failed: dict[str, str] = {}
+    now = dt.datetime.now(dt.UTC)
+    for r in reqs:
+        exported = _exported_tables(policy, r.request_id)
+        missing = [t for t in tables if t not in exported]
+        if missing:
+            failed[r.request_id] = f"export incomplete: table(s) not scanned: {', '.join(missing)}"
+            continue
+        notes = {
+            t: f"subject id cannot be cast to the type of {policy.table(t).subject!r}: nothing can match"
+            for t in tables if not exported[t].get("subject_matchable", True)
+        }
+        uri = exporting.finish_document(
+            policy.exports, run_id, r.request_id, r.subject_id, tables, exported_at=now, notes=notes
+        )
+        rows = {t: exported[t].get("rows", 0) for t in tables}
+        done.append({"request_id": r.request_id, "export_uri": uri,
+                     "result": {"kind": "export", "export_uri": uri, "tables": rows, "notes": notes}})
+    if done:
+        control.complete(policy, run_id, done)
+        for d in done:
+            exporting.remove_parts(policy.exports, run_id, d["request_id"])
+    if failed:
+        control.fail(policy, run_id, failed)
+    released = _hold_back_erasures(policy, run_id)
+    log.info("run %s: %d export document(s) written, %d failed, %d erasure(s) wait for an export",
+             run_id, len(done), len(failed), released)
+    return {"documents": len(done), "failed": len(failed), "erasures_waiting": released}
+
+
+def _hold_back_erasures(policy: Policy, run_id: str) -> int:
+    """With export_before_erase, an erasure whose subject has an unfinished export goes back to pending."""
+    if not policy.export_before_erase:
+        return 0
+    erasures = _batch(policy, run_id, "erase")
+    if not erasures:
+        return 0
+    blocking = {
+        r.subject_id for r in control.list_requests(policy)
+        if r.kind == "export" and (
+            r.status in _UNFINISHED_EXPORT or (r.status == "failed" and r.attempts < policy.max_attempts)
+        )
+    }
+    waiting = [r.request_id for r in erasures if r.subject_id in blocking]
+    if waiting:
+        control.release(policy, run_id, waiting, "waiting for an unfinished export of the same subject")
+    return len(waiting)
+
+
+# --- erase ------------------------------------------------------------------------------------------------
+
+
+def _erase_events(policy: Policy, request_ids: Iterable[str], table: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for rid in request_ids:
+        for e in audit.events(policy, request_id=rid):
+            if e["table_name"] == table and e["event"] in ("table_erased", "table_retained"):
+                out[rid] = e["details"]
+    return out
+
+
+def _recover_from_history(
+    policy: Policy, engine: Engine, run_id: str, table: TableSpec, pending: Sequence[str]
+) -> list[str]:
+    """Find commits of a dead run that erased these requests but whose audit events were lost."""
+    want = set(pending)
+    recovered: list[audit.AuditEvent] = []
+    for commit in engine.history(table.uri, 50):
+        ids = str(commit.get("dsr.request_ids") or "")
+        if not ids or commit.get("dsr.table") != table.name:
+            continue
+        hit = want & set(ids.split(","))
+        if not hit:
+            continue
+        m = commit.get("operationMetrics") or {}
+        rows = json.loads(str(commit.get("dsr.rows_by_request") or "{}"))
+        version = int(commit["version"])
+        for rid in sorted(hit):
+            recovered.append(audit.AuditEvent(
+                "table_erased", request_id=rid, run_id=run_id, table_name=table.name,
+                details={
+                    "strategy": table.erase, "rows": int(rows.get(rid, 0)),
+                    "rows_matched_total": int(commit.get("dsr.rows_matched") or 0),
+                    "rows_deleted": int(m.get("num_target_rows_deleted", 0)),
+                    "rows_updated": int(m.get("num_target_rows_updated", 0)),
+                    "files_added": int(m.get("num_target_files_added", 0)),
+                    "files_removed": int(m.get("num_target_files_removed", 0)),
+                    "version_before": version - 1, "version_after": version,
+                    "subject_matchable": True, "engine": engine.name,
+                    "recovered_from_commit": True, "commit_run_id": commit.get("dsr.run_id"),
+                },
+            ))
+        want -= hit
+    if recovered:
+        audit.append(policy, recovered)
+    return sorted(set(pending) - want)
+
+
+def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -> dict[str, Any]:
+    """ONE Delta commit erasing (or anonymising) every erase request of the run in one table."""
+    table = policy.table(table_name)
+    reqs = _batch(policy, run_id, "erase")
+    if not reqs:
+        return {"table": table_name, "requests": 0}
+    done = _erase_events(policy, [r.request_id for r in reqs], table.name)
+    todo = [r for r in reqs if r.request_id not in done]
+    if not todo:
+        return {"table": table_name, "requests": 0, "already_done": len(reqs)}
+    if table.erase == "retain":
+        audit.append(policy, [
+            audit.AuditEvent("table_retained", request_id=r.request_id, run_id=run_id, table_name=table.name,
+                             details={"strategy": "retain", "reason": table.reason, "rows": 0})
+            for r in todo
+        ])
+        return {"table": table_name, "requests": len(todo), "strategy": "retain"}
+
+    recovered = _recover_from_history(policy, engine, run_id, table, [r.request_id for r in todo])
+    todo = [r for r in todo if r.request_id not in recovered]
+    if not todo:
+        return {"table": table_name, "requests": 0, "recovered": len(recovered)}
+
+    schema = engine.schema(table.uri)
+    keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in todo], schema.field(table.subject).type)
+    # per-request rows before the commit: one projected scan of the subject column
+    per_key: dict[Any, int] = defaultdict(int)
+    if len(keys.keys):
+        for batch in engine.scan_subjects(table.uri, table.subject, keys.keys, [table.subject]):
+            for value in batch.column(0).to_pylist():
+                per_key[value] += 1
+    rows_by_request = {r.request_id: per_key.get(keys.by_request.get(r.request_id), 0) for r in todo}
+    matched = sum(per_key.values())
+    request_ids = [r.request_id for r in todo]
+    metadata = {
+        "dsr.run_id": run_id, "dsr.table": table.name, "dsr.request_ids": ",".join(request_ids),
+        "dsr.rows_by_request": json.dumps(rows_by_request, sort_keys=True), "dsr.rows_matched": str(matched),
+    }
+    if len(keys.keys) and matched:
+        key = policy.pseudonym_key() if policy.needs_key and table.erase == "anonymise" else None
+        source = erasure.build_source(table, schema, keys, key)
+        plan = ErasePlan(
+            uri=table.uri, subject=table.subject, strategy=table.erase,
+            updates=erasure.build_updates(table, schema, engine.dialect) if table.erase == "anonymise" else {},
+            metadata=metadata,
+        )
+        result = engine.erase(plan, source)
+    else:
+        v = engine.version(table.uri)
+        from dsr.engines.base import CommitResult
+
+        result = CommitResult(version_before=v, version_after=v)
+    audit.append(policy, [
+        audit.AuditEvent(
+            "table_erased", request_id=r.request_id, run_id=run_id, table_name=table.name,
+            details={
+                "strategy": table.erase, "rows": rows_by_request[r.request_id], "rows_matched_total": matched,
+                "rows_deleted": result.rows_deleted, "rows_updated": result.rows_updated,
+                "files_added": result.files_added, "files_removed": result.files_removed,
+                "version_before": result.version_before, "version_after": result.version_after,
+                "subject_matchable": r.request_id not in keys.uncastable, "engine": engine.name,
+            },
+        )
+        for r in todo
+    ])
+    log.info("run %s: table %s %s: %d row(s) for %d request(s), files -%d/+%d, version %d -> %d",
+             run_id, table.name, table.erase, matched, len(todo), result.files_removed, result.files_added,
+             result.version_before, result.version_after)
+    return {"table": table_name, "requests": len(todo), "strategy": table.erase, "rows": matched,
+            "files_added": result.files_added, "files_removed": result.files_removed,
+            "version_after": result.version_after}
+
+
+# --- verify -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TableCheck:
+    table: str
+    success: bool = True
+    suites: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, outcome: Any) -> None:
+        self.suites.append(outcome.as_dict())
+        self.success = self.success and bool(outcome.success)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"table": self.table, "success": self.success, "suites": self.suites, "notes": self.notes}
+
+
+def check_table(
+    policy: Policy, engine: Engine, table: TableSpec, subject_ids: Sequence[str],
+    reconcile: Sequence[dict[str, Any]] = (),
+) -> TableCheck:
+    """Run the GE suites of one table for a set of erased subjects (absence, masks, reconcile)."""
+    import pandas as pd
+
+    from dsr.verify import SuiteOutcome, Validator, mask_suite_name
+
+    check = TableCheck(table.name)
+    if table.erase == "retain":
+        check.notes.append(f"retained: {table.reason}")
+        return check
+    validator = Validator.shared()
+    schema = engine.schema(table.uri)
+    ctype = schema.field(table.subject).type
+    keys = erasure.subject_keys([(s, s) for s in subject_ids], ctype)
+    values = keys.keys.to_pylist()
+
+    absent = SuiteOutcome("dsr_erased_absent")
+    for frame in engine.validation_frames(table.uri, [table.subject]):
+        absent.add(validator.validate(
+            "dsr_erased_absent", frame, engine.frame_kind, subs={"$subject": table.subject},
+            params={"erased_subjects": values},
+        ))
+    check.add(absent)
+
+    if table.erase == "anonymise" and values:
+        subj_mask = table.mask_map[table.subject]
+        if subj_mask.strategy == "pseudonymise":
+            key = policy.pseudonym_key()
+            kind = pseudonym_kind(ctype)
+            assert kind is not None
+            psn_keys = [pseudonym(key, keys.subject_of_key[v], kind) for v in values]
+            import pyarrow as pa
+
+            cols = [c for c, _ in table.masks]
+            outcomes = {c: SuiteOutcome(mask_suite_name(m.strategy)) for c, m in table.masks}
+            for frame in engine.validation_frames(
+                table.uri, cols, where_in=(table.subject, pa.array(psn_keys, type=ctype))
+            ):
+                frame = _as_text(frame, engine.frame_kind, [
+                    c for c, m in table.masks if m.strategy in ("year", "month", "ipv4_24")
+                ])
+                for col, mask in table.masks:
+                    params: dict[str, Any] = {}
+                    if mask.strategy == "pseudonymise":
+                        k = pseudonym_kind(schema.field(col).type)
+                        assert k is not None
+                        params["pseudonyms"] = [pseudonym(key, keys.subject_of_key[v], k) for v in values]
+                    if mask.strategy == "redact":
+                        params["redact_values"] = [mask.value]
+                    outcomes[col].add(validator.validate(
+                        mask_suite_name(mask.strategy), _project(frame, engine.frame_kind, col), engine.frame_kind,
+                        subs={"$column": col}, params=params,
+                    ))
+            for col, outcome in outcomes.items():
+                d = outcome
+                d.suite = f"{outcome.suite}[{col}]"
+                check.add(d)
+        else:
+            check.notes.append("subject column nullified: anonymised rows cannot be singled out, masks not re-checked")
+
+    for rec in reconcile:
+        rows_before = engine.row_count(table.uri, rec["version_before"])
+        rows_after = engine.row_count(table.uri, rec["version_after"])
+        changed = rec["rows_deleted"] if table.erase == "delete" else rec["rows_updated"]
+        expected_after = rows_before - rec["rows_deleted"]
+        frame = pd.DataFrame({"rows_after": [rows_after], "rows_changed": [changed]})
+        if engine.frame_kind == "spark":
+            frame = _to_spark(engine, frame)
+        outcome = validator.validate(
+            "dsr_reconcile", frame, engine.frame_kind,
+            params={"expected_rows_after": expected_after, "rows_matched": rec["rows_matched_total"]},
+        )
+        outcome.suite = f"dsr_reconcile[v{rec['version_before']}->v{rec['version_after']}]"
+        check.add(outcome)
+        check.notes.append(
+            f"v{rec['version_before']}: {rows_before} rows, v{rec['version_after']}: {rows_after} rows, "
+            f"{changed} {'deleted' if table.erase == 'delete' else 'updated'}, {rec['rows_matched_total']} matched"
+        )
+    return check
+
+
+def _as_text(frame: Any, kind: str, cols: Sequence[str]) -> Any:
+    if not cols:
+        return frame
+    if kind == "pandas":
+        frame = frame.copy()
+        for c in cols:
+            frame[c] = frame[c].map(lambda v: None if v is None or v != v else _iso(v))
+        return frame
+    from pyspark.sql import functions as F
+
+    for c in cols:
+        frame = frame.withColumn(c, F.col(c).cast("string"))
+    return frame
+
+
+def _iso(v: Any) -> str:
+    return v.isoformat() if hasattr(v, "isoformat") else str(v)
+
+
+def _project(frame: Any, kind: str, col: str) -> Any:
+    return frame[[col]] if kind == "pandas" else frame.select(col)
+
+
+def _to_spark(engine: Engine, frame: Any) -> Any:
+    spark = getattr(engine, "spark", None)
+    if spark is None:
+        raise RuntimeError("spark engine without a session")
+    return spark.createDataFrame(frame)
+
+
+def verify_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -> dict[str, Any]:
+    """Verify one table for the run's erasures; record a ``verified`` event per request.
+
+    Raises VerificationError when a suite fails (after recording it).
+    """
+    table = policy.table(table_name)
+    reqs = _batch(policy, run_id, "erase")
+    events = _erase_events(policy, [r.request_id for r in reqs], table.name)
+    reqs = [r for r in reqs if r.request_id in events]
+    if not reqs:
+        return {"table": table_name, "requests": 0, "success": True}
+    commits: dict[tuple[int, int], dict[str, Any]] = {}
+    for d in events.values():
+        if d.get("strategy") in ("delete", "anonymise") and d["version_after"] != d["version_before"]:
+            commits[(d["version_before"], d["version_after"])] = d
+    check = check_table(policy, engine, table, [r.subject_id for r in reqs], list(commits.values()))
+    audit.append(policy, [
+        audit.AuditEvent("verified", request_id=r.request_id, run_id=run_id, table_name=table.name,
+                         details=check.as_dict())
+        for r in reqs
+    ])
+    log.info("run %s: table %s verified: %s", run_id, table.name, "OK" if check.success else "FAILED")
+    if not check.success:
+        failed = [s["suite"] for s in check.suites if not s["success"]]
+        raise VerificationError(f"verification failed on table {table.name!r}: {', '.join(failed)}")
+    return {"table": table_name, "requests": len(reqs), "success": True}
+
+
+# --- complete ---------------------------------------------------------------------------------------------
+
+
+def _request_result(policy: Policy, r: control.Request) -> tuple[dict[str, Any], str | None]:
+    """The receipt-ready result of an erasure, or an error saying what is missing or failed."""
+    events = audit.events(policy, request_id=r.request_id)
+    erased: dict[str, dict[str, Any]] = {}
+    verified: dict[str, dict[str, Any]] = {}
+    for e in events:
+        if e["event"] in ("table_erased", "table_retained"):
+            erased[e["table_name"]] = e["details"]
+        elif e["event"] == "verified":
+            verified[e["table_name"]] = e["details"]
+    tables: dict[str, Any] = {}
+    problems: list[str] = []
+    for t in policy.tables:
+        d = erased.get(t.name)
+        if d is None:
+            problems.append(f"table {t.name!r} not erased")
+            continue
+        v = verified.get(t.name)
+        entry = {
+            "strategy": t.erase, "rows": d.get("rows", 0),
+            "version_before": d.get("version_before"), "version_after": d.get("version_after"),
+            "files_added": d.get("files_added"), "files_removed": d.get("files_removed"),
+            "ge_success": None if v is None else v["success"],
+        }
+        if t.erase == "retain":
+            entry["reason"] = t.reason
+        if not d.get("subject_matchable", True):
+            entry["note"] = f"subject id cannot be cast to the type of {t.subject!r}: nothing matched"
+        tables[t.name] = entry
+        if t.erase != "retain":
+            if v is None:
+                problems.append(f"table {t.name!r} not verified")
+            elif not v["success"]:
+                problems.append(f"verification failed on table {t.name!r}")
+    return {"kind": "erase", "tables": tables}, ("; ".join(problems) if problems else None)
+
+
+def complete_batch(policy: Policy, run_id: str, errors: dict[str, str] | None = None) -> dict[str, Any]:
+    """Complete every erasure of the run that is erased and verified everywhere; fail the rest."""
+    reqs = _batch(policy, run_id)
+    done: list[dict[str, Any]] = []
+    failed: dict[str, str] = {}
+    for r in reqs:
+        if r.kind == "export":
+            failed[r.request_id] = "export not finished in this run"
+            continue
+        result, problem = _request_result(policy, r)
+        if problem is None:
+            done.append({"request_id": r.request_id, "result": result})
+        else:
+            extra = (errors or {}).get(r.request_id)
+            failed[r.request_id] = scrub(problem + (f" ({extra})" if extra else ""), [r.subject_id])
+    if done:
+        control.complete(policy, run_id, done)
+    if failed:
+        control.fail(policy, run_id, failed)
+    failed_before = sum(
+        1 for r in control.list_requests(policy, status="failed") if r.run_id == run_id and r.request_id not in failed
+    )
+    exit_code = 1 if failed or failed_before else 0
+    log.info("run %s: %d request(s) completed, %d failed", run_id, len(done), len(failed) + failed_before)
+    return {"run_id": run_id, "completed": len(done), "failed": len(failed) + failed_before, "exit_code": exit_code}
+
+
+# --- the whole run ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    engine: str
+    claimed: dict[str, Any]
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.errors or self.summary.get("exit_code", 0) else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "engine": self.engine, "claimed": self.claimed, "steps": self.steps,
+                "errors": self.errors, "summary": self.summary, "exit_code": self.exit_code}
+
+
+def run(policy: Policy, engine: Engine, *, run_id: str | None = None) -> RunReport:
+    """Process every claimable request once."""
+    claimed = claim_batch(policy, run_id)
+    rid = claimed["run_id"]
+    report = RunReport(run_id=rid, engine=engine.name, claimed=claimed)
+    if not claimed["requests"]:
+        report.summary = {"run_id": rid, "completed": 0, "failed": 0, "exit_code": 0}
+        return report
+    subjects = [r.subject_id for r in _batch(policy, rid)]
+
+    def step(name: str, fn: Any, *args: Any) -> None:
+        try:
+            report.steps.append({"step": name, **fn(*args)})
+        except Exception as exc:  # recorded, scrubbed, and the run goes on to complete what it can
+            msg = scrub(f"{name}: {type(exc).__name__}: {exc}", subjects)
+            log.error("run %s: %s", rid, msg)
+            report.errors.append(msg)
+
+    for t in claimed["export_tables"]:
+        step(f"export {t}", export_table, policy, engine, rid, t)
+    step("finish exports", finish_exports, policy, rid)
+    for t in claimed["erase_tables"]:
+        step(f"erase {t}", erase_table, policy, engine, rid, t)
+    for t in claimed["erase_tables"]:
+        step(f"verify {t}", verify_table, policy, engine, rid, t)
+    report.summary = complete_batch(policy, rid)
+    return report
