@@ -23,6 +23,7 @@ import queue
 import random
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -160,29 +161,27 @@ def build_demo_lake(
     buyers = set(orders.column("user_id").to_pylist())
     rows["orders"] = _write(lake / "orders", orders, parts=2)
     rows["consents"] = _write(lake / "consents", _consents_table(rng, user_ids))
-    n_customers = max(20, round(600 * scale))
-    rows["support_tickets"] = _write(
-        lake / "support_tickets", _tickets_table(rng, n_customers, max(40, round(1500 * scale))), parts=2,
-    )
+    tickets = _tickets_table(rng, max(20, round(600 * scale)), max(40, round(1500 * scale)))
+    customers = sorted(set(tickets.column("customer_no").to_pylist()))
+    rows["support_tickets"] = _write(lake / "support_tickets", tickets, parts=2)
     rows["geo_lookup"] = _write(lake / "geo_lookup", _geo_table())
 
     policy_path = root / "dsr.yml"
     policy_path.write_text(POLICY_YAML, encoding="utf-8")
     env_path = root / "demo.env"
-    env_path.write_text(
-        "# Source me to use `dsr` on the demo:  source " + str(env_path) + "\n"
-        f"export DSR_POLICY={policy_path}\n"
-        f"export {KEY_ENV}={key}\n",
-        encoding="utf-8",
-    )
-    env_path.chmod(0o600)
+    with os.fdopen(os.open(env_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
+        f.write(
+            f"# Source me to use `dsr` on the demo:  source {shlex.quote(str(env_path))}\n"
+            f"export DSR_POLICY={shlex.quote(str(policy_path))}\n"
+            f"export {KEY_ENV}={shlex.quote(key)}\n"
+        )
     info = DemoInfo(
         dir=str(root), lake=str(lake), exports=str(exports), policy_path=str(policy_path),
         env_path=str(env_path), key=key, rows=rows,
     )
     if requests:
         candidates = [u for u in user_ids if u in active and u in buyers]
-        info.requests = _file_requests(info, rng, candidates if len(candidates) >= 7 else user_ids, n_customers)
+        info.requests = _file_requests(info, rng, candidates if len(candidates) >= 7 else user_ids, customers)
     return info
 
 
@@ -402,14 +401,14 @@ def _environ(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _file_requests(info: DemoInfo, rng: random.Random, user_ids: list[str], n_customers: int) -> list[DemoRequest]:
+def _file_requests(info: DemoInfo, rng: random.Random, user_ids: list[str], customers: list[int]) -> list[DemoRequest]:
     """Five erasures and three exports; one user asks for both (the export runs first)."""
     from dsr import control
     from dsr.policy import load_policy
 
     picked = rng.sample(user_ids, 7)
     erase_users, export_only, both = picked[:4], picked[4:6], picked[6]
-    customer = str(100_000 + rng.randrange(1, n_customers + 1))
+    customer = str(rng.choice(customers))
     plan = (
         [("export", s, "user_id") for s in [*export_only, both]]
         + [("erase", s, "user_id") for s in [*erase_users, both]]
@@ -450,7 +449,7 @@ def dags_folder() -> Path:
 
 def airflow_env(airflow_home: str | os.PathLike[str], extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for airflow subprocesses on a throw-away AIRFLOW_HOME (SQLite, no examples)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update({
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -530,7 +529,7 @@ def _stream(cmd: list[str], env: Mapping[str, str], log_path: Path, *, heartbeat
                     _say(f"      {time.monotonic() - started:5.0f}s  {shown}")
                     last = time.monotonic()
             if time.monotonic() - last >= heartbeat:
-                _say(f"      {time.monotonic() - started:5.0f}s  ... {progress.task or 'airflow'} still running")
+                _say(f"      {time.monotonic() - started:5.0f}s  ... (working on {progress.task or 'start-up'})")
                 last = time.monotonic()
     return proc.wait()
 
@@ -580,9 +579,10 @@ def run_demo(dir: str) -> int:
         _say(f"  subject ids FOUND in: {', '.join(leaks)}")
     else:
         _say("  no subject id in the Airflow output, task logs or XCom table")
-    _say(f"\n{'demo OK' if ok else 'demo FAILED'} in {time.monotonic() - t0:.0f}s. Try it yourself:")
-    _say(f"  source {info.env_path}")
-    _say("  dsr requests; dsr receipt <REQUEST_ID>; dsr verify; dsr audit verify")
+    dsr = _shown_path(str(Path(sys.executable).parent / "dsr"))
+    _say(f"\n{'demo OK' if ok else 'demo FAILED'} in {time.monotonic() - t0:.0f}s. Look around:")
+    _say(f"  source {_shown_path(info.env_path)}")
+    _say(f"  {dsr} requests; {dsr} receipt REQUEST_ID; {dsr} verify; {dsr} audit verify")
     return 0 if ok else 1
 
 
@@ -616,14 +616,17 @@ def _summary(info: DemoInfo) -> bool:
     from dsr.policy import load_policy
 
     policy = load_policy(info.policy_path)
-    ok = True
-    for r in control.list_requests(policy):
+    reqs = control.list_requests(policy)
+    ok = bool(reqs)
+    _say("  requests")
+    for r in reqs:
         ok = ok and r.status == "completed"
-        _say(f"  {r.request_id}  {r.kind:6} {r.status:9} ticket {r.ticket or '-'}  (attempts {r.attempts})")
-        for line in _result_lines(r.result_json()):
-            _say(f"      {line}")
+        _say(f"    {r.request_id}  {r.kind:6} {r.status:9}  {r.ticket or '-':9} {_request_line(r.result_json())}")
         if r.error:
             _say(f"      error: {r.error.splitlines()[0][:200]}")
+    _say("  tables (this run's erasures)")
+    for line in _table_lines(policy, [r.result_json() for r in reqs if r.kind == "erase"]):
+        _say(f"    {line}")
     n, brk = audit.verify_chain(policy)
     if brk is None:
         _say(f"  audit chain OK ({n} events)")
@@ -633,32 +636,50 @@ def _summary(info: DemoInfo) -> bool:
     return ok
 
 
-def _result_lines(result: Mapping[str, Any]) -> list[str]:
-    """Per-table lines of a request's result (as written by dsr.pipeline)."""
+def _shown_path(path: str) -> str:
+    try:
+        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+    except ValueError:
+        return path
+
+
+def _request_line(result: Mapping[str, Any]) -> str:
+    """One line for one request's result (as written by dsr.pipeline)."""
     tables = result.get("tables") or {}
     if result.get("kind") == "export":
-        rows = ", ".join(f"{name} {n}" for name, n in tables.items())
-        out = [f"rows exported: {rows}"]
-        out += [f"note: {name}: {note}" for name, note in (result.get("notes") or {}).items()]
-        if result.get("export_uri"):
-            out.append(f"export: {result['export_uri']}")
-        return out
-    out = []
+        rows = sum(int(n or 0) for n in tables.values())
+        where = f" -> {_shown_path(result['export_uri'])}" if result.get("export_uri") else ""
+        return f"{rows} row(s) from {len(tables)} table(s){where}"
+    groups: dict[str, list[str]] = {"delete": [], "anonymise": [], "retain": []}
     ge: list[bool] = []
     for name, t in tables.items():
         strategy = t.get("strategy", "?")
-        if strategy == "retain":
-            out.append(f"{name:16} retained        ({t.get('reason')})")
-            continue
-        verb = "deleted" if strategy == "delete" else "anonymised"
-        line = f"{name:16} {t.get('rows', 0):>4} row(s) {verb}"
-        if t.get("version_after") != t.get("version_before"):
-            line += f"  (Delta v{t.get('version_before')} -> v{t.get('version_after')})"
-        if t.get("note"):
-            line += f"  note: {t['note']}"
-        out.append(line)
+        groups.setdefault(strategy, []).append(name if strategy == "retain" else f"{name} {t.get('rows', 0)}")
         if t.get("ge_success") is not None:
             ge.append(bool(t["ge_success"]))
+    labels = {"delete": "deleted", "anonymise": "anonymised", "retain": "retained"}
+    parts = [f"{labels.get(k, k)}: {', '.join(v)}" for k, v in groups.items() if v]
     if ge:
-        out.append(f"Great Expectations: {'passed' if all(ge) else 'FAILED'} on {len(ge)} table(s)")
+        parts.append(f"GE {'passed' if all(ge) else 'FAILED'}")
+    return " | ".join(parts)
+
+
+def _table_lines(policy: Any, results: list[Mapping[str, Any]]) -> list[str]:
+    """Per policy table: strategy, rows affected by all erasures, Delta versions, GE outcome."""
+    out = []
+    for t in policy.tables:
+        entries = [r["tables"][t.name] for r in results if t.name in (r.get("tables") or {})]
+        if t.erase == "retain":
+            out.append(f"{t.name:16} {t.erase:9}  rows kept: {t.reason}")
+            continue
+        if not entries:
+            out.append(f"{t.name:16} {t.erase:9}  not erased in this run")
+            continue
+        rows = sum(int(e.get("rows") or 0) for e in entries)
+        versions = sorted({(e.get("version_before"), e.get("version_after")) for e in entries} - {(None, None)})
+        ver = ", ".join(f"v{b} -> v{a}" for b, a in versions if b != a) or "no commit"
+        ge = [e.get("ge_success") for e in entries if e.get("ge_success") is not None]
+        verdict = "GE passed" if ge and all(ge) else ("GE FAILED" if ge else "GE not run")
+        verb = "deleted" if t.erase == "delete" else "anonymised"
+        out.append(f"{t.name:16} {t.erase:9}  {rows:>5} row(s) {verb:10}  Delta {ver:12}  {verdict}")
     return out

@@ -18,6 +18,7 @@ import datetime as dt
 import decimal
 import json
 import math
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -68,6 +69,8 @@ def document_uri(exports: str, request_id: str) -> str:
 
 
 def _makedirs(uri: str) -> None:
+    if storage.is_remote(uri):
+        return  # object stores have no folders; creating one would leave a marker object behind
     filesys, path = storage.filesystem(uri)
     parent = path.rsplit("/", 1)[0]
     filesys.create_dir(parent, recursive=True)
@@ -161,3 +164,9 @@ def remove_parts(exports: str, run_id: str, request_id: str) -> None:
     filesys, path = storage.filesystem(uri)
     if filesys.get_file_info(path).type != fs.FileType.NotFound:
         filesys.delete_dir(path)
+    if not storage.is_remote(exports):  # tidy the empty run and _parts folders
+        for folder in (storage.join(exports, "_parts", run_id), storage.join(exports, "_parts")):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break

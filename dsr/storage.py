@@ -85,12 +85,18 @@ def filesystem(uri: str) -> tuple[Any, str]:
 
 
 def delta_table_exists(uri: str) -> bool:
+    """Whether a Delta table is at uri (its log has at least one commit)."""
     from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
 
-    try:
-        return bool(DeltaTable.is_deltatable(uri, storage_options=storage_options(uri)))
-    except Exception:
+    if not is_remote(uri) and not os.path.isdir(os.path.join(uri, "_delta_log")):
         return False
+    # DeltaTable.is_deltatable() hangs against some S3-compatible servers: open the table instead.
+    try:
+        DeltaTable(uri, storage_options=storage_options(uri), without_files=True)
+    except TableNotFoundError:
+        return False
+    return True
 
 
 def list_delta_tables(root: str, *, skip: tuple[str, ...] = ()) -> Iterator[str]:

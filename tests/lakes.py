@@ -56,6 +56,19 @@ exempt:
 """
 
 
+class _Root:
+    """A remote lake root that joins with ``/`` like a Path."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri.rstrip("/")
+
+    def __truediv__(self, part: str) -> _Root:
+        return _Root(f"{self.uri}/{part}")
+
+    def __str__(self) -> str:
+        return self.uri
+
+
 @dataclass
 class Lake:
     root: Path
@@ -84,14 +97,20 @@ def _events(rng: random.Random, day: str, n: int, start: int) -> Any:
     })
 
 
-def build(root: Path, *, seed: int = 11) -> Lake:
-    """Write the lake and its policy under root; returns paths and the env the CLI needs."""
+def build(root: Path, *, seed: int = 11, lake_uri: str | None = None, exports_uri: str | None = None) -> Lake:
+    """Write the lake and its policy under root (the lake itself at lake_uri, e.g. s3://bucket/prefix, when
+    given); returns paths and the env the CLI needs."""
     import pyarrow as pa
-    from deltalake import write_deltalake
+    from deltalake import write_deltalake as _write
+
+    from dsr import storage
 
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)
-    lake = root / "lake"
+    lake: Any = _Root(lake_uri) if lake_uri else root / "lake"
+
+    def write_deltalake(uri: str, data: Any, **kw: Any) -> None:
+        _write(uri, data, storage_options=storage.storage_options(uri), **kw)
     start = 0
     for day in ("2026-01-01", "2026-01-02", "2026-01-03"):
         for _ in range(3):  # several files per partition
@@ -133,7 +152,12 @@ def build(root: Path, *, seed: int = 11) -> Lake:
     }))
     write_deltalake(str(lake / "geo_lookup"), pa.table({"country": ["DE", "FR"], "region": ["EU", "EU"]}))
     policy_path = root / "dsr.yml"
-    policy_path.write_text(textwrap.dedent(POLICY), encoding="utf-8")
+    text = textwrap.dedent(POLICY)
+    if lake_uri:
+        text = text.replace("lake: ./lake", f"lake: {lake_uri}")
+    if exports_uri:
+        text = text.replace("exports: ./exports", f"exports: {exports_uri}")
+    policy_path.write_text(text, encoding="utf-8")
     return Lake(root=root, policy_path=policy_path, env={"DSR_PSEUDONYM_KEY": KEY, "DSR_POLICY": str(policy_path)})
 
 
@@ -141,7 +165,9 @@ def snapshot(path: Path | str) -> list[dict[str, Any]]:
     """Every row of a Delta table's current version, sorted, for value-for-value comparison."""
     from deltalake import DeltaTable
 
-    dt_ = DeltaTable(str(path))
+    from dsr import storage
+
+    dt_ = DeltaTable(str(path), storage_options=storage.storage_options(str(path)))
     rows = dt_.to_pyarrow_dataset().to_table().to_pylist()
     return sorted(rows, key=lambda r: repr(sorted(r.items())))
 
