@@ -72,7 +72,8 @@ def _engine() -> Any:
 def _final_errors() -> Iterator[None]:
     """A bad policy or input, or a failed verification, fails the task at once: a retry would fail the same way.
 
-    dsr error messages name tables, columns and request ids, never subject ids.
+    dsr error messages name tables, columns and request ids, never subject ids; other errors are re-raised
+    with the batch's subject ids scrubbed (``dsr.pipeline.safe_error``).
     """
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -82,6 +83,15 @@ def _final_errors() -> Iterator[None]:
         yield
     except (InputError, VerificationError) as exc:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        # anything else (I/O, engine) is retried by Airflow, with subject ids scrubbed from its message
+        from dsr import pipeline
+
+        try:
+            policy = _policy()
+        except Exception:
+            policy = None
+        raise pipeline.safe_error(exc, policy, _batch_id()) from None
 
 
 def _batch_id() -> str:

@@ -7,6 +7,7 @@ __all__ = [
     "DsrError",
     "InputError",
     "PolicyError",
+    "StepError",
     "VerificationError",
 ]
 
@@ -33,3 +34,7 @@ class ConflictError(DsrError):
 
 class VerificationError(DsrError):
     """A verification (GE suite, reconcile, hash chain) failed: exit 1."""
+
+
+class StepError(DsrError):
+    """A pipeline step failed for a reason outside dsr (I/O, engine); its text has subject ids scrubbed."""

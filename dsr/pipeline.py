@@ -21,7 +21,7 @@ from typing import Any
 
 from dsr import audit, control, erasure, exporting
 from dsr.engines.base import Engine, ErasePlan
-from dsr.errors import VerificationError
+from dsr.errors import DsrError, StepError, VerificationError
 from dsr.masking import pseudonym, pseudonym_kind
 from dsr.policy import Policy, TableSpec
 
@@ -33,6 +33,7 @@ __all__ = [
     "export_table",
     "finish_exports",
     "run",
+    "safe_error",
     "verify_table",
 ]
 
@@ -55,6 +56,26 @@ def scrub(text: str, subjects: Iterable[str]) -> str:
         if sid:
             text = text.replace(sid, "<subject>")
     return text
+
+
+def safe_error(exc: BaseException, policy: Policy | None, run_id: str) -> Exception:
+    """An exception fit for logs: dsr's own errors as they are (they never hold subject ids); any other
+    error re-worded as a ``StepError`` with the run's subject ids scrubbed from its text.
+
+    Raise the result ``from None`` so the original message does not reach a traceback.
+    """
+    if isinstance(exc, DsrError):
+        return exc
+    subjects: list[str] = []
+    if policy is not None:
+        try:
+            subjects = [r.subject_id for r in control.list_requests(policy) if r.run_id == run_id]
+        except Exception:
+            subjects = []
+    text = scrub(f"{type(exc).__name__}: {exc}", subjects)
+    if policy is None or not subjects:
+        text = f"{type(exc).__name__} (message withheld: it could not be checked for subject ids)"
+    return StepError(text)
 
 
 # --- claim ------------------------------------------------------------------------------------------------
@@ -114,11 +135,8 @@ def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
     return {"table": table_name, "requests": len(reqs), "rows": total, "version": version}
 
 
-def _exported_tables(policy: Policy, request_id: str) -> dict[str, dict[str, Any]]:
-    return {
-        e["table_name"]: e["details"]
-        for e in audit.events(policy, request_id=request_id) if e["event"] == "table_exported"
-    }
+def _exported_tables(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {e["table_name"]: e["details"] for e in events if e["event"] == "table_exported"}
 
 
 def finish_exports(policy: Policy, run_id: str) -> dict[str, Any]:
@@ -128,8 +146,9 @@ def finish_exports(policy: Policy, run_id: str) -> dict[str, Any]:
     done: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
     now = dt.datetime.now(dt.UTC)
+    events = audit.events_by_request(policy, [r.request_id for r in reqs])
     for r in reqs:
-        exported = _exported_tables(policy, r.request_id)
+        exported = _exported_tables(events[r.request_id])
         missing = [t for t in tables if t not in exported]
         if missing:
             failed[r.request_id] = f"export incomplete: table(s) not scanned: {', '.join(missing)}"
@@ -180,8 +199,8 @@ def _hold_back_erasures(policy: Policy, run_id: str) -> int:
 
 def _erase_events(policy: Policy, request_ids: Iterable[str], table: str) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for rid in request_ids:
-        for e in audit.events(policy, request_id=rid):
+    for rid, events in audit.events_by_request(policy, request_ids).items():
+        for e in events:
             if e["table_name"] == table and e["event"] in ("table_erased", "table_retained"):
                 out[rid] = e["details"]
     return out
@@ -460,9 +479,8 @@ def verify_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
 # --- complete ---------------------------------------------------------------------------------------------
 
 
-def _request_result(policy: Policy, r: control.Request) -> tuple[dict[str, Any], str | None]:
-    """The receipt-ready result of an erasure, or an error saying what is missing or failed."""
-    events = audit.events(policy, request_id=r.request_id)
+def _request_result(policy: Policy, events: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], str | None]:
+    """The receipt-ready result of an erasure (from its audit events), or an error saying what is missing."""
     erased: dict[str, dict[str, Any]] = {}
     verified: dict[str, dict[str, Any]] = {}
     for e in events:
@@ -502,11 +520,12 @@ def complete_batch(policy: Policy, run_id: str, errors: dict[str, str] | None = 
     reqs = _batch(policy, run_id)
     done: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
+    events = audit.events_by_request(policy, [r.request_id for r in reqs])
     for r in reqs:
         if r.kind == "export":
             failed[r.request_id] = "export not finished in this run"
             continue
-        result, problem = _request_result(policy, r)
+        result, problem = _request_result(policy, events[r.request_id])
         if problem is None:
             done.append({"request_id": r.request_id, "result": result})
         else:

@@ -223,3 +223,19 @@ def test_verify_and_audit_pass_then_tampering_is_caught(processed: dict[str, Any
     assert out.returncode == 1
     assert re.search(r"^events\s+FAILED", out.stdout, re.M), out.stdout
     assert "1011" not in out.stdout + out.stderr
+
+
+def test_safe_error_scrubs_subject_ids_from_foreign_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dsr.errors import InputError, StepError
+
+    built = lakes.build(tmp_path / "w")
+    for k, v in built.env.items():
+        monkeypatch.setenv(k, v)
+    policy = _policy(built)
+    control.submit(policy, "erase", "1012")
+    batch = pipeline.claim_batch(policy)
+    err = pipeline.safe_error(OSError("cannot read row 1012 of part-0001"), policy, batch["run_id"])
+    assert isinstance(err, StepError) and "1012" not in str(err) and "<subject>" in str(err)
+    own = InputError("table 'events': bad")
+    assert pipeline.safe_error(own, policy, batch["run_id"]) is own
+    assert "1012" not in str(pipeline.safe_error(OSError("1012"), None, batch["run_id"]))
