@@ -93,7 +93,7 @@ def delta_table_exists(uri: str) -> bool:
         return False
     # DeltaTable.is_deltatable() hangs against some S3-compatible servers: open the table instead.
     try:
-        DeltaTable(uri, storage_options=storage_options(uri), without_files=True)
+        DeltaTable(uri, storage_options=storage_options(uri))
     except TableNotFoundError:
         return False
     return True
