@@ -2,7 +2,9 @@
 
 Each row is one event. ``hash = sha256(prev_hash + "\\n" + canonical JSON of the event)``; the first event's
 prev_hash is 64 zeros. Appends commit with no silent rebase, so the chain stays one line even with
-concurrent writers (a writer that loses the race re-reads the tail and tries again).
+concurrent writers (a writer that loses the race re-reads the tail and tries again). Each append also records
+the (seq, hash) of the chain's new end in its Delta commit info, so ``verify_chain`` notices events removed
+from the end, which the links alone cannot show.
 Events hold request ids, run ids, table names and metrics — never subject ids.
 """
 
@@ -12,7 +14,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,8 @@ from dsr.policy import Policy
 __all__ = ["EVENTS", "GENESIS", "AuditEvent", "ChainBreak", "append", "canonical", "events", "verify_chain"]
 
 GENESIS = "0" * 64
+_ANCHOR_SEQ = "dsr.audit.last_seq"
+_ANCHOR_HASH = "dsr.audit.last_hash"
 EVENTS = (
     "received", "claimed", "released", "table_exported", "exported", "table_erased", "table_retained",
     "verified", "completed", "failed",
@@ -83,7 +87,7 @@ def _open(policy: Policy) -> Any:
 def _tail(table: Any) -> tuple[int, str]:
     import pyarrow.compute as pc
 
-    data = table.to_pyarrow_table(columns=["seq", "hash"])
+    data = deltautil.read_all(table, columns=["seq", "hash"])
     if data.num_rows == 0:
         return -1, GENESIS
     i = pc.index(data["seq"], pc.max(data["seq"])).as_py()
@@ -99,6 +103,8 @@ def append(policy: Policy, batch: Sequence[AuditEvent], *, now: dt.datetime | No
         return []
     table = _open(policy)
     at = now or dt.datetime.now(dt.UTC)
+    # Stored as UTC microseconds: hash exactly what will be read back (a naive time means UTC).
+    at = at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
     ids = [uuid.uuid4().hex for _ in batch]
 
     def attempt() -> list[str]:
@@ -126,7 +132,9 @@ def append(policy: Policy, batch: Sequence[AuditEvent], *, now: dt.datetime | No
             table,
             pa.Table.from_pylist(rows, schema=_schema()),
             mode="append",
-            commit_properties=deltautil.commit_properties({"dsr.component": "audit"}),
+            commit_properties=deltautil.commit_properties(
+                {"dsr.component": "audit", _ANCHOR_SEQ: str(seq), _ANCHOR_HASH: prev}
+            ),
         )
         return ids
 
@@ -140,7 +148,7 @@ def events(policy: Policy, *, request_id: str | None = None) -> list[dict[str, A
     table = deltautil.open_table(policy.audit_uri)
     if table is None:
         return []
-    data = table.to_pyarrow_table()
+    data = deltautil.read_all(table)
     if request_id is not None:
         data = data.filter(pc.equal(data["request_id"], request_id))
     rows = sorted(data.to_pylist(), key=lambda r: r["seq"])
@@ -149,12 +157,45 @@ def events(policy: Policy, *, request_id: str | None = None) -> list[dict[str, A
     return rows
 
 
+def events_by_request(policy: Policy, request_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """The audit rows of several requests, read in one pass: request id -> rows in chain order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    wanted = sorted(set(request_ids))
+    out: dict[str, list[dict[str, Any]]] = {rid: [] for rid in wanted}
+    table = deltautil.open_table(policy.audit_uri)
+    if table is None or not wanted:
+        return out
+    data = deltautil.read_all(table)
+    data = data.filter(pc.is_in(data["request_id"], value_set=pa.array(wanted, pa.string())))
+    for r in sorted(data.to_pylist(), key=lambda r: r["seq"]):
+        r["details"] = json.loads(r["details"]) if r["details"] else {}
+        out[r["request_id"]].append(r)
+    return out
+
+
+def _anchor(table: Any, depth: int = 100) -> tuple[int, str] | None:
+    """(seq, hash) of the chain's end as recorded in the newest audit append's commit info, if any."""
+    for commit in table.history(depth):
+        if _ANCHOR_SEQ in commit and _ANCHOR_HASH in commit:
+            try:
+                return int(commit[_ANCHOR_SEQ]), str(commit[_ANCHOR_HASH])
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
 def verify_chain(policy: Policy) -> tuple[int, ChainBreak | None]:
-    """Recompute the chain. Returns (events checked, first break or None)."""
+    """Recompute the chain. Returns (events checked, first break or None).
+
+    Besides the links between rows, the end of the chain is checked against the (seq, hash) that the newest
+    append recorded in its Delta commit info, so events removed from the end are found too.
+    """
     table = deltautil.open_table(policy.audit_uri)
     if table is None:
         return 0, None
-    rows = sorted(table.to_pyarrow_table().to_pylist(), key=lambda r: (r["seq"], r["event_id"]))
+    rows = sorted(deltautil.read_all(table).to_pylist(), key=lambda r: (r["seq"], r["event_id"]))
     prev = GENESIS
     for expected_seq, row in enumerate(rows):
         if row["seq"] != expected_seq:
@@ -166,4 +207,21 @@ def verify_chain(policy: Policy) -> tuple[int, ChainBreak | None]:
         if _hash(prev, row) != row["hash"]:
             return expected_seq, ChainBreak(row["seq"], row["event_id"], "content altered (hash mismatch)")
         prev = row["hash"]
+    anchor = _anchor(table)
+    if anchor is not None:
+        last_seq, last_hash = anchor
+        if last_seq >= len(rows):
+            return len(rows), ChainBreak(
+                len(rows), "(missing)",
+                f"events seq {len(rows)}..{last_seq} removed from the end (the last append recorded seq {last_seq})",
+            )
+        if rows[last_seq]["hash"] != last_hash:
+            return last_seq, ChainBreak(
+                last_seq, rows[last_seq]["event_id"], "does not match the hash its append recorded in the Delta log"
+            )
+        if last_seq != len(rows) - 1:
+            extra = rows[last_seq + 1]
+            return last_seq + 1, ChainBreak(
+                extra["seq"], extra["event_id"], "appended outside dsr (no audit append recorded it)"
+            )
     return len(rows), None

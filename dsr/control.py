@@ -22,7 +22,7 @@ from typing import Any
 from dsr import audit, deltautil
 from dsr.errors import InputError
 from dsr.policy import Policy
-from dsr.subjects import check_subject_id
+from dsr.subjects import CONTROL_CHARS, MAX_SUBJECT_LEN, check_subject_id
 
 __all__ = [
     "KINDS",
@@ -119,7 +119,7 @@ def _open(policy: Policy) -> Any:
 
 
 def _rows(table: Any) -> list[Request]:
-    return [Request(**r) for r in table.to_pyarrow_table().to_pylist()]
+    return [Request(**r) for r in deltautil.read_all(table).to_pylist()]
 
 
 def list_requests(policy: Policy, *, status: str | None = None, ids: Iterable[str] | None = None) -> list[Request]:
@@ -152,7 +152,7 @@ def _check_intake(kind: str, subject_id: str, ticket: str | None, by: str | None
         raise InputError(f"{where}: unknown kind {kind!r} (use erase or export)")
     check_subject_id(subject_id, f"{where}: subject id")
     for label, text in (("ticket", ticket), ("requested_by", by)):
-        if text is not None and (len(text) > 256 or any(ord(c) < 32 for c in text)):
+        if text is not None and (len(text) > MAX_SUBJECT_LEN or CONTROL_CHARS.search(text)):
             raise InputError(f"{where}: {label} must be at most 256 characters without control characters")
     return _Intake(kind, subject_id, ticket or None, by or None)
 
@@ -172,6 +172,9 @@ def import_csv(policy: Policy, path: str) -> list[tuple[str, bool]]:
     return _add(policy, items)
 
 
+_CSV_HEADER = "kind,subject_id[,ticket,requested_by]"
+
+
 def _read_csv(path: str) -> list[_Intake]:
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -179,11 +182,12 @@ def _read_csv(path: str) -> list[_Intake]:
             try:
                 header = next(reader)
             except StopIteration:
-                raise InputError(f"{path}: empty file (expected header kind,subject_id[,ticket,requested_by])") from None
+                raise InputError(f"{path}: empty file (expected header {_CSV_HEADER})") from None
             header = [h.strip().lstrip("\ufeff") for h in header]
             allowed = ["kind", "subject_id", "ticket", "requested_by"]
-            if header[:2] != ["kind", "subject_id"] or any(h not in allowed for h in header) or len(set(header)) != len(header):
-                raise InputError(f"{path}: line 1: header must be kind,subject_id[,ticket,requested_by]")
+            if (header[:2] != ["kind", "subject_id"] or any(h not in allowed for h in header)
+                    or len(set(header)) != len(header)):
+                raise InputError(f"{path}: line 1: header must be {_CSV_HEADER}")
             items = []
             for row in reader:
                 line = reader.line_num
@@ -218,7 +222,7 @@ def _add(policy: Policy, items: Sequence[_Intake]) -> list[tuple[str, bool]]:
 
     def attempt() -> tuple[list[tuple[str, bool]], list[dict[str, Any]]]:
         table.update_incremental()
-        open_ids = {(r.kind, r.subject_id): r.request_id for r in _rows(table) if r.status in _OPEN}
+        open_ids = {(r.kind, r.subject_id): r.request_id for r in _rows(table) if _is_open(r, policy)}
         out: list[tuple[str, bool]] = []
         new_rows: list[dict[str, Any]] = []
         for rid, it in zip(fresh_ids, items, strict=True):
@@ -253,6 +257,11 @@ def _add(policy: Policy, items: Sequence[_Intake]) -> list[tuple[str, bool]]:
 
 
 # --- claim and status changes ----------------------------------------------------------------------------
+
+
+def _is_open(r: Request, policy: Policy) -> bool:
+    """Still to be done: pending, running, or failed with attempts left (the next run retries it)."""
+    return r.status in _OPEN or (r.status == "failed" and r.attempts < policy.max_attempts)
 
 
 def _claimable(r: Request, policy: Policy, now: dt.datetime) -> bool:
@@ -323,12 +332,16 @@ def claim(
 
 def _transition(
     policy: Policy, run_id: str, updates: Sequence[Mapping[str, Any]], set_sql: Mapping[str, str], what: str,
-) -> int:
-    """Update rows claimed by run_id (only while they are still ``running`` under that run)."""
+) -> list[str]:
+    """Update rows claimed by run_id (only while they are still ``running`` under that run).
+
+    Returns the request ids actually changed: a request whose lease expired and that another run claimed
+    since is left alone (and must not be audited as changed by this run).
+    """
     import pyarrow as pa
 
     if not updates:
-        return 0
+        return []
     table = _open(policy)
     ts = pa.timestamp("us", tz="UTC")
     fields = [pa.field("request_id", pa.string()), pa.field("run_id", pa.string()), pa.field("now", ts)]
@@ -336,15 +349,19 @@ def _transition(
     for k in extra:
         fields.append(pa.field(k, ts if k == "lease_until" else pa.string()))
     now = _now()
-    source = pa.Table.from_pylist(
-        [{**{k: None for k in extra}, **u, "run_id": run_id, "now": now} for u in updates], schema=pa.schema(fields)
-    )
+    rows = [{**{k: None for k in extra}, **u, "run_id": run_id, "now": now} for u in updates]
 
-    def attempt() -> int:
+    def attempt() -> list[str]:
         table.update_incremental()
-        metrics = (
+        # The commit fails if anyone commits in between, so what we read here is what the MERGE sees.
+        mine = {r.request_id for r in _rows(table) if r.run_id == run_id and r.status == "running"}
+        todo = [r for r in rows if r["request_id"] in mine]
+        if not todo:
+            return []
+        (
             table.merge(
-                source, predicate="t.request_id = s.request_id", source_alias="s", target_alias="t",
+                pa.Table.from_pylist(todo, schema=pa.schema(fields)),
+                predicate="t.request_id = s.request_id", source_alias="s", target_alias="t",
                 commit_properties=deltautil.commit_properties({"dsr.operation": what, "dsr.run_id": run_id}),
             )
             .when_matched_update(
@@ -353,7 +370,7 @@ def _transition(
             )
             .execute()
         )
-        return int(metrics.get("num_target_rows_updated", 0))
+        return [r["request_id"] for r in todo]
 
     return deltautil.optimistic(attempt, what=what)
 
@@ -365,36 +382,39 @@ def complete(policy: Policy, run_id: str, results: Sequence[Mapping[str, Any]]) 
          "result": json.dumps(r.get("result") or {}, sort_keys=True, default=str)}
         for r in results
     ]
-    n = _transition(policy, run_id, updates, {
+    done = set(_transition(policy, run_id, updates, {
         "status": "'completed'", "export_uri": "coalesce(s.export_uri, t.export_uri)", "result": "s.result",
         "lease_until": "NULL", "error": "NULL",
-    }, "complete")
+    }, "complete"))
     audit.append(policy, [
         audit.AuditEvent("completed", request_id=r["request_id"], run_id=run_id,
                          details={"export_uri": r.get("export_uri")} if r.get("export_uri") else {})
-        for r in results
+        for r in results if r["request_id"] in done
     ])
-    return n
+    return len(done)
 
 
 def fail(policy: Policy, run_id: str, failures: Mapping[str, str]) -> int:
     """Mark requests failed with an error text (which must hold no subject id)."""
     updates = [{"request_id": rid, "error": err[:2000]} for rid, err in failures.items()]
-    n = _transition(policy, run_id, updates, {"status": "'failed'", "error": "s.error", "lease_until": "NULL"}, "fail")
+    done = set(_transition(
+        policy, run_id, updates, {"status": "'failed'", "error": "s.error", "lease_until": "NULL"}, "fail"
+    ))
     audit.append(policy, [
         audit.AuditEvent("failed", request_id=rid, run_id=run_id, details={"error": err[:500]})
-        for rid, err in failures.items()
+        for rid, err in failures.items() if rid in done
     ])
-    return n
+    return len(done)
 
 
 def release(policy: Policy, run_id: str, request_ids: Sequence[str], why: str) -> int:
     """Hand claimed requests back to ``pending`` without counting the attempt (e.g. waiting for an export)."""
     updates = [{"request_id": rid} for rid in request_ids]
-    n = _transition(policy, run_id, updates, {
+    done = set(_transition(policy, run_id, updates, {
         "status": "'pending'", "attempts": "t.attempts - 1", "run_id": "NULL", "lease_until": "NULL",
-    }, "release")
+    }, "release"))
     audit.append(policy, [
-        audit.AuditEvent("released", request_id=rid, run_id=run_id, details={"why": why}) for rid in request_ids
+        audit.AuditEvent("released", request_id=rid, run_id=run_id, details={"why": why})
+        for rid in request_ids if rid in done
     ])
-    return n
+    return len(done)

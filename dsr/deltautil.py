@@ -10,7 +10,15 @@ from typing import Any, TypeVar
 from dsr import storage
 from dsr.errors import ConflictError
 
-__all__ = ["commit_properties", "create_if_missing", "open_table", "optimistic", "read_all"]
+__all__ = [
+    "commit_properties",
+    "create_if_missing",
+    "native_filesystem",
+    "open_table",
+    "optimistic",
+    "pyarrow_dataset",
+    "read_all",
+]
 
 T = TypeVar("T")
 
@@ -51,9 +59,37 @@ def create_if_missing(uri: str, schema: Any, *, name: str, description: str) -> 
         return dt
 
 
+def native_filesystem(dt: Any) -> Any:
+    """A native pyarrow filesystem rooted at the table's directory (local or S3).
+
+    deltalake's default for ``to_pyarrow_dataset`` is a ``PyFileSystem`` over its Python-backed
+    ``DeltaStorageHandler``. An Arrow worker thread often drops the last reference to it (through the async
+    scan's fragments) just after ``to_table()`` returned; its destructor then takes the GIL. If that happens
+    while the interpreter exits, CPython 3.11 ends the thread with ``pthread_exit``, the forced unwind meets
+    Arrow's C++ destructor and ``std::terminate`` aborts the process (SIGABRT, exit 134, "terminate called
+    without an active exception") — in about a third of short runs such as ``dsr requests``. A native
+    filesystem holds no Python object, so exits are clean.
+    """
+    from urllib.parse import unquote, urlparse
+
+    from pyarrow import fs
+
+    uri = str(dt.table_uri)
+    if uri.startswith("file://"):
+        uri = unquote(urlparse(uri).path)
+    filesys, root = storage.filesystem(uri.rstrip("/") if storage.is_remote(uri) else uri)
+    return fs.SubTreeFileSystem(root, filesys)
+
+
+def pyarrow_dataset(dt: Any, **kwargs: Any) -> Any:
+    """``dt.to_pyarrow_dataset(**kwargs)`` read through :func:`native_filesystem` (see there why)."""
+    kwargs.setdefault("filesystem", native_filesystem(dt))
+    return dt.to_pyarrow_dataset(**kwargs)
+
+
 def read_all(dt: Any, columns: list[str] | None = None) -> Any:
     """The whole current version of a (small) table as a pyarrow Table."""
-    return dt.to_pyarrow_table(columns=columns)
+    return pyarrow_dataset(dt).to_table(columns=columns)
 
 
 def commit_properties(metadata: dict[str, str] | None = None, *, retries: int = 0) -> Any:

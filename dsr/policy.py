@@ -160,11 +160,11 @@ def _parse(raw: Mapping[str, Any], p: Path) -> Policy:
     if not isinstance(ebe, bool):
         raise PolicyError(f"policy {p}: 'export_before_erase' must be true or false")
     ints = {}
-    for key, default, low in (("max_attempts", 3, 1), ("claim_ttl_minutes", 60, 1), ("due_days", 30, 1)):
-        val = raw.get(key, default)
+    for name, default, low in (("max_attempts", 3, 1), ("claim_ttl_minutes", 60, 1), ("due_days", 30, 1)):
+        val = raw.get(name, default)
         if not isinstance(val, int) or isinstance(val, bool) or val < low:
-            raise PolicyError(f"policy {p}: '{key}' must be a whole number >= {low}")
-        ints[key] = val
+            raise PolicyError(f"policy {p}: '{name}' must be a whole number >= {low}")
+        ints[name] = val
 
     raw_tables = raw.get("tables")
     if not isinstance(raw_tables, list) or not raw_tables:
@@ -194,7 +194,7 @@ def _parse(raw: Mapping[str, Any], p: Path) -> Policy:
         reason = e.get("reason")
         if not isinstance(reason, str) or not reason.strip():
             raise PolicyError(f"policy {p}: exempt path {e['path']!r} needs a 'reason'")
-        exempt.append(Exempt(path=str(e["path"]).strip("/"), reason=reason.strip()))
+        exempt.append(Exempt(path=_clean_path(e["path"]), reason=reason.strip()))
 
     subject_columns = raw.get("subject_columns") or []
     if not isinstance(subject_columns, list) or not all(isinstance(c, str) and c for c in subject_columns):
@@ -282,7 +282,7 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
         raise PolicyError(f"{label}: 'export' must be true or false")
     return TableSpec(
         name=name,
-        path=path.strip("/") if not storage.is_remote(path) else path,
+        path=_clean_path(path),
         uri=storage.join(lake, path),
         subject=subject,
         erase=erase,
@@ -291,6 +291,13 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
         never_export=tuple(never),
         export=export,
     )
+
+
+def _clean_path(path: str) -> str:
+    """A table path as written, without stray slashes; absolute and remote paths stay absolute."""
+    if storage.is_remote(path) or os.path.isabs(path):
+        return path.rstrip("/") or path
+    return path.strip("/")
 
 
 def _parse_mask(spec: Any, label: str) -> Mask:

@@ -11,10 +11,10 @@ from typing import Any
 
 from dsr.errors import InputError
 
-__all__ = ["MAX_SUBJECT_LEN", "cast_subject", "check_subject_id"]
+__all__ = ["CONTROL_CHARS", "MAX_SUBJECT_LEN", "cast_subject", "check_subject_id"]
 
 MAX_SUBJECT_LEN = 256
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def check_subject_id(value: str, where: str = "subject id") -> str:
@@ -25,7 +25,7 @@ def check_subject_id(value: str, where: str = "subject id") -> str:
         raise InputError(f"{where}: has leading or trailing white space")
     if len(value) > MAX_SUBJECT_LEN:
         raise InputError(f"{where}: longer than {MAX_SUBJECT_LEN} characters ({len(value)})")
-    if _CONTROL.search(value):
+    if CONTROL_CHARS.search(value):
         raise InputError(f"{where}: contains a control character")
     return value
 

@@ -167,8 +167,10 @@ def snapshot(path: Path | str) -> list[dict[str, Any]]:
 
     from dsr import storage
 
+    from dsr.deltautil import pyarrow_dataset
+
     dt_ = DeltaTable(str(path), storage_options=storage.storage_options(str(path)))
-    rows = dt_.to_pyarrow_dataset().to_table().to_pylist()
+    rows = pyarrow_dataset(dt_).to_table().to_pylist()
     return sorted(rows, key=lambda r: repr(sorted(r.items())))
 
 

@@ -67,8 +67,10 @@ class DeltaRsEngine:
     # --- reads ------------------------------------------------------------------------------------------
 
     def _dataset(self, dt: Any) -> Any:
+        from dsr.deltautil import pyarrow_dataset
+
         try:
-            return dt.to_pyarrow_dataset()
+            return pyarrow_dataset(dt)
         except Exception as exc:  # deletion vectors, unsupported reader features
             raise RuntimeError(
                 f"delta-rs cannot read this table as a pyarrow dataset ({type(exc).__name__}); "

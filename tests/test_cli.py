@@ -1,0 +1,196 @@
+"""The ``dsr`` command as scripts and DAGs run it: a fresh interpreter, exit codes, stdout vs stderr."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dsr.coverage import uncovered_tables
+from dsr.policy import load_policy
+from tests.helpers import BASE_POLICY, FoundationLake, delta_version, run_dsr, write_policy, write_table
+
+HEAVY = ("pyarrow", "deltalake", "great_expectations", "pyspark", "airflow", "pandas", "numpy", "yaml")
+
+
+def test_importing_the_cli_and_building_its_parser_loads_no_heavy_library() -> None:
+    code = (
+        "import sys, dsr.cli; dsr.cli._parser(); "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_dsr_help_lists_every_command_and_the_exit_codes() -> None:
+    proc = run_dsr("--help")
+
+    assert proc.returncode == 0 and proc.stderr == ""
+    for command in ("check", "request", "requests", "run", "verify", "receipt", "audit", "demo"):
+        assert command in proc.stdout
+    assert "2 bad usage" in proc.stdout
+
+
+def test_bad_usage_exits_2_with_one_line_on_stderr(tmp_path: Path) -> None:
+    proc = run_dsr("request", "shred", "u1", cwd=tmp_path)
+
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.splitlines()) == 1 and "invalid choice" in proc.stderr
+
+
+def test_request_then_requests_json_shows_one_pending_erase_with_a_due_date(foundation_lake: FoundationLake) -> None:
+    root = foundation_lake.root  # ./dsr.yml is the default policy
+
+    first = run_dsr("request", "erase", "u1", "--ticket", "T-1", cwd=root, env={"DSR_POLICY": ""})
+    listed = run_dsr("requests", "--json", cwd=root, env={"DSR_POLICY": ""})
+
+    assert first.returncode == 0 and first.stderr == ""
+    rid = first.stdout.strip()
+    assert rid.startswith("req_")
+    assert listed.returncode == 0 and listed.stderr == ""
+    (req,) = json.loads(listed.stdout)
+    assert (req["request_id"], req["kind"], req["status"], req["ticket"]) == (rid, "erase", "pending", "T-1")
+    assert req["due_at"] > req["received_at"] and req["overdue"] is False
+
+    again = run_dsr("request", "erase", "u1", "--ticket", "T-1", cwd=root, env={"DSR_POLICY": ""})
+
+    assert again.returncode == 0 and again.stdout.strip() == rid
+    assert "exists already" in again.stderr and len(again.stderr.splitlines()) == 1
+    assert len(json.loads(run_dsr("requests", "--json", cwd=root, env={"DSR_POLICY": ""}).stdout)) == 1
+
+
+def test_request_import_and_the_requests_table(foundation_lake: FoundationLake) -> None:
+    csv_path = foundation_lake.root / "batch.csv"
+    csv_path.write_text("kind,subject_id,ticket\nerase,u1,T-1\nexport,u2,T-2\nerase,u1,T-3\n", encoding="utf-8")
+
+    imported = run_dsr("request", "import", str(csv_path), env=foundation_lake.env)
+    table = run_dsr("requests", "--status", "pending", env=foundation_lake.env)
+
+    assert imported.returncode == 0
+    lines = imported.stdout.splitlines()
+    assert [ln.split("\t")[1] for ln in lines] == ["added", "added", "duplicate of an open request"]
+    assert imported.stderr.strip() == "imported 2 new request(s), 1 duplicate(s)"
+    assert table.returncode == 0 and table.stderr == ""
+    assert table.stdout.splitlines()[0].split() == ["REQUEST", "KIND", "STATUS", "DUE", "TRIES", "TICKET"]
+    assert len(table.stdout.splitlines()) == 3
+
+
+def test_requests_on_a_fresh_lake_says_there_are_none(foundation_lake: FoundationLake) -> None:
+    proc = run_dsr("requests", env=foundation_lake.env)
+
+    assert proc.returncode == 0 and proc.stdout.strip() == "no requests"
+    assert delta_version(foundation_lake.lake / "_dsr" / "requests") is None
+
+
+def test_audit_verify_after_intake_is_ok(foundation_lake: FoundationLake) -> None:
+    run_dsr("request", "export", "u2", env=foundation_lake.env)
+
+    proc = run_dsr("audit", "verify", env=foundation_lake.env)
+
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.strip() == "audit chain OK: 1 event(s)"
+
+
+# --- dsr check: the completeness guardrail -------------------------------------------------------------------
+
+
+def test_dsr_check_fails_on_an_uncovered_personal_table_until_it_is_exempted_or_added(
+    foundation_lake: FoundationLake,
+) -> None:
+    write_table(foundation_lake.lake / "sales" / "orders", {"order_id": ["o1"], "user_id": ["u1"]})
+    env = foundation_lake.env
+
+    uncovered = run_dsr("check", env=env)
+
+    assert uncovered.returncode == 1, uncovered.stderr
+    assert "sales/orders" in uncovered.stdout and "user_id" in uncovered.stdout
+    assert "geo_lookup" not in uncovered.stdout and "_dsr" not in uncovered.stdout
+
+    write_policy(foundation_lake.root, BASE_POLICY + 'exempt:\n  - {path: sales/orders, reason: "test data"}\n')
+    exempted = run_dsr("check", env=env)
+    assert exempted.returncode == 0, exempted.stdout + exempted.stderr
+    assert exempted.stdout.strip() == "dsr check: policy OK; 3 table(s) covered, 1 exempt"
+
+    orders = "  - {name: orders, path: sales/orders, subject: user_id, erase: delete}\n"
+    write_policy(foundation_lake.root, BASE_POLICY + orders)
+    added = run_dsr("check", env=env)
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert added.stdout.strip() == "dsr check: policy OK; 4 table(s) covered, 0 exempt"
+
+
+def test_check_ignores_tables_without_a_subject_like_column_and_the_control_tables(
+    foundation_lake: FoundationLake,
+) -> None:
+    from dsr import control
+
+    policy = load_policy(foundation_lake.policy_path)
+    control.submit(policy, "erase", "u1")  # creates _dsr/requests and _dsr/audit
+
+    assert uncovered_tables(policy) == []
+
+
+def test_a_subject_like_column_matches_case_insensitively(foundation_lake: FoundationLake) -> None:
+    write_table(foundation_lake.lake / "crm", {"User_ID": ["u1"], "note": ["hi"]})
+
+    assert uncovered_tables(load_policy(foundation_lake.policy_path)) == [("crm", ["User_ID"])]
+
+
+def test_subject_columns_widen_what_counts_as_personal(foundation_lake: FoundationLake) -> None:
+    write_table(foundation_lake.lake / "tickets", {"customer_ref": ["c1"], "body": ["..."]})
+    policy = load_policy(foundation_lake.policy_path)
+    assert uncovered_tables(policy) == []
+
+    wider = write_policy(foundation_lake.root, BASE_POLICY + "subject_columns: [customer_ref]\n", name="wide.yml")
+
+    assert uncovered_tables(load_policy(wider)) == [("tickets", ["customer_ref"])]
+
+
+def test_an_exempt_entry_may_use_an_absolute_path(foundation_lake: FoundationLake) -> None:
+    orders = write_table(foundation_lake.lake / "orders", {"user_id": ["u1"]})
+    text = BASE_POLICY + f'exempt:\n  - {{path: "{orders}", reason: "test data"}}\n'
+
+    policy = load_policy(write_policy(foundation_lake.root, text, name="abs.yml"))
+
+    assert policy.exempt[0].path == str(orders)
+    assert uncovered_tables(policy) == []
+
+
+def test_dsr_check_on_a_missing_policy_exits_2(tmp_path: Path) -> None:
+    proc = run_dsr("check", cwd=tmp_path, env={"DSR_POLICY": ""})
+
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "dsr: error: policy file not found: dsr.yml (use --policy FILE or set DSR_POLICY)"
+    ]
+
+
+# --- clean exits --------------------------------------------------------------------------------------------
+
+
+def test_reads_never_go_through_deltalakes_python_filesystem(
+    foundation_lake: FoundationLake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deltalake's default pyarrow filesystem (a PyFileSystem over DeltaStorageHandler) is called from Arrow's
+    I/O threads; at interpreter exit that intermittently aborts the process with "terminate called without an
+    active exception" (exit 134), which would break the CLI's exit codes and its one-line stderr."""
+    from deltalake import fs
+
+    from dsr import audit, control
+
+    policy = load_policy(foundation_lake.policy_path)
+    rid, _ = control.submit(policy, "erase", "u1")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("read through deltalake's Python-backed filesystem")
+
+    monkeypatch.setattr(fs.DeltaStorageHandler, "from_table", refuse)
+    (claimed,) = control.claim(policy, control.new_run_id())
+
+    assert claimed.request_id == rid
+    assert [r.request_id for r in control.list_requests(policy)] == [rid]
+    assert audit.verify_chain(policy) == (2, None)
