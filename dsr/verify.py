@@ -144,6 +144,9 @@ class Validator:
             res = r.result or {}
             out.rows_checked = max(out.rows_checked, int(res.get("element_count") or 0))
             out.unexpected += int(res.get("unexpected_count") or 0)
+            observed = res.get("observed_value")
+            if not r.success and "unexpected_count" not in res and isinstance(observed, int):
+                out.unexpected += observed  # table-level: e.g. rows found for erased subjects
             if not r.success:
                 out.failed_expectations.append(r.expectation_config.type)
         return out

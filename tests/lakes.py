@@ -166,7 +166,6 @@ def snapshot(path: Path | str) -> list[dict[str, Any]]:
     from deltalake import DeltaTable
 
     from dsr import storage
-
     from dsr.deltautil import pyarrow_dataset
 
     dt_ = DeltaTable(str(path), storage_options=storage.storage_options(str(path)))

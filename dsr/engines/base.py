@@ -88,8 +88,9 @@ class Engine(Protocol):
         where_in: tuple[str, Any] | None = None, batch_rows: int = 1_000_000,
     ) -> Iterator[Any]:
         """Frames (pandas or Spark, per ``frame_kind``) of the projected columns for GE validation, in
-        batches of at most batch_rows (Spark: one distributed frame). ``where_in`` = (column, pyarrow
-        Array) keeps only rows whose column is in the array."""
+        batches of at most batch_rows (Spark: one distributed frame); at least one frame, possibly empty,
+        unless ``where_in`` has no keys. ``where_in`` = (column, pyarrow Array) keeps only rows whose column
+        is in the array — as data (a join or a pyarrow filter), never as literals in SQL text or a plan."""
         ...
 
     def close(self) -> None:

@@ -106,6 +106,7 @@ class DeltaRsEngine:
         size = 0
         schema = pa.schema([dataset.schema.field(c) for c in columns])
         scanner = dataset.scanner(columns=list(columns), filter=flt, batch_size=min(batch_rows, 131_072))
+        yielded = False
         for batch in scanner.to_batches():
             if not batch.num_rows:
                 continue
@@ -113,8 +114,8 @@ class DeltaRsEngine:
             size += batch.num_rows
             if size >= batch_rows:
                 yield pa.Table.from_batches(pending, schema=schema).to_pandas()
-                pending, size = [], 0
-        if pending or where_in is None:
+                pending, size, yielded = [], 0, True
+        if pending or not yielded:  # at least one frame, possibly empty
             yield pa.Table.from_batches(pending, schema=schema).to_pandas()
 
     # --- the erase commit -------------------------------------------------------------------------------

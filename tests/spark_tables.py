@@ -1,0 +1,147 @@
+"""Delta tables and erase plans shared by the Spark engine tests (not a fixture file: import it).
+
+Written with delta-rs: ``write_users`` has a text subject column and is partitioned by day with several
+files per partition; ``write_orders`` has integer subject columns (int64 NOT NULL, int32). Subject ids are
+distinctive so a test can prove none reaches SQL text, commit info or an exception message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from dsr.engines.base import ErasePlan
+
+__all__ = [
+    "ERASED", "INT_ERASED", "INT_OTHERS", "KEY", "OTHERS", "assert_no_subject_text", "files", "plan_and_source",
+    "rows", "table_spec", "user_masks", "write_orders", "write_users",
+]
+
+KEY = b"spark-engine-test-key"
+ERASED = ["subj-7f3a", "subj-c41d"]  # text subjects erased / scanned
+OTHERS = ["subj-0b22", "subj-9e10", "subj-55aa"]
+INT_ERASED = [987654321, 987650001]
+INT_OTHERS = [123456789, 223456789, 323456789]
+
+
+def users_schema() -> Any:
+    return pa.schema([
+        pa.field("user_id", pa.string()),
+        pa.field("email", pa.string()),
+        pa.field("full_name", pa.string()),
+        pa.field("birth_date", pa.date32()),
+        pa.field("signup_at", pa.timestamp("us", tz="UTC")),
+        pa.field("seen_at", pa.timestamp("us")),
+        pa.field("last_ip", pa.string()),
+        pa.field("n", pa.int64()),
+        pa.field("day", pa.string()),
+    ])
+
+
+def user_rows(start: int, day: str, subjects: list[str | None]) -> list[dict[str, Any]]:
+    rows = []
+    for i, sid in enumerate(subjects):
+        k = start + i
+        rows.append({
+            "user_id": sid,
+            "email": f"p{k}@example.org" if k % 5 else None,
+            "full_name": f"Person {k}",
+            "birth_date": dt.date(1970 + k % 30, 1 + k % 12, 1 + k % 28),
+            "signup_at": dt.datetime(2020, 1 + k % 12, 1 + k % 28, 23, 59, 30, tzinfo=dt.UTC),
+            "seen_at": dt.datetime(2021, 1 + k % 12, 1 + k % 28, 0, 30),
+            "last_ip": f"10.{k % 256}.{k * 3 % 256}.{k * 7 % 256}" if k % 4 else "not-an-ip",
+            "n": k,
+            "day": day,
+        })
+    return rows
+
+
+def write_users(path: Path) -> str:
+    """Partitioned by day, three appends per day: several files per partition; subjects spread over them."""
+    from deltalake import write_deltalake
+
+    people: list[str | None] = [*ERASED, *OTHERS, None]
+    start = 0
+    for day in ("2026-01-01", "2026-01-02"):
+        for _ in range(3):
+            rows = user_rows(start, day, people)
+            write_deltalake(str(path), pa.Table.from_pylist(rows, schema=users_schema()), mode="append",
+                            partition_by=["day"])
+            start += len(people)
+    # one more file holding no erased subject at all
+    write_deltalake(str(path), pa.Table.from_pylist(user_rows(start, "2026-01-02", OTHERS),
+                                                    schema=users_schema()), mode="append")
+    return str(path)
+
+
+def write_orders(path: Path) -> str:
+    """Integer subjects: user_no int64 NOT NULL (pseudonymisable), ref32 int32."""
+    from deltalake import write_deltalake
+
+    schema = pa.schema([
+        pa.field("order_id", pa.string()), pa.field("user_no", pa.int64(), nullable=False),
+        pa.field("ref32", pa.int32()), pa.field("amount", pa.decimal128(10, 2)),
+        pa.field("payload", pa.binary()),
+    ])
+    people = [*INT_ERASED, *INT_OTHERS]
+    for part in range(3):
+        rows = [{
+            "order_id": f"o{part}-{i}", "user_no": uid, "ref32": 1000 * part + i,
+            "amount": decimal.Decimal(f"{part}{i}.25"),
+            "payload": bytes([part, i]),
+        } for i, uid in enumerate(people)]
+        write_deltalake(str(path), pa.Table.from_pylist(rows, schema=schema), mode="append")
+    return str(path)
+
+
+def rows(uri: str, version: int | None = None) -> list[dict[str, Any]]:
+    from deltalake import DeltaTable
+
+    data = DeltaTable(uri, version=version).to_pyarrow_table().to_pylist()
+    return sorted(data, key=lambda r: repr(sorted(r.items())))
+
+
+def files(uri: str) -> set[str]:
+    from deltalake import DeltaTable
+
+    return set(DeltaTable(uri).file_uris())
+
+
+def table_spec(uri: str, masks: dict[str, Any], erase: str = "anonymise", subject: str = "user_id") -> Any:
+    from dsr.policy import TableSpec
+
+    return TableSpec(name="t", path=uri, uri=uri, subject=subject, erase=erase, masks=tuple(masks.items()))
+
+
+def plan_and_source(engine: Any, uri: str, subjects: list[str], masks: dict[str, Any], *,
+                     erase: str = "anonymise", subject: str = "user_id") -> tuple[ErasePlan, Any]:
+    from dsr.erasure import build_source, build_updates, subject_keys
+
+    spec = table_spec(uri, masks, erase, subject)
+    schema = engine.schema(uri)
+    keys = subject_keys([(f"req-{i}", s) for i, s in enumerate(subjects)], schema.field(subject).type)
+    source = build_source(spec, schema, keys, KEY)
+    updates = build_updates(spec, schema, engine.dialect) if erase == "anonymise" else {}
+    plan = ErasePlan(uri=uri, subject=subject, strategy=erase, updates=updates,
+                     metadata={"run_id": "run-test", "request_ids": "req-0,req-1"})
+    return plan, source
+
+
+def user_masks() -> dict[str, Any]:
+    from dsr.policy import Mask
+
+    return {
+        "user_id": Mask("pseudonymise"), "email": Mask("nullify"), "full_name": Mask("redact", "[erased]"),
+        "birth_date": Mask("year"), "signup_at": Mask("month"), "seen_at": Mask("year"),
+        "last_ip": Mask("ipv4_24"),
+    }
+
+
+def assert_no_subject_text(texts: list[str], subjects: list[Any]) -> None:
+    for text in texts:
+        for s in subjects:
+            assert str(s) not in text, "a subject id reached SQL text / commit info"

@@ -1,0 +1,220 @@
+"""The Spark engine's pure pieces: DataFrame transforms (chispa, on a classic local SparkSession without
+Delta), the MERGE text, the mask expressions it runs, commit metrics, and error scrubbing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from dsr.engines.base import KEY_COLUMN
+from dsr.engines.spark import (
+    _error,
+    _find_commit,
+    _scrub,
+    commit_metrics,
+    delta_coordinate,
+    key_frame,
+    merge_statement,
+    normalise_commit,
+    remote_from_environment,
+    rows_of_keys,
+)
+from dsr.errors import ConflictError
+
+pytestmark = pytest.mark.spark
+
+pa = pytest.importorskip("pyarrow")
+chispa = pytest.importorskip("chispa")
+
+
+# --- key_frame -----------------------------------------------------------------------------------------------
+
+
+def test_keeps_the_key_and_pseudonym_types(spark_local: Any) -> None:
+    source = pa.table({
+        KEY_COLUMN: pa.array(["a", "b"], pa.large_string()),
+        "__dsr_psn_string": pa.array(["psn_1", "psn_2"]),
+        "__dsr_psn_int64": pa.array([-1, -2], pa.int64()),
+        "__dsr_psn_int32": pa.array([-3, -4], pa.int32()),
+    })
+    expected = spark_local.createDataFrame(
+        [("a", "psn_1", -1, -3), ("b", "psn_2", -2, -4)],
+        f"{KEY_COLUMN} string, __dsr_psn_string string, __dsr_psn_int64 bigint, __dsr_psn_int32 int",
+    )
+    chispa.assert_df_equality(key_frame(spark_local, source), expected, ignore_row_order=True)
+
+
+def test_builds_an_empty_frame_with_the_key_type(spark_local: Any) -> None:
+    df = key_frame(spark_local, pa.table({KEY_COLUMN: pa.array([], pa.int32())}))
+    expected = spark_local.createDataFrame([], f"{KEY_COLUMN} int")
+    chispa.assert_df_equality(df, expected)
+
+
+# --- rows_of_keys --------------------------------------------------------------------------------------------
+
+
+def test_keeps_exactly_the_rows_of_the_keys(spark_local: Any) -> None:
+    df = spark_local.createDataFrame(
+        [("u1", 1), ("u2", 2), ("u1", 3), (None, 4), ("u3", 5)], "user_id string, n int")
+    keys = key_frame(spark_local, pa.table({KEY_COLUMN: pa.array(["u1", "u3", "u1", None])}))
+    expected = spark_local.createDataFrame([("u1", 1), ("u1", 3), ("u3", 5)], "user_id string, n int")
+    chispa.assert_df_equality(rows_of_keys(df, "user_id", keys), expected, ignore_row_order=True)
+
+
+def test_matches_integer_keys_on_a_dotted_column_name(spark_local: Any) -> None:
+    df = spark_local.createDataFrame([(7, "a"), (8, "b"), (9, "c")], "`user.no` bigint, note string")
+    keys = key_frame(spark_local, pa.table({KEY_COLUMN: pa.array([9, 7], pa.int64())}))
+    expected = spark_local.createDataFrame([(7, "a"), (9, "c")], "`user.no` bigint, note string")
+    got = rows_of_keys(df, "user.no", keys).orderBy("note")  # chispa's row sort cannot quote a dotted name
+    chispa.assert_df_equality(got, expected)
+
+
+def test_matches_nothing_with_no_keys(spark_local: Any) -> None:
+    df = spark_local.createDataFrame([("u1", 1)], "user_id string, n int")
+    keys = key_frame(spark_local, pa.table({KEY_COLUMN: pa.array([], pa.string())}))
+    assert rows_of_keys(df, "user_id", keys).count() == 0
+
+
+# --- the MERGE text and the mask expressions it runs ---------------------------------------------------------
+
+
+def test_writes_a_merge_with_names_only() -> None:
+    sql = merge_statement("/lake/ev`il", "__dsr_src_1", "user id", "delete")
+    assert sql == (
+        "MERGE INTO delta.`/lake/ev``il` AS t USING `__dsr_src_1` AS s ON t.`user id` = s.`__dsr_key` "
+        "WHEN MATCHED THEN DELETE"
+    )
+    sql = merge_statement("s3://b/users", "v", "user_id", "anonymise", {"email": "NULL", "a`b": "'x'"})
+    assert sql.endswith("WHEN MATCHED THEN UPDATE SET t.`email` = NULL, t.`a``b` = 'x'")
+    with pytest.raises(ValueError, match="retain"):
+        merge_statement("/p", "v", "user_id", "retain")
+    with pytest.raises(ValueError, match="at least one column"):
+        merge_statement("/p", "v", "user_id", "anonymise", {})
+
+
+def test_writes_merges_that_spark_parses(spark_local: Any) -> None:
+    from dsr.masking import mask_sql
+    from dsr.policy import Mask
+
+    field = pa.field("last_ip", pa.string())
+    updates = {"last_ip": mask_sql(Mask("ipv4_24"), "last_ip", field, "spark"),
+               "user_id": mask_sql(Mask("pseudonymise"), "user_id", pa.field("user_id", pa.string()), "spark")}
+    parser = spark_local._jsparkSession.sessionState().sqlParser()
+    for sql in (merge_statement("/tmp/x", "v", "user_id", "delete"),
+                merge_statement("/tmp/x", "v", "user_id", "anonymise", updates)):
+        assert "MergeIntoTable" in parser.parsePlan(sql).toString()
+
+
+def test_computes_the_reference_masks_in_spark_sql(spark_local: Any) -> None:
+    """The spark-dialect mask expressions, evaluated as the MERGE evaluates them (t = target row, s = the
+    source row), equal dsr.masking.apply_mask."""
+    from dsr.masking import apply_mask, mask_sql, pseudonym, pseudonym_kind
+    from dsr.policy import Mask
+
+    key = b"k"
+    schema = pa.schema([
+        pa.field("user_id", pa.string()), pa.field("uid", pa.int64()), pa.field("email", pa.string()),
+        pa.field("name", pa.string()), pa.field("born", pa.date32()),
+        pa.field("seen", pa.timestamp("us", tz="UTC")), pa.field("ip", pa.string()),
+    ])
+    masks = {"user_id": Mask("pseudonymise"), "uid": Mask("pseudonymise"), "email": Mask("nullify"),
+             "name": Mask("redact", "it's [erased] \\ ok"), "born": Mask("year"), "seen": Mask("month"),
+             "ip": Mask("ipv4_24")}
+    target = [
+        {"user_id": "u1", "uid": 1, "email": "a@x", "name": "A", "born": dt.date(1990, 7, 9),
+         "seen": dt.datetime(2024, 3, 31, 23, 59, tzinfo=dt.UTC), "ip": "10.1.2.3"},
+        {"user_id": "u2", "uid": 2, "email": None, "name": None, "born": None, "seen": None, "ip": "::1"},
+    ]
+    t = spark_local.createDataFrame(pa.Table.from_pylist(target, schema=schema)).alias("t")
+    s = key_frame(spark_local, pa.table({
+        KEY_COLUMN: ["u1", "u2"],
+        "__dsr_psn_string": [pseudonym(key, "u1", "string"), pseudonym(key, "u2", "string")],
+        "__dsr_psn_int64": pa.array([pseudonym(key, "u1", "int64"), pseudonym(key, "u2", "int64")], pa.int64()),
+    })).alias("s")
+    # MERGE casts each assignment to the column's type; so does this projection
+    exprs = [f"CAST({mask_sql(m, c, schema.field(c), 'spark')} AS {t.schema[c].dataType.simpleString()}) AS `{c}`"
+             for c, m in masks.items()]
+    got = t.join(s, t["user_id"] == s[KEY_COLUMN]).selectExpr(*exprs)
+    expected_rows = [{c: apply_mask(m, row[c], key=key, subject_id=row["user_id"],
+                                    kind=pseudonym_kind(schema.field(c).type)) for c, m in masks.items()}
+                     for row in target]
+    expected = spark_local.createDataFrame(pa.Table.from_pylist(expected_rows, schema=schema))
+    chispa.assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+# --- commit metrics, finding our commit, scrubbing errors ----------------------------------------------------
+
+
+def test_reads_merge_metrics_written_as_text_or_numbers() -> None:
+    sail = {"operationMetrics": {"numTargetRowsDeleted": 3, "numTargetRowsUpdated": 0, "numTargetRowsCopied": 9,
+                                 "numTargetFilesAdded": 1, "numTargetFilesRemoved": 2}}
+    delta_spark = {"operationMetrics": {"numTargetRowsDeleted": "3", "numTargetRowsCopied": "9",
+                                        "numTargetFilesAdded": "1", "numTargetFilesRemoved": "2"}}
+    want = {"rows_deleted": 3, "rows_updated": 0, "rows_copied": 9, "files_added": 1, "files_removed": 2}
+    assert commit_metrics(sail) == want
+    assert commit_metrics(delta_spark) == want
+    assert commit_metrics({}) == dict.fromkeys(want, 0)
+
+
+def test_finds_its_own_merge_among_later_commits() -> None:
+    pred = {"mergePredicate": f"t.user_id = s.{KEY_COLUMN}"}
+    history = [
+        {"version": 9, "operation": "MERGE", "operationParameters": pred},
+        {"version": 8, "operation": "MERGE", "operationParameters": {"mergePredicate": "a.id = b.id"}},
+        {"version": 7, "operation": "MERGE", "operationParameters": pred, "userMetadata": '{"dsr_commit": "tok"}'},
+        {"version": 6, "operation": "WRITE"},
+        {"version": 5, "operation": "MERGE", "operationParameters": pred},
+    ]
+    assert _find_commit(history, 5, "tok")["version"] == 7  # tagged (delta-spark)
+    assert _find_commit(history, 5, "other")["version"] == 7  # earliest dsr MERGE after ours began (Sail)
+    assert _find_commit(history[:2], 7, "other")["version"] == 9
+    assert _find_commit(history[1:2], 7, "tok") is None  # someone else's MERGE
+    assert _find_commit([], 5, "tok") is None
+
+
+def test_scrubs_subject_ids_from_error_messages() -> None:
+    text = "cannot cast 'subj-7f3a' near 42 in row [subj-7f3a, 420, x42]"
+    assert _scrub(text, ["subj-7f3a", 42]) == "cannot cast '<subject>' near <subject> in row [<subject>, 420, x42]"
+    err = _error("MERGE into /l/t", ValueError("bad value subj-7f3a\nmore lines subj-7f3a"), ["subj-7f3a"])
+    assert isinstance(err, RuntimeError) and str(err) == (
+        "spark: MERGE into /l/t failed: ValueError: bad value <subject>")
+    class ConcurrentAppendException(Exception):
+        pass
+
+    assert isinstance(_error("MERGE", ConcurrentAppendException("x"), []), ConflictError)
+
+
+def test_normalises_spark_commit_infos_to_the_form_delta_rs_reads() -> None:
+    commit = {
+        "version": 4, "operation": "MERGE",
+        "userMetadata": '{"dsr.run_id": "run-1", "dsr.request_ids": "req-a,req-b", "version": 99}',
+        "operationMetrics": {"numTargetRowsDeleted": "3", "numTargetFilesAdded": 1, "num_files": 2},
+    }
+    out = normalise_commit(commit)
+    assert out["dsr.run_id"] == "run-1" and out["dsr.request_ids"] == "req-a,req-b"
+    assert out["version"] == 4  # metadata never overrides the commit's own keys
+    assert out["operationMetrics"] == {
+        "numTargetRowsDeleted": "3", "num_target_rows_deleted": 3, "numTargetFilesAdded": 1,
+        "num_target_files_added": 1, "num_files": 2,
+    }
+    assert normalise_commit({"version": 1, "userMetadata": "free text"}) == {"version": 1, "userMetadata": "free text"}
+
+
+def test_finds_the_remote_spark_submit_hands_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k in ("SPARK_REMOTE", "PYSPARK_REMOTE_INIT_CONF_LEN", "PYSPARK_REMOTE_INIT_CONF_0"):
+        monkeypatch.delenv(k, raising=False)
+    assert remote_from_environment() is None
+    monkeypatch.setenv("PYSPARK_REMOTE_INIT_CONF_LEN", "1")
+    monkeypatch.setenv("PYSPARK_REMOTE_INIT_CONF_0", '{"spark.app.name": "x", "spark.remote": "sc://h:1"}')
+    assert remote_from_environment() == "sc://h:1"
+    monkeypatch.setenv("SPARK_REMOTE", "sc://env:2")
+    assert remote_from_environment() == "sc://env:2"
+
+
+def test_names_the_delta_jar_matching_pyspark() -> None:
+    import pyspark
+
+    spark = ".".join(pyspark.__version__.split(".")[:2])
+    assert delta_coordinate().startswith(f"io.delta:delta-spark_{spark}_2.13:")
