@@ -21,6 +21,16 @@ Configuration (environment of the workers, or the trigger form): `DSR_POLICY` (p
 `DSR_ENGINE` (`delta-rs` or `spark`), `SPARK_REMOTE` (Spark Connect `sc://host:port`),
 `DSR_PSEUDONYM_KEY` (the HMAC key; environment only, never a Param), `DSR_SCHEDULE` (default `@hourly`;
 `none` for manual triggers only).
+
+**spark-submit mode.** With `DSR_SPARK_SUBMIT=1` where the DAG is parsed, the DAG is one task, `spark_submit`
+(SparkSubmitOperator, from apache-airflow-providers-apache-spark), that submits `jobs/process.py` (or
+`DSR_SPARK_APPLICATION`) through the Spark connection `DSR_SPARK_CONN_ID` (default `spark_default`):
+`process.py --policy <policy> --run-id <batch id> --remote <spark_remote>`. The job runs the whole batch
+(`dsr.pipeline.run`) on the Spark engine: on Spark Connect when `spark_remote` is set (give the connection the
+master `local[*]`: spark-submit then only starts the driver, which connects), else on the connection's
+cluster with delta-spark (`DSR_SPARK_PACKAGES`). The pseudonym key never goes into the command line or a
+templated field: spark-submit inherits it from the worker's environment (client mode), a cluster-mode driver
+gets it from the cluster's own secrets. `engine` is ignored in this mode.
 """
 
 from __future__ import annotations
@@ -43,6 +53,17 @@ def _schedule() -> str | None:
     """``$DSR_SCHEDULE`` (a cron expression or preset; ``none`` for manual triggers only), default hourly."""
     value = os.environ.get("DSR_SCHEDULE", "").strip() or "@hourly"
     return None if value.lower() in ("none", "manual") else value
+
+
+def _spark_submit() -> bool:
+    """``$DSR_SPARK_SUBMIT`` set (and not 0/false/no/off): run the batch as one spark-submit of jobs/process.py."""
+    return os.environ.get("DSR_SPARK_SUBMIT", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def _spark_application() -> str:
+    """The spark-submit application: ``$DSR_SPARK_APPLICATION``, else this repository's ``jobs/process.py``."""
+    default = Path(__file__).resolve().parent.parent / "jobs" / "process.py"
+    return os.environ.get("DSR_SPARK_APPLICATION", "").strip() or str(default)
 
 
 def _params() -> dict[str, Any]:
@@ -99,11 +120,15 @@ def _batch_id() -> str:
 
     Every task derives it from its own context, so XCom needs to carry only table names.
     """
-    import re
-
     from airflow.sdk import get_current_context
 
-    run_id = str(get_current_context()["run_id"])
+    return _safe_batch_id(str(get_current_context()["run_id"]))
+
+
+def _safe_batch_id(run_id: str) -> str:
+    """Airflow run id -> dsr batch id (also the Jinja filter ``dsr_batch_id`` of the spark-submit task)."""
+    import re
+
     return "af_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_")[:120]
 
 
@@ -129,6 +154,7 @@ def _log(step: str, metrics: dict[str, Any]) -> None:
         "max_retry_delay": timedelta(minutes=15),
     },
     dagrun_timeout=timedelta(hours=6),
+    user_defined_filters={"dsr_batch_id": _safe_batch_id},
     tags=["dsr", "gdpr", "delta", "privacy"],
     params={
         "policy": Param(
@@ -146,6 +172,10 @@ def _log(step: str, metrics: dict[str, Any]) -> None:
     },
 )
 def dsr_process() -> None:
+    if _spark_submit():
+        _submit_batch()
+        return
+
     @task(multiple_outputs=False)
     def claim() -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -244,6 +274,39 @@ def dsr_process() -> None:
     erased = erase.expand(table=to_erase)
     verified = verify.expand(table=to_erase)
     erased >> verified >> complete()
+
+
+def _submit_batch() -> None:
+    """spark-submit mode: one task submits jobs/process.py, the whole batch, through the Spark connection.
+
+    Only ids and paths go on the command line: the policy, the batch id (the run id, sanitised as the
+    TaskFlow steps do) and the Spark Connect address. The pseudonym key and storage credentials stay in the
+    environment spark-submit inherits from the worker (client mode), never in args, conf or env_vars, which
+    are rendered, shown in the UI and put on the command line. An empty ``--remote`` means classic Spark.
+    """
+    try:
+        from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+    except ImportError as exc:
+        raise ImportError(
+            "DSR_SPARK_SUBMIT is set but the Spark provider is missing: "
+            "pip install 'apache-airflow-providers-apache-spark>=6,<7' (or dsr-lake[airflow])"
+        ) from exc
+
+    python = os.environ.get("DSR_SPARK_PYTHON", "").strip()  # the driver's python, if not the worker's default
+    SparkSubmitOperator(
+        task_id="spark_submit",
+        conn_id=os.environ.get("DSR_SPARK_CONN_ID", "").strip() or "spark_default",
+        application=_spark_application(),
+        application_args=[
+            "--policy", "{{ params.policy }}",
+            "--run-id", "{{ run_id | dsr_batch_id }}",
+            "--remote", "{{ params.spark_remote or '' }}",
+        ],
+        name="dsr_process",
+        packages=os.environ.get("DSR_SPARK_PACKAGES", "").strip() or None,
+        env_vars={"PYSPARK_PYTHON": python, "PYSPARK_DRIVER_PYTHON": python} if python else None,
+        verbose=False,
+    )
 
 
 dsr_process()

@@ -546,12 +546,12 @@ def complete_batch(policy: Policy, run_id: str, errors: dict[str, str] | None = 
         control.complete(policy, run_id, done)
     if failed:
         control.fail(policy, run_id, failed)
-    failed_before = sum(
-        1 for r in control.list_requests(policy, status="failed") if r.run_id == run_id and r.request_id not in failed
-    )
-    exit_code = 1 if failed or failed_before else 0
-    log.info("run %s: %d request(s) completed, %d failed", run_id, len(done), len(failed) + failed_before)
-    return {"run_id": run_id, "completed": len(done), "failed": len(failed) + failed_before, "exit_code": exit_code}
+    # the whole batch: exports completed earlier in the run count too
+    mine = [r for r in control.list_requests(policy) if r.run_id == run_id]
+    n_completed = sum(1 for r in mine if r.status == "completed")
+    n_failed = sum(1 for r in mine if r.status == "failed")
+    log.info("run %s: %d request(s) completed, %d failed", run_id, n_completed, n_failed)
+    return {"run_id": run_id, "completed": n_completed, "failed": n_failed, "exit_code": 1 if n_failed else 0}
 
 
 # --- the whole run ----------------------------------------------------------------------------------------

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,3 +125,206 @@ def test_dag_file_has_no_heavy_imports_at_top_level() -> None:
         elif isinstance(node, ast.ImportFrom) and node.module:
             top.add(node.module.split(".")[0])
     assert not top & {"dsr", "deltalake", "pyarrow", "pandas", "great_expectations", "pyspark"}, top
+
+
+# --- spark-submit mode (DSR_SPARK_SUBMIT): one SparkSubmitOperator task running jobs/process.py ----------------
+
+ROOT = DAGS.parent
+APPLICATION = ROOT / "jobs" / "process.py"
+SPARK_PROVIDER = "airflow.providers.apache.spark.operators.spark_submit"
+SECRET = "do-not-leak-this-pseudonym-key-0123456789"
+RUN_ID = "scheduled__2026-03-04T05:06:07+00:00"
+
+# Parses dags/ once per configuration, each with its environment set before the parse (the DAG reads it at
+# parse time), and prints what the tests check as JSON. In a subprocess, so nothing leaks into this one.
+_PARSE = r"""
+import json, os, sys
+from airflow.dag_processing.dagbag import DagBag
+
+out = []
+for config in json.loads(sys.argv[1]):
+    for var in [v for v in os.environ if v.startswith("DSR_SPARK_")]:
+        del os.environ[var]
+    os.environ.update(config["env"])
+    if config.get("no_provider"):
+        sys.modules[sys.argv[3]] = None  # as if apache-airflow-providers-apache-spark were not installed
+    else:
+        sys.modules.pop(sys.argv[3], None)
+    bag = DagBag(dag_folder=sys.argv[2], safe_mode=False)
+    res = {"import_errors": {k: v.strip().splitlines()[-1] for k, v in bag.import_errors.items()}}
+    dag = bag.dags.get("dsr_process")
+    if dag is not None:
+        res["dag"] = {"tasks": sorted(dag.task_ids), "tags": sorted(dag.tags), "doc_md": dag.doc_md,
+                      "max_active_runs": dag.max_active_runs, "catchup": dag.catchup,
+                      "schedule": getattr(dag.timetable, "expression", None), "params": dag.params.dump()}
+        if "spark_submit" in dag.task_ids:
+            t = dag.get_task("spark_submit")
+            jinja = dag.get_template_env()
+            res["task"] = {
+                "class": f"{type(t).__module__}.{type(t).__name__}",
+                "template_fields": {f: getattr(t, f) for f in t.template_fields},
+                "rendered_args": [jinja.from_string(a).render(params=dag.params.dump(), run_id=sys.argv[4])
+                                  for a in t.application_args],
+                "conn_id": t._conn_id, "retries": t.retries, "backoff": t.retry_exponential_backoff,
+                "retry_delay": t.retry_delay.total_seconds(), "owner": t.owner,
+                "verbose": t._verbose, "spark_binary": t._spark_binary,
+            }
+    out.append(res)
+print("\n" + json.dumps(out, default=str))
+"""
+
+
+def _subprocess_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW", "DSR_", "SPARK_REMOTE", "SPARK_CONNECT_MODE", "PYSPARK_"))}
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        **extra,
+    })
+    return env
+
+
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """The DAG as the dag-processor parses it under several configurations (name -> facts)."""
+    configs = {
+        "submit": {"env": {"DSR_SPARK_SUBMIT": "1"}},
+        "submit_custom": {"env": {
+            "DSR_SPARK_SUBMIT": "yes", "DSR_SPARK_CONN_ID": "spark_yarn", "DSR_SPARK_APPLICATION": "s3://b/process.py",
+            "DSR_SPARK_PACKAGES": "io.delta:delta-spark_4.2_2.13:4.4.1", "DSR_SPARK_PYTHON": "/opt/venv/bin/python",
+        }},
+        "submit_without_provider": {"env": {"DSR_SPARK_SUBMIT": "1"}, "no_provider": True},
+        "taskflow_without_provider": {"env": {}, "no_provider": True},
+        "taskflow_off": {"env": {"DSR_SPARK_SUBMIT": "0"}, "no_provider": True},
+    }
+    home = tmp_path_factory.mktemp("airflow_home_submit")
+    env = _subprocess_env(home, DSR_PSEUDONYM_KEY=SECRET)
+    done = subprocess.run(
+        [sys.executable, "-c", _PARSE, json.dumps(list(configs.values())), str(DAGS), SPARK_PROVIDER, RUN_ID],
+        env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dict(zip(configs, json.loads(done.stdout.strip().splitlines()[-1]), strict=True))
+
+
+def test_spark_submit_mode_parses_to_one_spark_submit_task(parsed: dict[str, dict[str, Any]]) -> None:
+    res = parsed["submit"]
+    assert res["import_errors"] == {}
+    assert res["dag"]["tasks"] == ["spark_submit"]
+    task = res["task"]
+    assert task["class"] == f"{SPARK_PROVIDER}.SparkSubmitOperator"
+    fields = task["template_fields"]
+    assert fields["application"] == str(APPLICATION) and APPLICATION.is_file()
+    args = fields["application_args"]
+    assert args[args.index("--policy") + 1] == "{{ params.policy }}"
+    assert "run_id" in args[args.index("--run-id") + 1]
+    assert task["conn_id"] == "spark_default"
+    assert fields["name"] == "dsr_process"
+    assert fields["packages"] is None and fields["env_vars"] is None and fields["conf"] is None
+    assert task["spark_binary"] is None and task["verbose"] is False  # spark-submit from PATH or the connection
+
+
+def test_spark_submit_args_render_to_policy_batch_id_and_remote(parsed: dict[str, dict[str, Any]]) -> None:
+    # the batch id is the run id sanitised exactly as the TaskFlow steps' _batch_id() does
+    assert parsed["submit"]["task"]["rendered_args"] == [
+        "--policy", "dsr.yml", "--run-id", "af_scheduled__2026-03-04T05_06_07_00_00", "--remote", "",
+    ]
+
+
+def test_spark_submit_mode_keeps_the_dag_settings(parsed: dict[str, dict[str, Any]]) -> None:
+    dag, task = parsed["submit"]["dag"], parsed["submit"]["task"]
+    assert {"dsr", "gdpr"} <= set(dag["tags"])
+    assert dag["max_active_runs"] == 1 and dag["catchup"] is False
+    assert dag["schedule"] == "0 * * * *"
+    assert "DSR_SPARK_SUBMIT" in dag["doc_md"]
+    assert dag["params"] == {"policy": "dsr.yml", "engine": "delta-rs", "spark_remote": None}
+    assert task["retries"] == 2 and task["backoff"] is True and task["retry_delay"] == 60
+    assert task["owner"] == "privacy-engineering"
+
+
+def test_spark_submit_never_carries_the_pseudonym_key(parsed: dict[str, dict[str, Any]]) -> None:
+    for name in ("submit", "submit_custom"):
+        text = json.dumps(parsed[name]["task"], default=str)
+        assert "DSR_PSEUDONYM_KEY" not in text and SECRET not in text, name
+        assert "PSEUDONYM" not in text.upper(), name
+
+
+def test_spark_submit_settings_come_from_the_environment(parsed: dict[str, dict[str, Any]]) -> None:
+    res = parsed["submit_custom"]
+    assert res["import_errors"] == {}
+    task = res["task"]
+    fields = task["template_fields"]
+    assert task["conn_id"] == "spark_yarn"
+    assert fields["application"] == "s3://b/process.py"
+    assert fields["packages"] == "io.delta:delta-spark_4.2_2.13:4.4.1"
+    assert fields["env_vars"] == {"PYSPARK_PYTHON": "/opt/venv/bin/python",
+                                  "PYSPARK_DRIVER_PYTHON": "/opt/venv/bin/python"}
+
+
+def test_taskflow_mode_parses_without_the_spark_provider(parsed: dict[str, dict[str, Any]]) -> None:
+    for name in ("taskflow_without_provider", "taskflow_off"):
+        res = parsed[name]
+        assert res["import_errors"] == {}, name
+        assert {"claim", "export", "erase", "verify", "complete"} <= set(res["dag"]["tasks"]), name
+        assert "task" not in res, name
+    errors = parsed["submit_without_provider"]["import_errors"]
+    assert len(errors) == 1 and "apache-airflow-providers-apache-spark" in next(iter(errors.values()))
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_spark_submit_mode_runs_the_batch_on_spark_connect(
+    tmp_path: Path, spark_remote: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``airflow dags test`` of the spark-submit DAG: SparkSubmitOperator runs pyspark's spark-submit with the
+    connection's master ``local[*]``; jobs/process.py, the driver, runs the batch on the Sail server."""
+    venv_bin = Path(sys.executable).parent
+    if not (venv_bin / "spark-submit").exists() or shutil.which("java") is None:
+        pytest.skip("spark-submit (pyspark) or java not found")
+    from dsr import control
+    from dsr.cli import main as dsr
+    from dsr.policy import load_policy
+    from tests import lakes
+
+    monkeypatch.setenv("DSR_PSEUDONYM_KEY", lakes.KEY)
+    monkeypatch.delenv("DSR_POLICY", raising=False)
+    lake = lakes.build(tmp_path / "lake")
+    for kind, subjects in (("erase", lakes.ERASE), ("export", lakes.EXPORT)):
+        for s in subjects:
+            assert dsr(["--policy", str(lake.policy_path), "request", kind, s]) == 0
+
+    home = tmp_path / "airflow_home"
+    env = _subprocess_env(
+        home, **lake.env,
+        DSR_SPARK_SUBMIT="1",
+        AIRFLOW_CONN_SPARK_DEFAULT=json.dumps({"conn_type": "spark", "host": "local[*]"}),
+        PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",  # spark-submit, as on a worker
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+    )
+    airflow = str(venv_bin / "airflow")
+    migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=180)
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    # SPARK_REMOTE must not be in spark-submit's environment (it refuses it next to --master): a run Param
+    test = subprocess.run(
+        [airflow, "dags", "test", "dsr_process", "-c", json.dumps({"spark_remote": spark_remote})],
+        env=env, capture_output=True, text=True, errors="replace", timeout=400,
+    )
+    output = test.stdout + test.stderr
+    assert test.returncode == 0 and "state=success" in output, output[-5000:]
+
+    command = re.search(r"Spark-Submit cmd: (.*?) \[", output)
+    assert command is not None, output[-5000:]
+    assert f"--master local[*] --name dsr_process {APPLICATION} --policy {lake.policy_path}" in command.group(1)
+    batch = re.search(r"--run-id (af_\S+) --remote (\S+)", command.group(1))
+    assert batch is not None and batch.group(2) == spark_remote, command.group(1)
+    assert f"run {batch.group(1)} (spark):" in output and ", 0 failed" in output
+
+    requests = control.list_requests(load_policy(lake.policy_path))
+    assert len(requests) == len(lakes.ERASE) + len(lakes.EXPORT)
+    assert {(r.status, r.run_id) for r in requests} == {("completed", batch.group(1))}
+    subjects = re.compile(r"(?<![\w.])(?:" + "|".join(map(re.escape, {*lakes.ERASE, *lakes.EXPORT})) + r")(?!\w)")
+    assert not subjects.search(output), "a subject id reached Airflow's output"
+    assert lakes.KEY not in output

@@ -78,7 +78,7 @@ def processed(shared_lake: lakes.Lake) -> dict[str, Any]:
 def test_run_completes_every_request(processed: dict[str, Any]) -> None:
     report = processed["report"]
     assert report.exit_code == 0, report.as_dict()
-    assert report.summary["completed"] == 5 and report.summary["failed"] == 0
+    assert report.summary["completed"] == 8 and report.summary["failed"] == 0
     statuses = {r.request_id: r.status for r in control.list_requests(processed["policy"])}
     assert set(statuses.values()) == {"completed"}
     assert len(statuses) == 8

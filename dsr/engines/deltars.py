@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from dsr import storage
+from dsr.engines import deltalog
 from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan
 
 __all__ = ["DeltaRsEngine"]
@@ -46,17 +46,13 @@ class DeltaRsEngine:
     # --- metadata ---------------------------------------------------------------------------------------
 
     def _table(self, uri: str, version: int | None = None) -> Any:
-        from deltalake import DeltaTable
-
-        return DeltaTable(uri, version=version, storage_options=storage.storage_options(uri))
+        return deltalog.open_delta(uri, version)
 
     def schema(self, uri: str) -> Any:
-        import pyarrow as pa
-
-        return pa.schema(self._table(uri).schema().to_arrow())
+        return deltalog.schema(uri)
 
     def version(self, uri: str) -> int:
-        return int(self._table(uri).version())
+        return deltalog.version(uri)
 
     def row_count(self, uri: str, version: int | None = None) -> int:
         return int(self._dataset(self._table(uri, version)).count_rows())

@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from dsr import storage
+from dsr.engines import deltalog
 from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan
 from dsr.errors import ConflictError, InputError
 
@@ -341,17 +342,13 @@ class SparkEngine:
         return uri if storage.is_remote(uri) or uri.startswith("file:") else os.path.abspath(uri)
 
     def _delta(self, uri: str, version: int | None = None) -> Any:
-        from deltalake import DeltaTable
-
-        return DeltaTable(uri, version=version, storage_options=storage.storage_options(uri))
+        return deltalog.open_delta(uri, version)
 
     def schema(self, uri: str) -> Any:
-        import pyarrow as pa
-
-        return pa.schema(self._delta(uri).schema().to_arrow())
+        return deltalog.schema(uri)
 
     def version(self, uri: str) -> int:
-        return int(self._delta(uri).version())
+        return deltalog.version(uri)
 
     def history(self, uri: str, limit: int = 20) -> list[dict[str, Any]]:
         """Commit infos, newest first, read the same way as the delta-rs engine does, plus for Spark commits:
