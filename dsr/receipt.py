@@ -78,7 +78,7 @@ def print_receipt(policy: Policy, request_id: str, *, as_json: bool) -> int:
             else:
                 parts.append(f"{t['strategy']} {t.get('rows', 0)} row(s), files -{t.get('files_removed', 0)}"
                              f"/+{t.get('files_added', 0)}, v{t.get('version_before')}->v{t.get('version_after')}")
-        if "ge_success" in t:
+        if "ge_success" in t and t.get("strategy") != "retain":
             parts.append("GE " + ("passed" if t["ge_success"] else "FAILED"))
         if "note" in t:
             parts.append(t["note"])

@@ -206,6 +206,15 @@ def test_erasure_waits_for_an_unfinished_export(lake: lakes.Lake) -> None:
     assert any(r["user_id"] == "1001" for r in lakes.snapshot(policy.table("events").uri))
 
 
+def test_a_retained_table_shows_its_reason_and_no_ge_claim(processed: dict[str, Any], shared_lake: lakes.Lake) -> None:
+    rid = processed["ids"][("erase", "1003")]
+    rec = json.loads(dsr(shared_lake, "receipt", rid, "--json").stdout)
+    consents = rec["tables"]["consents"]
+    assert consents["strategy"] == "retain" and "ge_success" not in consents
+    text = dsr(shared_lake, "receipt", rid).stdout
+    assert re.search(r"consents\s+retained \(GDPR Art\. 7\(1\): proof of consent\)\s*$", text, re.M), text
+
+
 def test_verify_and_audit_pass_then_tampering_is_caught(processed: dict[str, Any], shared_lake: lakes.Lake) -> None:
     lake = shared_lake
     assert dsr(lake, "verify").returncode == 0
