@@ -35,6 +35,7 @@ __all__ = [
     "list_requests",
     "new_run_id",
     "release",
+    "renew_lease",
     "submit",
 ]
 
@@ -373,6 +374,17 @@ def _transition(
         return [r["request_id"] for r in todo]
 
     return deltautil.optimistic(attempt, what=what)
+
+
+def renew_lease(policy: Policy, run_id: str) -> int:
+    """Extend the lease of every request this run still holds by ``claim_ttl_minutes`` from now.
+
+    Each pipeline step calls it first, so a long run keeps its batch while a dead one loses it.
+    """
+    held = [r.request_id for r in list_requests(policy, status="running") if r.run_id == run_id]
+    lease = _now() + dt.timedelta(minutes=policy.claim_ttl_minutes)
+    updates = [{"request_id": rid, "lease_until": lease} for rid in held]
+    return len(_transition(policy, run_id, updates, {"lease_until": "s.lease_until"}, "renew"))
 
 
 def complete(policy: Policy, run_id: str, results: Sequence[Mapping[str, Any]]) -> int:

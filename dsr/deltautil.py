@@ -12,6 +12,7 @@ from dsr.errors import ConflictError
 
 __all__ = [
     "commit_properties",
+    "compact_small_files",
     "create_if_missing",
     "native_filesystem",
     "open_table",
@@ -111,3 +112,21 @@ def optimistic(attempt: Callable[[], T], *, what: str, tries: int = 50) -> T:
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 1.6, 1.0)
     raise ConflictError(f"{what}: gave up after {tries} concurrent-commit conflicts; try again")
+
+
+def compact_small_files(uri: str, *, max_files: int = 64) -> int:
+    """Bin-pack a small bookkeeping table (control, audit) once it has more than max_files files.
+
+    Each intake, claim and audit append adds a small file; compaction keeps reads fast. It rewrites files only
+    (same rows, same values), so the audit hash chain is untouched. Returns the number of files removed.
+    """
+    dt = open_table(uri)
+    if dt is None or len(dt.file_uris()) <= max_files:
+        return 0
+    from deltalake.exceptions import CommitFailedError
+
+    try:
+        metrics = dt.optimize.compact(commit_properties=commit_properties({"dsr.operation": "compact"}, retries=3))
+    except CommitFailedError:
+        return 0  # a concurrent writer won; the next run compacts
+    return int(metrics.get("numFilesRemoved", 0))

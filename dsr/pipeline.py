@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsr import audit, control, erasure, exporting
+from dsr import audit, control, deltautil, erasure, exporting
 from dsr.engines.base import Engine, ErasePlan
 from dsr.errors import DsrError, StepError, VerificationError
 from dsr.masking import pseudonym, pseudonym_kind
@@ -104,6 +104,7 @@ def claim_batch(policy: Policy, run_id: str | None = None) -> dict[str, Any]:
 
 def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -> dict[str, Any]:
     """ONE scan of one table for every export request of the run; rows go to per-request part files."""
+    control.renew_lease(policy, run_id)
     table = policy.table(table_name)
     reqs = _batch(policy, run_id, "export")
     if not reqs or not table.export:
@@ -141,6 +142,7 @@ def _exported_tables(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, An
 
 def finish_exports(policy: Policy, run_id: str) -> dict[str, Any]:
     """Write one document per export request and complete it; hold back erasures that must wait."""
+    control.renew_lease(policy, run_id)
     reqs = _batch(policy, run_id, "export")
     tables = [t.name for t in policy.tables if t.export]
     done: list[dict[str, Any]] = []
@@ -245,6 +247,7 @@ def _recover_from_history(
 
 def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -> dict[str, Any]:
     """ONE Delta commit erasing (or anonymising) every erase request of the run in one table."""
+    control.renew_lease(policy, run_id)
     table = policy.table(table_name)
     reqs = _batch(policy, run_id, "erase")
     if not reqs:
@@ -467,6 +470,7 @@ def verify_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
     table = policy.table(table_name)
     if table.erase == "retain":  # nothing was changed, so there is nothing to prove; the receipt shows the reason
         return {"table": table_name, "requests": 0, "strategy": "retain", "success": True}
+    control.renew_lease(policy, run_id)
     reqs = _batch(policy, run_id, "erase")
     events = _erase_events(policy, [r.request_id for r in reqs], table.name)
     reqs = [r for r in reqs if r.request_id in events]
@@ -548,6 +552,8 @@ def complete_batch(policy: Policy, run_id: str, errors: dict[str, str] | None = 
         control.complete(policy, run_id, done)
     if failed:
         control.fail(policy, run_id, failed)
+    for uri in (policy.requests_uri, policy.audit_uri):
+        deltautil.compact_small_files(uri)
     # the whole batch: exports completed earlier in the run count too
     mine = [r for r in control.list_requests(policy) if r.run_id == run_id]
     n_completed = sum(1 for r in mine if r.status == "completed")

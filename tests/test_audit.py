@@ -194,3 +194,14 @@ def test_tampering_is_caught_at_the_first_bad_event(
     code, out = _verify_cli(intake_policy, capsys)
     assert code == 1
     assert f"BROKEN at event seq {bad_seq} (event_id {brk.event_id})" in out and why in out
+
+
+def test_compacting_the_audit_table_keeps_the_chain_intact(intake_policy: Policy) -> None:
+    from dsr import deltautil
+
+    for i in range(12):
+        audit.append(intake_policy, [audit.AuditEvent("received", request_id=f"req_{i}")])
+    assert deltautil.compact_small_files(intake_policy.audit_uri, max_files=4) >= 12
+    n, broken = audit.verify_chain(intake_policy)
+    assert broken is None and n == 12
+    assert deltautil.compact_small_files(intake_policy.audit_uri, max_files=4) == 0

@@ -474,3 +474,18 @@ def test_a_failed_request_with_attempts_left_counts_as_open_for_dedupe(intake_po
     control.fail(intake_policy, "run_a", {rid: "boom"})
     again, created = control.submit(intake_policy, "erase", "dup-subject")
     assert (again, created) == (rid, False)
+
+
+def test_renewing_the_lease_keeps_a_long_run_s_batch(intake_policy: Policy) -> None:
+    from dataclasses import replace
+
+    rid, _ = control.submit(intake_policy, "erase", "long-run-subject")
+    short = replace(intake_policy, claim_ttl_minutes=1)
+    (claimed,) = control.claim(short, "run_long")
+    assert control.renew_lease(intake_policy, "run_long") == 1
+    (held,) = control.list_requests(intake_policy, ids=[rid])
+    assert held.lease_until is not None and claimed.lease_until is not None
+    assert held.lease_until > claimed.lease_until + dt.timedelta(minutes=30)
+    # another run cannot take it while the lease holds
+    assert control.claim(intake_policy, "run_other") == []
+    assert control.renew_lease(intake_policy, "run_other") == 0
