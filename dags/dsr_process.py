@@ -132,6 +132,19 @@ def _safe_batch_id(run_id: str) -> str:
     return "af_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_")[:120]
 
 
+def _table_step(step: str, table: str) -> str:
+    """Run one per-table pipeline step (``export_table``, ``erase_table``, ``verify_table``) on its own engine."""
+    from dsr import pipeline
+
+    with _final_errors():
+        engine = _engine()
+        try:
+            _log(f"{step} {table}", getattr(pipeline, step)(_policy(), engine, _batch_id(), table))
+        finally:
+            engine.close()
+    return table
+
+
 def _log(step: str, metrics: dict[str, Any]) -> None:
     """Log a step's metrics (counts, versions, table names: never subject ids)."""
     import logging
@@ -205,15 +218,7 @@ def dsr_process() -> None:
 
     @task(max_active_tis_per_dagrun=4)
     def export(table: str) -> str:
-        from dsr import pipeline
-
-        with _final_errors():
-            engine = _engine()
-            try:
-                _log(f"export {table}", pipeline.export_table(_policy(), engine, _batch_id(), table))
-            finally:
-                engine.close()
-        return table
+        return _table_step("export_table", table)
 
     @task(trigger_rule=_NONE_FAILED)
     def finish_exports() -> None:
@@ -224,27 +229,11 @@ def dsr_process() -> None:
 
     @task(trigger_rule=_NONE_FAILED, max_active_tis_per_dagrun=4)
     def erase(table: str) -> str:
-        from dsr import pipeline
-
-        with _final_errors():
-            engine = _engine()
-            try:
-                _log(f"erase {table}", pipeline.erase_table(_policy(), engine, _batch_id(), table))
-            finally:
-                engine.close()
-        return table
+        return _table_step("erase_table", table)
 
     @task(trigger_rule=_NONE_FAILED, max_active_tis_per_dagrun=4)
     def verify(table: str) -> str:
-        from dsr import pipeline
-
-        with _final_errors():
-            engine = _engine()
-            try:
-                _log(f"verify {table}", pipeline.verify_table(_policy(), engine, _batch_id(), table))
-            finally:
-                engine.close()
-        return table
+        return _table_step("verify_table", table)
 
     @task(trigger_rule="all_done", multiple_outputs=False)
     def complete() -> dict[str, Any]:
