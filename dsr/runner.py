@@ -44,14 +44,15 @@ def cli_run(policy: Policy, *, engine: str | None, remote: str | None, as_json: 
 
 def verify_all(policy: Policy, engine: Any) -> list[dict[str, Any]]:
     """Re-run the suites of every delete/anonymise table for all completed erasures."""
-    from dsr import control, pipeline
+    from dsr import control
+    from dsr.tablecheck import check_table
 
     subjects = sorted({r.subject_id for r in control.list_requests(policy, status="completed") if r.kind == "erase"})
     checks = []
     for t in policy.tables:
         if t.erase == "retain":
             continue
-        checks.append(pipeline.check_table(policy, engine, t, subjects).as_dict())
+        checks.append(check_table(policy, engine, t, subjects).as_dict())
     return checks
 
 
