@@ -32,6 +32,7 @@ __all__ = [
     "complete",
     "fail",
     "import_csv",
+    "is_open",
     "list_requests",
     "new_run_id",
     "release",
@@ -223,7 +224,7 @@ def _add(policy: Policy, items: Sequence[_Intake]) -> list[tuple[str, bool]]:
 
     def attempt() -> tuple[list[tuple[str, bool]], list[dict[str, Any]]]:
         table.update_incremental()
-        open_ids = {(r.kind, r.subject_id): r.request_id for r in _rows(table) if _is_open(r, policy)}
+        open_ids = {(r.kind, r.subject_id): r.request_id for r in _rows(table) if is_open(r, policy)}
         out: list[tuple[str, bool]] = []
         new_rows: list[dict[str, Any]] = []
         for rid, it in zip(fresh_ids, items, strict=True):
@@ -260,7 +261,7 @@ def _add(policy: Policy, items: Sequence[_Intake]) -> list[tuple[str, bool]]:
 # --- claim and status changes ----------------------------------------------------------------------------
 
 
-def _is_open(r: Request, policy: Policy) -> bool:
+def is_open(r: Request, policy: Policy) -> bool:
     """Still to be done: pending, running, or failed with attempts left (the next run retries it)."""
     return r.status in _OPEN or (r.status == "failed" and r.attempts < policy.max_attempts)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dsr import audit, control, deltautil, erasure, exporting
-from dsr.engines.base import Engine, ErasePlan
+from dsr.engines.base import CommitResult, Engine, ErasePlan
 from dsr.errors import DsrError, StepError, VerificationError
 from dsr.policy import Policy, TableSpec
 from dsr.tablecheck import check_table
@@ -38,9 +38,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("dsr.pipeline")
-
-_UNFINISHED_EXPORT = ("pending", "running")
-
 
 def _batch(policy: Policy, run_id: str, kind: str | None = None) -> list[control.Request]:
     """The requests this run holds (status running under run_id)."""
@@ -185,10 +182,7 @@ def _hold_back_erasures(policy: Policy, run_id: str) -> int:
     if not erasures:
         return 0
     blocking = {
-        r.subject_id for r in control.list_requests(policy)
-        if r.kind == "export" and (
-            r.status in _UNFINISHED_EXPORT or (r.status == "failed" and r.attempts < policy.max_attempts)
-        )
+        r.subject_id for r in control.list_requests(policy) if r.kind == "export" and control.is_open(r, policy)
     }
     waiting = [r.request_id for r in erasures if r.subject_id in blocking]
     if waiting:
@@ -295,8 +289,6 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
         result = engine.erase(plan, source)
     else:
         v = engine.version(table.uri)
-        from dsr.engines.base import CommitResult
-
         result = CommitResult(version_before=v, version_after=v)
     audit.append(policy, [
         audit.AuditEvent(
