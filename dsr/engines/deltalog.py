@@ -9,7 +9,7 @@ from typing import Any
 
 from dsr import storage
 
-__all__ = ["open_delta", "schema", "version"]
+__all__ = ["LogMetadata", "open_delta", "schema", "version"]
 
 
 def open_delta(uri: str, version: int | None = None) -> Any:
@@ -28,3 +28,13 @@ def schema(uri: str) -> Any:
 
 def version(uri: str) -> int:
     return int(open_delta(uri).version())
+
+
+class LogMetadata:
+    """Engine mix-in: ``schema`` and ``version`` of the Engine Protocol, answered from the Delta log."""
+
+    def schema(self, uri: str) -> Any:
+        return schema(uri)
+
+    def version(self, uri: str) -> int:
+        return version(uri)

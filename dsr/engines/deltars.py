@@ -35,7 +35,7 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-class DeltaRsEngine:
+class DeltaRsEngine(deltalog.LogMetadata):
     name = "delta-rs"
     dialect = "datafusion"
     frame_kind = "pandas"
@@ -43,22 +43,13 @@ class DeltaRsEngine:
     def __init__(self) -> None:
         self.scans: Counter[str] = Counter()
 
-    # --- metadata ---------------------------------------------------------------------------------------
-
-    def _table(self, uri: str, version: int | None = None) -> Any:
-        return deltalog.open_delta(uri, version)
-
-    def schema(self, uri: str) -> Any:
-        return deltalog.schema(uri)
-
-    def version(self, uri: str) -> int:
-        return deltalog.version(uri)
+    # --- metadata (schema and version: deltalog.LogMetadata) --------------------------------------------
 
     def row_count(self, uri: str, version: int | None = None) -> int:
-        return int(self._dataset(self._table(uri, version)).count_rows())
+        return int(self._dataset(deltalog.open_delta(uri, version)).count_rows())
 
     def history(self, uri: str, limit: int = 20) -> list[dict[str, Any]]:
-        return list(self._table(uri).history(limit))
+        return list(deltalog.open_delta(uri).history(limit))
 
     # --- reads ------------------------------------------------------------------------------------------
 
@@ -77,7 +68,7 @@ class DeltaRsEngine:
         self, uri: str, column: str, keys: Any, columns: Sequence[str] | None = None
     ) -> Iterator[Any]:
 
-        dataset = self._dataset(self._table(uri))
+        dataset = self._dataset(deltalog.open_delta(uri))
         self.scans[uri] += 1
         if len(keys) == 0:
             return
@@ -95,7 +86,7 @@ class DeltaRsEngine:
     ) -> Iterator[Any]:
         import pyarrow as pa
 
-        dataset = self._dataset(self._table(uri, version))
+        dataset = self._dataset(deltalog.open_delta(uri, version))
         self.scans[uri] += 1
         flt = _isin(dataset, *where_in) if where_in is not None else None
         pending: list[Any] = []
@@ -119,7 +110,7 @@ class DeltaRsEngine:
     def erase(self, plan: ErasePlan, source: Any) -> CommitResult:
         from deltalake import CommitProperties
 
-        dt = self._table(plan.uri)
+        dt = deltalog.open_delta(plan.uri)
         before = int(dt.version())
         merger = dt.merge(
             source,

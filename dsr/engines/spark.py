@@ -277,7 +277,7 @@ def _check_reachable(remote: str) -> None:
 # --- the engine ---------------------------------------------------------------------------------------
 
 
-class SparkEngine:
+class SparkEngine(deltalog.LogMetadata):
     """Engine on a SparkSession (classic with delta-spark, or Spark Connect). ``SparkEngine(spark)`` uses a
     session you own; ``SparkEngine.connect(...)`` builds one and ``close`` stops it.
 
@@ -341,20 +341,11 @@ class SparkEngine:
             return "s3a://" + uri[len("s3://"):]
         return uri if storage.is_remote(uri) or uri.startswith("file:") else os.path.abspath(uri)
 
-    def _delta(self, uri: str, version: int | None = None) -> Any:
-        return deltalog.open_delta(uri, version)
-
-    def schema(self, uri: str) -> Any:
-        return deltalog.schema(uri)
-
-    def version(self, uri: str) -> int:
-        return deltalog.version(uri)
-
     def history(self, uri: str, limit: int = 20) -> list[dict[str, Any]]:
         """Commit infos, newest first, read the same way as the delta-rs engine does, plus for Spark commits:
         the keys of a JSON ``userMetadata`` (our commit metadata on delta-spark) at the top level, and
         snake_case aliases of camelCase metrics (``num_target_rows_deleted``...), so callers read one form."""
-        return [normalise_commit(c) for c in self._delta(uri).history(limit)]
+        return [normalise_commit(c) for c in deltalog.open_delta(uri).history(limit)]
 
     # --- reads ------------------------------------------------------------------------------------------
 
@@ -460,7 +451,7 @@ class SparkEngine:
                         conf.set(k, v)
 
     def _commit_result(self, uri: str, before: int, token: str) -> CommitResult:
-        dt = self._delta(uri)
+        dt = deltalog.open_delta(uri)
         after = int(dt.version())
         if after == before:  # nothing matched: Sail writes no commit
             return CommitResult(version_before=before, version_after=before)
