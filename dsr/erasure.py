@@ -15,7 +15,7 @@ from dsr.masking import mask_sql, pseudonym, pseudonym_column, pseudonym_kind
 from dsr.policy import TableSpec
 from dsr.subjects import cast_subject
 
-__all__ = ["SubjectKeys", "build_source", "build_updates", "subject_keys"]
+__all__ = ["SubjectKeys", "build_source", "build_updates", "pseudonyms", "subject_keys"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,11 @@ def subject_keys(requests: Sequence[tuple[str, str]], column_type: Any) -> Subje
     )
 
 
+def pseudonyms(keys: SubjectKeys, key: bytes, kind: str) -> list[str | int]:
+    """The pseudonym of each key's subject, in ``keys.keys`` order, in the form for ``kind``."""
+    return [pseudonym(key, keys.subject_of_key[v], kind) for v in keys.keys.to_pylist()]
+
+
 def _needed_kinds(table: TableSpec, schema: Any) -> list[str]:
     kinds = set()
     for col, mask in table.masks:
@@ -65,16 +70,13 @@ def build_source(table: TableSpec, schema: Any, keys: SubjectKeys, key: bytes | 
     """The MERGE source: KEY_COLUMN plus one pseudonym column per pseudonym kind the masks need."""
     import pyarrow as pa
 
-    values = keys.keys.to_pylist()
     cols: dict[str, Any] = {KEY_COLUMN: keys.keys}
     if table.erase == "anonymise":
         for kind in _needed_kinds(table, schema):
             if key is None:
                 raise ValueError("pseudonymise needs the pseudonym key")
             arrow_type = {"string": pa.string(), "int64": pa.int64(), "int32": pa.int32()}[kind]
-            cols[pseudonym_column(kind)] = pa.array(
-                [pseudonym(key, keys.subject_of_key[v], kind) for v in values], type=arrow_type
-            )
+            cols[pseudonym_column(kind)] = pa.array(pseudonyms(keys, key, kind), type=arrow_type)
     return pa.table(cols)
 
 
