@@ -23,6 +23,7 @@ from dsr import audit, control, deltautil, erasure, exporting
 from dsr.engines.base import CommitResult, Engine, ErasePlan
 from dsr.errors import DsrError, StepError, VerificationError
 from dsr.policy import Policy, TableSpec
+from dsr.subjects import uncastable_note
 from dsr.tablecheck import check_table
 
 __all__ = [
@@ -153,7 +154,7 @@ def finish_exports(policy: Policy, run_id: str) -> dict[str, Any]:
             failed[r.request_id] = f"export incomplete: table(s) not scanned: {', '.join(missing)}"
             continue
         notes = {
-            t: f"subject id cannot be cast to the type of {policy.table(t).subject!r}: nothing can match"
+            t: uncastable_note(policy.table(t).subject)
             for t in tables if not exported[t].get("subject_matchable", True)
         }
         uri = exporting.finish_document(
@@ -374,7 +375,7 @@ def _request_result(policy: Policy, events: Sequence[dict[str, Any]]) -> tuple[d
         if t.erase == "retain":
             entry["reason"] = t.reason
         if not d.get("subject_matchable", True):
-            entry["note"] = f"subject id cannot be cast to the type of {t.subject!r}: nothing matched"
+            entry["note"] = uncastable_note(t.subject)
         tables[t.name] = entry
         if t.erase != "retain":
             if v is None:

@@ -11,6 +11,7 @@ from typing import Any
 from dsr import audit, control
 from dsr.errors import InputError
 from dsr.policy import Policy
+from dsr.subjects import uncastable_note
 
 __all__ = ["build_receipt", "print_receipt"]
 
@@ -36,7 +37,8 @@ def build_receipt(policy: Policy, request_id: str) -> dict[str, Any]:
                 "version_before", "version_after", "reason", "engine", "recovered_from_commit",
             ) if d.get(k) is not None})
             if d.get("subject_matchable") is False:
-                entry["note"] = "subject id cannot be cast to this table's subject column type: nothing matched"
+                column = next((t.subject for t in policy.tables if t.name == name), "its subject column")
+                entry["note"] = uncastable_note(column)
         elif e["event"] == "verified":
             entry["ge_success"] = d.get("success")
             entry["ge_suites"] = [

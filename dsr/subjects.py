@@ -11,7 +11,7 @@ from typing import Any
 
 from dsr.errors import InputError
 
-__all__ = ["CONTROL_CHARS", "MAX_SUBJECT_LEN", "cast_subject", "check_subject_id"]
+__all__ = ["CONTROL_CHARS", "MAX_SUBJECT_LEN", "cast_subject", "check_subject_id", "uncastable_note"]
 
 MAX_SUBJECT_LEN = 256
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -53,3 +53,8 @@ def cast_subject(subject_id: str, arrow_type: Any) -> Any:
     if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
         return subject_id.encode("utf-8")
     return None
+
+
+def uncastable_note(column: str) -> str:
+    """What a receipt or export document says of a table whose subject column the id cannot be cast to."""
+    return f"subject id cannot be cast to the type of {column!r}: nothing can match"
