@@ -141,36 +141,33 @@ def append(policy: Policy, batch: Sequence[AuditEvent], *, now: dt.datetime | No
     return deltautil.optimistic(attempt, what="audit append")
 
 
-def events(policy: Policy, *, request_id: str | None = None) -> list[dict[str, Any]]:
-    """Every audit row (optionally of one request), in chain order, details decoded."""
+def _read(policy: Policy, request_ids: Sequence[str] | None) -> list[dict[str, Any]]:
+    """Audit rows (of the given requests, or all), in chain order, details decoded."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     table = deltautil.open_table(policy.audit_uri)
-    if table is None:
+    if table is None or request_ids == []:
         return []
     data = deltautil.read_all(table)
-    if request_id is not None:
-        data = data.filter(pc.equal(data["request_id"], request_id))
+    if request_ids is not None:
+        data = data.filter(pc.is_in(data["request_id"], value_set=pa.array(request_ids, pa.string())))
     rows = sorted(data.to_pylist(), key=lambda r: r["seq"])
     for r in rows:
         r["details"] = json.loads(r["details"]) if r["details"] else {}
     return rows
 
 
+def events(policy: Policy, *, request_id: str | None = None) -> list[dict[str, Any]]:
+    """Every audit row (optionally of one request), in chain order, details decoded."""
+    return _read(policy, None if request_id is None else [request_id])
+
+
 def events_by_request(policy: Policy, request_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
     """The audit rows of several requests, read in one pass: request id -> rows in chain order."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     wanted = sorted(set(request_ids))
     out: dict[str, list[dict[str, Any]]] = {rid: [] for rid in wanted}
-    table = deltautil.open_table(policy.audit_uri)
-    if table is None or not wanted:
-        return out
-    data = deltautil.read_all(table)
-    data = data.filter(pc.is_in(data["request_id"], value_set=pa.array(wanted, pa.string())))
-    for r in sorted(data.to_pylist(), key=lambda r: r["seq"]):
-        r["details"] = json.loads(r["details"]) if r["details"] else {}
+    for r in _read(policy, wanted):
         out[r["request_id"]].append(r)
     return out
 
