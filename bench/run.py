@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("DSR_PSEUDONYM_KEY", "bench-key-0123456789abcdef")
 
-    from dsr import control, pipeline
+    from dsr import access, control, pipeline
     from dsr.engines.deltars import DeltaRsEngine
     from dsr.policy import check_against_lake, load_policy
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = timed("complete_s", pipeline.complete_batch, policy, rid)
         result = {
             "at": dt.datetime.now(dt.UTC).isoformat(), "python": sys.version.split()[0],
-            "params": vars(args), "timings": timings, "scans": dict(engine.scans.items()),
+            "params": vars(args), "timings": timings, "scans": dict(access.scans.items()),
             "erase": erased, "summary": summary,
             "peak_rss_mb": round(_peak_mb(), 1), "rss_before_run_mb": round(base_mb, 1),
         }

@@ -28,7 +28,7 @@ _ANCHOR_SEQ = "dsr.audit.last_seq"
 _ANCHOR_HASH = "dsr.audit.last_hash"
 EVENTS = (
     "received", "claimed", "released", "table_exported", "exported", "table_erased", "table_retained",
-    "verified", "completed", "failed",
+    "table_failed", "verified", "completed", "failed",
 )
 
 

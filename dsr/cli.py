@@ -36,7 +36,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    sub.add_parser("check", help="validate the policy; fail (exit 1) if a personal table is neither covered nor exempt")
+    chk = sub.add_parser(
+        "check", help="validate the policy; fail (exit 1) if a personal table is neither covered nor exempt, or if "
+                      "a table uses a Delta feature the reader or the engine cannot handle"
+    )
+    chk.add_argument("--engine", choices=("delta-rs", "spark"), default=None,
+                     help="the engine to check the tables' Delta features against (default: $DSR_ENGINE, "
+                          "else delta-rs)")
+    chk.add_argument("--remote", metavar="sc://HOST:PORT",
+                     help="Spark Connect endpoint (implies --engine spark; its server kind decides what it handles)")
+    chk.add_argument("--json", action="store_true", help="machine-readable result on stdout")
 
     req = sub.add_parser("request", help="file a request: erase|export SUBJECT, or import FILE.csv")
     rsub = req.add_subparsers(dest="kind", metavar="erase|export|import", parser_class=_Parser)
@@ -139,17 +148,41 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from dsr.coverage import uncovered_tables
+    from dsr.engines import engine_support
+    from dsr.gate import check_tables
 
     policy = _policy(args)
+    support = engine_support(args.engine, remote=args.remote)
+    verdicts = check_tables(policy, support)
+    refused = [v for v in verdicts if not v.ok]
     missing = uncovered_tables(policy)
+    ok = not refused and not missing
+    if args.json:
+        print(json.dumps({
+            "ok": ok, "engine": support.name, "tables": [v.as_dict() for v in verdicts],
+            "unsupported": [v.as_dict() for v in refused],
+            "uncovered": [{"path": path, "columns": cols} for path, cols in missing],
+            "exempt": [{"path": e.path, "reason": e.reason} for e in policy.exempt],
+        }, indent=2))
+        return 0 if ok else 1
+    if refused:
+        print(f"dsr check: {len(refused)} table(s) cannot be processed on engine {support.name}:")
+        for v in refused:
+            print(f"  {v.table} (path {v.path}, {v.strategy}):")
+            if v.error:
+                print(f"    {v.error}")
+            for r in v.refusals:
+                print(f"    {r.text()}")
+        print("  requests touching these tables fail with this reason; change the engine, the table or the policy")
     if missing:
         print(f"dsr check: {len(missing)} personal table(s) neither in 'tables' nor 'exempt':")
         for path, cols in missing:
             print(f"  {path}  (subject-like column: {', '.join(cols)})")
         print("add each to 'tables' (with an erase strategy) or to 'exempt' (with a reason)")
-        return 1
-    print(f"dsr check: policy OK; {len(policy.tables)} table(s) covered, {len(policy.exempt)} exempt")
-    return 0
+    if ok:
+        print(f"dsr check: policy OK; {len(policy.tables)} table(s) covered, {len(policy.exempt)} exempt; "
+              f"every table's Delta features handled on engine {support.name}")
+    return 0 if ok else 1
 
 
 def _request(args: argparse.Namespace) -> int:
@@ -193,7 +226,8 @@ def _requests(args: argparse.Namespace) -> int:
         flag = "  OVERDUE" if r.overdue(now) else ""
         print(f"{r.request_id:22} {r.kind:6} {r.status:9} {r.due_at:%Y-%m-%d} {r.attempts:>5}  {r.ticket or '-'}{flag}")
         if r.status == "failed" and r.error:
-            print(f"{'':22} error: {r.error.splitlines()[0][:200]}")
+            for i, part in enumerate(r.error.replace("\n", " ").split("; ")):
+                print(f"{'':22} {'error: ' if i == 0 else '       '}{part}")
     return 0
 
 

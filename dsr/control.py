@@ -407,14 +407,23 @@ def complete(policy: Policy, run_id: str, results: Sequence[Mapping[str, Any]]) 
     return len(done)
 
 
-def fail(policy: Policy, run_id: str, failures: Mapping[str, str]) -> int:
-    """Mark requests failed with an error text (which must hold no subject id)."""
-    updates = [{"request_id": rid, "error": err[:2000]} for rid, err in failures.items()]
-    done = set(_transition(
-        policy, run_id, updates, {"status": "'failed'", "error": "s.error", "lease_until": "NULL"}, "fail"
-    ))
+def fail(policy: Policy, run_id: str, failures: Mapping[str, str], *, final: Iterable[str] = ()) -> int:
+    """Mark requests failed with an error text (which must hold no subject id).
+
+    Requests in ``final`` cannot succeed by retrying (a table no engine here can process): their attempts are
+    used up at once, so they stay failed, do not hold back other requests, and are filed again once fixed.
+    """
+    final_ids = set(final)
+    updates = [{"request_id": rid, "error": err[:2000], "final": "1" if rid in final_ids else "0"}
+               for rid, err in failures.items()]
+    done = set(_transition(policy, run_id, updates, {
+        "status": "'failed'", "error": "s.error", "lease_until": "NULL",
+        "attempts": f"CASE WHEN s.final = '1' AND t.attempts < {int(policy.max_attempts)} "
+                    f"THEN CAST({int(policy.max_attempts)} AS INT) ELSE t.attempts END",
+    }, "fail"))
     audit.append(policy, [
-        audit.AuditEvent("failed", request_id=rid, run_id=run_id, details={"error": err[:500]})
+        audit.AuditEvent("failed", request_id=rid, run_id=run_id,
+                         details={"error": err[:500], **({"final": True} if rid in final_ids else {})})
         for rid, err in failures.items() if rid in done
     ])
     return len(done)

@@ -8,6 +8,7 @@ __all__ = [
     "InputError",
     "PolicyError",
     "StepError",
+    "TableError",
     "VerificationError",
 ]
 
@@ -38,3 +39,8 @@ class VerificationError(DsrError):
 
 class StepError(DsrError):
     """A pipeline step failed for a reason outside dsr (I/O, engine); its text has subject ids scrubbed."""
+
+
+class TableError(DsrError):
+    """A data table cannot be read, or cannot be written safely by the engine (an unsupported Delta feature, an
+    unreadable log): names the table and the cause, never a subject id. Exit 1."""

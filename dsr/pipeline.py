@@ -4,9 +4,14 @@ Each step is a function of (policy, engine, run_id[, table]) so ``dsr run`` call
 Airflow DAG maps them per table; state passes through the control table and the audit log, never through
 return values, so every step can be retried on its own. Steps return small dicts of counts (no subject ids).
 
-Idempotency: erasing is naturally idempotent (a second MERGE matches nothing); on top, a table already
-recorded as erased for a request (in the audit log, or in a Delta commit carrying the request id whose audit
-event was lost when a run died) is not erased again for it.
+Every read of a data table goes through the one access layer (:mod:`dsr.access`); the engine only writes.
+Before any write, each table passes the protocol gate (:mod:`dsr.gate`): a table the reader or the engine
+cannot handle is refused, its requests fail with the reason (table, engine, feature) at once and for good.
+
+Idempotency means "the erased keys are absent from this table now": each erase step first reads the
+subjects' rows; a request whose rows are present (again) is erased (again), whatever the audit log says, and
+a request with an erase event and no rows left is done. A commit whose audit event was lost when a run died
+is recovered from the Delta log (commits carry the request ids).
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsr import audit, control, deltautil, erasure, exporting
+from dsr import access, audit, control, deltautil, erasure, exporting, gate
 from dsr.engines.base import CommitResult, Engine, ErasePlan
 from dsr.errors import DsrError, StepError, VerificationError
+from dsr.features import READ
 from dsr.policy import Policy, TableSpec
 from dsr.subjects import uncastable_note
 from dsr.tablecheck import check_table
@@ -70,7 +76,7 @@ def safe_error(exc: BaseException, policy: Policy | None, run_id: str) -> Except
             subjects = [r.subject_id for r in control.list_requests(policy) if r.run_id == run_id]
         except Exception:
             subjects = []
-    text = scrub(f"{type(exc).__name__}: {exc}", subjects)
+    text = scrub(access.error_line(exc), subjects)
     if policy is None or not subjects:
         text = f"{type(exc).__name__} (message withheld: it could not be checked for subject ids)"
     return StepError(text)
@@ -100,30 +106,50 @@ def claim_batch(policy: Policy, run_id: str | None = None) -> dict[str, Any]:
 # --- export -----------------------------------------------------------------------------------------------
 
 
+def _refuse(
+    policy: Policy, run_id: str, table: TableSpec, request_ids: Sequence[str], step: str, reason: str,
+    *, final: bool,
+) -> None:
+    """Record that a table could not be processed for these requests (the reason names no subject)."""
+    log.error("run %s: %s of table %s: %s", run_id, step, table.name, reason)
+    audit.append(policy, [
+        audit.AuditEvent("table_failed", request_id=rid, run_id=run_id, table_name=table.name,
+                         details={"step": step, "reason": reason[:1000], "final": final})
+        for rid in request_ids
+    ])
+
+
 def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -> dict[str, Any]:
-    """ONE scan of one table for every export request of the run; rows go to per-request part files."""
+    """ONE scan of one table for every export request of the run; rows go to per-request part files.
+
+    A table the reader cannot read is refused: its export requests fail with the reason, for good.
+    """
     control.renew_lease(policy, run_id)
     table = policy.table(table_name)
     reqs = _batch(policy, run_id, "export")
     if not reqs or not table.export:
         return {"table": table_name, "requests": 0, "rows": 0}
-    schema = engine.schema(table.uri)
+    verdict = gate.check_table(table, engine.support, (READ,))
+    if not verdict.ok:
+        _refuse(policy, run_id, table, [r.request_id for r in reqs], "export", verdict.reason, final=True)
+        return {"table": table_name, "requests": len(reqs), "refused": verdict.reason}
+    info = access.table_info(table.uri)
+    schema = info.schema
     keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in reqs], schema.field(table.subject).type)
     by_key: dict[Any, list[str]] = defaultdict(list)
     for rid, value in keys.by_request.items():
         by_key[value].append(rid)
     columns = [c for c in schema.names if c not in table.never_export]
-    version = engine.version(table.uri)
     with exporting.PartWriter(policy.exports, run_id, table.name, [r.request_id for r in reqs]) as parts:
         if len(keys.keys):
-            for batch in engine.scan_subjects(table.uri, table.subject, keys.keys, columns):
+            for batch in access.scan(table.uri, columns, where_in=(table.subject, keys.keys), info=info):
                 for row in batch.to_pylist():
                     for rid in by_key.get(row[table.subject], ()):
                         parts.write(rid, row)
     audit.append(policy, [
         audit.AuditEvent(
             "table_exported", request_id=r.request_id, run_id=run_id, table_name=table.name,
-            details={"rows": parts.rows[r.request_id], "version": version,
+            details={"rows": parts.rows[r.request_id], "version": info.version,
                      "subject_matchable": r.request_id not in keys.uncastable,
                      "columns_excluded": list(table.never_export)},
         )
@@ -131,7 +157,20 @@ def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
     ])
     total = sum(parts.rows.values())
     log.info("run %s: exported table %s (%d rows for %d request(s))", run_id, table.name, total, len(reqs))
-    return {"table": table_name, "requests": len(reqs), "rows": total, "version": version}
+    return {"table": table_name, "requests": len(reqs), "rows": total, "version": info.version}
+
+
+def _table_failures(events: Sequence[dict[str, Any]], run_id: str | None = None) -> dict[str, dict[str, Any]]:
+    """table -> details of its latest ``table_failed`` event (of this run when given) not followed by success."""
+    out: dict[str, dict[str, Any]] = {}
+    for e in events:
+        if run_id is not None and e["run_id"] != run_id:
+            continue
+        if e["event"] == "table_failed":
+            out[e["table_name"]] = e["details"]
+        elif e["event"] in ("table_exported", "table_erased", "table_retained"):
+            out.pop(e["table_name"], None)
+    return out
 
 
 def _exported_tables(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -147,7 +186,13 @@ def finish_exports(policy: Policy, run_id: str) -> dict[str, Any]:
     failed: dict[str, str] = {}
     now = dt.datetime.now(dt.UTC)
     events = audit.events_by_request(policy, [r.request_id for r in reqs])
+    final: list[str] = []
     for r in reqs:
+        refused = {t: d for t, d in _table_failures(events[r.request_id], run_id).items() if d.get("final")}
+        if refused:
+            failed[r.request_id] = "export impossible: " + "; ".join(d["reason"] for d in refused.values())
+            final.append(r.request_id)
+            continue
         exported = _exported_tables(events[r.request_id])
         missing = [t for t in tables if t not in exported]
         if missing:
@@ -168,7 +213,7 @@ def finish_exports(policy: Policy, run_id: str) -> dict[str, Any]:
         for d in done:
             exporting.remove_parts(policy.exports, run_id, d["request_id"])
     if failed:
-        control.fail(policy, run_id, failed)
+        control.fail(policy, run_id, failed, final=final)
     released = _hold_back_erasures(policy, run_id)
     log.info("run %s: %d export document(s) written, %d failed, %d erasure(s) wait for an export",
              run_id, len(done), len(failed), released)
@@ -195,12 +240,22 @@ def _hold_back_erasures(policy: Policy, run_id: str) -> int:
 
 
 def _erase_events(policy: Policy, request_ids: Iterable[str], table: str) -> dict[str, dict[str, Any]]:
+    """request id -> details of its latest erase (or retain) event in this table."""
     out: dict[str, dict[str, Any]] = {}
     for rid, events in audit.events_by_request(policy, request_ids).items():
         for e in events:
             if e["table_name"] == table and e["event"] in ("table_erased", "table_retained"):
                 out[rid] = e["details"]
     return out
+
+
+def _commit_effect(uri: str, result: CommitResult) -> dict[str, Any]:
+    """What the commit did to files, read from the log by the access layer (not from the engine's metrics)."""
+    if not result.committed:
+        return {"files_removed": 0, "files_added": 0, "files_rewritten": 0, "dv_marked": 0, "cdc_files": 0}
+    c = access.commit_actions(uri, result.version_after)
+    return {"files_removed": len(c.removes), "files_added": c.files_added, "files_rewritten": c.files_rewritten,
+            "dv_marked": c.dv_marked, "cdc_files": c.cdc_files}
 
 
 def _recover_from_history(
@@ -219,16 +274,19 @@ def _recover_from_history(
         m = commit.get("operationMetrics") or {}
         rows = json.loads(str(commit.get("dsr.rows_by_request") or "{}"))
         version = int(commit["version"])
+        result = CommitResult(
+            version_before=version - 1, version_after=version,
+            rows_deleted=int(m.get("num_target_rows_deleted", 0)),
+            rows_updated=int(m.get("num_target_rows_updated", 0)),
+        )
         for rid in sorted(hit):
             recovered.append(audit.AuditEvent(
                 "table_erased", request_id=rid, run_id=run_id, table_name=table.name,
                 details={
                     "strategy": table.erase, "rows": int(rows.get(rid, 0)),
                     "rows_matched_total": int(commit.get("dsr.rows_matched") or 0),
-                    "rows_deleted": int(m.get("num_target_rows_deleted", 0)),
-                    "rows_updated": int(m.get("num_target_rows_updated", 0)),
-                    "files_added": int(m.get("num_target_files_added", 0)),
-                    "files_removed": int(m.get("num_target_files_removed", 0)),
+                    "rows_deleted": result.rows_deleted, "rows_updated": result.rows_updated,
+                    **_commit_effect(table.uri, result),
                     "version_before": version - 1, "version_after": version,
                     "subject_matchable": True, "engine": engine.name,
                     "recovered_from_commit": True, "commit_run_id": commit.get("dsr.run_id"),
@@ -241,17 +299,21 @@ def _recover_from_history(
 
 
 def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -> dict[str, Any]:
-    """ONE Delta commit erasing (or anonymising) every erase request of the run in one table."""
+    """ONE Delta commit erasing (or anonymising) every erase request of the run in one table.
+
+    The table passes the protocol gate first (refused: the requests fail with the reason, nothing written).
+    Then one read of the subjects' rows decides: a request whose rows are present is erased, whatever the
+    audit log says (rows appended since an earlier erase are erased again); a request already erased with no
+    rows left is done.
+    """
     control.renew_lease(policy, run_id)
     table = policy.table(table_name)
     reqs = _batch(policy, run_id, "erase")
     if not reqs:
         return {"table": table_name, "requests": 0}
     done = _erase_events(policy, [r.request_id for r in reqs], table.name)
-    todo = [r for r in reqs if r.request_id not in done]
-    if not todo:
-        return {"table": table_name, "requests": 0, "already_done": len(reqs)}
     if table.erase == "retain":
+        todo = [r for r in reqs if r.request_id not in done]
         audit.append(policy, [
             audit.AuditEvent("table_retained", request_id=r.request_id, run_id=run_id, table_name=table.name,
                              details={"strategy": "retain", "reason": table.reason, "rows": 0})
@@ -259,64 +321,83 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
         ])
         return {"table": table_name, "requests": len(todo), "strategy": "retain"}
 
-    recovered = _recover_from_history(policy, engine, run_id, table, [r.request_id for r in todo])
+    verdict = gate.check_table(table, engine.support)
+    if not verdict.ok:
+        _refuse(policy, run_id, table, [r.request_id for r in reqs], "erase", verdict.reason, final=True)
+        return {"table": table_name, "requests": len(reqs), "refused": verdict.reason}
+
+    info = access.table_info(table.uri)
+    keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in reqs], info.schema.field(table.subject).type)
+    # the subjects' rows now: one projected read of the subject column
+    per_key: dict[Any, int] = defaultdict(int)
+    for batch in access.scan(table.uri, [table.subject], where_in=(table.subject, keys.keys), info=info):
+        for value in batch.column(0).to_pylist():
+            per_key[value] += 1
+    rows_now = {r.request_id: per_key.get(keys.by_request.get(r.request_id), 0) for r in reqs}
+    todo = [r for r in reqs if r.request_id not in done or rows_now[r.request_id] > 0]
+    if not todo:
+        return {"table": table_name, "requests": 0, "already_done": len(reqs)}
+    lost = [r.request_id for r in todo if r.request_id not in done and rows_now[r.request_id] == 0]
+    recovered = _recover_from_history(policy, engine, run_id, table, lost) if lost else []
     todo = [r for r in todo if r.request_id not in recovered]
     if not todo:
         return {"table": table_name, "requests": 0, "recovered": len(recovered)}
 
-    schema = engine.schema(table.uri)
-    keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in todo], schema.field(table.subject).type)
-    # per-request rows before the commit: one projected scan of the subject column
-    per_key: dict[Any, int] = defaultdict(int)
-    if len(keys.keys):
-        for batch in engine.scan_subjects(table.uri, table.subject, keys.keys, [table.subject]):
-            for value in batch.column(0).to_pylist():
-                per_key[value] += 1
-    rows_by_request = {r.request_id: per_key.get(keys.by_request.get(r.request_id), 0) for r in todo}
-    matched = sum(per_key.values())
-    request_ids = [r.request_id for r in todo]
+    todo_ids = {r.request_id for r in todo}
+    ctype = info.schema.field(table.subject).type
+    todo_keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in todo], ctype)
+    matched = sum(per_key.get(v, 0) for v in set(todo_keys.by_request.values()))
+    request_ids = sorted(todo_ids)
+    rows_by_request = {rid: rows_now[rid] for rid in request_ids}
     metadata = {
         "dsr.run_id": run_id, "dsr.table": table.name, "dsr.request_ids": ",".join(request_ids),
         "dsr.rows_by_request": json.dumps(rows_by_request, sort_keys=True), "dsr.rows_matched": str(matched),
     }
-    if len(keys.keys) and matched:
-        key = policy.pseudonym_key() if policy.needs_key and table.erase == "anonymise" else None
-        source = erasure.build_source(table, schema, keys, key)
-        plan = ErasePlan(
-            uri=table.uri, subject=table.subject, strategy=table.erase,
-            updates=erasure.build_updates(table, schema, engine.dialect) if table.erase == "anonymise" else {},
-            metadata=metadata,
-        )
-        result = engine.erase(plan, source)
-    else:
-        v = engine.version(table.uri)
-        result = CommitResult(version_before=v, version_after=v)
+    try:
+        if len(todo_keys.keys) and matched:
+            key = policy.pseudonym_key() if policy.needs_key and table.erase == "anonymise" else None
+            source = erasure.build_source(table, info.schema, todo_keys, key)
+            plan = ErasePlan(
+                uri=table.uri, subject=table.subject, strategy=table.erase,
+                updates=erasure.build_updates(table, info.schema, engine.dialect) if table.erase == "anonymise" else {},
+                metadata=metadata,
+            )
+            result = engine.erase(plan, source)
+        else:
+            result = CommitResult(version_before=info.version, version_after=info.version)
+    except Exception as exc:
+        reason = scrub(f"erase failed on engine {engine.name}: {access.error_line(exc)}", [r.subject_id for r in reqs])
+        _refuse(policy, run_id, table, request_ids, "erase", reason, final=False)
+        raise
+    effect = _commit_effect(table.uri, result)
     audit.append(policy, [
         audit.AuditEvent(
             "table_erased", request_id=r.request_id, run_id=run_id, table_name=table.name,
             details={
                 "strategy": table.erase, "rows": rows_by_request[r.request_id], "rows_matched_total": matched,
-                "rows_deleted": result.rows_deleted, "rows_updated": result.rows_updated,
-                "files_added": result.files_added, "files_removed": result.files_removed,
+                "rows_deleted": result.rows_deleted, "rows_updated": result.rows_updated, **effect,
                 "version_before": result.version_before, "version_after": result.version_after,
-                "subject_matchable": r.request_id not in keys.uncastable, "engine": engine.name,
+                "subject_matchable": r.request_id not in todo_keys.uncastable, "engine": engine.name,
+                "repeat": r.request_id in done,
             },
         )
         for r in todo
     ])
-    log.info("run %s: table %s %s: %d row(s) for %d request(s), files -%d/+%d, version %d -> %d",
-             run_id, table.name, table.erase, matched, len(todo), result.files_removed, result.files_added,
+    log.info("run %s: table %s %s: %d row(s) for %d request(s), files rewritten %d, added %d, "
+             "deletion vectors %d, version %d -> %d", run_id, table.name, table.erase, matched, len(todo),
+             effect["files_rewritten"], effect["files_added"], effect["dv_marked"],
              result.version_before, result.version_after)
     return {"table": table_name, "requests": len(todo), "strategy": table.erase, "rows": matched,
-            "files_added": result.files_added, "files_removed": result.files_removed,
-            "version_after": result.version_after}
+            "files_rewritten": effect["files_rewritten"], "files_added": effect["files_added"],
+            "dv_marked": effect["dv_marked"], "version_after": result.version_after}
 
 
 # --- verify -----------------------------------------------------------------------------------------------
 
 
 def verify_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -> dict[str, Any]:
-    """Verify one table for the run's erasures; record a ``verified`` event per request.
+    """Verify one table for the run's erasures, reading it back through the access layer (never through the
+    engine that wrote); record a ``verified`` event per request.
 
     Raises VerificationError when a suite fails (after recording it).
     """
@@ -325,51 +406,85 @@ def verify_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
         return {"table": table_name, "requests": 0, "strategy": "retain", "success": True}
     control.renew_lease(policy, run_id)
     reqs = _batch(policy, run_id, "erase")
-    events = _erase_events(policy, [r.request_id for r in reqs], table.name)
-    reqs = [r for r in reqs if r.request_id in events]
-    if not reqs:
-        return {"table": table_name, "requests": 0, "success": True}
+    by_request = audit.events_by_request(policy, [r.request_id for r in reqs])
     commits: dict[tuple[int, int], dict[str, Any]] = {}
-    for d in events.values():
-        if d.get("strategy") in ("delete", "anonymise") and d["version_after"] != d["version_before"]:
-            commits[(d["version_before"], d["version_after"])] = d
-    check = check_table(policy, engine, table, [r.subject_id for r in reqs], list(commits.values()))
+    verify: list[control.Request] = []
+    for r in reqs:
+        erased = [e for e in by_request[r.request_id] if e["table_name"] == table.name and e["event"] == "table_erased"]
+        if not erased or table.name in _table_failures(by_request[r.request_id], run_id):
+            continue
+        verify.append(r)
+        for e in erased:
+            d = e["details"]
+            if e["run_id"] == run_id and d.get("strategy") in ("delete", "anonymise") and \
+                    d["version_after"] != d["version_before"]:
+                commits[(d["version_before"], d["version_after"])] = d
+    if not verify:
+        return {"table": table_name, "requests": 0, "success": True}
+    check = check_table(policy, table, [r.subject_id for r in verify], [commits[k] for k in sorted(commits)])
     audit.append(policy, [
         audit.AuditEvent("verified", request_id=r.request_id, run_id=run_id, table_name=table.name,
                          details=check.as_dict())
-        for r in reqs
+        for r in verify
     ])
     log.info("run %s: table %s verified: %s", run_id, table.name, "OK" if check.success else "FAILED")
     if not check.success:
-        failed = [s["suite"] for s in check.suites if not s["success"]]
-        raise VerificationError(f"verification failed on table {table.name!r}: {', '.join(failed)}")
-    return {"table": table_name, "requests": len(reqs), "success": True}
+        failed = ", ".join(_failed_suites(check.suites))
+        raise VerificationError(f"verification failed on table {table.name!r}: {failed}")
+    return {"table": table_name, "requests": len(verify), "success": True}
+
+
+def _failed_suites(suites: Sequence[dict[str, Any]]) -> list[str]:
+    """Failed suites with their failed expectations, e.g. ``dsr_reconcile[v3->v4] (..._between[keyed_after])``."""
+    out = []
+    for s in suites:
+        if not s["success"]:
+            what = ", ".join(s.get("failed_expectations") or [])
+            out.append(f"{s['suite']} ({what})" if what else s["suite"])
+    return out
 
 
 # --- complete ---------------------------------------------------------------------------------------------
 
 
-def _request_result(policy: Policy, events: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], str | None]:
-    """The receipt-ready result of an erasure (from its audit events), or an error saying what is missing."""
-    erased: dict[str, dict[str, Any]] = {}
+def _request_result(
+    policy: Policy, events: Sequence[dict[str, Any]], run_id: str | None = None
+) -> tuple[dict[str, Any], str | None, bool]:
+    """The receipt-ready result of an erasure (from its audit events), what is missing, and whether that
+    can never be fixed by retrying (a refused table)."""
+    erased: dict[str, list[dict[str, Any]]] = defaultdict(list)
     verified: dict[str, dict[str, Any]] = {}
     for e in events:
         if e["event"] in ("table_erased", "table_retained"):
-            erased[e["table_name"]] = e["details"]
+            erased[e["table_name"]].append(e["details"])
         elif e["event"] == "verified":
             verified[e["table_name"]] = e["details"]
+    failures = _table_failures(events, run_id)
     tables: dict[str, Any] = {}
     problems: list[str] = []
+    final = False
     for t in policy.tables:
-        d = erased.get(t.name)
-        if d is None:
+        failure = failures.get(t.name)
+        if failure is not None:
+            problems.append(failure["reason"])
+            final = final or bool(failure.get("final"))
+            continue
+        ds = erased.get(t.name)
+        if not ds:
             problems.append(f"table {t.name!r} not erased")
             continue
+        d = ds[-1]
         v = verified.get(t.name)
+        committed = [x for x in ds if x.get("version_after") != x.get("version_before")]
         entry = {
-            "strategy": t.erase, "rows": d.get("rows", 0),
-            "version_before": d.get("version_before"), "version_after": d.get("version_after"),
-            "files_added": d.get("files_added"), "files_removed": d.get("files_removed"),
+            "strategy": t.erase, "rows": sum(int(x.get("rows", 0)) for x in ds),
+            "version_before": (committed[0] if committed else d).get("version_before"),
+            "version_after": (committed[-1] if committed else d).get("version_after"),
+            "commits": len(committed),
+            "files_removed": sum(int(x.get("files_removed") or 0) for x in ds),
+            "files_added": sum(int(x.get("files_added") or 0) for x in ds),
+            "files_rewritten": sum(int(x.get("files_rewritten") or 0) for x in ds),
+            "dv_marked": sum(int(x.get("dv_marked") or 0) for x in ds),
             "ge_success": None if v is None else v["success"],
         }
         if t.erase == "retain":
@@ -381,30 +496,35 @@ def _request_result(policy: Policy, events: Sequence[dict[str, Any]]) -> tuple[d
             if v is None:
                 problems.append(f"table {t.name!r} not verified")
             elif not v["success"]:
-                problems.append(f"verification failed on table {t.name!r}")
-    return {"kind": "erase", "tables": tables}, ("; ".join(problems) if problems else None)
+                problems.append(f"verification failed on table {t.name!r}: "
+                                f"{', '.join(_failed_suites(v.get('suites', [])))}")
+    return {"kind": "erase", "tables": tables}, ("; ".join(problems) if problems else None), final
 
 
 def complete_batch(policy: Policy, run_id: str, errors: dict[str, str] | None = None) -> dict[str, Any]:
-    """Complete every erasure of the run that is erased and verified everywhere; fail the rest."""
+    """Complete every erasure of the run that is erased and verified everywhere; fail the rest (a refused
+    table fails its requests for good: retrying cannot help until the table or the engine changes)."""
     reqs = _batch(policy, run_id)
     done: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
+    final: list[str] = []
     events = audit.events_by_request(policy, [r.request_id for r in reqs])
     for r in reqs:
         if r.kind == "export":
             failed[r.request_id] = "export not finished in this run"
             continue
-        result, problem = _request_result(policy, events[r.request_id])
+        result, problem, is_final = _request_result(policy, events[r.request_id], run_id)
         if problem is None:
             done.append({"request_id": r.request_id, "result": result})
         else:
             extra = (errors or {}).get(r.request_id)
             failed[r.request_id] = scrub(problem + (f" ({extra})" if extra else ""), [r.subject_id])
+            if is_final:
+                final.append(r.request_id)
     if done:
         control.complete(policy, run_id, done)
     if failed:
-        control.fail(policy, run_id, failed)
+        control.fail(policy, run_id, failed, final=final)
     for uri in (policy.requests_uri, policy.audit_uri):
         deltautil.compact_small_files(uri)
     # the whole batch: exports completed earlier in the run count too
@@ -448,9 +568,12 @@ def run(policy: Policy, engine: Engine, *, run_id: str | None = None) -> RunRepo
 
     def step(name: str, fn: Any, *args: Any) -> None:
         try:
-            report.steps.append({"step": name, **fn(*args)})
+            out = fn(*args)
+            report.steps.append({"step": name, **out})
+            if out.get("refused"):
+                report.errors.append(f"{name}: {out['refused']}")
         except Exception as exc:  # recorded, scrubbed, and the run goes on to complete what it can
-            msg = scrub(f"{name}: {type(exc).__name__}: {exc}", subjects)
+            msg = scrub(f"{name}: {access.error_line(exc)}", subjects)
             log.error("run %s: %s", rid, msg)
             report.errors.append(msg)
 

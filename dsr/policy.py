@@ -329,11 +329,14 @@ def check_against_lake(policy: Policy) -> dict[str, Any]:
 
     schemas: dict[str, Any] = {}
     for t in policy.tables:
-        schema = read_schema(t.uri)
-        if schema is None:
-            raise PolicyError(f"policy {policy.source}: table {t.name!r}: path {t.path!r} is not a Delta table")
-        names = schema.names
         label = f"policy {policy.source}: table {t.name!r}"
+        try:
+            schema = read_schema(t.uri)
+        except PolicyError as exc:
+            raise PolicyError(f"{label}: {exc}") from None
+        if schema is None:
+            raise PolicyError(f"{label}: path {t.path!r} is not a Delta table")
+        names = schema.names
         if t.subject not in names:
             raise PolicyError(f"{label}: subject column {t.subject!r} not found (columns: {', '.join(names)})")
         for col, mask in t.masks:
@@ -351,16 +354,14 @@ def check_against_lake(policy: Policy) -> dict[str, Any]:
 
 
 def read_schema(uri: str) -> Any:
-    """The pyarrow schema of the Delta table at uri, or None when there is no Delta table there."""
-    from deltalake import DeltaTable
+    """The logical pyarrow schema of the Delta table at uri (from its log, via the access layer), or None when
+    there is no Delta table there. Column-mapped tables give their logical names."""
+    from dsr import access
+    from dsr.errors import TableError
 
     if not storage.delta_table_exists(uri):
         return None
-    dt = DeltaTable(uri, storage_options=storage.storage_options(uri))
-    return pa_schema(dt)
-
-
-def pa_schema(dt: Any) -> Any:
-    import pyarrow as pa
-
-    return pa.schema(dt.schema().to_arrow())
+    try:
+        return access.table_info(uri).schema
+    except TableError as exc:
+        raise PolicyError(f"{exc}") from None

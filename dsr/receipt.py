@@ -13,7 +13,26 @@ from dsr.errors import InputError
 from dsr.policy import Policy
 from dsr.subjects import uncastable_note
 
-__all__ = ["build_receipt", "print_receipt"]
+__all__ = ["build_receipt", "file_effect", "print_receipt"]
+
+_SUMMED = ("rows", "rows_deleted", "rows_updated", "files_added", "files_removed", "files_rewritten", "dv_marked",
+           "cdc_files")
+
+
+def file_effect(t: dict[str, Any]) -> str:
+    """What an erase did to files, in words: files rewritten, or rows only marked by deletion vectors."""
+    parts = []
+    rewritten = t.get("files_rewritten", t.get("files_removed", 0)) or 0
+    if rewritten:
+        parts.append(f"{rewritten} file(s) rewritten without the rows")
+    if t.get("files_added"):
+        parts.append(f"{t['files_added']} file(s) written")
+    if t.get("dv_marked"):
+        parts.append(f"rows marked deleted by deletion vectors in {t['dv_marked']} file(s) "
+                     "(still on disk until purged)")
+    if t.get("cdc_files"):
+        parts.append(f"{t['cdc_files']} change-data file(s)")
+    return ", ".join(parts) or "no file changed"
 
 
 def build_receipt(policy: Policy, request_id: str) -> dict[str, Any]:
@@ -32,13 +51,23 @@ def build_receipt(policy: Policy, request_id: str) -> dict[str, Any]:
         if e["event"] == "table_exported":
             entry.update({"exported_rows": d.get("rows"), "export_version": d.get("version")})
         elif e["event"] in ("table_erased", "table_retained"):
+            first = "strategy" not in entry
+            entry.pop("error", None)
             entry.update({k: d.get(k) for k in (
-                "strategy", "rows", "rows_deleted", "rows_updated", "files_added", "files_removed",
-                "version_before", "version_after", "reason", "engine", "recovered_from_commit",
+                "strategy", "reason", "engine", "recovered_from_commit", "version_after",
             ) if d.get(k) is not None})
+            if first or entry.get("version_before") is None:
+                entry["version_before"] = d.get("version_before")
+            for k in _SUMMED:  # a repeated erase (rows appended since) adds to the first
+                if d.get(k) is not None:
+                    entry[k] = (0 if first else entry.get(k, 0)) + int(d[k])
+            entry["commits"] = (0 if first else entry.get("commits", 0)) + int(
+                d.get("version_after") != d.get("version_before"))
             if d.get("subject_matchable") is False:
                 column = next((t.subject for t in policy.tables if t.name == name), "its subject column")
                 entry["note"] = uncastable_note(column)
+        elif e["event"] == "table_failed":
+            entry["error"] = d.get("reason")
         elif e["event"] == "verified":
             entry["ge_success"] = d.get("success")
             entry["ge_suites"] = [
@@ -78,12 +107,14 @@ def print_receipt(policy: Policy, request_id: str, *, as_json: bool) -> int:
             if t["strategy"] == "retain":
                 parts.append(f"retained ({t.get('reason')})")
             else:
-                parts.append(f"{t['strategy']} {t.get('rows', 0)} row(s), files -{t.get('files_removed', 0)}"
-                             f"/+{t.get('files_added', 0)}, v{t.get('version_before')}->v{t.get('version_after')}")
+                parts.append(f"{t['strategy']} {t.get('rows', 0)} row(s), {file_effect(t)}, "
+                             f"v{t.get('version_before')}->v{t.get('version_after')}")
         if "ge_success" in t and t.get("strategy") != "retain":
             parts.append("GE " + ("passed" if t["ge_success"] else "FAILED"))
         if "note" in t:
             parts.append(t["note"])
+        if t.get("error"):
+            parts.append(f"FAILED: {t['error']}")
         print(f"  {name:20} " + "; ".join(parts))
     last = rec["events"][-1]["hash"][:16] if rec["events"] else "-"
     print(f"  audit events: {len(rec['events'])} (last hash {last})")

@@ -85,18 +85,21 @@ def filesystem(uri: str) -> tuple[Any, str]:
 
 
 def delta_table_exists(uri: str) -> bool:
-    """Whether a Delta table is at uri (its log has at least one commit)."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
+    """Whether a Delta table is at uri: its ``_delta_log`` holds at least one commit or checkpoint.
+
+    Looks at the files only (opening the table would fail on tables delta-rs cannot read, and
+    ``DeltaTable.is_deltatable()`` hangs against some S3-compatible servers).
+    """
+    from pyarrow import fs
 
     if not is_remote(uri) and not os.path.isdir(os.path.join(uri, "_delta_log")):
         return False
-    # DeltaTable.is_deltatable() hangs against some S3-compatible servers: open the table instead.
+    filesys, base = filesystem(uri)
     try:
-        DeltaTable(uri, storage_options=storage_options(uri))
-    except TableNotFoundError:
+        entries = filesys.get_file_info(fs.FileSelector(f"{base}/_delta_log", allow_not_found=True))
+    except OSError:
         return False
-    return True
+    return any(e.base_name.endswith(".json") or ".checkpoint." in e.base_name for e in entries)
 
 
 def list_delta_tables(root: str, *, skip: tuple[str, ...] = ()) -> Iterator[str]:

@@ -1,23 +1,33 @@
-"""What one table must prove after erasure: the GE suites, chosen by the table's strategy and masks.
+"""What one table must prove after erasure, read back by the access layer (never by the engine that wrote).
 
-``check_table`` runs, for a set of erased subjects: no row found for them (a join / pushed-down filter, on
-every engine); on in-process engines every value of the subject column outside the set; for anonymised rows
-(found by their pseudonym) every masked column holding its mask; and, for a batch's erase commit, row counts
-before/after reconciling with the commit metrics.
+``check_table`` runs the GE suites on what :mod:`dsr.access` (delta-rs' DataFusion reader, which honours
+column mapping and deletion vectors) reads, whatever engine wrote the commit:
+
+1. ``dsr_erased_rows``: the rows found for the erased subjects (a pushed-down filter) number zero;
+2. ``dsr_erased_absent``: every value of the subject column, batch by batch, is outside the erased set;
+3. ``dsr_read_sighted``: the same full read is not blind — its count of non-NULL subject values agrees with
+   the Delta log's file statistics (a column read as all NULL while the log says it holds values fails);
+4. for anonymised rows (found by their pseudonym), every masked column holds its mask;
+5. ``dsr_reconcile``, per erase commit of the run (version v-1 -> v): row counts before/after equal the
+   commit's reported deletions (update: unchanged), the rows changed equal the erased subjects' rows before,
+   none of them is left, the rows of every other subject are unchanged in number, every file the commit
+   removes was live before it (a remove path written differently from its add leaves the rows visible to
+   other readers), and the table's protocol, features, configuration and schema are unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsr import erasure
-from dsr.engines.base import Engine
+from dsr import access, erasure
 from dsr.masking import pseudonym_kind
 from dsr.policy import Mask, Policy, TableSpec
 
-__all__ = ["TableCheck", "check_table"]
+__all__ = ["TableCheck", "check_table", "commit_counts"]
+
+_BATCH_ROWS = 1_000_000
 
 
 @dataclass
@@ -35,89 +45,205 @@ class TableCheck:
         return {"table": self.table, "success": self.success, "suites": self.suites, "notes": self.notes}
 
 
-def check_table(
-    policy: Policy, engine: Engine, table: TableSpec, subject_ids: Sequence[str],
-    reconcile: Sequence[dict[str, Any]] = (),
-) -> TableCheck:
-    """Run the GE suites of one table for a set of erased subjects (absence, masks, reconcile)."""
-    import pandas as pd
+def _frames(batches: Iterator[Any], schema: Any, batch_rows: int = _BATCH_ROWS) -> Iterator[Any]:
+    """pandas frames of at most ``batch_rows`` rows from record batches; at least one (possibly empty)."""
+    import pyarrow as pa
 
-    from dsr.verify import SuiteOutcome, Validator, mask_suite_name
+    pending: list[Any] = []
+    size = 0
+    yielded = False
+    for batch in batches:
+        pending.append(batch)
+        size += batch.num_rows
+        if size >= batch_rows:
+            yield pa.Table.from_batches(pending, schema=schema).to_pandas()
+            pending, size, yielded = [], 0, True
+    if pending or not yielded:
+        yield pa.Table.from_batches(pending, schema=schema).to_pandas()
+
+
+def _marker(table: TableSpec, keys: erasure.SubjectKeys, key: bytes | None, ctype: Any) -> tuple[str, Any]:
+    """What an anonymised row's subject column holds afterwards: ('pseudonym', array), ('null', None), or
+    ('none', None) for delete."""
+    import pyarrow as pa
+
+    if table.erase != "anonymise":
+        return "none", None
+    mask = table.mask_map[table.subject]
+    if mask.strategy == "pseudonymise" and key is not None:
+        return "pseudonym", pa.array(erasure.pseudonyms(keys, key, _kind(ctype)), type=ctype)
+    return "null", None
+
+
+def check_table(
+    policy: Policy, table: TableSpec, subject_ids: Sequence[str], reconcile: Sequence[dict[str, Any]] = (),
+) -> TableCheck:
+    """Run the GE suites of one table for a set of erased subjects (absence, sight, masks, reconcile)."""
+    from dsr.verify import SuiteOutcome, Validator
 
     check = TableCheck(table.name)
     if table.erase == "retain":
         check.notes.append(f"retained: {table.reason}")
         return check
     validator = Validator.shared()
-    schema = engine.schema(table.uri)
+    info = access.table_info(table.uri)
+    schema = info.schema
     ctype = schema.field(table.subject).type
     keys = erasure.subject_keys([(s, s) for s in subject_ids], ctype)
     values = keys.keys.to_pylist()
+    subject_schema = access_schema(schema, [table.subject])
 
     if values:
-        # 1. the rows the engine finds for the erased set (a join / pushed-down filter): there must be none
+        # 1. the rows the reader finds for the erased set (a pushed-down filter): there must be none
         rows = SuiteOutcome("dsr_erased_rows")
-        for frame in engine.validation_frames(table.uri, [table.subject], where_in=(table.subject, keys.keys)):
-            rows.add(validator.validate("dsr_erased_rows", frame, engine.frame_kind))
+        found = access.scan(table.uri, [table.subject], where_in=(table.subject, keys.keys), info=info)
+        for frame in _frames(found, subject_schema):
+            rows.add(validator.validate("dsr_erased_rows", frame, "pandas"))
         check.add(rows)
-        # 2. in-process engines: every value of the subject column, batch by batch, is outside the erased set
-        #    (Spark would carry the set into its plan as literals, so there check 1 stands alone)
-        if engine.frame_kind == "pandas":
-            absent = SuiteOutcome("dsr_erased_absent")
-            for frame in engine.validation_frames(table.uri, [table.subject]):
-                absent.add(validator.validate(
-                    "dsr_erased_absent", frame, engine.frame_kind, subs={"$subject": table.subject},
-                    params={"erased_subjects": values},
-                ))
-            check.add(absent)
     else:
         check.notes.append("no erased subject id can be cast to this table's subject column: nothing to find")
 
+    # 2 + 3. every value of the subject column, batch by batch, outside the erased set; and the read not blind
+    absent = SuiteOutcome("dsr_erased_absent")
+    total = non_null = 0
+    for frame in _frames(access.scan(table.uri, [table.subject], info=info), subject_schema):
+        total += len(frame)
+        non_null += int(frame[table.subject].notna().sum())
+        if values:
+            absent.add(validator.validate(
+                "dsr_erased_absent", frame, "pandas", subs={"$subject": table.subject},
+                params={"erased_subjects": values},
+            ))
+    if values:
+        check.add(absent)
+    low, high, why = _sighted_bounds(access.column_stats(table.uri, table.subject, info=info), total)
+    sight = validator.validate(
+        "dsr_read_sighted", _one_row(non_null_read=non_null), "pandas",
+        params={"non_null_low": low, "non_null_high": high},
+    )
+    check.add(sight)
+    check.notes.append(f"v{info.version}: {total} rows, {non_null} non-null subject values read ({why})")
+
+    # 4. anonymised rows hold their masks
     if table.erase == "anonymise" and values:
-        subj_mask = table.mask_map[table.subject]
-        if subj_mask.strategy == "pseudonymise":
-            import pyarrow as pa
+        _check_masks(policy, table, info, keys, check, validator)
 
-            key = policy.pseudonym_key()
-            anonymised = pa.array(erasure.pseudonyms(keys, key, _kind(ctype)), type=ctype)
-            params = {col: _mask_params(mask, erasure.pseudonyms(keys, key, _kind(schema.field(col).type))
-                                        if mask.strategy == "pseudonymise" else [])
-                      for col, mask in table.masks}
-            outcomes = {c: SuiteOutcome(f"{mask_suite_name(m.strategy)}[{c}]") for c, m in table.masks}
-            text_cols = [c for c, m in table.masks if m.strategy in ("year", "month", "ipv4_24")]
-            for frame in engine.validation_frames(
-                table.uri, [c for c, _ in table.masks], where_in=(table.subject, anonymised)
-            ):
-                frame = _as_text(frame, engine.frame_kind, text_cols)
-                for col, mask in table.masks:
-                    outcomes[col].add(validator.validate(
-                        mask_suite_name(mask.strategy), _project(frame, engine.frame_kind, col), engine.frame_kind,
-                        subs={"$column": col}, params=params[col],
-                    ))
-            for outcome in outcomes.values():
-                check.add(outcome)
-        else:
-            check.notes.append("subject column nullified: anonymised rows cannot be singled out, masks not re-checked")
-
+    # 5. each erase commit of the run reconciles
     for rec in reconcile:
-        rows_before = engine.row_count(table.uri, rec["version_before"])
-        rows_after = engine.row_count(table.uri, rec["version_after"])
-        changed = rec["rows_deleted"] if table.erase == "delete" else rec["rows_updated"]
-        expected_after = rows_before - rec["rows_deleted"]
-        frame = pd.DataFrame({"rows_after": [rows_after], "rows_changed": [changed]})
-        if engine.frame_kind == "spark":
-            frame = _to_spark(engine, frame)
-        outcome = validator.validate(
-            "dsr_reconcile", frame, engine.frame_kind,
-            params={"expected_rows_after": expected_after, "rows_matched": rec["rows_matched_total"]},
-        )
-        outcome.suite = f"dsr_reconcile[v{rec['version_before']}->v{rec['version_after']}]"
-        check.add(outcome)
-        check.notes.append(
-            f"v{rec['version_before']}: {rows_before} rows, v{rec['version_after']}: {rows_after} rows, "
-            f"{changed} {'deleted' if table.erase == 'delete' else 'updated'}, {rec['rows_matched_total']} matched"
-        )
+        _reconcile(policy, table, keys, rec, check, validator)
     return check
+
+
+def access_schema(schema: Any, columns: Sequence[str]) -> Any:
+    import pyarrow as pa
+
+    return pa.schema([schema.field(c) for c in columns])
+
+
+def _one_row(**values: Any) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({k: [v] for k, v in values.items()})
+
+
+def _sighted_bounds(stats: access.ColumnStats, rows_read: int) -> tuple[int, int | None, str]:
+    """The non-NULL count a sighted read of the subject column must fall within, from the log's statistics.
+
+    With complete statistics: at most the log's non-NULL count, and at least that minus the rows the read
+    did not return (rows deleted by deletion vectors can only hide that many values). Without: a column read
+    entirely NULL is blind (at least one value expected when there are rows).
+    """
+    if stats.records is not None and stats.non_null is not None:
+        hidden = stats.records - rows_read
+        if hidden < 0:  # more rows read than the log holds: cannot be sighted
+            return stats.records + 1, stats.records + 1, "more rows read than the log's statistics hold"
+        return max(0, stats.non_null - hidden), stats.non_null, f"log statistics: {stats.non_null} non-null"
+    return (1 if rows_read else 0), None, "no complete statistics in the log: an all-NULL read fails"
+
+
+def _check_masks(
+    policy: Policy, table: TableSpec, info: access.TableInfo, keys: erasure.SubjectKeys, check: TableCheck,
+    validator: Any,
+) -> None:
+    from dsr.verify import SuiteOutcome, mask_suite_name
+
+    schema = info.schema
+    ctype = schema.field(table.subject).type
+    marker, anonymised = _marker(table, keys, policy.pseudonym_key() if policy.needs_key else None, ctype)
+    if marker != "pseudonym":
+        check.notes.append("subject column nullified: anonymised rows cannot be singled out, masks not re-checked")
+        return
+    key = policy.pseudonym_key()
+    params = {col: _mask_params(mask, erasure.pseudonyms(keys, key, _kind(schema.field(col).type))
+                                if mask.strategy == "pseudonymise" else [])
+              for col, mask in table.masks}
+    outcomes = {c: SuiteOutcome(f"{mask_suite_name(m.strategy)}[{c}]") for c, m in table.masks}
+    text_cols = [c for c, m in table.masks if m.strategy in ("year", "month", "ipv4_24")]
+    columns = [c for c, _ in table.masks]
+    found = access.scan(table.uri, columns, where_in=(table.subject, anonymised), info=info)
+    for frame in _frames(found, access_schema(schema, columns)):
+        frame = _as_text(frame, text_cols)
+        for col, mask in table.masks:
+            outcomes[col].add(validator.validate(
+                mask_suite_name(mask.strategy), frame[[col]], "pandas", subs={"$column": col}, params=params[col],
+            ))
+    for outcome in outcomes.values():
+        check.add(outcome)
+
+
+def commit_counts(
+    uri: str, subject: str, version: int, keys: Any, marker: tuple[str, Any],
+) -> dict[str, int]:
+    """Rows, erased subjects' rows, and marked rows (pseudonyms or NULL subjects) at one version."""
+    kind, values = marker
+    rows = access.count_rows(uri, version)
+    keyed = access.count_rows(uri, version, where_in=(subject, keys))
+    marked = 0
+    if kind == "pseudonym":
+        marked = access.count_rows(uri, version, where_in=(subject, values))
+    elif kind == "null":
+        marked = access.count_rows(uri, version, null_column=subject)
+    return {"rows": rows, "keyed": keyed, "marked": marked, "others": rows - keyed - marked}
+
+
+def _reconcile(
+    policy: Policy, table: TableSpec, keys: erasure.SubjectKeys, rec: dict[str, Any], check: TableCheck,
+    validator: Any,
+) -> None:
+    vb, va = int(rec["version_before"]), int(rec["version_after"])
+    info_before = access.table_info(table.uri, vb)
+    info_after = access.table_info(table.uri, va)
+    ctype = info_before.schema.field(table.subject).type
+    marker = _marker(table, keys, policy.pseudonym_key() if policy.needs_key else None, ctype)
+    before = commit_counts(table.uri, table.subject, vb, keys.keys, marker)
+    after = commit_counts(table.uri, table.subject, va, keys.keys, marker)
+    commit = access.commit_actions(table.uri, va)
+    live = access.live_files(table.uri, vb)
+    stray_removes = sum(1 for path, _ in commit.removes if path not in live)
+    deleted = int(rec.get("rows_deleted") or 0)
+    changed = deleted if table.erase == "delete" else int(rec.get("rows_updated") or 0)
+    intact = info_before.fingerprint() == info_after.fingerprint()
+    frame = _one_row(
+        rows_after=after["rows"], rows_changed=changed, keyed_after=after["keyed"], others_after=after["others"],
+        marked_after=after["marked"], stray_removes=stray_removes, table_intact=int(intact),
+    )
+    outcome = validator.validate("dsr_reconcile", frame, "pandas", params={
+        "expected_rows_after": before["rows"] - deleted,
+        "rows_matched": before["keyed"],
+        "expected_others_after": before["others"],
+        "expected_marked_after": before["marked"] + (before["keyed"] if table.erase == "anonymise" else 0),
+    })
+    outcome.suite = f"dsr_reconcile[v{vb}->v{va}]"
+    check.add(outcome)
+    effect = (f"{commit.files_rewritten} file(s) rewritten, {commit.files_added} added, "
+              f"{commit.dv_marked} marked with deletion vectors")
+    check.notes.append(
+        f"v{vb}: {before['rows']} rows ({before['keyed']} of the erased subjects), v{va}: {after['rows']} rows "
+        f"({after['keyed']} left); {changed} {'deleted' if table.erase == 'delete' else 'updated'}; "
+        f"other subjects' rows {before['others']} -> {after['others']}; {effect}"
+        + ("" if stray_removes == 0 else f"; {stray_removes} remove(s) name no live file")
+        + ("" if intact else "; protocol, configuration or schema changed")
+    )
 
 
 def _kind(arrow_type: Any) -> str:
@@ -136,31 +262,14 @@ def _mask_params(mask: Mask, pseudonyms: list[str | int]) -> dict[str, Any]:
     return {}
 
 
-def _as_text(frame: Any, kind: str, cols: Sequence[str]) -> Any:
+def _as_text(frame: Any, cols: Sequence[str]) -> Any:
     if not cols:
         return frame
-    if kind == "pandas":
-        frame = frame.copy()
-        for c in cols:
-            frame[c] = frame[c].map(lambda v: None if v is None or v != v else _iso(v))
-        return frame
-    from pyspark.sql import functions as F
-
+    frame = frame.copy()
     for c in cols:
-        frame = frame.withColumn(c, F.col(c).cast("string"))
+        frame[c] = frame[c].map(lambda v: None if v is None or v != v else _iso(v))
     return frame
 
 
 def _iso(v: Any) -> str:
     return v.isoformat() if hasattr(v, "isoformat") else str(v)
-
-
-def _project(frame: Any, kind: str, col: str) -> Any:
-    return frame[[col]] if kind == "pandas" else frame.select(col)
-
-
-def _to_spark(engine: Engine, frame: Any) -> Any:
-    spark = getattr(engine, "spark", None)
-    if spark is None:
-        raise RuntimeError("spark engine without a session")
-    return spark.createDataFrame(frame)

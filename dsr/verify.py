@@ -148,5 +148,8 @@ class Validator:
             if not r.success and "unexpected_count" not in res and isinstance(observed, int):
                 out.unexpected += observed  # table-level: e.g. rows found for erased subjects
             if not r.success:
-                out.failed_expectations.append(r.expectation_config.type)
+                column = (r.expectation_config.kwargs or {}).get("column")
+                name = r.expectation_config.type + (f"[{column}]" if column else "")
+                if name not in out.failed_expectations:
+                    out.failed_expectations.append(name)
         return out

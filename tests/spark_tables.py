@@ -99,9 +99,10 @@ def write_orders(path: Path) -> str:
 
 
 def rows(uri: str, version: int | None = None) -> list[dict[str, Any]]:
-    from deltalake import DeltaTable
+    """Every row of the table at version (current when None), sorted, as dsr's access layer reads it."""
+    from dsr import access
 
-    data = DeltaTable(uri, version=version).to_pyarrow_table().to_pylist()
+    data = [r for batch in access.scan(uri, version=version) for r in batch.to_pylist()]
     return sorted(data, key=lambda r: repr(sorted(r.items())))
 
 
@@ -119,10 +120,12 @@ def table_spec(uri: str, masks: dict[str, Any], erase: str = "anonymise", subjec
 
 def plan_and_source(engine: Any, uri: str, subjects: list[str], masks: dict[str, Any], *,
                      erase: str = "anonymise", subject: str = "user_id") -> tuple[ErasePlan, Any]:
+    """The plan and MERGE source the pipeline would build for ``subjects`` (masks in ``engine``'s dialect)."""
+    from dsr import access
     from dsr.erasure import build_source, build_updates, subject_keys
 
     spec = table_spec(uri, masks, erase, subject)
-    schema = engine.schema(uri)
+    schema = access.table_info(uri).schema  # the engines only write: the schema comes from the access layer
     keys = subject_keys([(f"req-{i}", s) for i, s in enumerate(subjects)], schema.field(subject).type)
     source = build_source(spec, schema, keys, KEY)
     updates = build_updates(spec, schema, engine.dialect) if erase == "anonymise" else {}

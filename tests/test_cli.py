@@ -114,13 +114,15 @@ def test_dsr_check_fails_on_an_uncovered_personal_table_until_it_is_exempted_or_
     write_policy(foundation_lake.root, BASE_POLICY + 'exempt:\n  - {path: sales/orders, reason: "test data"}\n')
     exempted = run_dsr("check", env=env)
     assert exempted.returncode == 0, exempted.stdout + exempted.stderr
-    assert exempted.stdout.strip() == "dsr check: policy OK; 3 table(s) covered, 1 exempt"
+    assert exempted.stdout.strip() == ("dsr check: policy OK; 3 table(s) covered, 1 exempt; every table's Delta "
+                                       "features handled on engine delta-rs")
 
     orders = "  - {name: orders, path: sales/orders, subject: user_id, erase: delete}\n"
     write_policy(foundation_lake.root, BASE_POLICY + orders)
     added = run_dsr("check", env=env)
     assert added.returncode == 0, added.stdout + added.stderr
-    assert added.stdout.strip() == "dsr check: policy OK; 4 table(s) covered, 0 exempt"
+    assert added.stdout.strip() == ("dsr check: policy OK; 4 table(s) covered, 0 exempt; every table's Delta "
+                                    "features handled on engine delta-rs")
 
 
 def test_check_ignores_tables_without_a_subject_like_column_and_the_control_tables(

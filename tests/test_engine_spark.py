@@ -1,11 +1,13 @@
 """The Spark engine on real Delta tables, through Spark Connect to a session-scoped Sail server.
 
 Tables (tests/spark_tables.py) are written with delta-rs in tmp_path: a text subject column in a table
-partitioned by day with several files per partition, and integer (64- and 32-bit) subject columns.
+partitioned by day with several files per partition, and integer (64- and 32-bit) subject columns. The engine
+only writes: every read here (rows, versions, schemas, counts) goes through dsr's access layer, as in dsr.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,8 +17,10 @@ from typing import Any
 
 import pytest
 
+from dsr import access
 from dsr.engines.base import KEY_COLUMN, CommitResult, Engine, ErasePlan
 from dsr.errors import InputError
+from dsr.features import DELTA_RS, DELTA_SPARK, ENGINE_SUPPORT, SAIL
 
 pytestmark = pytest.mark.spark
 
@@ -32,55 +36,123 @@ from tests.spark_tables import (  # noqa: E402
     files,
     plan_and_source,
     rows,
+    table_spec,
     user_masks,
     write_orders,
     write_users,
 )
 
+SERVER_ENV = "DSR_SPARK_SERVER"
+
+
+def version(uri: str) -> int:
+    return access.table_info(uri).version
+
 
 @pytest.fixture
-def engine(spark_connect: Any) -> Iterator[Any]:
+def engine(spark_connect: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from dsr.engines.spark import SparkEngine
 
+    monkeypatch.delenv(SERVER_ENV, raising=False)  # detect the server, whatever the shell says
     with SparkEngine(spark_connect) as eng:  # close() leaves the shared session running
         yield eng
 
 
-# --- Protocol, construction ----------------------------------------------------------------------------------
+# --- Protocol, construction, server kind ---------------------------------------------------------------------
 
 
 def test_it_implements_the_engine_protocol(engine: Any) -> None:
     assert isinstance(engine, Engine)
-    assert (engine.name, engine.dialect, engine.frame_kind) == ("spark", "spark", "spark")
+    assert (engine.name, engine.dialect) == ("spark", "spark")
     assert engine.is_connect
+    assert engine.server == "sail"  # Sail answers current_catalog() with 'sail'
+    assert engine.support is ENGINE_SUPPORT["spark:sail"] is SAIL
+    # the engine only writes: every read goes through dsr.access
+    for gone in ("scan_subjects", "validation_frames", "row_count", "schema", "version", "scans", "frame_kind"):
+        assert not hasattr(engine, gone), gone
 
 
-def test_make_engine_with_a_remote_builds_a_connect_engine_that_closes_its_own_session(spark_remote: str) -> None:
-    from dsr.engines import make_engine
-    from dsr.engines.spark import SparkEngine
+def test_the_server_kind_comes_from_the_session_unless_dsr_spark_server_says(
+    spark_connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dsr.engines.spark import SERVER_ENV as ENV
+    from dsr.engines.spark import SERVER_KINDS, SparkEngine, declared_server, server_kind
 
-    eng = make_engine("spark", remote=spark_remote)
-    assert isinstance(eng, SparkEngine) and eng.is_connect
-    assert eng.spark.conf.get("spark.sql.session.timeZone") == "UTC"
-    assert eng.spark.range(3).count() == 3
-    eng.close()
-    eng.close()  # idempotent
+    assert ENV == SERVER_ENV and set(SERVER_KINDS) == {"delta-spark", "databricks", "sail", "unknown"}
+    assert all(f"spark:{kind}" in ENGINE_SUPPORT for kind in SERVER_KINDS)
+    monkeypatch.delenv(SERVER_ENV, raising=False)
+    assert declared_server() is None
+    assert server_kind(spark_connect) == "sail"
+
+    monkeypatch.setenv(SERVER_ENV, "delta-spark")
+    assert declared_server() == "delta-spark"
+    with SparkEngine(spark_connect) as eng:  # the same session, now declared delta-spark
+        assert eng.server == "delta-spark"
+        assert eng.support is ENGINE_SUPPORT["spark:delta-spark"] is DELTA_SPARK
+    monkeypatch.setenv(SERVER_ENV, " Databricks ")  # case and blanks do not matter
+    assert server_kind(spark_connect) == "databricks"
+
+    monkeypatch.setenv(SERVER_ENV, "hadoop")
+    with pytest.raises(InputError, match=f"{SERVER_ENV}='hadoop'"):
+        declared_server()
+    with pytest.raises(InputError, match=f"{SERVER_ENV}='hadoop'"):
+        SparkEngine(spark_connect)
+    assert spark_connect.range(2).count() == 2  # a borrowed session is left alone
 
 
-def test_a_connect_engine_holds_pysparks_connect_mode_only_while_open(spark_connect: Any) -> None:
-    """GE computes on our frames with pyspark.sql.functions, which need the process-wide Connect flag;
-    closing the last engine restores the process, so classic sessions can still be built afterwards."""
+def test_engines_leave_pysparks_process_wide_connect_mode_alone(
+    spark_connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither an engine nor a failed construction turns the process into pyspark's Connect mode, so classic
+    sessions (chispa tests, a classic engine) can still be built beside a Connect engine."""
     from dsr.engines.spark import SparkEngine
 
     flag = "SPARK_CONNECT_MODE_ENABLED"
     prior = os.environ.get(flag)
-    a, b = SparkEngine(spark_connect), SparkEngine(spark_connect)
-    assert os.environ.get(flag) == (prior or "1")
+    monkeypatch.setenv(SERVER_ENV, "hadoop")
+    with pytest.raises(InputError):
+        SparkEngine(spark_connect)
+    assert os.environ.get(flag) == prior
+    with pytest.raises(InputError, match="unknown Spark server kind 'bogus'"):
+        SparkEngine(spark_connect, server="bogus")
+    monkeypatch.delenv(SERVER_ENV)
+    a = SparkEngine(spark_connect)
+    assert os.environ.get(flag) == prior
     a.close()
-    assert os.environ.get(flag) == (prior or "1")
-    b.close()
     assert os.environ.get(flag) == prior
     assert spark_connect.range(2).count() == 2  # a borrowed session is not stopped
+
+
+def test_engine_support_names_what_the_configured_engine_writes(
+    spark_remote: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dsr.engines import engine_support
+
+    monkeypatch.delenv(SERVER_ENV, raising=False)
+    monkeypatch.delenv("SPARK_REMOTE", raising=False)
+    assert engine_support("delta-rs") is DELTA_RS
+    assert engine_support("spark") is DELTA_SPARK  # no remote: a classic session with delta-spark
+    assert engine_support("spark", remote=spark_remote) is SAIL  # asks the server
+    monkeypatch.setenv(SERVER_ENV, "unknown")
+    assert engine_support("spark", remote=spark_remote) is ENGINE_SUPPORT["spark:unknown"]
+    with pytest.raises(InputError, match="--remote"):
+        engine_support("delta-rs", remote=spark_remote)
+
+
+def test_make_engine_with_a_remote_builds_a_connect_engine_that_closes_its_own_session(
+    spark_remote: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dsr.engines import make_engine
+    from dsr.engines.spark import SparkEngine
+
+    monkeypatch.delenv(SERVER_ENV, raising=False)
+    eng = make_engine("spark", remote=spark_remote)
+    assert isinstance(eng, SparkEngine) and eng.is_connect
+    assert (eng.server, eng.support) == ("sail", SAIL)
+    assert eng.spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    assert eng.spark.range(3).count() == 3
+    eng.close()
+    eng.close()  # idempotent
 
 
 def test_connect_to_an_unreachable_remote_is_a_quick_clear_input_error() -> None:
@@ -97,67 +169,16 @@ def test_connect_to_an_unreachable_remote_is_a_quick_clear_input_error() -> None
         SparkEngine.connect(remote="http://127.0.0.1:15002")
 
 
-# --- metadata ------------------------------------------------------------------------------------------------
+# --- history -------------------------------------------------------------------------------------------------
 
 
-def test_schema_version_row_count_and_history_read_the_delta_log(engine: Any, tmp_path: Path) -> None:
+def test_history_reads_the_delta_log_newest_first(engine: Any, tmp_path: Path) -> None:
     uri = write_users(tmp_path / "users")
-    from deltalake import DeltaTable
-
-    assert engine.schema(uri) == pa.schema(DeltaTable(uri).schema().to_arrow())
-    assert engine.version(uri) == 6
-    assert engine.row_count(uri) == 6 * 6 + 3
-    assert engine.row_count(uri, version=0) == 6
     hist = engine.history(uri, limit=3)
     assert [h["version"] for h in hist] == [6, 5, 4]
     assert all("operationMetrics" in h for h in hist)
-
-
-# --- scan_subjects -------------------------------------------------------------------------------------------
-
-
-def test_scan_subjects_returns_exactly_the_subjects_rows_in_one_scan(engine: Any, tmp_path: Path) -> None:
-    uri = write_users(tmp_path / "users")
-    batches = list(engine.scan_subjects(uri, "user_id", pa.array(ERASED)))
-    assert engine.scans[uri] == 1
-    got = pa.Table.from_batches(batches).to_pylist()
-    expected = [r for r in rows(uri) if r["user_id"] in ERASED]
-    assert sorted(got, key=repr) == sorted(expected, key=repr)
-    assert len(got) == 2 * 6
-    assert pa.Table.from_batches(batches).schema == engine.schema(uri)  # delta-rs' arrow types
-    assert_no_subject_text(engine.statements, ERASED)
-
-
-def test_scan_subjects_projects_the_columns_asked_for(engine: Any, tmp_path: Path) -> None:
-    uri = write_users(tmp_path / "users")
-    got = pa.Table.from_batches(list(engine.scan_subjects(uri, "user_id", pa.array(ERASED[:1]),
-                                                          ["n", "user_id", "signup_at"])))
-    assert got.column_names == ["n", "user_id", "signup_at"]
-    assert got.schema.field("signup_at").type == pa.timestamp("us", tz="UTC")
-    assert sorted(got.column("n").to_pylist()) == sorted(r["n"] for r in rows(uri) if r["user_id"] == ERASED[0])
-
-
-def test_scan_subjects_on_integer_columns_matches_exactly(engine: Any, tmp_path: Path) -> None:
-    uri = write_orders(tmp_path / "orders")
-    got = pa.Table.from_batches(list(engine.scan_subjects(uri, "user_no", pa.array(INT_ERASED, pa.int64()))))
-    assert sorted(got.column("user_no").to_pylist()) == sorted(INT_ERASED * 3)
-    assert got.schema == engine.schema(uri)  # decimal, binary and NOT NULL kept
-    got32 = pa.Table.from_batches(list(engine.scan_subjects(uri, "ref32", pa.array([1002], pa.int32()))))
-    assert got32.column("order_id").to_pylist() == ["o1-2"]
-    assert engine.scans[uri] == 2
-
-
-def test_scan_subjects_with_no_keys_counts_the_scan_and_yields_nothing(engine: Any, tmp_path: Path) -> None:
-    uri = write_orders(tmp_path / "orders")
-    assert list(engine.scan_subjects(uri, "user_no", pa.array([], pa.int64()))) == []
-    assert list(engine.scan_subjects(uri, "user_no", pa.array([5], pa.int64()))) == []
-    assert engine.scans[uri] == 2
-
-
-def test_null_never_matches_a_subject(engine: Any, tmp_path: Path) -> None:
-    uri = write_users(tmp_path / "users")
-    got = list(engine.scan_subjects(uri, "user_id", pa.array([None, ERASED[0]], pa.string())))
-    assert {r["user_id"] for b in got for r in b.to_pylist()} == {ERASED[0]}
+    assert [(h["version"], h["operation"]) for h in hist] == [
+        (h["version"], h["operation"]) for h in access.history(uri, 3)]
 
 
 # --- erase: delete -------------------------------------------------------------------------------------------
@@ -168,6 +189,7 @@ def test_erase_delete_removes_only_the_subjects_rows_and_rewrites_only_their_fil
 ) -> None:
     uri = write_users(tmp_path / "users")
     before_rows, before_files = rows(uri), files(uri)
+    before_info = access.table_info(uri)
     holding = {f for f in before_files if any(
         r["user_id"] in ERASED for r in pq.read_table(f).to_pylist())}
     plan, source = plan_and_source(engine, uri, ERASED, {}, erase="delete")
@@ -179,34 +201,66 @@ def test_erase_delete_removes_only_the_subjects_rows_and_rewrites_only_their_fil
         version_before=6, version_after=7, rows_deleted=12, rows_updated=0,
         rows_copied=result.rows_copied, files_added=result.files_added, files_removed=len(holding),
     )
+    assert result.committed
     assert result.rows_copied == sum(pq.read_table(f).num_rows for f in holding) - 12
     assert before_files - files(uri) == holding  # files without erased rows untouched
-    assert engine.row_count(uri, version=result.version_before) - result.rows_deleted == engine.row_count(uri)
+    assert access.count_rows(uri, version=result.version_before) - result.rows_deleted == access.count_rows(uri)
+    assert access.count_rows(uri, where_in=("user_id", pa.array(ERASED))) == 0
+    assert list(access.scan(uri, ["user_id"], where_in=("user_id", pa.array(ERASED)))) == []
+    assert access.table_info(uri).fingerprint() == before_info.fingerprint()  # protocol, schema... kept
+    commit = access.commit_actions(uri, 7)
+    assert {p for p, _ in commit.removes} <= access.live_files(uri, 6)  # every remove names a live file
+    assert commit.files_rewritten == len(holding) and commit.dv_marked == 0
     assert_no_subject_text(engine.statements, ERASED)
-    commit = engine.history(uri, 1)[0]
-    assert commit["version"] == 7 and commit["operation"] == "MERGE"
-    assert commit["operationMetrics"]["num_target_rows_deleted"] == 12  # the delta-rs engine's key names too
+    commit_info = engine.history(uri, 1)[0]
+    assert commit_info["version"] == 7 and commit_info["operation"] == "MERGE"
+    assert commit_info["operationMetrics"]["num_target_rows_deleted"] == 12  # the delta-rs engine's key names too
 
 
 def test_erase_delete_on_an_integer_subject_column(engine: Any, tmp_path: Path) -> None:
     uri = write_orders(tmp_path / "orders")
     before = rows(uri)
+    before_info = access.table_info(uri)
     plan, source = plan_and_source(engine, uri, [str(i) for i in INT_ERASED] + ["not-a-number"], {},
                                     erase="delete", subject="user_no")
     assert source.column(KEY_COLUMN).type == pa.int64()
     result = engine.erase(plan, source)
     assert rows(uri) == [r for r in before if r["user_no"] not in INT_ERASED]
     assert (result.rows_deleted, result.files_removed, result.version_after) == (6, 3, 3)
+    # decimal, binary and NOT NULL kept: the schema the access layer reads is the one before
+    assert access.table_info(uri).fingerprint() == before_info.fingerprint()
+    assert access.table_info(uri).schema.field("user_no").nullable is False
     assert_no_subject_text(engine.statements, INT_ERASED)
+
+    # a 32-bit subject column matches exactly too
+    plan32, source32 = plan_and_source(engine, uri, ["1002"], {}, erase="delete", subject="ref32")
+    assert source32.column(KEY_COLUMN).type == pa.int32()
+    assert engine.erase(plan32, source32).rows_deleted == 1
+    assert rows(uri) == [r for r in before if r["user_no"] not in INT_ERASED and r["ref32"] != 1002]
+
+
+def test_a_null_key_never_matches_a_null_subject(engine: Any, tmp_path: Path) -> None:
+    uri = write_users(tmp_path / "users")
+    before = rows(uri)
+    nulls = [r for r in before if r["user_id"] is None]
+    assert len(nulls) == 6
+    plan, _ = plan_and_source(engine, uri, ERASED[:1], {}, erase="delete")
+    source = pa.table({KEY_COLUMN: pa.array([None, ERASED[0]], pa.string())})
+    result = engine.erase(plan, source)
+    assert result.rows_deleted == 6
+    assert rows(uri) == [r for r in before if r["user_id"] != ERASED[0]]
+    assert access.count_rows(uri, null_column="user_id") == len(nulls)
 
 
 def test_erase_matching_nothing_commits_nothing(engine: Any, tmp_path: Path) -> None:
     uri = write_orders(tmp_path / "orders")
     plan, source = plan_and_source(engine, uri, ["42"], {}, erase="delete", subject="user_no")
-    assert engine.erase(plan, source) == CommitResult(version_before=2, version_after=2)
+    result = engine.erase(plan, source)
+    assert result == CommitResult(version_before=2, version_after=2)
+    assert not result.committed
     empty = source.slice(0, 0)
     assert engine.erase(plan, empty) == CommitResult(version_before=2, version_after=2)
-    assert engine.version(uri) == 2
+    assert version(uri) == 2
 
 
 # --- erase: anonymise ----------------------------------------------------------------------------------------
@@ -218,7 +272,8 @@ def test_erase_anonymise_writes_the_reference_masks_and_leaves_other_rows_unchan
     from dsr.masking import apply_mask, pseudonym_kind
 
     uri = write_users(tmp_path / "users")
-    schema = engine.schema(uri)
+    info = access.table_info(uri)
+    schema = info.schema
     before = rows(uri)
     masks = user_masks()
     plan, source = plan_and_source(engine, uri, ERASED, masks)
@@ -232,6 +287,8 @@ def test_erase_anonymise_writes_the_reference_masks_and_leaves_other_rows_unchan
                                        kind=pseudonym_kind(schema.field(c).type)) for c, m in masks.items()}}
         expected.append(r)
     assert rows(uri) == sorted(expected, key=lambda r: repr(sorted(r.items())))
+    assert access.table_info(uri).fingerprint() == info.fingerprint()
+    assert access.count_rows(uri) == access.count_rows(uri, version=6)
     assert_no_subject_text(engine.statements, ERASED)
 
 
@@ -270,7 +327,40 @@ def test_erase_writes_what_the_delta_rs_engine_writes(engine: Any, tmp_path: Pat
         assert rows(uri) == rows(twin)
         assert (ours.rows_deleted, ours.rows_updated, ours.version_before, ours.version_after) == (
             theirs.rows_deleted, theirs.rows_updated, theirs.version_before, theirs.version_after)
-    assert engine.schema(uri) == rs.schema(twin)
+    assert access.table_info(uri).schema == access.table_info(twin).schema
+
+
+# --- what Spark wrote passes dsr's verification (access-layer reads, GE on pandas) ----------------------------
+
+
+@pytest.mark.parametrize("strategy", ["anonymise", "delete"])
+def test_what_sail_writes_passes_the_access_layer_checks(engine: Any, tmp_path: Path, strategy: str) -> None:
+    from dsr import tablecheck
+    from dsr.policy import Policy
+    from dsr.verify import Validator
+
+    uri = write_users(tmp_path / "users")
+    masks = user_masks() if strategy == "anonymise" else {}
+    result = engine.erase(*plan_and_source(engine, uri, ERASED, masks, erase=strategy))
+    assert result.committed
+    spec = dataclasses.replace(table_spec(uri, masks, strategy), name="users")
+    policy = Policy(source="test", lake=str(tmp_path), control="_dsr", exports="exports",
+                    pseudonym_key_env="DSR_TEST_KEY", export_before_erase=False, tables=(spec,), _key=KEY)
+    check = tablecheck.check_table(policy, spec, ERASED, reconcile=[dataclasses.asdict(result)])
+    assert check.success, check.as_dict()
+    suites = [s["suite"] for s in check.suites]
+    assert {"dsr_erased_rows", "dsr_erased_absent", "dsr_read_sighted"} <= set(suites)
+    assert f"dsr_reconcile[v6->v{result.version_after}]" in suites
+    if strategy == "anonymise":
+        assert len(suites) == 4 + len(masks)  # one mask suite per masked column
+
+    # the same suite fails on the version before the erase: it sees the subjects' rows
+    schema = access.table_info(uri, 6).schema
+    old = pa.Table.from_batches(list(access.scan(uri, ["user_id"], version=6)),
+                                schema=pa.schema([schema.field("user_id")])).to_pandas()
+    bad = Validator.shared().validate("dsr_erased_absent", old, "pandas", subs={"$subject": "user_id"},
+                                      params={"erased_subjects": ERASED})
+    assert not bad.success and bad.unexpected == 12 and bad.rows_checked == 6 * 6 + 3
 
 
 # --- privacy: statements, commit info, errors ----------------------------------------------------------------
@@ -279,8 +369,6 @@ def test_erase_writes_what_the_delta_rs_engine_writes(engine: Any, tmp_path: Pat
 def test_statements_and_commit_info_never_hold_subject_ids(engine: Any, tmp_path: Path) -> None:
     users = write_users(tmp_path / "users")
     orders = write_orders(tmp_path / "orders")
-    list(engine.scan_subjects(users, "user_id", pa.array(ERASED)))
-    list(engine.validation_frames(orders, ["user_no"], where_in=("user_no", pa.array(INT_ERASED, pa.int64()))))
     engine.erase(*plan_and_source(engine, users, ERASED, user_masks()))
     engine.erase(*plan_and_source(engine, orders, [str(i) for i in INT_ERASED], {}, erase="delete",
                                    subject="user_no"))
@@ -292,12 +380,14 @@ def test_statements_and_commit_info_never_hold_subject_ids(engine: Any, tmp_path
 
 def test_a_failed_merge_raises_without_subject_ids_and_leaves_the_table(engine: Any, tmp_path: Path) -> None:
     uri = write_users(tmp_path / "users")
+    before = rows(uri)
     _, source = plan_and_source(engine, uri, ERASED, user_masks())
     bad = ErasePlan(uri=uri, subject="user_id", strategy="anonymise", updates={"no_such_column": "NULL"})
     with pytest.raises(RuntimeError, match=r"spark: MERGE into .* failed") as info:
         engine.erase(bad, source)
     assert_no_subject_text([str(info.value)], ERASED)
-    assert engine.version(uri) == 6
+    assert version(uri) == 6
+    assert rows(uri) == before
     assert engine.spark.conf.get("spark.databricks.delta.commitInfo.userMetadata", None) is None
 
 
@@ -308,35 +398,4 @@ def test_erase_rejects_a_strategy_it_cannot_do_before_any_write(engine: Any, tmp
         engine.erase(ErasePlan(uri=uri, subject="user_no", strategy="retain"), source)
     with pytest.raises(ValueError, match="at least one column"):
         engine.erase(ErasePlan(uri=uri, subject="user_no", strategy="anonymise"), source)
-    assert engine.version(uri) == 2 and engine.statements == []
-
-
-# --- validation frames ---------------------------------------------------------------------------------------
-
-
-def test_validation_frames_yield_one_spark_frame_with_time_travel_and_filter(engine: Any, tmp_path: Path) -> None:
-    uri = write_users(tmp_path / "users")
-    engine.erase(*plan_and_source(engine, uri, ERASED, {}, erase="delete"))
-    (current,) = engine.validation_frames(uri, ["user_id", "n"])
-    assert current.columns == ["user_id", "n"]
-    assert current.count() == 6 * 4 + 3
-    (old,) = engine.validation_frames(uri, ["user_id"], version=6, where_in=("user_id", pa.array(ERASED)))
-    assert sorted(r.user_id for r in old.collect()) == sorted(ERASED * 6)
-    assert list(engine.validation_frames(uri, ["user_id"], where_in=("user_id", pa.array([], pa.string())))) == []
-    assert engine.scans[uri] == 3
-
-
-def test_great_expectations_validates_the_spark_connect_frames(engine: Any, tmp_path: Path) -> None:
-    from dsr.verify import Validator
-
-    uri = write_users(tmp_path / "users")
-    engine.erase(*plan_and_source(engine, uri, ERASED, user_masks()))
-    (frame,) = engine.validation_frames(uri, ["user_id"])
-    v = Validator.shared()
-    ok = v.validate("dsr_erased_absent", frame, "spark", subs={"$subject": "user_id"},
-                    params={"erased_subjects": ERASED})
-    assert ok.success and ok.rows_checked == 6 * 6 + 3
-    (old,) = engine.validation_frames(uri, ["user_id"], version=6)
-    bad = v.validate("dsr_erased_absent", old, "spark", subs={"$subject": "user_id"},
-                     params={"erased_subjects": ERASED})
-    assert not bad.success and bad.unexpected == 12
+    assert version(uri) == 2 and engine.statements == []

@@ -36,3 +36,24 @@ def test_every_dsr_command_in_the_readme_parses(line: str) -> None:
     text = re.sub(r"\[--engine [^\]]+\]", "--engine spark", text)
     text = text.replace("[", "").replace("]", "")
     _parser().parse_args(text.split())
+
+
+def test_the_supported_tables_matrix_is_what_the_engines_declare() -> None:
+    from dsr.features import DELETE, DELTA_RS, DELTA_SPARK, READ, READER, SAIL, UPDATE
+
+    section = README.split("## Supported tables", 1)[1].split("\nNotes:", 1)[0]
+    rows = [ln for ln in section.splitlines() if ln.startswith("| `")]
+    assert len(rows) >= 19
+    seen = set()
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        feature = cells[0].split("`")[1]
+        seen.add(feature)
+        values = [None if c == "—" else c == "yes" for c in cells[1:]]
+        assert values[0] in (None, READER.handles(feature, READ)), feature
+        for i, support in enumerate((DELTA_RS, SAIL, DELTA_SPARK)):
+            delete, update = values[1 + 2 * i], values[2 + 2 * i]
+            assert delete in (None, support.handles(feature, DELETE)), (feature, support.name)
+            assert update == support.handles(feature, UPDATE), (feature, support.name)
+    declared = set(DELTA_RS.features) | set(SAIL.features) | set(DELTA_SPARK.features) | set(READER.features)
+    assert declared - {"variantType-preview", "typeWidening-preview"} <= seen

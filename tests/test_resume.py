@@ -81,7 +81,9 @@ def _state(policy: Policy) -> dict[str, Any]:
         assert r.status == "completed", (r.request_id, r.status, r.error)
         if r.kind == "export":
             doc = json.loads(Path(r.export_uri or "").read_text(encoding="utf-8"))
-            docs[r.subject_id] = doc["tables"]
+            # the reader streams files in parallel: rows within a table come in no fixed order
+            docs[r.subject_id] = {t: sorted(rows, key=lambda x: json.dumps(x, sort_keys=True))
+                                  for t, rows in doc["tables"].items()}
     rows: dict[tuple[str, str], int] = {}
     for r in control.list_requests(policy):
         if r.kind == "erase":

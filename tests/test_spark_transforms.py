@@ -19,7 +19,6 @@ from dsr.engines.spark import (
     merge_statement,
     normalise_commit,
     remote_from_environment,
-    rows_of_keys,
 )
 from dsr.errors import ConflictError
 
@@ -50,31 +49,6 @@ def test_builds_an_empty_frame_with_the_key_type(spark_local: Any) -> None:
     df = key_frame(spark_local, pa.table({KEY_COLUMN: pa.array([], pa.int32())}))
     expected = spark_local.createDataFrame([], f"{KEY_COLUMN} int")
     chispa.assert_df_equality(df, expected)
-
-
-# --- rows_of_keys --------------------------------------------------------------------------------------------
-
-
-def test_keeps_exactly_the_rows_of_the_keys(spark_local: Any) -> None:
-    df = spark_local.createDataFrame(
-        [("u1", 1), ("u2", 2), ("u1", 3), (None, 4), ("u3", 5)], "user_id string, n int")
-    keys = key_frame(spark_local, pa.table({KEY_COLUMN: pa.array(["u1", "u3", "u1", None])}))
-    expected = spark_local.createDataFrame([("u1", 1), ("u1", 3), ("u3", 5)], "user_id string, n int")
-    chispa.assert_df_equality(rows_of_keys(df, "user_id", keys), expected, ignore_row_order=True)
-
-
-def test_matches_integer_keys_on_a_dotted_column_name(spark_local: Any) -> None:
-    df = spark_local.createDataFrame([(7, "a"), (8, "b"), (9, "c")], "`user.no` bigint, note string")
-    keys = key_frame(spark_local, pa.table({KEY_COLUMN: pa.array([9, 7], pa.int64())}))
-    expected = spark_local.createDataFrame([(7, "a"), (9, "c")], "`user.no` bigint, note string")
-    got = rows_of_keys(df, "user.no", keys).orderBy("note")  # chispa's row sort cannot quote a dotted name
-    chispa.assert_df_equality(got, expected)
-
-
-def test_matches_nothing_with_no_keys(spark_local: Any) -> None:
-    df = spark_local.createDataFrame([("u1", 1)], "user_id string, n int")
-    keys = key_frame(spark_local, pa.table({KEY_COLUMN: pa.array([], pa.string())}))
-    assert rows_of_keys(df, "user_id", keys).count() == 0
 
 
 # --- the MERGE text and the mask expressions it runs ---------------------------------------------------------

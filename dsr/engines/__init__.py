@@ -5,8 +5,24 @@ from __future__ import annotations
 import os
 
 from dsr.engines.base import KEY_COLUMN, CommitResult, Engine, ErasePlan
+from dsr.features import ENGINE_SUPPORT, Support
 
-__all__ = ["KEY_COLUMN", "CommitResult", "Engine", "ErasePlan", "make_engine"]
+__all__ = ["KEY_COLUMN", "CommitResult", "Engine", "ErasePlan", "engine_support", "make_engine"]
+
+_DELTA_RS = ("delta-rs", "deltars", "delta_rs")
+
+
+def _name(name: str | None, remote: str | None) -> str:
+    from dsr.errors import InputError
+
+    name = name or ("spark" if remote else os.environ.get("DSR_ENGINE", "delta-rs"))
+    if name in _DELTA_RS:
+        if remote:
+            raise InputError("--remote is a Spark Connect address: use it with --engine spark")
+        return "delta-rs"
+    if name == "spark":
+        return "spark"
+    raise InputError(f"unknown engine {name!r} (use delta-rs or spark)")
 
 
 def make_engine(name: str | None = None, *, remote: str | None = None) -> Engine:
@@ -14,17 +30,29 @@ def make_engine(name: str | None = None, *, remote: str | None = None) -> Engine
 
     $DSR_ENGINE picks the engine when name is None.
     """
-    from dsr.errors import InputError
-
-    name = name or ("spark" if remote else os.environ.get("DSR_ENGINE", "delta-rs"))
-    if name in ("delta-rs", "deltars", "delta_rs"):
-        if remote:
-            raise InputError("--remote is a Spark Connect address: use it with --engine spark")
+    if _name(name, remote) == "delta-rs":
         from dsr.engines.deltars import DeltaRsEngine
 
         return DeltaRsEngine()
-    if name == "spark":
-        from dsr.engines.spark import SparkEngine
+    from dsr.engines.spark import SparkEngine
 
-        return SparkEngine.connect(remote=remote or os.environ.get("SPARK_REMOTE"))
-    raise InputError(f"unknown engine {name!r} (use delta-rs or spark)")
+    return SparkEngine.connect(remote=remote or os.environ.get("SPARK_REMOTE"))
+
+
+def engine_support(name: str | None = None, *, remote: str | None = None) -> Support:
+    """What the configured engine writes correctly, for ``dsr check``: delta-rs at once; Spark by
+    ``$DSR_SPARK_SERVER``, else by asking the Connect server (``remote`` or $SPARK_REMOTE), else delta-spark
+    (a classic session)."""
+    if _name(name, remote) == "delta-rs":
+        return ENGINE_SUPPORT["delta-rs"]
+    from dsr.engines.spark import declared_server
+
+    server = declared_server()
+    remote = remote or os.environ.get("SPARK_REMOTE")
+    if server is None and remote:
+        engine = make_engine("spark", remote=remote)
+        try:
+            return engine.support
+        finally:
+            engine.close()
+    return ENGINE_SUPPORT[f"spark:{server or 'delta-spark'}"]

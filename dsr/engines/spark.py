@@ -8,13 +8,18 @@ Erasure is one Spark SQL statement per table::
 which runs the same on Spark with delta-spark, on Databricks and on any Spark Connect server with Delta.
 The source (subject keys, pseudonyms) arrives as a pyarrow Table and becomes a small broadcast DataFrame
 behind a temporary view with a unique name, so subject ids travel as data, never as SQL text. Every SQL
-statement the engine builds is kept on ``statements`` so tests can prove it. Scans semi-join the table
-with the same kind of key DataFrame (``isin`` would put the ids into the plan as literals).
+statement the engine builds is kept on ``statements`` so tests can prove it.
 
-Table metadata (schema, version, history, commit metrics) is read from the Delta log with delta-rs, which
-works whatever the Spark server can do: Sail, for one, has no ``DESCRIBE HISTORY``, and its MERGE returns
-only an output row count. Metrics come from the MERGE's own commit in the log (``numTargetRows*``,
-``numTargetFiles*``, the same names on delta-spark and Sail).
+The engine only writes. Every read (export, planning, verification, versions, history, commit metrics)
+goes through the one Delta access layer (:mod:`dsr.access`, delta-rs), so what Spark wrote is checked by a
+reader that did not write it, and works whatever the Spark server can do: Sail, for one, has no
+``DESCRIBE HISTORY``, and its MERGE returns only an output row count. Metrics come from the MERGE's own
+commit in the log (``numTargetRows*``, ``numTargetFiles*``, the same names on delta-spark and Sail).
+
+What the engine writes correctly depends on the server (``support``, :mod:`dsr.features`): classic Spark is
+delta-spark; a Spark Connect server is identified as Sail (``current_catalog()`` is ``sail``) or Databricks
+(a ``spark.databricks.clusterUsageTags.clusterId`` conf), else it is unknown and handles plain tables only.
+``$DSR_SPARK_SERVER`` (``delta-spark``, ``databricks``, ``sail``, ``unknown``) overrides the detection.
 
 Commit metadata (run id, request ids) goes into ``spark.databricks.delta.commitInfo.userMetadata`` for the
 duration of the MERGE, as JSON. delta-spark records it; Sail 0.7 does not (it honours ``userMetadata`` only
@@ -35,27 +40,29 @@ import json
 import os
 import re
 import uuid
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-from dsr import storage
-from dsr.engines import deltalog
+from dsr import access, storage
 from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan
 from dsr.errors import ConflictError, InputError
+from dsr.features import ENGINE_SUPPORT, Support
 
 __all__ = [
+    "SERVER_ENV",
+    "SERVER_KINDS",
     "USER_METADATA_CONF",
     "SparkEngine",
     "commit_metrics",
+    "declared_server",
     "delta_coordinate",
     "key_frame",
     "merge_statement",
     "normalise_commit",
     "quote",
     "remote_from_environment",
-    "rows_of_keys",
+    "server_kind",
 ]
 
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
@@ -137,12 +144,6 @@ def key_frame(spark: Any, table: Any) -> Any:
     return spark.createDataFrame(table, schema=from_arrow_schema(table.schema)).hint("broadcast")
 
 
-def rows_of_keys(df: Any, column: str, keys: Any) -> Any:
-    """The rows of ``df`` whose ``column`` equals a key of ``keys`` (a frame with KEY_COLUMN): a left
-    semi join, so NULL never matches and the ids stay data, not literals in the plan."""
-    return df.join(keys, df[quote(column)] == keys[quote(KEY_COLUMN)], "left_semi")
-
-
 def commit_metrics(commit: Mapping[str, Any]) -> dict[str, int]:
     """CommitResult's counters from a MERGE commit info (delta-spark writes them as text, Sail as ints)."""
     m = commit.get("operationMetrics") or {}
@@ -220,30 +221,6 @@ def _is_connect(spark: Any) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
-_CONNECT_MODE = "SPARK_CONNECT_MODE_ENABLED"
-_connect_users = 0
-_connect_mode_ours = False
-
-
-def _enter_connect_mode() -> None:
-    """pyspark.sql.functions (which Great Expectations uses on the frames we yield) pick the classic or the
-    Connect implementation by a process-wide flag, which pyspark's generic builder sets for Connect sessions.
-    Hold it while a Connect engine is open, and put the process back as it was when the last one closes."""
-    global _connect_users, _connect_mode_ours
-    if _connect_users == 0 and _CONNECT_MODE not in os.environ:
-        os.environ[_CONNECT_MODE] = "1"
-        _connect_mode_ours = True
-    _connect_users += 1
-
-
-def _leave_connect_mode() -> None:
-    global _connect_users, _connect_mode_ours
-    _connect_users = max(0, _connect_users - 1)
-    if _connect_users == 0 and _connect_mode_ours:
-        os.environ.pop(_CONNECT_MODE, None)
-        _connect_mode_ours = False
-
-
 def remote_from_environment() -> str | None:
     """The Spark Connect address the environment names: ``$SPARK_REMOTE``, else the ``spark.remote`` that
     ``spark-submit --remote sc://...`` hands to the Python process (``PYSPARK_REMOTE_INIT_CONF_*``)."""
@@ -255,6 +232,37 @@ def remote_from_environment() -> str | None:
             if remote:
                 return str(remote)
     return None
+
+
+SERVER_KINDS = ("delta-spark", "databricks", "sail", "unknown")
+SERVER_ENV = "DSR_SPARK_SERVER"
+
+
+def declared_server() -> str | None:
+    """``$DSR_SPARK_SERVER`` when set (InputError when it names no known server kind)."""
+    value = os.environ.get(SERVER_ENV, "").strip().lower()
+    if not value:
+        return None
+    if value not in SERVER_KINDS:
+        raise InputError(f"{SERVER_ENV}={value!r}: use one of {', '.join(SERVER_KINDS)}")
+    return value
+
+
+def server_kind(spark: Any) -> str:
+    """What writes behind this session: classic Spark is delta-spark; a Connect server is recognised as Sail
+    or Databricks, else 'unknown'. ``$DSR_SPARK_SERVER`` overrides."""
+    declared = declared_server()
+    if declared:
+        return declared
+    if not _is_connect(spark):
+        return "delta-spark"
+    with contextlib.suppress(Exception):
+        if str(spark.sql("SELECT current_catalog()").collect()[0][0]).lower() == "sail":
+            return "sail"
+    with contextlib.suppress(Exception):
+        if spark.conf.get("spark.databricks.clusterUsageTags.clusterId", None):
+            return "databricks"
+    return "unknown"
 
 
 def _check_reachable(remote: str) -> None:
@@ -277,29 +285,29 @@ def _check_reachable(remote: str) -> None:
 # --- the engine ---------------------------------------------------------------------------------------
 
 
-class SparkEngine(deltalog.LogMetadata):
+class SparkEngine:
     """Engine on a SparkSession (classic with delta-spark, or Spark Connect). ``SparkEngine(spark)`` uses a
     session you own; ``SparkEngine.connect(...)`` builds one and ``close`` stops it.
 
-    The session's time zone is set to UTC (year/month masks truncate in UTC). While a Connect engine is open
-    the process is in pyspark's Connect mode (``SPARK_CONNECT_MODE_ENABLED``), so ``pyspark.sql.functions``
-    work on its frames; ``close`` (or leaving ``with``) restores the process.
+    The session's time zone is set to UTC (year/month masks truncate in UTC). The engine never puts the
+    process into pyspark's process-wide Connect mode, so classic sessions can still be built beside it.
     """
 
     name = "spark"
     dialect = "spark"
-    frame_kind = "spark"
 
-    def __init__(self, spark: Any, *, owned: bool = False) -> None:
+    def __init__(self, spark: Any, *, owned: bool = False, server: str | None = None) -> None:
         self.spark = spark
-        self.scans: Counter[str] = Counter()
         self.statements: list[str] = []
         """Every SQL statement this engine built and ran, in order (tests assert no subject id is here)."""
+        self.server = server or server_kind(spark)
+        """'delta-spark', 'databricks', 'sail' or 'unknown': what the session writes with."""
+        if self.server not in SERVER_KINDS:
+            raise InputError(f"unknown Spark server kind {self.server!r}: use one of {', '.join(SERVER_KINDS)}")
+        self.support: Support = ENGINE_SUPPORT[f"spark:{self.server}"]
         self._owned = owned
         self._open = True
-        if _is_connect(spark):
-            _enter_connect_mode()
-        # masks generalise timestamps in UTC, and verification reads them back as text: the session runs in UTC
+        # masks generalise timestamps in UTC: the session runs in UTC
         spark.conf.set("spark.sql.session.timeZone", "UTC")
 
     @classmethod
@@ -333,7 +341,7 @@ class SparkEngine(deltalog.LogMetadata):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- paths, metadata (delta-rs reads the log: works on any server) ----------------------------------
+    # --- paths, history (the access layer reads the log: works on any server) -----------------------
 
     def _path(self, uri: str) -> str:
         """The table location as Spark expects it (Hadoop's S3 connector on classic Spark is s3a://)."""
@@ -345,77 +353,14 @@ class SparkEngine(deltalog.LogMetadata):
         """Commit infos, newest first, read the same way as the delta-rs engine does, plus for Spark commits:
         the keys of a JSON ``userMetadata`` (our commit metadata on delta-spark) at the top level, and
         snake_case aliases of camelCase metrics (``num_target_rows_deleted``...), so callers read one form."""
-        return [normalise_commit(c) for c in deltalog.open_delta(uri).history(limit)]
-
-    # --- reads ------------------------------------------------------------------------------------------
-
-    def _read(self, uri: str, version: int | None = None) -> Any:
-        reader = self.spark.read.format("delta")
-        if version is not None:
-            reader = reader.option("versionAsOf", int(version))
-        return reader.load(self._path(uri))
-
-    def _keys(self, keys: Any) -> Any:
-        import pyarrow as pa
-
-        return key_frame(self.spark, pa.table({KEY_COLUMN: keys}))
-
-    def row_count(self, uri: str, version: int | None = None) -> int:
-        return int(self._read(uri, version).count())
-
-    def scan_subjects(
-        self, uri: str, column: str, keys: Any, columns: Sequence[str] | None = None
-    ) -> Iterator[Any]:
-        df = self._read(uri)
-        self.scans[uri] += 1
-        if len(keys) == 0:
-            return
-        rows = rows_of_keys(df, column, self._keys(keys))
-        if columns is not None:
-            rows = rows.select(*[rows[quote(c)] for c in columns])
-        try:
-            table = rows.toArrow()
-        except Exception as exc:
-            raise _error(f"scan of {uri}", exc, keys.to_pylist()) from None
-        table = self._conform(uri, table)
-        for batch in table.to_batches():
-            if batch.num_rows:
-                yield batch
-
-    def _conform(self, uri: str, table: Any) -> Any:
-        """``table`` with the Delta schema's arrow types (as delta-rs reads them), where they differ."""
-        import pyarrow as pa
-
-        schema = self.schema(uri)
-        target = pa.schema([schema.field(n) if n in schema.names else table.schema.field(n)
-                            for n in table.column_names])
-        if target == table.schema:
-            return table
-        try:
-            return table.cast(target)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
-            return table
-
-    def validation_frames(
-        self, uri: str, columns: Sequence[str], *, version: int | None = None,
-        where_in: tuple[str, Any] | None = None, batch_rows: int = 1_000_000,
-    ) -> Iterator[Any]:
-        """One distributed Spark DataFrame of the projected columns (``batch_rows`` does not apply)."""
-        df = self._read(uri, version)
-        self.scans[uri] += 1
-        if where_in is not None:
-            column, keys = where_in
-            if len(keys) == 0:
-                return
-            df = rows_of_keys(df, column, self._keys(keys))
-        yield df.select(*[df[quote(c)] for c in columns])
+        return [normalise_commit(c) for c in access.history(uri, limit)]
 
     # --- the erase commit -------------------------------------------------------------------------------
 
     def erase(self, plan: ErasePlan, source: Any) -> CommitResult:
         view = f"__dsr_src_{uuid.uuid4().hex}"
         statement = merge_statement(self._path(plan.uri), view, plan.subject, plan.strategy, plan.updates)
-        before = self.version(plan.uri)
+        before = int(access.open_table(plan.uri).version())
         if source.num_rows == 0:
             return CommitResult(version_before=before, version_after=before)
         keys = source.column(KEY_COLUMN).to_pylist()
@@ -451,7 +396,7 @@ class SparkEngine(deltalog.LogMetadata):
                         conf.set(k, v)
 
     def _commit_result(self, uri: str, before: int, token: str) -> CommitResult:
-        dt = deltalog.open_delta(uri)
+        dt = access.open_table(uri)
         after = int(dt.version())
         if after == before:  # nothing matched: Sail writes no commit
             return CommitResult(version_before=before, version_after=before)
@@ -469,8 +414,6 @@ class SparkEngine(deltalog.LogMetadata):
         if self._owned:
             with contextlib.suppress(Exception):
                 self.spark.stop()
-        if _is_connect(self.spark):
-            _leave_connect_mode()
 
 
 def _classic_session(app_name: str) -> Any:
