@@ -6,26 +6,62 @@ concurrent writers (a writer that loses the race re-reads the tail and tries aga
 the (seq, hash) of the chain's new end in its Delta commit info, so ``verify_chain`` notices events removed
 from the end, which the links alone cannot show.
 Events hold request ids, run ids, table names and metrics — never subject ids.
+
+The anchor outside the table. Deleting the newest ``_delta_log/<version>.json`` files removes those commits'
+own (seq, hash) with them, and the commit before them looks consistent. So after each commit an append also
+writes ``<lake>/<control>/audit_anchor/<version, 20 digits>.json`` = ``{"format": 1, "table_id", "version",
+"seq", "hash"}``: the audit table's Delta table id, the version its commit created, and the chain's end at that
+version (seq -1 and 64 zeros for no events). Nothing else, no subject id. Each file is written once (its name
+is the version, which only one commit can create), whole (one PUT on S3; write and rename locally), after its
+commit, so writers never overwrite each other's anchor; the newest few are kept, older ones removed.
+``verify_chain`` lists the anchors *before* it loads the table and checks the newest one: the table is at
+that version or later (else commits were deleted: the missing commits and events are named), has the same
+table id (else it was replaced), holds the recorded seq with the recorded hash. An anchor behind the chain's
+end is fine (a concurrent or crashed writer had not written its own yet): the commits' own (seq, hash) cover
+the rest, and compaction commits carry none and change no row.
+
+Migration. A log is *anchored* once its table property ``dsr.audit.anchor`` is set: the first append made by
+this version sets it (new and pre-existing logs alike), after writing a baseline anchor of the table as it
+stands. An anchored log that holds events but has no anchor file is a break (the anchors were deleted); a log
+without the property predates the anchors and is checked as before (links and commit info only).
+
+Limits: an anchor is only as new as the last append that wrote one, so commits made after it (by a writer that
+died before writing its anchor) can be removed unseen; and whoever deletes the newest commits *and* the newest
+anchor files (or the anchors and the property) can still hide them. Detecting that needs an anchor dsr's
+writers cannot delete (e.g. a bucket with object lock).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dsr import deltautil
+from dsr import deltautil, storage
 from dsr.policy import Policy
 
-__all__ = ["EVENTS", "GENESIS", "AuditEvent", "ChainBreak", "append", "canonical", "events", "verify_chain"]
+__all__ = [
+    "ANCHORED", "EVENTS", "GENESIS", "AuditEvent", "ChainBreak", "anchor_uri", "append", "canonical", "events",
+    "events_by_request", "verify_chain",
+]
+
+log = logging.getLogger("dsr.audit")
 
 GENESIS = "0" * 64
 _ANCHOR_SEQ = "dsr.audit.last_seq"
 _ANCHOR_HASH = "dsr.audit.last_hash"
+ANCHORED = "dsr.audit.anchor"  # audit table property: set once the log keeps an anchor outside itself
+_ANCHOR_DIR = "audit_anchor"
+_ANCHOR_FORMAT = 1
+_ANCHOR_KEEP = 8  # anchor files kept (the newest); verification needs only the newest
+_ANCHOR_NAME = re.compile(r"^(\d{20})\.json$")
 EVENTS = (
     "received", "claimed", "released", "table_exported", "exported", "table_erased", "table_retained",
     "table_failed", "verified", "completed", "failed",
@@ -94,26 +130,150 @@ def _tail(table: Any) -> tuple[int, str]:
     return int(data["seq"][i].as_py()), str(data["hash"][i].as_py())
 
 
+# --- the anchor outside the audit table ----------------------------------------------------------------------
+
+
+def anchor_uri(policy: Policy) -> str:
+    """Where the anchors of the audit log live: ``<lake>/<control>/audit_anchor`` (beside the table, not in it)."""
+    return storage.join(policy.control_uri, _ANCHOR_DIR)
+
+
+@dataclass(frozen=True)
+class _Anchor:
+    """The chain's end (seq, hash) at a version of the audit table (of that Delta table id)."""
+
+    version: int
+    seq: int
+    hash: str
+    table_id: str
+
+
+class _BadAnchor(Exception):
+    """An anchor file that cannot be read as one (altered or forged)."""
+
+
+def _write_anchor(policy: Policy, anchor: _Anchor) -> None:
+    """Write one anchor file whole: a single PUT on S3, a write and a rename locally."""
+    filesys, base = storage.filesystem(anchor_uri(policy))
+    body = json.dumps(
+        {"format": _ANCHOR_FORMAT, "table_id": anchor.table_id, "version": anchor.version, "seq": anchor.seq,
+         "hash": anchor.hash},
+        sort_keys=True, separators=(",", ":"),
+    ).encode("utf-8")
+    name = f"{anchor.version:020d}.json"
+    if storage.is_remote(anchor_uri(policy)):
+        with filesys.open_output_stream(f"{base}/{name}") as out:
+            out.write(body)
+        return
+    filesys.create_dir(base, recursive=True)
+    tmp = f"{base}/.{name}.{uuid.uuid4().hex}.tmp"
+    with filesys.open_output_stream(tmp) as out:
+        out.write(body)
+    filesys.move(tmp, f"{base}/{name}")
+
+
+def _list_anchors(policy: Policy) -> list[tuple[int, str]]:
+    """(version, path) of every anchor file, oldest first."""
+    from pyarrow import fs
+
+    filesys, base = storage.filesystem(anchor_uri(policy))
+    entries = filesys.get_file_info(fs.FileSelector(base, allow_not_found=True))
+    found = []
+    for e in entries:
+        m = _ANCHOR_NAME.match(e.base_name)
+        if m and e.type == fs.FileType.File:
+            found.append((int(m.group(1)), e.path))
+    return sorted(found)
+
+
+def _parse_anchor(raw: bytes, version: int, name: str) -> _Anchor:
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+        anchor = _Anchor(int(doc["version"]), int(doc["seq"]), str(doc["hash"]), str(doc["table_id"]))
+        ok = (doc.get("format") == _ANCHOR_FORMAT and anchor.version == version and anchor.seq >= -1
+              and re.fullmatch(r"[0-9a-f]{64}", anchor.hash) is not None)
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError):
+        ok = False
+    if not ok:
+        raise _BadAnchor(f"the anchor file {name} outside the audit table is not a valid anchor (altered?)")
+    return anchor
+
+
+def _newest_anchor(policy: Policy) -> _Anchor | None:
+    """The newest readable anchor, or None when there is none. Raises _BadAnchor for a damaged newest one."""
+    filesys, _ = storage.filesystem(anchor_uri(policy))
+    for version, path in reversed(_list_anchors(policy)):
+        try:
+            with filesys.open_input_stream(path) as f:
+                raw = f.read()
+        except FileNotFoundError:
+            continue  # pruned by a writer since it was listed: an older one will do
+        return _parse_anchor(raw, version, path.rsplit("/", 1)[-1])
+    return None
+
+
+def _record_anchor(policy: Policy, anchor: _Anchor) -> None:
+    """After a commit: write its anchor, then drop all but the newest few. A failure here loses no event (the
+    anchor is merely behind, which verification accepts), so it is logged, not raised."""
+    try:
+        _write_anchor(policy, anchor)
+        filesys, _ = storage.filesystem(anchor_uri(policy))
+        for _, path in _list_anchors(policy)[:-_ANCHOR_KEEP]:
+            with contextlib.suppress(OSError):  # another writer removed it first
+                filesys.delete_file(path)
+    except OSError as exc:
+        log.warning("audit: could not write the anchor of version %d outside the audit table (%s); "
+                    "the next append writes a newer one", anchor.version, type(exc).__name__)
+
+
+def _ensure_anchored(policy: Policy, table: Any) -> None:
+    """Turn anchoring on for this log (once): a baseline anchor of the table as it stands, then the property.
+
+    In that order, so a log marked anchored always has an anchor unless someone deleted it.
+    """
+    if ANCHORED in table.metadata().configuration:
+        return
+
+    def attempt() -> None:
+        table.update_incremental()
+        if ANCHORED in table.metadata().configuration:
+            return
+        seq, last = _tail(table)
+        _write_anchor(policy, _Anchor(table.version(), seq, last, table.metadata().id))
+        table.alter.set_table_properties(
+            {ANCHORED: str(_ANCHOR_FORMAT)},
+            raise_if_not_exists=False,  # not a delta.* property: delta-rs would refuse it otherwise
+            commit_properties=deltautil.commit_properties({"dsr.component": "audit", "dsr.operation": "anchor"}),
+        )
+
+    deltautil.optimistic(attempt, what="audit anchor setup")
+
+
+# --- append and read --------------------------------------------------------------------------------------------
+
+
 def append(policy: Policy, batch: Sequence[AuditEvent], *, now: dt.datetime | None = None) -> list[str]:
-    """Append events to the chain in one commit. Returns their event ids."""
+    """Append events to the chain in one commit, then anchor it outside the table. Returns their event ids."""
     import pyarrow as pa
     from deltalake import write_deltalake
 
     if not batch:
         return []
+    for ev in batch:
+        if ev.event not in EVENTS:
+            raise ValueError(f"unknown audit event {ev.event!r}")
     table = _open(policy)
+    _ensure_anchored(policy, table)
     at = now or dt.datetime.now(dt.UTC)
     # Stored as UTC microseconds: hash exactly what will be read back (a naive time means UTC).
     at = at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
     ids = [uuid.uuid4().hex for _ in batch]
 
-    def attempt() -> list[str]:
+    def attempt() -> _Anchor:
         table.update_incremental()
         seq, prev = _tail(table)
         rows = []
         for event_id, ev in zip(ids, batch, strict=True):
-            if ev.event not in EVENTS:
-                raise ValueError(f"unknown audit event {ev.event!r}")
             seq += 1
             row: dict[str, Any] = {
                 "seq": seq,
@@ -136,9 +296,11 @@ def append(policy: Policy, batch: Sequence[AuditEvent], *, now: dt.datetime | No
                 {"dsr.component": "audit", _ANCHOR_SEQ: str(seq), _ANCHOR_HASH: prev}
             ),
         )
-        return ids
+        # no silent rebase: the commit is the version right after the one read above
+        return _Anchor(table.version(), seq, prev, table.metadata().id)
 
-    return deltautil.optimistic(attempt, what="audit append")
+    _record_anchor(policy, deltautil.optimistic(attempt, what="audit append"))
+    return ids
 
 
 def _read(policy: Policy, request_ids: Sequence[str] | None) -> list[dict[str, Any]]:
@@ -172,9 +334,34 @@ def events_by_request(policy: Policy, request_ids: Iterable[str]) -> dict[str, l
     return out
 
 
+def _commit_info(filesys: Any, version: int) -> dict[str, Any] | None:
+    """The commitInfo of one commit of the table filesys is rooted at, or None when its file is gone."""
+    try:
+        with filesys.open_input_stream(f"_delta_log/{version:020d}.json") as f:
+            text = f.read().decode("utf-8")
+    except FileNotFoundError:
+        return None
+    for line in text.splitlines():
+        if '"commitInfo"' in line:
+            action = json.loads(line)
+            if isinstance(action, dict) and isinstance(action.get("commitInfo"), dict):
+                return dict(action["commitInfo"])
+    return {}
+
+
 def _anchor(table: Any, depth: int = 100) -> tuple[int, str] | None:
-    """(seq, hash) of the chain's end as recorded in the newest audit append's commit info, if any."""
-    for commit in table.history(depth):
+    """(seq, hash) of the chain's end as recorded in the newest audit append's commit info, if any.
+
+    Read from the commits of the loaded version and older, not with ``DeltaTable.history()``: delta-rs (1.6)
+    reads the newest commits of the log there, whatever version was loaded, so an append committed meanwhile
+    would be compared with rows read before it.
+    """
+    filesys = deltautil.native_filesystem(table)
+    newest = table.version()
+    for version in range(newest, max(newest - depth, -1), -1):
+        commit = _commit_info(filesys, version)
+        if commit is None:
+            return None  # removed by log clean-up: nothing older to find
         if _ANCHOR_SEQ in commit and _ANCHOR_HASH in commit:
             try:
                 return int(commit[_ANCHOR_SEQ]), str(commit[_ANCHOR_HASH])
@@ -183,42 +370,117 @@ def _anchor(table: Any, depth: int = 100) -> tuple[int, str] | None:
     return None
 
 
+def _span(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}..{last}"
+
+
 def verify_chain(policy: Policy) -> tuple[int, ChainBreak | None]:
     """Recompute the chain. Returns (events checked, first break or None).
 
     Besides the links between rows, the end of the chain is checked against the (seq, hash) that the newest
-    append recorded in its Delta commit info, so events removed from the end are found too.
+    append recorded in its Delta commit info, so events removed from the end are found too; and against the
+    newest anchor outside the table, so removing the newest commits themselves is found as well.
     """
-    table = deltautil.open_table(policy.audit_uri)
+    result: tuple[int, ChainBreak | None] = (0, None)
+    for _ in range(3):
+        # The anchors first, the table second: an anchor is written after its commit, so the table loaded
+        # next is at its version or later, whatever writers do meanwhile.
+        try:
+            anchor: _Anchor | str | None = _newest_anchor(policy)
+        except _BadAnchor as exc:
+            anchor = str(exc)
+        table = deltautil.open_table(policy.audit_uri)
+        result, settled = _verify(policy, table, anchor)
+        if settled:
+            break
+    return result
+
+
+def _verify(
+    policy: Policy, table: Any, anchor: _Anchor | str | None
+) -> tuple[tuple[int, ChainBreak | None], bool]:
+    """(events checked, first break), and False when the view was taken while the log was being anchored."""
     if table is None:
-        return 0, None
+        if isinstance(anchor, _Anchor):
+            return (0, ChainBreak(0, "(missing)", (
+                f"the audit table is missing, but the anchor outside it records {anchor.seq + 1} event(s) "
+                f"at table version {anchor.version}"
+            ))), True
+        if isinstance(anchor, str):
+            return (0, ChainBreak(0, "(anchor)", anchor)), True
+        return (0, None), True
     rows = sorted(deltautil.read_all(table).to_pylist(), key=lambda r: (r["seq"], r["event_id"]))
+    n = len(rows)
     prev = GENESIS
     for expected_seq, row in enumerate(rows):
         if row["seq"] != expected_seq:
             why = "missing event before it" if row["seq"] > expected_seq else "sequence number repeated"
-            return expected_seq, ChainBreak(row["seq"], row["event_id"], why)
+            return (expected_seq, ChainBreak(row["seq"], row["event_id"], why)), True
         if row["prev_hash"] != prev:
             why = "previous-hash link broken (an event removed or reordered)"
-            return expected_seq, ChainBreak(row["seq"], row["event_id"], why)
+            return (expected_seq, ChainBreak(row["seq"], row["event_id"], why)), True
         if _hash(prev, row) != row["hash"]:
-            return expected_seq, ChainBreak(row["seq"], row["event_id"], "content altered (hash mismatch)")
+            return (expected_seq, ChainBreak(row["seq"], row["event_id"], "content altered (hash mismatch)")), True
         prev = row["hash"]
-    anchor = _anchor(table)
-    if anchor is not None:
-        last_seq, last_hash = anchor
-        if last_seq >= len(rows):
-            return len(rows), ChainBreak(
-                len(rows), "(missing)",
-                f"events seq {len(rows)}..{last_seq} removed from the end (the last append recorded seq {last_seq})",
-            )
+    in_log = _anchor(table)
+    if in_log is not None:
+        last_seq, last_hash = in_log
+        if last_seq >= n:
+            return (n, ChainBreak(
+                n, "(missing)",
+                f"events seq {n}..{last_seq} removed from the end (the last append recorded seq {last_seq})",
+            )), True
         if rows[last_seq]["hash"] != last_hash:
-            return last_seq, ChainBreak(
+            return (last_seq, ChainBreak(
                 last_seq, rows[last_seq]["event_id"], "does not match the hash its append recorded in the Delta log"
-            )
-        if last_seq != len(rows) - 1:
+            )), True
+        if last_seq != n - 1:
             extra = rows[last_seq + 1]
-            return last_seq + 1, ChainBreak(
+            return (last_seq + 1, ChainBreak(
                 extra["seq"], extra["event_id"], "appended outside dsr (no audit append recorded it)"
-            )
-    return len(rows), None
+            )), True
+    if isinstance(anchor, str):
+        return (n, ChainBreak(n, "(anchor)", anchor)), True
+    if anchor is None:
+        if n and ANCHORED in table.metadata().configuration:
+            if _list_anchors(policy):
+                return (n, None), False  # anchored while we looked: look again
+            return (n, ChainBreak(n, "(anchor)", (
+                f"the anchor of the audit log is missing from {anchor_uri(policy)} although the log is anchored "
+                f"(table property {ANCHORED}): it was deleted, so events removed from the end with their "
+                "commits would go unnoticed"
+            ))), True
+        return (n, None), True  # a log from before the anchors: links and commit info only
+    return _check_anchor(table, rows, anchor), True
+
+
+def _check_anchor(table: Any, rows: list[dict[str, Any]], anchor: _Anchor) -> tuple[int, ChainBreak | None]:
+    """The table against the newest anchor outside it (which may be behind the chain's end, never ahead)."""
+    n = len(rows)
+    if table.metadata().id != anchor.table_id:
+        first = rows[0]["event_id"] if rows else "(missing)"
+        return 0, ChainBreak(0, first, (
+            f"the audit table was replaced: its Delta table id is not the one the anchor outside it records "
+            f"(at version {anchor.version})"
+        ))
+    version = table.version()
+    if version < anchor.version:
+        gone = anchor.version - version
+        commits = (f"Delta commit{'s' if gone > 1 else ''} {_span(version + 1, anchor.version)} of the audit table "
+                   f"{'are' if gone > 1 else 'is'} missing")
+        recorded = (f"the anchor outside the table records seq {anchor.seq} at version {anchor.version}; "
+                    f"the table is at version {version}")
+        if anchor.seq >= n:
+            return n, ChainBreak(n, "(missing)", f"events seq {_span(n, anchor.seq)} removed from the end: {commits} "
+                                                 f"({recorded})")
+        return n, ChainBreak(n, "(missing)", f"{commits} ({recorded})")
+    if anchor.seq >= n:
+        return n, ChainBreak(n, "(missing)", (
+            f"events seq {_span(n, anchor.seq)} removed from the end (the anchor outside the audit table records "
+            f"seq {anchor.seq} at version {anchor.version})"
+        ))
+    if anchor.seq >= 0 and rows[anchor.seq]["hash"] != anchor.hash:
+        return anchor.seq, ChainBreak(anchor.seq, rows[anchor.seq]["event_id"], (
+            f"does not match the hash the anchor outside the audit table records (at version {anchor.version})"
+        ))
+    return n, None
