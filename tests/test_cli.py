@@ -196,3 +196,144 @@ def test_reads_never_go_through_deltalakes_python_filesystem(
     assert claimed.request_id == rid
     assert [r.request_id for r in control.list_requests(policy)] == [rid]
     assert audit.verify_chain(policy) == (2, None)
+
+
+# --- issue 9: bad input is one line on stderr, exit 2, nothing written ---------------------------------------
+
+
+def _snapshot(*roots: Path) -> dict[str, bytes]:
+    """Every file under the roots (name -> bytes): what a refused command must leave as it was."""
+    out: dict[str, bytes] = {}
+    for root in roots:
+        if root.exists():
+            for f in sorted(root.rglob("*")):
+                if f.is_file() or f.is_symlink():
+                    out[str(f)] = f.read_bytes() if f.is_file() else b"-> " + str(f.readlink()).encode()
+    return out
+
+
+def _assert_refused(proc: subprocess.CompletedProcess[str], *named: str) -> str:
+    """Exit 2, nothing on stdout, exactly one line on stderr starting 'dsr: error:', no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("dsr: error: "), lines[0]
+    assert "Traceback" not in proc.stderr
+    for part in named:
+        assert part in lines[0], (part, lines[0])
+    return lines[0]
+
+
+def _bad_policy_cases(outside: Path) -> dict[str, tuple[str, str]]:
+    """Each case: the policy text, and what the one-line message must name."""
+    events = "  - name: events\n    path: events\n"
+    return {
+        "second-tables-list": (BASE_POLICY + "tables:\n  - {name: x, path: x, subject: user_id, erase: delete}\n",
+                               "duplicate key 'tables' at line 25 (first at line 4)"),
+        "second-erase": (BASE_POLICY.replace("    erase: delete\n", "    erase: delete\n    erase: retain\n", 1),
+                         "duplicate key 'erase' at line 9"),
+        "name-is-a-path": (BASE_POLICY.replace(events, f"  - name: {outside}/OUTSIDE\n    path: events\n", 1),
+                           "is not a table name"),
+        "name-climbs": (BASE_POLICY.replace(events, "  - name: ../..\n    path: events\n", 1), "is not a table name"),
+        "control-outside": (BASE_POLICY + "control: ../../x\n", "'control' must be a relative folder"),
+        "path-outside": (BASE_POLICY.replace(events, f"  - name: events\n    path: {outside}\n", 1),
+                         "is outside the lake"),
+        "exempt-outside": (BASE_POLICY + "exempt:\n  - {path: ../../geo, reason: x}\n", "leaves the lake"),
+        "due-days-huge": (BASE_POLICY + "due_days: 1000000000000\n",
+                          "'due_days' must be a whole number from 1 to 3650"),
+        "claim-ttl-huge": (BASE_POLICY + "claim_ttl_minutes: 1000000000000\n", "from 1 to 10080"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["second-tables-list", "second-erase", "name-is-a-path", "name-climbs", "control-outside", "path-outside",
+     "exempt-outside", "due-days-huge", "claim-ttl-huge", "not-utf8", "a-directory"],
+)
+def test_a_bad_policy_refuses_every_command_in_one_line_and_writes_nothing(
+    foundation_lake: FoundationLake, tmp_path: Path, case: str
+) -> None:
+    outside = tmp_path.parent / (tmp_path.name + "-outside")
+    root = foundation_lake.root
+    filed = run_dsr("request", "export", "u1", env=foundation_lake.env)  # pending work a run would export
+    assert filed.returncode == 0, filed.stderr
+    if case == "not-utf8":
+        bad, named = root / "bad.yml", "not UTF-8 text (invalid byte at line 2)"
+        bad.write_bytes(b"lake: ./lake\n# caf\xe9\n" + BASE_POLICY.encode())
+    elif case == "a-directory":
+        bad, named = root / "lake", "is a directory, not a policy file"
+    else:
+        text, named = _bad_policy_cases(outside)[case]
+        bad = write_policy(root, text, name="bad.yml")
+    before = _snapshot(root / "lake", root / "exports", outside)
+
+    for command in (("run",), ("check",), ("request", "erase", "u2"), ("requests",)):
+        proc = run_dsr("--policy", str(bad), *command, env=foundation_lake.env)
+        _assert_refused(proc, named, str(bad))
+
+    assert _snapshot(root / "lake", root / "exports", outside) == before
+    assert not outside.exists()
+
+
+def test_filing_and_reading_need_no_key_but_processing_does(
+    foundation_lake: FoundationLake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.helpers import KEY, KEY_ENV
+
+    monkeypatch.delenv(KEY_ENV)
+    root = foundation_lake.root
+    env = {"DSR_POLICY": str(foundation_lake.policy_path)}  # no key: an auditor, a compliance clerk
+    csv_path = root / "batch.csv"
+    csv_path.write_text("kind,subject_id\nexport,u2\n", encoding="utf-8")
+
+    erase = run_dsr("request", "erase", "u1", "--ticket", "T-1", env=env)
+    imported = run_dsr("request", "import", str(csv_path), env=env)
+    assert erase.returncode == 0 and erase.stderr == "", erase.stderr
+    assert imported.returncode == 0, imported.stderr
+    rid = erase.stdout.strip()
+    listed = run_dsr("requests", "--json", env=env)
+    receipt = run_dsr("receipt", rid, env=env)
+    audit = run_dsr("audit", "verify", env=env)
+    assert listed.returncode == 0 and [r["status"] for r in json.loads(listed.stdout)] == ["pending", "pending"]
+    assert receipt.returncode == 0 and rid in receipt.stdout, receipt.stderr
+    assert audit.returncode == 0 and audit.stdout.strip() == "audit chain OK: 2 event(s)", audit.stderr
+
+    before = _snapshot(root / "lake", root / "exports")
+    missing = (f"dsr: error: policy {foundation_lake.policy_path}: table 'users' pseudonymises, but the key "
+               f"environment variable {KEY_ENV} is not set (set it to a secret of at least 16 bytes, not counting "
+               f"white space)")
+    for command in ("run", "check", "verify"):
+        assert _assert_refused(run_dsr(command, env=env)) == missing
+    short = _assert_refused(run_dsr("run", env={**env, KEY_ENV: " " * 16}), KEY_ENV, "too short")
+    assert short == (f"dsr: error: policy {foundation_lake.policy_path}: the key in {KEY_ENV} is too short "
+                     f"(at least 16 bytes, not counting white space)")
+    assert _snapshot(root / "lake", root / "exports") == before
+
+    done = run_dsr("run", "--json", env={**env, KEY_ENV: KEY})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["summary"].get("completed") == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("request", "erase", "secret\u200bperson"), "subject id: contains an invisible character"),
+        (("request", "export", "\u202esecret-person"), "subject id: contains a bidirectional control character"),
+        (("request", "erase", "secret-person\udcff"), "subject id: is not valid Unicode"),  # argv bytes b"\xff"
+        (("request", "erase", "secret-person\ufeff"), "subject id: contains an invisible character"),
+        (("request", "erase", "u1", "--ticket", "T-\u202e1"), "ticket"),
+        (("request", "erase", "u1", "--by", "dpo\udcff"), "requested_by"),
+    ],
+    ids=["zero-width", "bidi-override", "lone-surrogate", "bom", "bidi-ticket", "surrogate-requester"],
+)
+def test_a_bad_subject_id_or_ticket_on_the_command_line_is_refused_without_echo(
+    foundation_lake: FoundationLake, args: tuple[str, ...], named: str
+) -> None:
+    root = foundation_lake.root
+    before = _snapshot(root / "lake", root / "exports")
+
+    line = _assert_refused(run_dsr(*args, env=foundation_lake.env), named)
+
+    assert "secret" not in line and "person" not in line
+    assert _snapshot(root / "lake", root / "exports") == before

@@ -334,7 +334,9 @@ def test_erase_writes_what_the_delta_rs_engine_writes(engine: Any, tmp_path: Pat
 
 
 @pytest.mark.parametrize("strategy", ["anonymise", "delete"])
-def test_what_sail_writes_passes_the_access_layer_checks(engine: Any, tmp_path: Path, strategy: str) -> None:
+def test_what_sail_writes_passes_the_access_layer_checks(
+    engine: Any, tmp_path: Path, strategy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dsr import tablecheck
     from dsr.policy import Policy
     from dsr.verify import Validator
@@ -345,7 +347,8 @@ def test_what_sail_writes_passes_the_access_layer_checks(engine: Any, tmp_path: 
     assert result.committed
     spec = dataclasses.replace(table_spec(uri, masks, strategy), name="users")
     policy = Policy(source="test", lake=str(tmp_path), control="_dsr", exports="exports",
-                    pseudonym_key_env="DSR_TEST_KEY", export_before_erase=False, tables=(spec,), _key=KEY)
+                    pseudonym_key_env="DSR_TEST_KEY", export_before_erase=False, tables=(spec,))
+    monkeypatch.setenv("DSR_TEST_KEY", KEY.decode())
     check = tablecheck.check_table(policy, spec, ERASED, reconcile=[dataclasses.asdict(result)])
     assert check.success, check.as_dict()
     suites = [s["suite"] for s in check.suites]
