@@ -96,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(_dispatch(args) or 0)
     except DsrError as exc:
-        print(f"dsr: error: {exc}", file=sys.stderr)
+        text = " ".join(str(exc).splitlines())  # one line, whatever a path or value in it holds
+        print(f"dsr: error: {text}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("dsr: interrupted", file=sys.stderr)
@@ -109,10 +110,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _policy(args: argparse.Namespace, *, lake: bool = True) -> Any:
+    """The policy. ``lake=True`` (check, run, verify: commands that process data) also checks the pseudonym
+    key when a mask pseudonymises and the tables' Delta metadata, before anything is read or written;
+    ``lake=False`` (filing requests, listing them, receipts, the audit chain) needs neither the key nor the
+    tables."""
     from dsr.policy import check_against_lake, load_policy, resolve_policy_path
 
     policy = load_policy(resolve_policy_path(args.policy))
     if lake:
+        if policy.needs_key:
+            policy.pseudonym_key()  # PolicyError (exit 2) naming the variable when unset or too short
         check_against_lake(policy)
     return policy
 
@@ -149,9 +156,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from dsr.coverage import uncovered_tables
     from dsr.engines import engine_support
+    from dsr.exporting import check_location
     from dsr.gate import check_tables
 
     policy = _policy(args)
+    check_location(policy.exports)
     support = engine_support(args.engine, remote=args.remote)
     verdicts = check_tables(policy, support)
     refused = [v for v in verdicts if not v.ok]
@@ -178,7 +187,8 @@ def _check(args: argparse.Namespace) -> int:
         print(f"dsr check: {len(missing)} personal table(s) neither in 'tables' nor 'exempt':")
         for path, cols in missing:
             print(f"  {path}  (subject-like column: {', '.join(cols)})")
-        print("add each to 'tables' (with an erase strategy) or to 'exempt' (with a reason)")
+        print("add each to 'tables' (with an erase strategy) or to 'exempt' (with a reason); until then "
+              "dsr run claims nothing")
     if ok:
         print(f"dsr check: policy OK; {len(policy.tables)} table(s) covered, {len(policy.exempt)} exempt; "
               f"every table's Delta features handled on engine {support.name}")
@@ -225,6 +235,9 @@ def _requests(args: argparse.Namespace) -> int:
     for r in rows:
         flag = "  OVERDUE" if r.overdue(now) else ""
         print(f"{r.request_id:22} {r.kind:6} {r.status:9} {r.due_at:%Y-%m-%d} {r.attempts:>5}  {r.ticket or '-'}{flag}")
+        outcome = r.result_json().get("outcome") if r.status == "completed" else None
+        if outcome == "no data found":
+            print(f"{'':22} outcome: no data found (the subject id matched no row in any table)")
         if r.status == "failed" and r.error:
             for i, part in enumerate(r.error.replace("\n", " ").split("; ")):
                 print(f"{'':22} {'error: ' if i == 0 else '       '}{part}")

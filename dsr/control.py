@@ -22,7 +22,7 @@ from typing import Any
 from dsr import audit, deltautil
 from dsr.errors import InputError
 from dsr.policy import Policy
-from dsr.subjects import CONTROL_CHARS, MAX_SUBJECT_LEN, check_subject_id
+from dsr.subjects import check_subject_id, check_text
 
 __all__ = [
     "KINDS",
@@ -34,6 +34,7 @@ __all__ = [
     "import_csv",
     "is_open",
     "list_requests",
+    "live_run_ids",
     "new_run_id",
     "release",
     "renew_lease",
@@ -121,7 +122,7 @@ def _open(policy: Policy) -> Any:
 
 
 def _rows(table: Any) -> list[Request]:
-    return [Request(**r) for r in deltautil.read_all(table).to_pylist()]
+    return [Request(**r) for r in deltautil.read_all(table, schema=_schema()).to_pylist()]
 
 
 def list_requests(policy: Policy, *, status: str | None = None, ids: Iterable[str] | None = None) -> list[Request]:
@@ -154,8 +155,7 @@ def _check_intake(kind: str, subject_id: str, ticket: str | None, by: str | None
         raise InputError(f"{where}: unknown kind {kind!r} (use erase or export)")
     check_subject_id(subject_id, f"{where}: subject id")
     for label, text in (("ticket", ticket), ("requested_by", by)):
-        if text is not None and (len(text) > MAX_SUBJECT_LEN or CONTROL_CHARS.search(text)):
-            raise InputError(f"{where}: {label} must be at most 256 characters without control characters")
+        check_text(text, f"{where}: {label}")
     return _Intake(kind, subject_id, ticket or None, by or None)
 
 
@@ -213,10 +213,18 @@ def _read_csv(path: str) -> list[_Intake]:
     return items
 
 
+def _audit_readable(policy: Policy) -> None:
+    """StoreError before any write when the audit log cannot be read: every change here is audited."""
+    log = deltautil.open_table(policy.audit_uri)
+    if log is not None:
+        deltautil.read_all(log, columns=["seq"])
+
+
 def _add(policy: Policy, items: Sequence[_Intake]) -> list[tuple[str, bool]]:
     import pyarrow as pa
     from deltalake import write_deltalake
 
+    _audit_readable(policy)
     table = _open(policy)
     now = _now()
     due = now + dt.timedelta(days=policy.due_days)
@@ -261,6 +269,13 @@ def _add(policy: Policy, items: Sequence[_Intake]) -> list[tuple[str, bool]]:
 # --- claim and status changes ----------------------------------------------------------------------------
 
 
+def live_run_ids(policy: Policy, now: dt.datetime | None = None) -> set[str]:
+    """Run ids that still hold a request under an unexpired lease (their export parts are in use)."""
+    at = now or _now()
+    return {r.run_id for r in list_requests(policy, status="running")
+            if r.run_id and r.lease_until is not None and r.lease_until >= at}
+
+
 def is_open(r: Request, policy: Policy) -> bool:
     """Still to be done: pending, running, or failed with attempts left (the next run retries it)."""
     return r.status in _OPEN or (r.status == "failed" and r.attempts < policy.max_attempts)
@@ -283,6 +298,7 @@ def claim(
     """Atomically move claimable requests to ``running`` for this run. Returns what this run got."""
     import pyarrow as pa
 
+    _audit_readable(policy)
     table = deltautil.open_table(policy.requests_uri)
     if table is None:
         return []

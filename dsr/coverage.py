@@ -1,12 +1,17 @@
-"""The completeness guardrail of ``dsr check``: every personal table is covered or exempt."""
+"""The completeness guardrail of ``dsr check`` and ``dsr run``: every personal table is covered or exempt.
+
+One rule in one place: ``dsr check`` lists the uncovered tables and exits 1; a run refuses to claim anything
+while one exists (``require_covered``), so no erasure completes while a personal table nobody looked at
+still holds the person.
+"""
 
 from __future__ import annotations
 
 from dsr import storage
-from dsr.errors import PolicyError
+from dsr.errors import CoverageError, PolicyError
 from dsr.policy import Policy, read_schema
 
-__all__ = ["uncovered_tables"]
+__all__ = ["describe", "require_covered", "uncovered_tables"]
 
 
 def uncovered_tables(policy: Policy) -> list[tuple[str, list[str]]]:
@@ -34,3 +39,19 @@ def uncovered_tables(policy: Policy) -> list[tuple[str, list[str]]]:
         if hits:
             out.append((rel, hits))
     return sorted(out)
+
+
+def describe(missing: list[tuple[str, list[str]]]) -> str:
+    """``path (subject-like column: a, b)``, comma-separated."""
+    return ", ".join(f"{path} (subject-like column: {', '.join(cols)})" for path, cols in missing)
+
+
+def require_covered(policy: Policy) -> None:
+    """Raise CoverageError (exit 1) naming every uncovered personal table; nothing is claimed or written."""
+    missing = uncovered_tables(policy)
+    if missing:
+        raise CoverageError(
+            f"{len(missing)} personal table(s) neither in 'tables' nor 'exempt': {describe(missing)}; "
+            "nothing claimed: add each to 'tables' (with an erase strategy) or to 'exempt' (with a reason), "
+            "see dsr check"
+        )

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from dsr import storage
-from dsr.errors import ConflictError
+from dsr.errors import ConflictError, StoreError
 
 __all__ = [
     "commit_properties",
@@ -19,18 +19,29 @@ __all__ = [
     "optimistic",
     "pyarrow_dataset",
     "read_all",
+    "schema_drift",
 ]
 
 T = TypeVar("T")
 
 
+def _broken(uri: str, exc: BaseException) -> StoreError:
+    text = (str(exc).strip().splitlines() or [""])[0][:300]
+    return StoreError(f"dsr's table at {uri} cannot be read ({type(exc).__name__}: {text}); nothing was written: "
+                      "restore it (Delta time travel or a backup) before running dsr again")
+
+
 def open_table(uri: str) -> Any:
-    """The DeltaTable at uri, or None when none exists there yet."""
+    """The DeltaTable at uri, or None when none exists there yet. A table whose log cannot be read (truncated
+    commit, corrupt checkpoint) raises StoreError: one line, exit 2, nothing written."""
     from deltalake import DeltaTable
 
     if not storage.delta_table_exists(uri):
         return None
-    return DeltaTable(uri, storage_options=storage.storage_options(uri))
+    try:
+        return DeltaTable(uri, storage_options=storage.storage_options(uri))
+    except Exception as exc:
+        raise _broken(uri, exc) from None
 
 
 def create_if_missing(uri: str, schema: Any, *, name: str, description: str) -> Any:
@@ -88,9 +99,37 @@ def pyarrow_dataset(dt: Any, **kwargs: Any) -> Any:
     return dt.to_pyarrow_dataset(**kwargs)
 
 
-def read_all(dt: Any, columns: list[str] | None = None) -> Any:
-    """The whole current version of a (small) table as a pyarrow Table."""
-    return pyarrow_dataset(dt).to_table(columns=columns)
+def read_all(dt: Any, columns: list[str] | None = None, *, schema: Any = None) -> Any:
+    """The whole current version of a (small) table as a pyarrow Table. A missing or unreadable data file, or
+    (when ``schema`` is given) columns that differ from it, raise StoreError."""
+    try:
+        table = pyarrow_dataset(dt).to_table(columns=columns)
+    except Exception as exc:
+        raise _broken(str(dt.table_uri), exc) from None
+    if schema is not None:
+        problem = schema_drift(schema, table.schema)
+        if problem:
+            raise StoreError(f"dsr's table at {dt.table_uri} has an unexpected schema ({problem}); nothing was "
+                             "written: restore it (Delta time travel or a backup) before running dsr again")
+    return table
+
+
+def schema_drift(expected: Any, actual: Any) -> str | None:
+    """How ``actual`` differs from ``expected`` (names and types; views count as their plain types), or None."""
+    from dsr.access import plain_type
+
+    want = {f.name: plain_type(f.type) for f in expected}
+    have = {f.name: plain_type(f.type) for f in actual}
+    for name in want:
+        if name not in have:
+            return f"column {name!r} missing"
+    for name in have:
+        if name not in want:
+            return f"unexpected column {name!r}"
+    for name, t in want.items():
+        if not have[name].equals(t):
+            return f"column {name!r} is {have[name]}, expected {t}"
+    return None
 
 
 def commit_properties(metadata: dict[str, str] | None = None, *, retries: int = 0) -> Any:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 __all__ = [
     "ConflictError",
+    "CoverageError",
     "DsrError",
     "InputError",
     "PolicyError",
     "StepError",
+    "StoreError",
     "TableError",
     "VerificationError",
 ]
@@ -37,6 +39,10 @@ class VerificationError(DsrError):
     """A verification (GE suite, reconcile, hash chain) failed: exit 1."""
 
 
+class CoverageError(VerificationError):
+    """A Delta table with a subject-like column is neither covered nor exempt: a run claims nothing. Exit 1."""
+
+
 class StepError(DsrError):
     """A pipeline step failed for a reason outside dsr (I/O, engine); its text has subject ids scrubbed."""
 
@@ -44,3 +50,8 @@ class StepError(DsrError):
 class TableError(DsrError):
     """A data table cannot be read, or cannot be written safely by the engine (an unsupported Delta feature, an
     unreadable log): names the table and the cause, never a subject id. Exit 1."""
+
+
+class StoreError(InputError):
+    """dsr's own control or audit table cannot be read as dsr wrote it (a truncated log, a missing file, a
+    changed schema): one line naming the table, exit 2, nothing written."""

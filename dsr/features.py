@@ -39,6 +39,7 @@ __all__ = [
     "gate",
     "operations_for",
     "refusal_text",
+    "unreadable_features",
 ]
 
 READ, DELETE, UPDATE = "read", "delete", "update"
@@ -326,6 +327,11 @@ def gate(
                                        if s.name != writer.name and s.handles(use.declared_as, op)}))
                 out.append(Refusal(use.name, use.detail, op, writer.name, others))
     return out
+
+
+def unreadable_features(info: Any, reader: Support = READER) -> list[Refusal]:
+    """The features in use that the reader cannot read (empty: the reader handles the table)."""
+    return gate(info, UNKNOWN_SPARK, (READ,), reader=reader)
 
 
 def refusal_text(table: str, engine: str, refusals: Sequence[Refusal]) -> str:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsr import access, audit, control, deltautil, erasure, exporting, gate
+from dsr import access, audit, control, coverage, deltautil, erasure, exporting, gate, nearmatch
 from dsr.engines.base import CommitResult, Engine, ErasePlan
 from dsr.errors import DsrError, StepError, VerificationError
 from dsr.features import READ
@@ -86,8 +86,16 @@ def safe_error(exc: BaseException, policy: Policy | None, run_id: str) -> Except
 
 
 def claim_batch(policy: Policy, run_id: str | None = None) -> dict[str, Any]:
-    """Claim every claimable request for this run. Returns run id, counts and the tables to process."""
+    """Claim every claimable request for this run. Returns run id, counts and the tables to process.
+
+    Refuses (CoverageError, nothing claimed) while a personal table is neither covered nor exempt, and
+    (InputError) when the exports location is unusable. Removes the export parts of runs no longer alive.
+    """
+    coverage.require_covered(policy)
+    exporting.check_location(policy.exports)
     run_id = run_id or control.new_run_id()
+    # part files of runs that are no longer alive (killed mid-export) hold personal data: remove them first
+    exporting.remove_stale_parts(policy.exports, control.live_run_ids(policy) | {run_id})
     control.claim(policy, run_id)
     held = _batch(policy, run_id)  # includes what an earlier attempt of this same run claimed
     exports = [r for r in held if r.kind == "export"]
@@ -187,6 +195,7 @@ def finish_exports(policy: Policy, run_id: str) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC)
     events = audit.events_by_request(policy, [r.request_id for r in reqs])
     final: list[str] = []
+    ready: dict[str, tuple[control.Request, dict[str, dict[str, Any]]]] = {}
     for r in reqs:
         refused = {t: d for t, d in _table_failures(events[r.request_id], run_id).items() if d.get("final")}
         if refused:
@@ -198,20 +207,33 @@ def finish_exports(policy: Policy, run_id: str) -> dict[str, Any]:
         if missing:
             failed[r.request_id] = f"export incomplete: table(s) not scanned: {', '.join(missing)}"
             continue
-        notes = {
-            t: uncastable_note(policy.table(t).subject)
-            for t in tables if not exported[t].get("subject_matchable", True)
-        }
-        uri = exporting.finish_document(
-            policy.exports, run_id, r.request_id, r.subject_id, tables, exported_at=now, notes=notes
-        )
+        ready[r.request_id] = (r, exported)
+    outcomes, review = _outcomes(policy, {
+        rid: (r.subject_id, sum(int(exported[t].get("rows", 0)) for t in tables))
+        for rid, (r, exported) in ready.items()
+    }, "exported")
+    failed.update(review)
+    final.extend(review)
+    notes = {
+        rid: {t: uncastable_note(policy.table(t).subject)
+              for t in tables if not exported[t].get("subject_matchable", True)}
+        for rid, (_, exported) in ready.items()
+    }
+    uris = exporting.finish_documents(
+        policy.exports, run_id, [(rid, ready[rid][0].subject_id) for rid in sorted(outcomes)], tables,
+        exported_at=now, notes=notes,
+    ) if outcomes else {}
+    for rid, outcome in outcomes.items():
+        exported = ready[rid][1]
         rows = {t: exported[t].get("rows", 0) for t in tables}
-        done.append({"request_id": r.request_id, "export_uri": uri,
-                     "result": {"kind": "export", "export_uri": uri, "tables": rows, "notes": notes}})
+        done.append({"request_id": rid, "export_uri": uris[rid],
+                     "result": {"kind": "export", "export_uri": uris[rid], "tables": rows, "notes": notes[rid],
+                                "outcome": outcome}})
     if done:
         control.complete(policy, run_id, done)
-        for d in done:
-            exporting.remove_parts(policy.exports, run_id, d["request_id"])
+    # every export of the run is now done or failed (a failed one is scanned again by its next attempt):
+    # no part file of the run outlives this step
+    exporting.remove_run_parts(policy.exports, run_id)
     if failed:
         control.fail(policy, run_id, failed, final=final)
     released = _hold_back_erasures(policy, run_id)
@@ -247,6 +269,22 @@ def _erase_events(policy: Policy, request_ids: Iterable[str], table: str) -> dic
             if e["table_name"] == table and e["event"] in ("table_erased", "table_retained"):
                 out[rid] = e["details"]
     return out
+
+
+def _retained_rows(table: TableSpec, reqs: Sequence[control.Request]) -> dict[str, int | None]:
+    """Rows each request's subject has in a retained table (a pushed-down read); None when unreadable."""
+    from dsr.errors import TableError
+
+    try:
+        info = access.table_info(table.uri)
+        keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in reqs], info.schema.field(table.subject).type)
+        per_key: dict[Any, int] = defaultdict(int)
+        for batch in access.scan(table.uri, [table.subject], where_in=(table.subject, keys.keys), info=info):
+            for value in batch.column(0).to_pylist():
+                per_key[value] += 1
+    except TableError:
+        return {r.request_id: None for r in reqs}
+    return {r.request_id: per_key.get(keys.by_request.get(r.request_id), 0) for r in reqs}
 
 
 def _commit_effect(uri: str, result: CommitResult) -> dict[str, Any]:
@@ -314,9 +352,11 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
     done = _erase_events(policy, [r.request_id for r in reqs], table.name)
     if table.erase == "retain":
         todo = [r for r in reqs if r.request_id not in done]
+        retained = _retained_rows(table, todo)
         audit.append(policy, [
             audit.AuditEvent("table_retained", request_id=r.request_id, run_id=run_id, table_name=table.name,
-                             details={"strategy": "retain", "reason": table.reason, "rows": 0})
+                             details={"strategy": "retain", "reason": table.reason,
+                                      "rows": retained.get(r.request_id)})
             for r in todo
         ])
         return {"table": table_name, "requests": len(todo), "strategy": "retain"}
@@ -447,6 +487,34 @@ def _failed_suites(suites: Sequence[dict[str, Any]]) -> list[str]:
 # --- complete ---------------------------------------------------------------------------------------------
 
 
+def _outcomes(
+    policy: Policy, found: dict[str, tuple[str, int | None]], done_word: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """``found``: request id -> (subject id, rows of the subject found in all tables, None if unknown).
+
+    Returns (request id -> outcome, request id -> reason to fail for review). A subject that matched no row
+    anywhere gives "no data found" — unless rows match it after Unicode normalisation, case folding or
+    trimming: then the request fails for a person to review (counts only, never values).
+    """
+    empty = sorted({sid for sid, n in found.values() if n == 0})
+    near = nearmatch.near_matches(policy, empty) if empty else {}
+    outcomes: dict[str, str] = {}
+    review: dict[str, str] = {}
+    for rid, (sid, n) in found.items():
+        if n == 0 and sid in near:
+            review[rid] = nearmatch.review_reason(near[sid])
+        else:
+            outcomes[rid] = "no data found" if n == 0 else done_word
+    return outcomes, review
+
+
+def _rows_found(result: dict[str, Any]) -> int | None:
+    """Rows of the subject in all tables of an erasure result (erased, anonymised or retained); None when a
+    table could not say."""
+    rows = [t.get("rows") for t in result["tables"].values()]
+    return None if any(n is None for n in rows) else sum(int(n) for n in rows)
+
+
 def _request_result(
     policy: Policy, events: Sequence[dict[str, Any]], run_id: str | None = None
 ) -> tuple[dict[str, Any], str | None, bool]:
@@ -509,6 +577,7 @@ def complete_batch(policy: Policy, run_id: str, errors: dict[str, str] | None = 
     failed: dict[str, str] = {}
     final: list[str] = []
     events = audit.events_by_request(policy, [r.request_id for r in reqs])
+    found: dict[str, tuple[str, int | None]] = {}
     for r in reqs:
         if r.kind == "export":
             failed[r.request_id] = "export not finished in this run"
@@ -516,11 +585,17 @@ def complete_batch(policy: Policy, run_id: str, errors: dict[str, str] | None = 
         result, problem, is_final = _request_result(policy, events[r.request_id], run_id)
         if problem is None:
             done.append({"request_id": r.request_id, "result": result})
+            found[r.request_id] = (r.subject_id, _rows_found(result))
         else:
             extra = (errors or {}).get(r.request_id)
             failed[r.request_id] = scrub(problem + (f" ({extra})" if extra else ""), [r.subject_id])
             if is_final:
                 final.append(r.request_id)
+    outcomes, review = _outcomes(policy, found, "erased")
+    failed.update(review)
+    final.extend(review)
+    done = [{**d, "result": {**d["result"], "outcome": outcomes[d["request_id"]]}}
+            for d in done if d["request_id"] in outcomes]
     if done:
         control.complete(policy, run_id, done)
     if failed:

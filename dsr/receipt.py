@@ -81,7 +81,7 @@ def build_receipt(policy: Policy, request_id: str) -> dict[str, Any]:
         "request_id": r.request_id, "kind": r.kind, "status": r.status, "ticket": r.ticket,
         "requested_by": r.requested_by, "received_at": r.received_at.isoformat(), "due_at": r.due_at.isoformat(),
         "updated_at": r.updated_at.isoformat(), "attempts": r.attempts, "run_id": r.run_id, "error": r.error,
-        "export_uri": r.export_uri, "tables": tables,
+        "export_uri": r.export_uri, "outcome": r.result_json().get("outcome"), "tables": tables,
         "events": [{"seq": e["seq"], "at": e["at"].isoformat(), "event": e["event"], "table": e["table_name"],
                     "run_id": e["run_id"], "hash": e["hash"]} for e in events],
     }
@@ -95,6 +95,8 @@ def print_receipt(policy: Policy, request_id: str, *, as_json: bool) -> int:
     print(f"receipt for {rec['request_id']} ({rec['kind']}, ticket {rec['ticket'] or '-'})")
     print(f"  status {rec['status']}  received {rec['received_at'][:19]}  due {rec['due_at'][:10]}  "
           f"attempts {rec['attempts']}  run {rec['run_id'] or '-'}")
+    if rec["outcome"]:
+        print(f"  outcome: {rec['outcome']}")
     if rec["error"]:
         print(f"  error: {rec['error']}")
     if rec["export_uri"]:
@@ -105,7 +107,8 @@ def print_receipt(policy: Policy, request_id: str, *, as_json: bool) -> int:
             parts.append(f"exported {t['exported_rows']} row(s) at v{t['export_version']}")
         if "strategy" in t:
             if t["strategy"] == "retain":
-                parts.append(f"retained ({t.get('reason')})")
+                held = f" {t['rows']} row(s)" if t.get("rows") is not None else ""
+                parts.append(f"retained{held} ({t.get('reason')})")
             else:
                 parts.append(f"{t['strategy']} {t.get('rows', 0)} row(s), {file_effect(t)}, "
                              f"v{t.get('version_before')}->v{t.get('version_after')}")

@@ -97,8 +97,11 @@ def delta_table_exists(uri: str) -> bool:
     filesys, base = filesystem(uri)
     try:
         entries = filesys.get_file_info(fs.FileSelector(f"{base}/_delta_log", allow_not_found=True))
-    except OSError:
-        return False
+    except OSError as exc:  # unreachable, forbidden: never mistake it for "no table here"
+        from dsr.errors import InputError
+
+        text = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise InputError(f"cannot read {uri} ({text})") from None
     return any(e.base_name.endswith(".json") or ".checkpoint." in e.base_name for e in entries)
 
 

@@ -36,13 +36,16 @@ class TableCheck:
     success: bool = True
     suites: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    version: int | None = None
+    """The table version the checks read (the current one when they ran)."""
 
     def add(self, outcome: Any) -> None:
         self.suites.append(outcome.as_dict())
         self.success = self.success and bool(outcome.success)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"table": self.table, "success": self.success, "suites": self.suites, "notes": self.notes}
+        return {"table": self.table, "success": self.success, "version": self.version, "suites": self.suites,
+                "notes": self.notes}
 
 
 def _frames(batches: Iterator[Any], schema: Any, batch_rows: int = _BATCH_ROWS) -> Iterator[Any]:
@@ -87,6 +90,7 @@ def check_table(
         return check
     validator = Validator.shared()
     info = access.table_info(table.uri)
+    check.version = info.version
     schema = info.schema
     ctype = schema.field(table.subject).type
     keys = erasure.subject_keys([(s, s) for s in subject_ids], ctype)

@@ -57,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     try:
         report = pipeline.run(policy, engine, run_id=args.run_id)
+    except DsrError as exc:  # e.g. an uncovered personal table: nothing claimed
+        print(f"process.py: {exc}", file=sys.stderr)
+        return exc.exit_code
     finally:
         engine.close()
     if args.json:

@@ -213,7 +213,7 @@ def test_a_retained_table_shows_its_reason_and_no_ge_claim(processed: dict[str, 
     consents = rec["tables"]["consents"]
     assert consents["strategy"] == "retain" and "ge_success" not in consents
     text = dsr(shared_lake, "receipt", rid).stdout
-    assert re.search(r"consents\s+retained \(GDPR Art\. 7\(1\): proof of consent\)\s*$", text, re.M), text
+    assert re.search(r"consents\s+retained 1 row\(s\) \(GDPR Art\. 7\(1\): proof of consent\)\s*$", text, re.M), text
 
 
 def test_verify_and_audit_pass_then_tampering_is_caught(processed: dict[str, Any], shared_lake: lakes.Lake) -> None:

@@ -125,6 +125,8 @@ def test_killed_run_converges_to_the_uninterrupted_end_state(
     assert _state(policy) == reference
     n, broken = audit.verify_chain(policy)
     assert broken is None and n > 0
+    # the killed run's export parts (personal data) did not outlive the recovery
+    assert not [p for p in Path(policy.exports).rglob("*") if "_parts" in p.parts]
     if point == "after-commit-before-audit":
         recovered = [e for e in audit.events(policy) if e["event"] == "table_erased"
                      and e["details"].get("recovered_from_commit")]

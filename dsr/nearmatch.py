@@ -1,0 +1,77 @@
+"""Near matches: rows that hold a subject id in another spelling (Unicode form, case, surrounding blanks).
+
+A request whose subject matches no row anywhere completes as "no data found" — unless some row matches it
+after Unicode NFKC normalisation, lower-casing and trimming (``José`` typed in NFD form against NFC data, a
+stray capital, a trailing blank). Then the request must not complete: a person reviews it. Only counts
+come out of here, never the values found.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from dsr import access
+from dsr.policy import Policy
+
+__all__ = ["near_matches", "normalise", "review_reason"]
+
+
+def normalise(values: Any) -> Any:
+    """A pyarrow string array in the comparison form: NFKC, lower case, no surrounding white space."""
+    import pyarrow.compute as pc
+
+    return pc.utf8_trim_whitespace(pc.utf8_lower(pc.utf8_normalize(values, "NFKC")))
+
+
+def near_matches(policy: Policy, subject_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """subject id -> {table: rows whose text subject column equals it only after normalisation}.
+
+    One read of the subject column per table with a text subject column (only called for requests that
+    matched nothing exactly, so rarely). Tables the reader cannot read are skipped (their requests fail on
+    their own account).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from dsr.errors import TableError
+    from dsr.masking import pseudonym_kind
+
+    if not subject_ids:
+        return {}
+    wanted = pa.array(list(subject_ids), pa.string())
+    forms = normalise(wanted).to_pylist()
+    by_form: dict[str, list[str]] = defaultdict(list)
+    for sid, form in zip(subject_ids, forms, strict=True):
+        by_form[form].append(sid)
+    form_set = pa.array(sorted(by_form), pa.string())
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for table in policy.tables:
+        try:
+            info = access.table_info(table.uri)
+            if pseudonym_kind(info.schema.field(table.subject).type) != "string":
+                continue
+            counts: dict[str, int] = defaultdict(int)
+            for batch in access.scan(table.uri, [table.subject], info=info):
+                column = batch.column(0)
+                hit = pc.is_in(normalise(column), value_set=form_set)
+                exact = pc.is_in(column, value_set=wanted)
+                near = pc.and_(pc.fill_null(hit, False), pc.invert(pc.fill_null(exact, False)))
+                if not pc.any(near).as_py():
+                    continue
+                for value in normalise(pc.filter(column, near)).to_pylist():
+                    counts[value] += 1
+        except TableError:
+            continue
+        for form, n in counts.items():
+            for sid in by_form.get(form, ()):
+                out[sid][table.name] = out[sid].get(table.name, 0) + n
+    return dict(out)
+
+
+def review_reason(tables: dict[str, int]) -> str:
+    """The request record's reason: counts and table names only."""
+    where = ", ".join(f"{t} ({n} row(s))" for t, n in sorted(tables.items()))
+    return ("no row matches the subject id exactly, but rows in " + where + " match it after Unicode "
+            "normalisation, case folding or trimming: a person must review the id and file the request again")
