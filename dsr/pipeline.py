@@ -271,20 +271,27 @@ def _erase_events(policy: Policy, request_ids: Iterable[str], table: str) -> dic
     return out
 
 
+def _rows_now(
+    table: TableSpec, info: access.TableInfo, reqs: Sequence[control.Request]
+) -> tuple[erasure.SubjectKeys, dict[Any, int], dict[str, int]]:
+    """The subjects' rows in the table now, by one projected, pushed-down read of the subject column:
+    (keys, rows per key, rows per request)."""
+    keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in reqs], info.schema.field(table.subject).type)
+    per_key: dict[Any, int] = defaultdict(int)
+    for batch in access.scan(table.uri, [table.subject], where_in=(table.subject, keys.keys), info=info):
+        for value in batch.column(0).to_pylist():
+            per_key[value] += 1
+    return keys, per_key, {r.request_id: per_key.get(keys.by_request.get(r.request_id), 0) for r in reqs}
+
+
 def _retained_rows(table: TableSpec, reqs: Sequence[control.Request]) -> dict[str, int | None]:
-    """Rows each request's subject has in a retained table (a pushed-down read); None when unreadable."""
+    """Rows each request's subject has in a retained table; None when the table cannot be read."""
     from dsr.errors import TableError
 
     try:
-        info = access.table_info(table.uri)
-        keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in reqs], info.schema.field(table.subject).type)
-        per_key: dict[Any, int] = defaultdict(int)
-        for batch in access.scan(table.uri, [table.subject], where_in=(table.subject, keys.keys), info=info):
-            for value in batch.column(0).to_pylist():
-                per_key[value] += 1
+        return dict(_rows_now(table, access.table_info(table.uri), reqs)[2])
     except TableError:
         return {r.request_id: None for r in reqs}
-    return {r.request_id: per_key.get(keys.by_request.get(r.request_id), 0) for r in reqs}
 
 
 def _commit_effect(uri: str, result: CommitResult) -> dict[str, Any]:
@@ -367,13 +374,7 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
         return {"table": table_name, "requests": len(reqs), "refused": verdict.reason}
 
     info = access.table_info(table.uri)
-    keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in reqs], info.schema.field(table.subject).type)
-    # the subjects' rows now: one projected read of the subject column
-    per_key: dict[Any, int] = defaultdict(int)
-    for batch in access.scan(table.uri, [table.subject], where_in=(table.subject, keys.keys), info=info):
-        for value in batch.column(0).to_pylist():
-            per_key[value] += 1
-    rows_now = {r.request_id: per_key.get(keys.by_request.get(r.request_id), 0) for r in reqs}
+    _, per_key, rows_now = _rows_now(table, info, reqs)
     todo = [r for r in reqs if r.request_id not in done or rows_now[r.request_id] > 0]
     if not todo:
         return {"table": table_name, "requests": 0, "already_done": len(reqs)}

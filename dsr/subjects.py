@@ -83,11 +83,7 @@ def check_subject_id(value: str, where: str = "subject id") -> str:
         raise InputError(f"{where}: empty")
     if value.strip() != value:
         raise InputError(f"{where}: has leading or trailing white space")
-    if len(value) > MAX_SUBJECT_LEN:
-        raise InputError(f"{where}: longer than {MAX_SUBJECT_LEN} characters ({len(value)})")
-    problem = text_problem(value)
-    if problem:
-        raise InputError(f"{where}: {problem}")
+    check_text(value, where)
     return value
 
 

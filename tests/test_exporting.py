@@ -24,6 +24,7 @@ import pytest
 from dsr import exporting
 from dsr.errors import InputError, StepError
 from dsr.exporting import PartWriter, finish_documents, remove_run_parts, remove_stale_parts
+from tests.moto_s3 import aws_env, moto_server
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -438,46 +439,11 @@ def test_check_location_refuses_a_folder_it_cannot_write() -> None:
 
 # --- S3 (moto) ------------------------------------------------------------------------------------------------
 
-_SERVER = """
-import sys
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-host, port = server.get_host_and_port()
-print(f"http://{host}:{port}", flush=True)
-sys.stdin.read()  # until the test closes our stdin
-server.stop()
-"""
-
-
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    """moto's ThreadedMotoServer on 127.0.0.1, in its own process, with a bucket 'exp'."""
-    import boto3
-
-    proc = subprocess.Popen([sys.executable, "-c", _SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
-    try:
-        assert proc.stdout is not None
-        endpoint = proc.stdout.readline().strip()
-        assert endpoint.startswith("http://127.0.0.1:"), endpoint
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                     aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket="exp")
+    """moto's S3 server on 127.0.0.1 with a bucket 'exp'."""
+    with moto_server("exp") as endpoint:
         yield endpoint
-    finally:
-        if proc.stdin:
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def _aws_env(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
-                 "AWS_ENDPOINT_URL": endpoint}.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
 
 
 @pytest.fixture()
@@ -485,7 +451,7 @@ def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A boto3 client on the moto server (AWS_* set for dsr)."""
     import boto3
 
-    _aws_env(monkeypatch, s3_endpoint)
+    aws_env(monkeypatch, s3_endpoint)
     return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
 
 
@@ -565,7 +531,7 @@ def _free_port() -> int:
 @pytest.mark.s3
 @pytest.mark.timeout(30)  # fails fast: one attempt, short timeouts (pyarrow's defaults retry for long)
 def test_check_location_s3_unreachable_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    _aws_env(monkeypatch, f"http://127.0.0.1:{_free_port()}")  # nothing listens there
+    aws_env(monkeypatch, f"http://127.0.0.1:{_free_port()}")  # nothing listens there
     with pytest.raises(InputError) as err:
         exporting.check_location("s3://exp/exports")
     msg = str(err.value)
@@ -575,7 +541,7 @@ def test_check_location_s3_unreachable_fails_fast(monkeypatch: pytest.MonkeyPatc
     with socket.socket() as server:  # accepts connections, never answers
         server.bind(("127.0.0.1", 0))
         server.listen(8)
-        _aws_env(monkeypatch, f"http://127.0.0.1:{server.getsockname()[1]}")
+        aws_env(monkeypatch, f"http://127.0.0.1:{server.getsockname()[1]}")
         monkeypatch.setattr(exporting, "CHECK_REQUEST_TIMEOUT", 1.0)
         with pytest.raises(InputError, match="S3 cannot be reached or refused access"):
             exporting.check_location("s3://exp/exports")

@@ -12,57 +12,21 @@ from dsr import audit, control, pipeline, storage
 from dsr.engines.deltars import DeltaRsEngine
 from dsr.policy import check_against_lake, load_policy
 from tests import lakes
+from tests.moto_s3 import aws_env, moto_server
 
 pytestmark = pytest.mark.s3
 
 
-_SERVER = """
-import sys, time
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-host, port = server.get_host_and_port()
-print(f"http://{host}:{port}", flush=True)
-sys.stdin.read()  # until the test closes our stdin
-server.stop()
-"""
-
-
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    """moto's ThreadedMotoServer on 127.0.0.1, in its own process.
-
-    In-process, delta-rs calls that hold the GIL while they wait on the network (DeltaTable.is_deltatable,
-    MERGE) would starve the server thread and time out.
-    """
-    import subprocess
-    import sys
-
-    import boto3
-
-    proc = subprocess.Popen([sys.executable, "-c", _SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
-    try:
-        assert proc.stdout is not None
-        endpoint = proc.stdout.readline().strip()
-        assert endpoint.startswith("http://127.0.0.1:"), endpoint
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                     aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket="lake")
+    """moto's S3 server on 127.0.0.1 with a bucket 'lake'."""
+    with moto_server("lake") as endpoint:
         yield endpoint
-    finally:
-        if proc.stdin:
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture()
 def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
-                 "AWS_ENDPOINT_URL": s3_endpoint}.items():
-        monkeypatch.setenv(k, v)
+    aws_env(monkeypatch, s3_endpoint)
     return s3_endpoint
 
 
