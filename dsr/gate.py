@@ -8,7 +8,7 @@ subject id. The rules themselves are in :mod:`dsr.features`; this module only re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dsr import access
@@ -28,6 +28,8 @@ class TableVerdict:
     operations: tuple[str, ...]
     refusals: tuple[Refusal, ...] = ()
     error: str | None = None  # the table's metadata could not be read at all
+    info: access.TableInfo | None = field(default=None, compare=False, repr=False)
+    """The metadata the verdict was made on (callers reuse it instead of reading the log again)."""
 
     @property
     def ok(self) -> bool:
@@ -56,8 +58,8 @@ def check_table(table: TableSpec, support: Support, operations: Sequence[str] | 
         return TableVerdict(**{**verdict.__dict__, "error": str(exc)})
     refusals = tuple(gate(info, support, ops, masked_columns=masked))
     if not info.opened and not any(r.operation == READ for r in refusals):
-        return TableVerdict(**{**verdict.__dict__, "refusals": refusals, "error": info.open_error})
-    return TableVerdict(**{**verdict.__dict__, "refusals": refusals})
+        return TableVerdict(**{**verdict.__dict__, "refusals": refusals, "error": info.open_error, "info": info})
+    return TableVerdict(**{**verdict.__dict__, "refusals": refusals, "info": info})
 
 
 def check_tables(policy: Policy, support: Support) -> list[TableVerdict]:

@@ -128,7 +128,7 @@ def _refuse(
 
 
 def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -> dict[str, Any]:
-    """ONE scan of one table for every export request of the run; rows go to per-request part files.
+    """ONE scan of one table for every export request of the run; rows go to the table's part files.
 
     A table the reader cannot read is refused: its export requests fail with the reason, for good.
     """
@@ -141,7 +141,8 @@ def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
     if not verdict.ok:
         _refuse(policy, run_id, table, [r.request_id for r in reqs], "export", verdict.reason, final=True)
         return {"table": table_name, "requests": len(reqs), "refused": verdict.reason}
-    info = access.table_info(table.uri)
+    info = verdict.info
+    assert info is not None  # an accepted verdict always carries the metadata it judged
     schema = info.schema
     keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in reqs], schema.field(table.subject).type)
     by_key: dict[Any, list[str]] = defaultdict(list)
@@ -373,7 +374,8 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
         _refuse(policy, run_id, table, [r.request_id for r in reqs], "erase", verdict.reason, final=True)
         return {"table": table_name, "requests": len(reqs), "refused": verdict.reason}
 
-    info = access.table_info(table.uri)
+    info = verdict.info
+    assert info is not None
     _, per_key, rows_now = _rows_now(table, info, reqs)
     todo = [r for r in reqs if r.request_id not in done or rows_now[r.request_id] > 0]
     if not todo:
