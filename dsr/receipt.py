@@ -20,11 +20,12 @@ _SUMMED = ("rows", "rows_deleted", "rows_updated", "files_added", "files_removed
 
 
 def file_effect(t: dict[str, Any]) -> str:
-    """What an erase did to files, in words: files rewritten, or rows only marked by deletion vectors."""
+    """What an erase commit did to files, in words: files rewritten, or rows only marked by deletion vectors."""
     parts = []
     rewritten = t.get("files_rewritten", t.get("files_removed", 0)) or 0
     if rewritten:
-        parts.append(f"{rewritten} file(s) rewritten without the rows")
+        how = "with the rows masked" if t.get("strategy") == "anonymise" else "without the rows"
+        parts.append(f"{rewritten} file(s) rewritten {how}")
     if t.get("files_added"):
         parts.append(f"{t['files_added']} file(s) written")
     if t.get("dv_marked"):
@@ -110,8 +111,9 @@ def print_receipt(policy: Policy, request_id: str, *, as_json: bool) -> int:
                 held = f" {t['rows']} row(s)" if t.get("rows") is not None else ""
                 parts.append(f"retained{held} ({t.get('reason')})")
             else:
-                parts.append(f"{t['strategy']} {t.get('rows', 0)} row(s), {file_effect(t)}, "
-                             f"v{t.get('version_before')}->v{t.get('version_after')}")
+                commit = (f"the batch's commit v{t.get('version_before')}->v{t.get('version_after')}: "
+                          f"{file_effect(t)}" if t.get("commits") else "no commit needed")
+                parts.append(f"{t['strategy']} {t.get('rows', 0)} row(s); {commit}")
         if "ge_success" in t and t.get("strategy") != "retain":
             parts.append("GE " + ("passed" if t["ge_success"] else "FAILED"))
         if "note" in t:
