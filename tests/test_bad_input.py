@@ -149,6 +149,16 @@ def _drop_column(table: str, column: str) -> Callable[[Path], None]:
     return corrupt
 
 
+def _retype_column(table: str, column: str) -> Callable[[Path], None]:
+    def corrupt(root: Path) -> None:
+        uri = str(root / "lake" / table)
+        data = DeltaTable(uri).to_pyarrow_table()
+        i = data.schema.get_field_index(column)
+        data = data.set_column(i, column, data.column(column).cast(pa.int64()))
+        write_deltalake(uri, data, mode="overwrite", schema_mode="overwrite")
+    return corrupt
+
+
 def _garbage_checkpoint(table: str) -> Callable[[Path], None]:
     def corrupt(root: Path) -> None:
         log = root / "lake" / table / "_delta_log"
@@ -334,6 +344,8 @@ LAKE_CASES = [
     Case("lake-audit-file-missing-intake", [*P, "request", "erase", "u1"], _remove_a_data_file("_dsr/audit")),
     Case("lake-control-column-added", [*P, "requests"], _add_column("_dsr/requests")),
     Case("lake-control-column-dropped", [*P, "requests"], _drop_column("_dsr/requests", "ticket")),
+    Case("lake-control-column-retyped", [*P, "requests"], _retype_column("_dsr/requests", "attempts")),
+    Case("lake-control-column-retyped-run", [*P, "run"], _retype_column("_dsr/requests", "attempts")),
     Case("lake-control-column-added-intake", [*P, "request", "erase", "u1"], _add_column("_dsr/requests")),
     Case("lake-control-checkpoint-garbage", [*P, "requests"], _garbage_checkpoint("_dsr/requests")),
     Case("lake-audit-checkpoint-garbage", [*P, "audit", "verify"], _garbage_checkpoint("_dsr/audit")),
