@@ -71,9 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("DSR_PSEUDONYM_KEY", "bench-key-0123456789abcdef")
 
-    from dsr import access, control, pipeline
+    from dsr.core import control
+    from dsr.core.policy import check_against_lake, load_policy
+    from dsr.delta import access
     from dsr.engines.deltars import DeltaRsEngine
-    from dsr.policy import check_against_lake, load_policy
+    from dsr.steps import pipeline
 
     with tempfile.TemporaryDirectory(prefix="dsr-bench-") as tmp:
         root = Path(tmp)

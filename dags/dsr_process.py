@@ -26,7 +26,7 @@ Configuration (environment of the workers, or the trigger form): `DSR_POLICY` (p
 (SparkSubmitOperator, from apache-airflow-providers-apache-spark), that submits `jobs/process.py` (or
 `DSR_SPARK_APPLICATION`) through the Spark connection `DSR_SPARK_CONN_ID` (default `spark_default`):
 `process.py --policy <policy> --run-id <batch id> --remote <spark_remote>`. The job runs the whole batch
-(`dsr.pipeline.run`) on the Spark engine: on Spark Connect when `spark_remote` is set (give the connection the
+(`dsr.steps.pipeline.run`) on the Spark engine: on Spark Connect when `spark_remote` is set (give the connection the
 master `local[*]`: spark-submit then only starts the driver, which connects), else on the connection's
 cluster with delta-spark (`DSR_SPARK_PACKAGES`). The pseudonym key never goes into the command line or a
 templated field: spark-submit inherits it from the worker's environment (client mode), a cluster-mode driver
@@ -73,7 +73,7 @@ def _params() -> dict[str, Any]:
 
 
 def _policy() -> Any:
-    from dsr.policy import check_against_lake, load_policy, resolve_policy_path
+    from dsr.core.policy import check_against_lake, load_policy, resolve_policy_path
 
     policy = load_policy(resolve_policy_path(_params().get("policy") or None))
     check_against_lake(policy)
@@ -94,7 +94,7 @@ def _final_errors() -> Iterator[None]:
     """A bad policy or input, or a failed verification, fails the task at once: a retry would fail the same way.
 
     dsr error messages name tables, columns and request ids, never subject ids; other errors are re-raised
-    with the batch's subject ids scrubbed (``dsr.pipeline.safe_error``).
+    with the batch's subject ids scrubbed (``dsr.steps.pipeline.safe_error``).
     """
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -106,7 +106,7 @@ def _final_errors() -> Iterator[None]:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
     except Exception as exc:
         # anything else (I/O, engine) is retried by Airflow, with subject ids scrubbed from its message
-        from dsr import pipeline
+        from dsr.steps import pipeline
 
         try:
             policy = _policy()
@@ -134,7 +134,7 @@ def _safe_batch_id(run_id: str) -> str:
 
 def _table_step(step: str, table: str) -> str:
     """Run one per-table pipeline step (``export_table``, ``erase_table``, ``verify_table``) on its own engine."""
-    from dsr import pipeline
+    from dsr.steps import pipeline
 
     with _final_errors():
         engine = _engine()
@@ -193,7 +193,7 @@ def dsr_process() -> None:
     def claim() -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from dsr import pipeline
+        from dsr.steps import pipeline
 
         with _final_errors():
             batch = pipeline.claim_batch(_policy(), _batch_id())
@@ -222,7 +222,7 @@ def dsr_process() -> None:
 
     @task(trigger_rule=_NONE_FAILED)
     def finish_exports() -> None:
-        from dsr import pipeline
+        from dsr.steps import pipeline
 
         with _final_errors():
             _log("finish_exports", pipeline.finish_exports(_policy(), _batch_id()))
@@ -241,7 +241,7 @@ def dsr_process() -> None:
         # are marked failed now, so the next run retries them (up to max_attempts).
         from airflow.sdk.exceptions import AirflowFailException
 
-        from dsr import pipeline
+        from dsr.steps import pipeline
 
         batch_id = _batch_id()
         with _final_errors():

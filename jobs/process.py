@@ -1,7 +1,7 @@
 """Process every pending data-subject request once, on the Spark engine.
 
 A thin entry point: parse the arguments, build the engine, load and check the policy, call
-``dsr.pipeline.run``, exit with its code (0 success, 1 a request or a verification failed, 2 bad usage or
+``dsr.steps.pipeline.run``, exit with its code (0 success, 1 a request or a verification failed, 2 bad usage or
 bad input). Runs the same with python and with spark-submit::
 
     python jobs/process.py --policy dsr.yml --remote sc://HOST:15002      # Spark Connect
@@ -43,10 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import json
 
-    from dsr import pipeline
+    from dsr.core.policy import check_against_lake, load_policy, resolve_policy_path
     from dsr.engines import make_engine
     from dsr.errors import DsrError
-    from dsr.policy import check_against_lake, load_policy, resolve_policy_path
+    from dsr.steps import pipeline
 
     try:
         policy = load_policy(resolve_policy_path(args.policy))

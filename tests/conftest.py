@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dsr.policy import Policy, load_policy
+from dsr.core.policy import Policy, load_policy
 from tests.helpers import INTAKE_POLICY, KEY, KEY_ENV, FoundationLake, make_lake, write_policy
 
 # --- foundation: policy, control table, audit log -----------------------------------------------------------

@@ -132,7 +132,7 @@ def read_rows(path: Path | str) -> list[dict[str, Any]]:
     """Every row of a Delta table's current version."""
     from deltalake import DeltaTable
 
-    from dsr import deltautil
+    from dsr.delta import tables as deltautil
 
     return list(deltautil.read_all(DeltaTable(str(path))).to_pylist())
 

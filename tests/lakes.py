@@ -103,7 +103,7 @@ def build(root: Path, *, seed: int = 11, lake_uri: str | None = None, exports_ur
     import pyarrow as pa
     from deltalake import write_deltalake as _write
 
-    from dsr import storage
+    from dsr.delta import storage
 
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -165,8 +165,8 @@ def snapshot(path: Path | str) -> list[dict[str, Any]]:
     """Every row of a Delta table's current version, sorted, for value-for-value comparison."""
     from deltalake import DeltaTable
 
-    from dsr import storage
-    from dsr.deltautil import pyarrow_dataset
+    from dsr.delta import storage
+    from dsr.delta.tables import pyarrow_dataset
 
     dt_ = DeltaTable(str(path), storage_options=storage.storage_options(str(path)))
     rows = pyarrow_dataset(dt_).to_table().to_pylist()

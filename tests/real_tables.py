@@ -39,7 +39,7 @@ def read_rows(uri: str, version: int | None = None) -> list[dict[str, Any]]:
 
 def canon(row: dict[str, Any], drop: tuple[str, ...] = ()) -> str:
     """A row as canonical JSON text (dsr's export encoding), for multiset comparisons."""
-    from dsr.exporting import json_value
+    from dsr.exports.writer import json_value
 
     return json.dumps({k: json_value(v) for k, v in row.items() if k not in drop}, sort_keys=True)
 
@@ -81,9 +81,9 @@ def case_for(source: Path) -> Case | None:
 
     import pyarrow as pa
 
-    from dsr import access
+    from dsr.core.masks import pseudonym_kind
+    from dsr.delta import access
     from dsr.errors import TableError
-    from dsr.masking import pseudonym_kind
 
     name = "t_" + "".join(c if c.isalnum() else "_" for c in source.name)[:60]
     try:

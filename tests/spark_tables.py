@@ -100,7 +100,7 @@ def write_orders(path: Path) -> str:
 
 def rows(uri: str, version: int | None = None) -> list[dict[str, Any]]:
     """Every row of the table at version (current when None), sorted, as dsr's access layer reads it."""
-    from dsr import access
+    from dsr.delta import access
 
     data = [r for batch in access.scan(uri, version=version) for r in batch.to_pylist()]
     return sorted(data, key=lambda r: repr(sorted(r.items())))
@@ -113,29 +113,30 @@ def files(uri: str) -> set[str]:
 
 
 def table_spec(uri: str, masks: dict[str, Any], erase: str = "anonymise", subject: str = "user_id") -> Any:
-    from dsr.policy import TableSpec
+    from dsr.core.masks import Strategy
+    from dsr.core.policy import TableSpec
 
-    return TableSpec(name="t", path=uri, uri=uri, subject=subject, erase=erase, masks=tuple(masks.items()))
+    return TableSpec(name="t", path=uri, uri=uri, subject=subject, erase=Strategy(erase), masks=tuple(masks.items()))
 
 
 def plan_and_source(engine: Any, uri: str, subjects: list[str], masks: dict[str, Any], *,
                      erase: str = "anonymise", subject: str = "user_id") -> tuple[ErasePlan, Any]:
     """The plan and MERGE source the pipeline would build for ``subjects`` (masks in ``engine``'s dialect)."""
-    from dsr import access
-    from dsr.erasure import build_source, build_updates, subject_keys
+    from dsr.delta import access
+    from dsr.plan.erasure import build_source, build_updates, subject_keys
 
     spec = table_spec(uri, masks, erase, subject)
     schema = access.table_info(uri).schema  # the engines only write: the schema comes from the access layer
     keys = subject_keys([(f"req-{i}", s) for i, s in enumerate(subjects)], schema.field(subject).type)
     source = build_source(spec, schema, keys, KEY)
     updates = build_updates(spec, schema, engine.dialect) if erase == "anonymise" else {}
-    plan = ErasePlan(uri=uri, subject=subject, strategy=erase, updates=updates,
+    plan = ErasePlan(uri=uri, subject=subject, operation=str(spec.erase.operation), updates=updates,
                      metadata={"run_id": "run-test", "request_ids": "req-0,req-1"})
     return plan, source
 
 
 def user_masks() -> dict[str, Any]:
-    from dsr.policy import Mask
+    from dsr.core.masks import Mask
 
     return {
         "user_id": Mask("pseudonymise"), "email": Mask("nullify"), "full_name": Mask("redact", "[erased]"),

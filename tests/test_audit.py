@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from dsr import audit
-from dsr.cli import main
-from dsr.policy import Policy
+from dsr.cli.main import main
+from dsr.core import audit
+from dsr.core.policy import Policy
 from tests.helpers import delta_version, read_rows
 from tests.test_s3 import s3_endpoint, s3_env  # noqa: F401  (the moto server fixtures)
 
@@ -42,7 +42,7 @@ def _rewrite(policy: Policy, edit: Callable[[list[dict[str, Any]]], list[dict[st
     import pyarrow as pa
     from deltalake import DeltaTable, write_deltalake
 
-    from dsr import deltautil
+    from dsr.delta import tables as deltautil
 
     data = deltautil.read_all(DeltaTable(policy.audit_uri))
     rows = sorted(data.to_pylist(), key=lambda r: r["seq"])
@@ -203,7 +203,7 @@ def test_tampering_is_caught_at_the_first_bad_event(
 
 
 def test_compacting_the_audit_table_keeps_the_chain_intact(intake_policy: Policy) -> None:
-    from dsr import deltautil
+    from dsr.delta import tables as deltautil
 
     for i in range(12):
         audit.append(intake_policy, [audit.AuditEvent("received", request_id=f"req_{i}")])
@@ -354,7 +354,7 @@ def test_a_deleted_or_replaced_audit_table_is_a_break(intake_policy: Policy) -> 
 
 
 def test_compacting_the_audit_table_then_removing_the_newest_commit_is_caught(intake_policy: Policy) -> None:
-    from dsr import deltautil
+    from dsr.delta import tables as deltautil
 
     _append_each(intake_policy, 12)
     assert deltautil.compact_small_files(intake_policy.audit_uri, max_files=4) >= 12  # v14, no anchor of its own
@@ -398,8 +398,8 @@ def test_a_log_from_before_the_anchor_verifies_and_is_anchored_by_the_next_appen
 
 _APPENDER = """
 import os, sys, time
-from dsr import audit
-from dsr.policy import load_policy
+from dsr.core import audit
+from dsr.core.policy import load_policy
 
 policy_path, me, go, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 policy = load_policy(policy_path)
@@ -449,7 +449,7 @@ def test_on_s3_removing_the_newest_commit_or_the_anchor_is_caught(tmp_path: Path
 
     import boto3
 
-    from dsr.policy import load_policy
+    from dsr.core.policy import load_policy
     from tests.helpers import INTAKE_POLICY, write_policy
 
     prefix = f"audit-{uuid.uuid4().hex[:8]}"

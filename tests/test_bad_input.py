@@ -21,7 +21,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from dsr.cli import main
+from dsr.cli.main import main
 
 KEY = "bad-input-test-key-0123456789"
 SECRET_ID = "person-4711"

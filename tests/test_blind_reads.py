@@ -16,10 +16,13 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from dsr import access, control, pipeline, tablecheck
+from dsr.core import control
+from dsr.core.policy import check_against_lake, load_policy
+from dsr.delta import access
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.policy import check_against_lake, load_policy
-from dsr.verify import Validator
+from dsr.steps import pipeline
+from dsr.verify import checks as tablecheck
+from dsr.verify.ge import Validator
 from tests import real_tables as rt
 
 TABLE = rt.VENDORED / "data-skipping-basic-stats-all-types-columnmapping-name"

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from dsr import access
+from dsr.delta import access
 from dsr.errors import InputError
 
 pytestmark = [pytest.mark.spark, pytest.mark.classic_spark]
@@ -59,7 +59,7 @@ def classic_engine() -> Iterator[Any]:
 def test_classic_engine_is_delta_spark(classic_engine: Any) -> None:
     import os
 
-    from dsr.features import DELTA_SPARK, ENGINE_SUPPORT
+    from dsr.delta.features import DELTA_SPARK, ENGINE_SUPPORT
 
     if os.environ.get("DSR_SPARK_SERVER"):
         pytest.skip("DSR_SPARK_SERVER overrides the detection of a classic session")
@@ -88,7 +88,7 @@ def test_classic_delete_records_metrics_and_commit_metadata(classic_engine: Any,
 
 
 def test_classic_anonymise_writes_the_reference_masks(classic_engine: Any, tmp_path: Path) -> None:
-    from dsr.masking import apply_mask, pseudonym_kind
+    from dsr.core.masks import apply_mask, pseudonym_kind
 
     uri = write_users(tmp_path / "users")
     schema = access.table_info(uri).schema

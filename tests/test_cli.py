@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dsr.coverage import uncovered_tables
-from dsr.policy import load_policy
+from dsr.core.coverage import uncovered_tables
+from dsr.core.policy import load_policy
 from tests.helpers import BASE_POLICY, FoundationLake, delta_version, run_dsr, write_policy, write_table
 
 HEAVY = ("pyarrow", "deltalake", "great_expectations", "pyspark", "airflow", "pandas", "numpy", "yaml")
@@ -18,7 +18,7 @@ HEAVY = ("pyarrow", "deltalake", "great_expectations", "pyspark", "airflow", "pa
 
 def test_importing_the_cli_and_building_its_parser_loads_no_heavy_library() -> None:
     code = (
-        "import sys, dsr.cli; dsr.cli._parser(); "
+        "import sys, dsr.cli.main; dsr.cli.main._parser(); "
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
@@ -128,7 +128,7 @@ def test_dsr_check_fails_on_an_uncovered_personal_table_until_it_is_exempted_or_
 def test_check_ignores_tables_without_a_subject_like_column_and_the_control_tables(
     foundation_lake: FoundationLake,
 ) -> None:
-    from dsr import control
+    from dsr.core import control
 
     policy = load_policy(foundation_lake.policy_path)
     control.submit(policy, "erase", "u1")  # creates _dsr/requests and _dsr/audit
@@ -182,7 +182,7 @@ def test_reads_never_go_through_deltalakes_python_filesystem(
     active exception" (exit 134), which would break the CLI's exit codes and its one-line stderr."""
     from deltalake import fs
 
-    from dsr import audit, control
+    from dsr.core import audit, control
 
     policy = load_policy(foundation_lake.policy_path)
     rid, _ = control.submit(policy, "erase", "u1")

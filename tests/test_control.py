@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from dsr import audit, control
-from dsr.cli import main
+from dsr.cli.main import main
+from dsr.core import audit, control
+from dsr.core.policy import Policy, load_policy
 from dsr.errors import InputError
-from dsr.policy import Policy, load_policy
 from tests.helpers import INTAKE_POLICY, delta_version, read_rows, run_dsr, write_policy
 
 
@@ -415,8 +415,8 @@ def test_every_intake_and_status_change_is_audited_in_an_intact_chain(intake_pol
 
 _CLAIMER = """
 import json, os, sys, time
-from dsr import control
-from dsr.policy import load_policy
+from dsr.core import control
+from dsr.core.policy import load_policy
 
 policy_path, me, go = sys.argv[1], sys.argv[2], sys.argv[3]
 policy = load_policy(policy_path)

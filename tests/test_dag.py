@@ -283,9 +283,9 @@ def test_spark_submit_mode_runs_the_batch_on_spark_connect(
     venv_bin = Path(sys.executable).parent
     if not (venv_bin / "spark-submit").exists() or shutil.which("java") is None:
         pytest.skip("spark-submit (pyspark) or java not found")
-    from dsr import control
-    from dsr.cli import main as dsr
-    from dsr.policy import load_policy
+    from dsr.cli.main import main as dsr
+    from dsr.core import control
+    from dsr.core.policy import load_policy
     from tests import lakes
 
     monkeypatch.setenv("DSR_PSEUDONYM_KEY", lakes.KEY)

@@ -25,9 +25,9 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from dsr.demo import DemoInfo, build_demo_lake
-from dsr.masking import pseudonym, pseudonym_kind
-from dsr.subjects import cast_subject
+from dsr.cli.demo import DemoInfo, build_demo_lake
+from dsr.core.masks import pseudonym, pseudonym_kind
+from dsr.core.subjects import cast_subject
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
@@ -85,7 +85,7 @@ def _env(run: Run) -> dict[str, str]:
 
 
 def _policy(run: Run) -> Any:
-    from dsr.policy import load_policy
+    from dsr.core.policy import load_policy
 
     old = os.environ.get("DSR_PSEUDONYM_KEY")
     os.environ["DSR_PSEUDONYM_KEY"] = KEY
@@ -113,7 +113,7 @@ def test_the_dag_run_succeeds(run: Run) -> None:
 
 
 def test_every_request_completed(run: Run) -> None:
-    from dsr import control
+    from dsr.core import control
 
     reqs = control.list_requests(_policy(run))
     assert len(reqs) == len(run.demo.requests) == 9
@@ -173,7 +173,7 @@ def _masked(spec: Any, row: dict[str, Any], schema: pa.Schema) -> dict[str, Any]
 
 def test_exports_hold_exactly_each_subjects_rows_minus_never_export(run: Run) -> None:
     policy = _policy(run)
-    from dsr import control
+    from dsr.core import control
 
     by_id = {r.request_id: r for r in control.list_requests(policy)}
     exports = [r for r in run.demo.requests if r.kind == "export"]
@@ -243,7 +243,7 @@ def test_a_second_run_with_nothing_pending_skips_the_work_and_changes_nothing(ru
 
 
 def test_a_run_that_fails_leaves_requests_for_the_next_run_which_completes_them(run: Run) -> None:
-    from dsr import control
+    from dsr.core import control
 
     policy = _policy(run)
     taken = set(run.demo.subjects("erase"))

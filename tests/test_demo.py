@@ -1,4 +1,4 @@
-"""The demo generator (``dsr.demo.build_demo_lake``) at a small scale, and the bits of ``dsr demo`` that need
+"""The demo generator (``dsr.cli.demo.build_demo_lake``) at a small scale, and the bits of ``dsr demo`` that need
 no Airflow run (the Airflow run itself is covered by test_dag_e2e.py)."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from dsr import control
-from dsr.cli import main
-from dsr.demo import DEMO_MARKER, DemoInfo, build_demo_lake, subject_id_leaks
-from dsr.policy import check_against_lake, load_policy
+from dsr.cli.demo import DEMO_MARKER, DemoInfo, build_demo_lake, subject_id_leaks
+from dsr.cli.main import main
+from dsr.core import control
+from dsr.core.policy import check_against_lake, load_policy
 
 KEY = "0123456789abcdef0123456789abcdef"
 

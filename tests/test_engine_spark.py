@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from dsr import access
+from dsr.delta import access
+from dsr.delta.features import DELTA_RS, DELTA_SPARK, ENGINE_SUPPORT, SAIL
 from dsr.engines.base import KEY_COLUMN, CommitResult, Engine, ErasePlan
 from dsr.errors import InputError
-from dsr.features import DELTA_RS, DELTA_SPARK, ENGINE_SUPPORT, SAIL
 
 pytestmark = pytest.mark.spark
 
@@ -67,7 +67,7 @@ def test_it_implements_the_engine_protocol(engine: Any) -> None:
     assert engine.is_connect
     assert engine.server == "sail"  # Sail answers current_catalog() with 'sail'
     assert engine.support is ENGINE_SUPPORT["spark:sail"] is SAIL
-    # the engine only writes: every read goes through dsr.access
+    # the engine only writes: every read goes through dsr.delta.access
     for gone in ("scan_subjects", "validation_frames", "row_count", "schema", "version", "scans", "frame_kind"):
         assert not hasattr(engine, gone), gone
 
@@ -269,7 +269,7 @@ def test_erase_matching_nothing_commits_nothing(engine: Any, tmp_path: Path) -> 
 def test_erase_anonymise_writes_the_reference_masks_and_leaves_other_rows_unchanged(
     engine: Any, tmp_path: Path
 ) -> None:
-    from dsr.masking import apply_mask, pseudonym_kind
+    from dsr.core.masks import apply_mask, pseudonym_kind
 
     uri = write_users(tmp_path / "users")
     info = access.table_info(uri)
@@ -293,8 +293,7 @@ def test_erase_anonymise_writes_the_reference_masks_and_leaves_other_rows_unchan
 
 
 def test_erase_anonymise_pseudonymises_integer_columns(engine: Any, tmp_path: Path) -> None:
-    from dsr.masking import pseudonym
-    from dsr.policy import Mask
+    from dsr.core.masks import Mask, pseudonym
 
     uri = write_orders(tmp_path / "orders")
     before = rows(uri)
@@ -337,9 +336,9 @@ def test_erase_writes_what_the_delta_rs_engine_writes(engine: Any, tmp_path: Pat
 def test_what_sail_writes_passes_the_access_layer_checks(
     engine: Any, tmp_path: Path, strategy: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dsr import tablecheck
-    from dsr.policy import Policy
-    from dsr.verify import Validator
+    from dsr.core.policy import Policy
+    from dsr.verify import checks as tablecheck
+    from dsr.verify.ge import Validator
 
     uri = write_users(tmp_path / "users")
     masks = user_masks() if strategy == "anonymise" else {}
@@ -385,7 +384,7 @@ def test_a_failed_merge_raises_without_subject_ids_and_leaves_the_table(engine: 
     uri = write_users(tmp_path / "users")
     before = rows(uri)
     _, source = plan_and_source(engine, uri, ERASED, user_masks())
-    bad = ErasePlan(uri=uri, subject="user_id", strategy="anonymise", updates={"no_such_column": "NULL"})
+    bad = ErasePlan(uri=uri, subject="user_id", operation="update", updates={"no_such_column": "NULL"})
     with pytest.raises(RuntimeError, match=r"spark: MERGE into .* failed") as info:
         engine.erase(bad, source)
     assert_no_subject_text([str(info.value)], ERASED)
@@ -398,7 +397,7 @@ def test_erase_rejects_a_strategy_it_cannot_do_before_any_write(engine: Any, tmp
     uri = write_orders(tmp_path / "orders")
     _, source = plan_and_source(engine, uri, [str(INT_ERASED[0])], {}, erase="delete", subject="user_no")
     with pytest.raises(ValueError, match="retain"):
-        engine.erase(ErasePlan(uri=uri, subject="user_no", strategy="retain"), source)
+        engine.erase(ErasePlan(uri=uri, subject="user_no", operation="retain"), source)
     with pytest.raises(ValueError, match="at least one column"):
-        engine.erase(ErasePlan(uri=uri, subject="user_no", strategy="anonymise"), source)
+        engine.erase(ErasePlan(uri=uri, subject="user_no", operation="update"), source)
     assert version(uri) == 2 and engine.statements == []

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from dsr import exporting
 from dsr.errors import InputError, StepError
-from dsr.exporting import PartWriter, finish_documents, remove_run_parts, remove_stale_parts
+from dsr.exports import writer as exporting
+from dsr.exports.writer import PartWriter, finish_documents, remove_run_parts, remove_stale_parts
 from tests.moto_s3 import aws_env, moto_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,7 +207,7 @@ _MANY = textwrap.dedent("""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     limit = 256 if hard == resource.RLIM_INFINITY else min(256, hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-    from dsr import exporting
+    from dsr.exports import writer as exporting
 
     exports, n = sys.argv[1], int(sys.argv[2])
     reqs = [(f"req_{i:05d}", f"subject-{i}") for i in range(n)]

@@ -1,4 +1,4 @@
-"""The protocol gate's rules (dsr.features), on table metadata alone: what a table uses, who handles it."""
+"""The protocol gate's rules (dsr.delta.features), on table metadata alone: what a table uses, who handles it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from dsr.access import TableInfo
-from dsr.features import (
+from dsr.core.masks import Strategy
+from dsr.delta.access import TableInfo
+from dsr.delta.features import (
     DELETE,
     DELTA_RS,
     DELTA_SPARK,
@@ -19,7 +20,6 @@ from dsr.features import (
     UPDATE,
     features_in_use,
     gate,
-    operations_for,
     refusal_text,
 )
 
@@ -85,7 +85,7 @@ def test_an_unknown_future_feature_is_unsupported_everywhere_until_declared() ->
 def test_reader_features_the_reader_cannot_read_refuse_the_table_for_every_engine() -> None:
     widened = info(reader=3, writer=7, rf=("typeWidening-preview",), wf=("typeWidening-preview",))
     for support in (DELTA_RS, DELTA_SPARK, SAIL):
-        refusals = gate(widened, support, operations_for("retain"))
+        refusals = gate(widened, support, Strategy.RETAIN.operations)
         assert [(r.feature, r.operation) for r in refusals] == [("typeWidening-preview", READ)]
     assert gate(info(reader=3, writer=7, rf=("vacuumProtocolCheck",), wf=("vacuumProtocolCheck",)), DELTA_SPARK,
                 (READ,))
@@ -144,9 +144,11 @@ def test_engines_declare_what_the_issue_lists() -> None:
 
 
 def test_operations_follow_the_strategy() -> None:
-    assert operations_for("delete") == (READ, DELETE)
-    assert operations_for("anonymise") == (READ, UPDATE)
-    assert operations_for("retain") == (READ,)
+    assert Strategy.DELETE.operations == (READ, DELETE)
+    assert Strategy.ANONYMISE.operations == (READ, UPDATE)
+    assert Strategy.RETAIN.operations == (READ,)
+    assert (Strategy.DELETE.operation, Strategy.ANONYMISE.operation, Strategy.RETAIN.operation) == (
+        DELETE, UPDATE, None)
 
 
 def test_the_refusal_text_names_table_engine_and_features_only() -> None:

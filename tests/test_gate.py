@@ -20,9 +20,10 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
-from dsr import control, pipeline
+from dsr.core import control
+from dsr.core.policy import check_against_lake, load_policy
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.policy import check_against_lake, load_policy
+from dsr.steps import pipeline
 from tests import real_tables as rt
 
 KEY = "gate-test-key-0123456789abcdef"

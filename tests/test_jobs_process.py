@@ -31,7 +31,7 @@ def _process_main() -> Any:
 
 
 def _lake_with_requests(root: Path) -> lakes.Lake:
-    from dsr.cli import main as dsr
+    from dsr.cli.main import main as dsr
 
     lake = lakes.build(root)
     for kind, subjects in (("erase", lakes.ERASE), ("export", lakes.EXPORT)):
@@ -51,8 +51,8 @@ def _exports(lake: lakes.Lake) -> dict[str, dict[str, list[str]]]:
 
 
 def _receipt_counts(lake: lakes.Lake) -> dict[str, dict[str, tuple[Any, ...]]]:
-    from dsr import control
-    from dsr.policy import load_policy
+    from dsr.core import control
+    from dsr.core.policy import load_policy
 
     policy = load_policy(lake.policy_path)
     out = {}
@@ -75,9 +75,9 @@ def lake_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_spark_and_delta_rs_runs_end_in_the_same_state(
     tmp_path: Path, spark_remote: str, lake_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from dsr import pipeline
+    from dsr.core.policy import load_policy
     from dsr.engines import make_engine
-    from dsr.policy import load_policy
+    from dsr.steps import pipeline
 
     by_rs = _lake_with_requests(tmp_path / "delta-rs")
     by_spark = _lake_with_requests(tmp_path / "spark")
@@ -102,7 +102,7 @@ def test_dsr_run_engine_spark_remote_ends_in_the_default_engines_state(
     tmp_path: Path, spark_remote: str, lake_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The issue's own words: `dsr run --engine spark --remote sc://...` against Sail = the default engine."""
-    from dsr.cli import main as dsr
+    from dsr.cli.main import main as dsr
 
     by_rs = _lake_with_requests(tmp_path / "delta-rs")
     by_cli = _lake_with_requests(tmp_path / "spark-cli")

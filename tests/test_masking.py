@@ -7,8 +7,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from dsr.masking import apply_mask, check_mask_type, mask_sql, pseudonym
-from dsr.policy import Mask
+from dsr.core.masks import Mask, apply_mask, check_mask_type, mask_sql, pseudonym
 
 KEY = b"fixed-test-key-0123456789"
 
@@ -80,3 +79,18 @@ def test_sql_never_embeds_the_key_or_pseudonyms() -> None:
         assert sql == "s.__dsr_psn_string"
         sql = mask_sql(Mask("redact", "it's"), "n", pa.field("n", pa.string()), dialect)
         assert sql == "'it''s'"
+
+
+def test_every_mask_is_declared_once_with_its_suite_and_subject_rule() -> None:
+    """The registry is the one place a mask is described: its suite file exists, and only the masks that
+    leave no id behind may mask a subject column (the policy's rule comes from the same entries)."""
+    from dsr.core.masks import MASKS
+    from dsr.core.policy import MASK_STRATEGIES
+    from dsr.verify.ge import expectations_dir
+
+    assert tuple(MASKS) == MASK_STRATEGIES
+    for name, kind in MASKS.items():
+        assert kind.name == name
+        assert (expectations_dir() / f"{kind.suite}.json").is_file(), kind.suite
+    assert {n for n, k in MASKS.items() if k.masks_subject} == {"pseudonymise", "nullify"}
+    assert {n for n, k in MASKS.items() if k.checked_as_text} == {"year", "month", "ipv4_24"}

@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from dsr import access, control, pipeline
+from dsr.core import control
+from dsr.core.masks import apply_mask, pseudonym
+from dsr.core.policy import Policy, check_against_lake, load_policy
+from dsr.delta import access
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.exporting import json_value
-from dsr.masking import apply_mask, pseudonym
-from dsr.policy import Policy, check_against_lake, load_policy
+from dsr.exports.writer import json_value
+from dsr.steps import pipeline
 from tests import lakes
 
 

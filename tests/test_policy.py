@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from dsr.core.masks import Mask
+from dsr.core.policy import Policy, TableSpec, check_against_lake, load_policy, resolve_policy_path
 from dsr.errors import PolicyError
-from dsr.policy import Mask, Policy, TableSpec, check_against_lake, load_policy, resolve_policy_path
 from tests.helpers import BASE_POLICY, KEY_ENV, FoundationLake, run_dsr, write_policy
 
 

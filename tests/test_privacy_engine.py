@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from dsr import audit, control, pipeline
+from dsr.core import audit, control
+from dsr.core.policy import check_against_lake, load_policy
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.policy import check_against_lake, load_policy
+from dsr.steps import pipeline
 from tests import lakes
 
 EXTRA = "1017"

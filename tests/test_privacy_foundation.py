@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from dsr import audit, control
-from dsr.cli import main
-from dsr.policy import Policy
+from dsr.cli.main import main
+from dsr.core import audit, control
+from dsr.core.policy import Policy
 from tests.helpers import read_rows
 
 SECRETS = ["SUBJ-secret-123", "SUBJ-secret-456@example.org", "SUBJ-secret-789", "SUBJ-secret-csv-1"]

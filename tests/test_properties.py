@@ -26,11 +26,12 @@ from deltalake import DeltaTable, write_deltalake
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dsr import control, pipeline
+from dsr.core import control
+from dsr.core.masks import pseudonym
+from dsr.core.policy import check_against_lake, load_policy
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.exporting import json_value
-from dsr.masking import pseudonym
-from dsr.policy import check_against_lake, load_policy
+from dsr.exports.writer import json_value
+from dsr.steps import pipeline
 
 KEY = "property-test-key-0123456789"
 _LETTERS = "abcXYZ019'\"\\é中🙂ß- _."

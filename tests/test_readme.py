@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dsr.cli import _parser
-from dsr.policy import load_policy
+from dsr.cli.main import _parser
+from dsr.core.policy import load_policy
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 
@@ -39,7 +39,7 @@ def test_every_dsr_command_in_the_readme_parses(line: str) -> None:
 
 
 def test_the_supported_tables_matrix_is_what_the_engines_declare() -> None:
-    from dsr.features import DELETE, DELTA_RS, DELTA_SPARK, READ, READER, SAIL, UPDATE
+    from dsr.delta.features import DELETE, DELTA_RS, DELTA_SPARK, READ, READER, SAIL, UPDATE
 
     section = README.split("## Supported tables", 1)[1].split("\nNotes:", 1)[0]
     rows = [ln for ln in section.splitlines() if ln.startswith("| `")]

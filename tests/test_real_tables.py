@@ -16,13 +16,15 @@ from typing import Any
 
 import pytest
 
-from dsr import access, control, gate, pipeline
+from dsr.cli.receipt import build_receipt
+from dsr.cli.runner import verify_all
+from dsr.core import control, gate
+from dsr.core.masks import pseudonym
+from dsr.core.policy import Policy, check_against_lake, load_policy
+from dsr.delta import access
+from dsr.delta.features import DELTA_RS
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.features import DELTA_RS
-from dsr.masking import pseudonym
-from dsr.policy import Policy, check_against_lake, load_policy
-from dsr.receipt import build_receipt
-from dsr.runner import verify_all
+from dsr.steps import pipeline
 from tests import real_tables as rt
 
 TABLES = rt.table_dirs()
@@ -146,7 +148,7 @@ def test_a_real_table_is_erased_correctly_or_refused_before_any_write(
 
 def _masked(mask: str, case: rt.Case, arrow_type: Any) -> Any:
     """The reference value of a mask for the case's subject (pseudonymise: the keyed pseudonym)."""
-    from dsr.masking import pseudonym_kind
+    from dsr.core.masks import pseudonym_kind
 
     if mask == "nullify":
         return None

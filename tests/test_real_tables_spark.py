@@ -20,9 +20,11 @@ from typing import Any
 
 import pytest
 
-from dsr import access, control, pipeline
+from dsr.core import control
+from dsr.core.policy import check_against_lake, load_policy
+from dsr.delta import access
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.policy import check_against_lake, load_policy
+from dsr.steps import pipeline
 from tests import real_tables as rt
 
 pytestmark = [pytest.mark.spark]

@@ -23,10 +23,11 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
-from dsr import audit, control, pipeline
+from dsr.cli.receipt import build_receipt
+from dsr.core import audit, control
+from dsr.core.policy import Policy, check_against_lake, load_policy
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.policy import Policy, check_against_lake, load_policy
-from dsr.receipt import build_receipt
+from dsr.steps import pipeline
 from tests import lakes
 from tests import real_tables as rt
 

@@ -17,17 +17,19 @@ from typing import Any
 
 import pytest
 
-from dsr import audit, control, pipeline
+from dsr.core import audit, control
+from dsr.core.policy import Policy, check_against_lake, load_policy
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.policy import Policy, check_against_lake, load_policy
+from dsr.steps import pipeline
 from tests import lakes
 
 CHILD = textwrap.dedent("""
     import os, sys
     from dataclasses import replace
-    from dsr import audit, pipeline
+    from dsr.core import audit
+    from dsr.steps import pipeline
     from dsr.engines.deltars import DeltaRsEngine
-    from dsr.policy import load_policy
+    from dsr.core.policy import load_policy
 
     point = sys.argv[1]
     policy = replace(load_policy(os.environ["DSR_POLICY"]), claim_ttl_minutes=0)

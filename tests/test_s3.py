@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from dsr import audit, control, pipeline, storage
+from dsr.core import audit, control
+from dsr.core.policy import check_against_lake, load_policy
+from dsr.delta import storage
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.policy import check_against_lake, load_policy
+from dsr.steps import pipeline
 from tests import lakes
 from tests.moto_s3 import aws_env, moto_server
 
@@ -41,7 +43,7 @@ def test_run_on_an_s3_lake_erases_exports_and_verifies(
     policy = load_policy(lake.policy_path)
     assert policy.lake == "s3://lake/prod" and policy.table("orders").uri == "s3://lake/prod/sales/orders"
     check_against_lake(policy)
-    from dsr.coverage import uncovered_tables
+    from dsr.core.coverage import uncovered_tables
 
     assert uncovered_tables(policy) == []
     for sid in lakes.ERASE:

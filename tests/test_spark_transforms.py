@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from dsr.delta.features import DELETE, UPDATE
 from dsr.engines.base import KEY_COLUMN
 from dsr.engines.spark import (
     _error,
@@ -55,37 +56,35 @@ def test_builds_an_empty_frame_with_the_key_type(spark_local: Any) -> None:
 
 
 def test_writes_a_merge_with_names_only() -> None:
-    sql = merge_statement("/lake/ev`il", "__dsr_src_1", "user id", "delete")
+    sql = merge_statement("/lake/ev`il", "__dsr_src_1", "user id", DELETE)
     assert sql == (
         "MERGE INTO delta.`/lake/ev``il` AS t USING `__dsr_src_1` AS s ON t.`user id` = s.`__dsr_key` "
         "WHEN MATCHED THEN DELETE"
     )
-    sql = merge_statement("s3://b/users", "v", "user_id", "anonymise", {"email": "NULL", "a`b": "'x'"})
+    sql = merge_statement("s3://b/users", "v", "user_id", UPDATE, {"email": "NULL", "a`b": "'x'"})
     assert sql.endswith("WHEN MATCHED THEN UPDATE SET t.`email` = NULL, t.`a``b` = 'x'")
     with pytest.raises(ValueError, match="retain"):
         merge_statement("/p", "v", "user_id", "retain")
     with pytest.raises(ValueError, match="at least one column"):
-        merge_statement("/p", "v", "user_id", "anonymise", {})
+        merge_statement("/p", "v", "user_id", UPDATE, {})
 
 
 def test_writes_merges_that_spark_parses(spark_local: Any) -> None:
-    from dsr.masking import mask_sql
-    from dsr.policy import Mask
+    from dsr.core.masks import Mask, mask_sql
 
     field = pa.field("last_ip", pa.string())
     updates = {"last_ip": mask_sql(Mask("ipv4_24"), "last_ip", field, "spark"),
                "user_id": mask_sql(Mask("pseudonymise"), "user_id", pa.field("user_id", pa.string()), "spark")}
     parser = spark_local._jsparkSession.sessionState().sqlParser()
-    for sql in (merge_statement("/tmp/x", "v", "user_id", "delete"),
-                merge_statement("/tmp/x", "v", "user_id", "anonymise", updates)):
+    for sql in (merge_statement("/tmp/x", "v", "user_id", DELETE),
+                merge_statement("/tmp/x", "v", "user_id", UPDATE, updates)):
         assert "MergeIntoTable" in parser.parsePlan(sql).toString()
 
 
 def test_computes_the_reference_masks_in_spark_sql(spark_local: Any) -> None:
     """The spark-dialect mask expressions, evaluated as the MERGE evaluates them (t = target row, s = the
-    source row), equal dsr.masking.apply_mask."""
-    from dsr.masking import apply_mask, mask_sql, pseudonym, pseudonym_kind
-    from dsr.policy import Mask
+    source row), equal dsr.core.masks.apply_mask."""
+    from dsr.core.masks import Mask, apply_mask, mask_sql, pseudonym, pseudonym_kind
 
     key = b"k"
     schema = pa.schema([

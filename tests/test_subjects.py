@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from dsr import control
+from dsr.core import control
+from dsr.core.policy import Policy
+from dsr.core.subjects import CONTROL_CHARS, check_subject_id, check_text, text_problem
 from dsr.errors import InputError
-from dsr.policy import Policy
-from dsr.subjects import CONTROL_CHARS, check_subject_id, check_text, text_problem
 from tests.helpers import delta_version
 
 INVISIBLE = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
+from dsr.delta.features import ENGINE_SUPPORT, Support
 from dsr.engines.base import KEY_COLUMN, CommitResult, Engine, ErasePlan
-from dsr.features import ENGINE_SUPPORT, Support
 
 __all__ = ["KEY_COLUMN", "CommitResult", "Engine", "ErasePlan", "engine_support", "make_engine"]
 

@@ -1,13 +1,13 @@
 """The Engine Protocol: the only thing pipeline.py knows about the engines.
 
 An engine writes; it decides nothing and reads nothing for dsr's checks. Every read of a data table (export,
-erase planning, verification, row counts, metadata) goes through the one access layer (:mod:`dsr.access`),
+erase planning, verification, row counts, metadata) goes through the one access layer (:mod:`dsr.delta.access`),
 whatever engine writes, so verification never trusts the writer's own reader. Everything an engine is handed
 is already validated and built (the MERGE source of subject keys and pseudonyms, the SQL of each mask in the
 engine's dialect). Subject ids travel only as data (pyarrow columns, DataFrames), never as literals in SQL
 text or in commit metadata.
 
-Each engine declares the Delta features it writes correctly (``support``, see :mod:`dsr.features`); the
+Each engine declares the Delta features it writes correctly (``support``, see :mod:`dsr.delta.features`); the
 pipeline refuses a table the engine does not handle before any write.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from dsr.features import Support
+from dsr.delta.features import Support
 
 __all__ = ["KEY_COLUMN", "CommitResult", "Engine", "ErasePlan"]
 
@@ -29,14 +29,14 @@ KEY_COLUMN = "__dsr_key"
 class ErasePlan:
     """What one erase commit does to one table.
 
-    ``strategy`` is 'delete' or 'anonymise'; ``updates`` maps column -> SQL expression (in the engine's
-    dialect) for anonymise; the target alias is ``t`` and the source alias ``s``. ``metadata`` goes into the
-    Delta commit (run id, request ids; never subject ids).
+    ``operation`` is ``features.DELETE`` (delete the matched rows) or ``features.UPDATE`` (set ``updates``:
+    column -> SQL expression in the engine's dialect; the target alias is ``t``, the source alias ``s``).
+    ``metadata`` goes into the Delta commit (run id, request ids; never subject ids).
     """
 
     uri: str
     subject: str
-    strategy: str
+    operation: str
     updates: Mapping[str, str] = field(default_factory=dict)
     metadata: Mapping[str, str] = field(default_factory=dict)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from dsr import access
+from dsr.delta import access
+from dsr.delta.features import DELETE, DELTA_RS, UPDATE, Support
 from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan
 from dsr.errors import TableError
-from dsr.features import DELTA_RS, Support
 
 __all__ = ["DeltaRsEngine"]
 
@@ -43,12 +43,12 @@ class DeltaRsEngine:
             streamed_exec=True,
             commit_properties=CommitProperties(custom_metadata=dict(plan.metadata) or None),
         )
-        if plan.strategy == "delete":
+        if plan.operation == DELETE:
             merger = merger.when_matched_delete()
-        elif plan.strategy == "anonymise":
+        elif plan.operation == UPDATE:
             merger = merger.when_matched_update(updates={_q(c): e for c, e in plan.updates.items()})
         else:
-            raise ValueError(f"engine erase cannot do {plan.strategy!r}")
+            raise ValueError(f"engine erase cannot do {plan.operation!r}")
         try:
             m = merger.execute()
         except Exception as exc:  # only the first line: later lines can hold rows that failed a constraint

@@ -11,12 +11,12 @@ behind a temporary view with a unique name, so subject ids travel as data, never
 statement the engine builds is kept on ``statements`` so tests can prove it.
 
 The engine only writes. Every read (export, planning, verification, versions, history, commit metrics)
-goes through the one Delta access layer (:mod:`dsr.access`, delta-rs), so what Spark wrote is checked by a
+goes through the one Delta access layer (:mod:`dsr.delta.access`, delta-rs), so what Spark wrote is checked by a
 reader that did not write it, and works whatever the Spark server can do: Sail, for one, has no
 ``DESCRIBE HISTORY``, and its MERGE returns only an output row count. Metrics come from the MERGE's own
 commit in the log (``numTargetRows*``, ``numTargetFiles*``, the same names on delta-spark and Sail).
 
-What the engine writes correctly depends on the server (``support``, :mod:`dsr.features`): classic Spark is
+What the engine writes correctly depends on the server (``support``, :mod:`dsr.delta.features`): classic Spark is
 delta-spark; a Spark Connect server is identified as Sail (``current_catalog()`` is ``sail``) or Databricks
 (a ``spark.databricks.clusterUsageTags.clusterId`` conf), else it is unknown and handles plain tables only.
 ``$DSR_SPARK_SERVER`` (``delta-spark``, ``databricks``, ``sail``, ``unknown``) overrides the detection.
@@ -44,10 +44,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-from dsr import access, storage
+from dsr.delta import access, storage
+from dsr.delta.features import DELETE, ENGINE_SUPPORT, UPDATE, Support
 from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan
 from dsr.errors import ConflictError, InputError
-from dsr.features import ENGINE_SUPPORT, Support
 
 __all__ = [
     "SERVER_ENV",
@@ -99,21 +99,22 @@ def quote(name: str) -> str:
 
 
 def merge_statement(
-    path: str, view: str, subject: str, strategy: str, updates: Mapping[str, str] | None = None
+    path: str, view: str, subject: str, operation: str, updates: Mapping[str, str] | None = None
 ) -> str:
-    """The MERGE of one erase commit. Holds names and mask expressions only, never a subject id."""
+    """The MERGE of one erase commit (``operation``: DELETE or UPDATE). Holds names and mask expressions only,
+    never a subject id."""
     head = (
         f"MERGE INTO delta.{quote(path)} AS t USING {quote(view)} AS s "
         f"ON t.{quote(subject)} = s.{quote(KEY_COLUMN)}"
     )
-    if strategy == "delete":
+    if operation == DELETE:
         return f"{head} WHEN MATCHED THEN DELETE"
-    if strategy == "anonymise":
+    if operation == UPDATE:
         if not updates:
-            raise ValueError("anonymise needs at least one column update")
+            raise ValueError("an update needs at least one column update")
         sets = ", ".join(f"t.{quote(col)} = {expr}" for col, expr in updates.items())
         return f"{head} WHEN MATCHED THEN UPDATE SET {sets}"
-    raise ValueError(f"engine erase cannot do {strategy!r}")
+    raise ValueError(f"engine erase cannot do {operation!r}")
 
 
 def _plain_types(table: Any) -> Any:
@@ -359,7 +360,7 @@ class SparkEngine:
 
     def erase(self, plan: ErasePlan, source: Any) -> CommitResult:
         view = f"__dsr_src_{uuid.uuid4().hex}"
-        statement = merge_statement(self._path(plan.uri), view, plan.subject, plan.strategy, plan.updates)
+        statement = merge_statement(self._path(plan.uri), view, plan.subject, plan.operation, plan.updates)
         before = int(access.open_table(plan.uri).version())
         if source.num_rows == 0:
             return CommitResult(version_before=before, version_after=before)

@@ -1,4 +1,4 @@
-"""``dsr demo``: build the demo lake (``dsr.demolake``), then run the Airflow DAG on it end to end.
+"""``dsr demo``: build the demo lake (``dsr.cli.demolake``), then run the Airflow DAG on it end to end.
 
 ``run_demo`` rebuilds the directory, runs ``airflow db migrate`` on a throw-away AIRFLOW_HOME inside it and
 ``airflow dags test dsr_process``, showing progress, then prints a summary a person can read at a glance.
@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dsr.demolake import DEMO_MARKER, KEY_ENV, DemoInfo, DemoRequest, build_demo_lake
+from dsr.cli.demolake import DEMO_MARKER, KEY_ENV, DemoInfo, DemoRequest, build_demo_lake
+from dsr.core.masks import Strategy
 
 __all__ = [
     "DEMO_MARKER",
@@ -55,7 +56,7 @@ def _prepare_dir(root: Path) -> None:
 
 def dags_folder() -> Path:
     """The repository's dags/ folder (next to the dsr package in a source checkout)."""
-    return Path(__file__).resolve().parent.parent / "dags"
+    return Path(__file__).resolve().parents[2] / "dags"
 
 
 def airflow_env(airflow_home: str | os.PathLike[str], extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -223,8 +224,8 @@ def subject_id_leaks(subjects: list[str], texts: Mapping[str, str]) -> list[str]
 
 
 def _summary(info: DemoInfo) -> bool:
-    from dsr import audit, control
-    from dsr.policy import load_policy
+    from dsr.core import audit, control
+    from dsr.core.policy import load_policy
 
     policy = load_policy(info.policy_path)
     reqs = control.list_requests(policy)
@@ -255,20 +256,21 @@ def _shown_path(path: str) -> str:
 
 
 def _request_line(result: Mapping[str, Any]) -> str:
-    """One line for one request's result (as written by dsr.pipeline)."""
+    """One line for one request's result (as written by dsr.steps.pipeline)."""
     tables = result.get("tables") or {}
     if result.get("kind") == "export":
         rows = sum(int(n or 0) for n in tables.values())
         where = f" -> {_shown_path(result['export_uri'])}" if result.get("export_uri") else ""
         return f"{rows} row(s) from {len(tables)} table(s){where}"
-    groups: dict[str, list[str]] = {"delete": [], "anonymise": [], "retain": []}
+    groups: dict[str, list[str]] = {s.value: [] for s in Strategy}
     ge: list[bool] = []
     for name, t in tables.items():
         strategy = t.get("strategy", "?")
-        groups.setdefault(strategy, []).append(name if strategy == "retain" else f"{name} {t.get('rows', 0)}")
+        groups.setdefault(strategy, []).append(name if strategy == Strategy.RETAIN else f"{name} {t.get('rows', 0)}")
         if t.get("ge_success") is not None:
             ge.append(bool(t["ge_success"]))
-    labels = {"delete": "deleted", "anonymise": "anonymised", "retain": "retained"}
+    labels: dict[str, str] = {Strategy.DELETE: "deleted", Strategy.ANONYMISE: "anonymised",
+                              Strategy.RETAIN: "retained"}
     parts = [f"{labels.get(k, k)}: {', '.join(v)}" for k, v in groups.items() if v]
     if ge:
         parts.append(f"GE {'passed' if all(ge) else 'FAILED'}")
@@ -280,7 +282,7 @@ def _table_lines(policy: Any, results: list[Mapping[str, Any]]) -> list[str]:
     out = []
     for t in policy.tables:
         entries = [r["tables"][t.name] for r in results if t.name in (r.get("tables") or {})]
-        if t.erase == "retain":
+        if t.erase is Strategy.RETAIN:
             out.append(f"{t.name:16} {t.erase:9}  rows kept: {t.reason}")
             continue
         if not entries:
@@ -291,6 +293,6 @@ def _table_lines(policy: Any, results: list[Mapping[str, Any]]) -> list[str]:
         ver = ", ".join(f"v{b} -> v{a}" for b, a in versions if b != a) or "no commit"
         ge = [e.get("ge_success") for e in entries if e.get("ge_success") is not None]
         verdict = "GE passed" if ge and all(ge) else ("GE FAILED" if ge else "GE not run")
-        verb = "deleted" if t.erase == "delete" else "anonymised"
+        verb = "deleted" if t.erase is Strategy.DELETE else "anonymised"
         out.append(f"{t.name:16} {t.erase:9}  {rows:>5} row(s) {verb:10}  Delta {ver:12}  {verdict}")
     return out

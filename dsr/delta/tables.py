@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from dsr import storage
+from dsr.delta import storage
 from dsr.errors import ConflictError, StoreError
 
 __all__ = [
@@ -116,7 +116,7 @@ def read_all(dt: Any, columns: list[str] | None = None, *, schema: Any = None) -
 
 def schema_drift(expected: Any, actual: Any) -> str | None:
     """How ``actual`` differs from ``expected`` (names and types; views count as their plain types), or None."""
-    from dsr.access import plain_type
+    from dsr.delta.access import plain_type
 
     want = {f.name: plain_type(f.type) for f in expected}
     have = {f.name: plain_type(f.type) for f in actual}

@@ -4,8 +4,8 @@ Each step is a function of (policy, engine, run_id[, table]) so ``dsr run`` call
 Airflow DAG maps them per table; state passes through the control table and the audit log, never through
 return values, so every step can be retried on its own. Steps return small dicts of counts (no subject ids).
 
-Every read of a data table goes through the one access layer (:mod:`dsr.access`); the engine only writes.
-Before any write, each table passes the protocol gate (:mod:`dsr.gate`): a table the reader or the engine
+Every read of a data table goes through the one access layer (:mod:`dsr.delta.access`); the engine only writes.
+Before any write, each table passes the protocol gate (:mod:`dsr.core.gate`): a table the reader or the engine
 cannot handle is refused, its requests fail with the reason (table, engine, feature) at once and for good.
 
 Idempotency means "the erased keys are absent from this table now": each erase step first reads the
@@ -24,13 +24,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsr import access, audit, control, coverage, deltautil, erasure, exporting, gate, nearmatch
+from dsr.core import audit, control, coverage, gate
+from dsr.core.masks import Strategy
+from dsr.core.policy import Policy, TableSpec
+from dsr.core.subjects import uncastable_note
+from dsr.delta import access
+from dsr.delta import tables as deltautil
+from dsr.delta.features import READ
 from dsr.engines.base import CommitResult, Engine, ErasePlan
 from dsr.errors import DsrError, StepError, VerificationError
-from dsr.features import READ
-from dsr.policy import Policy, TableSpec
-from dsr.subjects import uncastable_note
-from dsr.tablecheck import check_table
+from dsr.exports import writer as exporting
+from dsr.plan import erasure
+from dsr.steps import nearmatch
+from dsr.verify.checks import check_table
 
 __all__ = [
     "RunReport",
@@ -44,7 +50,7 @@ __all__ = [
     "verify_table",
 ]
 
-log = logging.getLogger("dsr.pipeline")
+log = logging.getLogger("dsr.steps.pipeline")
 
 def _batch(policy: Policy, run_id: str, kind: str | None = None) -> list[control.Request]:
     """The requests this run holds (status running under run_id)."""
@@ -358,16 +364,16 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
     if not reqs:
         return {"table": table_name, "requests": 0}
     done = _erase_events(policy, [r.request_id for r in reqs], table.name)
-    if table.erase == "retain":
+    if table.erase is Strategy.RETAIN:
         todo = [r for r in reqs if r.request_id not in done]
         retained = _retained_rows(table, todo)
         audit.append(policy, [
             audit.AuditEvent("table_retained", request_id=r.request_id, run_id=run_id, table_name=table.name,
-                             details={"strategy": "retain", "reason": table.reason,
+                             details={"strategy": Strategy.RETAIN.value, "reason": table.reason,
                                       "rows": retained.get(r.request_id)})
             for r in todo
         ])
-        return {"table": table_name, "requests": len(todo), "strategy": "retain"}
+        return {"table": table_name, "requests": len(todo), "strategy": Strategy.RETAIN.value}
 
     verdict = gate.check_table(table, engine.support)
     if not verdict.ok:
@@ -398,11 +404,12 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
     }
     try:
         if len(todo_keys.keys) and matched:
-            key = policy.pseudonym_key() if policy.needs_key and table.erase == "anonymise" else None
+            key = policy.pseudonym_key() if policy.needs_key and table.erase is Strategy.ANONYMISE else None
             source = erasure.build_source(table, info.schema, todo_keys, key)
+            anonymise = table.erase is Strategy.ANONYMISE
             plan = ErasePlan(
-                uri=table.uri, subject=table.subject, strategy=table.erase,
-                updates=erasure.build_updates(table, info.schema, engine.dialect) if table.erase == "anonymise" else {},
+                uri=table.uri, subject=table.subject, operation=str(table.erase.operation),
+                updates=erasure.build_updates(table, info.schema, engine.dialect) if anonymise else {},
                 metadata=metadata,
             )
             result = engine.erase(plan, source)
@@ -445,8 +452,8 @@ def verify_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
     Raises VerificationError when a suite fails (after recording it).
     """
     table = policy.table(table_name)
-    if table.erase == "retain":  # nothing was changed, so there is nothing to prove; the receipt shows the reason
-        return {"table": table_name, "requests": 0, "strategy": "retain", "success": True}
+    if table.erase is Strategy.RETAIN:  # nothing changed, nothing to prove; the receipt shows the reason
+        return {"table": table_name, "requests": 0, "strategy": Strategy.RETAIN.value, "success": True}
     control.renew_lease(policy, run_id)
     reqs = _batch(policy, run_id, "erase")
     by_request = audit.events_by_request(policy, [r.request_id for r in reqs])
@@ -459,7 +466,7 @@ def verify_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
         verify.append(r)
         for e in erased:
             d = e["details"]
-            if e["run_id"] == run_id and d.get("strategy") in ("delete", "anonymise") and \
+            if e["run_id"] == run_id and d.get("strategy") in (Strategy.DELETE, Strategy.ANONYMISE) and \
                     d["version_after"] != d["version_before"]:
                 commits[(d["version_before"], d["version_after"])] = d
     if not verify:
@@ -558,12 +565,12 @@ def _request_result(
             "dv_marked": sum(int(x.get("dv_marked") or 0) for x in ds),
             "ge_success": None if v is None else v["success"],
         }
-        if t.erase == "retain":
+        if t.erase is Strategy.RETAIN:
             entry["reason"] = t.reason
         if not d.get("subject_matchable", True):
             entry["note"] = uncastable_note(t.subject)
         tables[t.name] = entry
-        if t.erase != "retain":
+        if t.erase is not Strategy.RETAIN:
             if v is None:
                 problems.append(f"table {t.name!r} not verified")
             elif not v["success"]:

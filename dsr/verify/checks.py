@@ -1,6 +1,6 @@
 """What one table must prove after erasure, read back by the access layer (never by the engine that wrote).
 
-``check_table`` runs the GE suites on what :mod:`dsr.access` (delta-rs' DataFusion reader, which honours
+``check_table`` runs the GE suites on what :mod:`dsr.delta.access` (delta-rs' DataFusion reader, which honours
 column mapping and deletion vectors) reads, whatever engine wrote the commit:
 
 1. ``dsr_erased_rows``: the rows found for the erased subjects (a pushed-down filter) number zero;
@@ -21,9 +21,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsr import access, erasure
-from dsr.masking import pseudonym_kind
-from dsr.policy import Mask, Policy, TableSpec
+from dsr.core.masks import Strategy, pseudonym_kind
+from dsr.core.policy import Policy, TableSpec
+from dsr.delta import access
+from dsr.plan import erasure
 
 __all__ = ["TableCheck", "check_table", "commit_counts"]
 
@@ -70,7 +71,7 @@ def _marker(table: TableSpec, keys: erasure.SubjectKeys, key: bytes | None, ctyp
     ('none', None) for delete."""
     import pyarrow as pa
 
-    if table.erase != "anonymise":
+    if table.erase is not Strategy.ANONYMISE:
         return "none", None
     mask = table.mask_map[table.subject]
     if mask.strategy == "pseudonymise" and key is not None:
@@ -82,10 +83,10 @@ def check_table(
     policy: Policy, table: TableSpec, subject_ids: Sequence[str], reconcile: Sequence[dict[str, Any]] = (),
 ) -> TableCheck:
     """Run the GE suites of one table for a set of erased subjects (absence, sight, masks, reconcile)."""
-    from dsr.verify import SuiteOutcome, Validator
+    from dsr.verify.ge import SuiteOutcome, Validator
 
     check = TableCheck(table.name)
-    if table.erase == "retain":
+    if table.erase is Strategy.RETAIN:
         check.notes.append(f"retained: {table.reason}")
         return check
     validator = Validator.shared()
@@ -129,7 +130,7 @@ def check_table(
     check.notes.append(f"v{info.version}: {total} rows, {non_null} non-null subject values read ({why})")
 
     # 4. anonymised rows hold their masks
-    if table.erase == "anonymise" and values:
+    if table.erase is Strategy.ANONYMISE and values:
         _check_masks(policy, table, info, keys, check, validator)
 
     # 5. each erase commit of the run reconciles
@@ -169,7 +170,7 @@ def _check_masks(
     policy: Policy, table: TableSpec, info: access.TableInfo, keys: erasure.SubjectKeys, check: TableCheck,
     validator: Any,
 ) -> None:
-    from dsr.verify import SuiteOutcome, mask_suite_name
+    from dsr.verify.ge import SuiteOutcome
 
     schema = info.schema
     ctype = schema.field(table.subject).type
@@ -178,18 +179,18 @@ def _check_masks(
         check.notes.append("subject column nullified: anonymised rows cannot be singled out, masks not re-checked")
         return
     key = policy.pseudonym_key()
-    params = {col: _mask_params(mask, erasure.pseudonyms(keys, key, _kind(schema.field(col).type))
-                                if mask.strategy == "pseudonymise" else [])
+    params = {col: mask.kind.params(mask, erasure.pseudonyms(keys, key, _kind(schema.field(col).type))
+                                    if pseudonym_kind(schema.field(col).type) else [])
               for col, mask in table.masks}
-    outcomes = {c: SuiteOutcome(f"{mask_suite_name(m.strategy)}[{c}]") for c, m in table.masks}
-    text_cols = [c for c, m in table.masks if m.strategy in ("year", "month", "ipv4_24")]
+    outcomes = {c: SuiteOutcome(f"{m.kind.suite}[{c}]") for c, m in table.masks}
+    text_cols = [c for c, m in table.masks if m.kind.checked_as_text]
     columns = [c for c, _ in table.masks]
     found = access.scan(table.uri, columns, where_in=(table.subject, anonymised), info=info)
     for frame in _frames(found, access_schema(schema, columns)):
         frame = _as_text(frame, text_cols)
         for col, mask in table.masks:
             outcomes[col].add(validator.validate(
-                mask_suite_name(mask.strategy), frame[[col]], "pandas", subs={"$column": col}, params=params[col],
+                mask.kind.suite, frame[[col]], "pandas", subs={"$column": col}, params=params[col],
             ))
     for outcome in outcomes.values():
         check.add(outcome)
@@ -225,7 +226,7 @@ def _reconcile(
     live = access.live_files(table.uri, vb)
     stray_removes = sum(1 for path, _ in commit.removes if path not in live)
     deleted = int(rec.get("rows_deleted") or 0)
-    changed = deleted if table.erase == "delete" else int(rec.get("rows_updated") or 0)
+    changed = deleted if table.erase is Strategy.DELETE else int(rec.get("rows_updated") or 0)
     intact = info_before.fingerprint() == info_after.fingerprint()
     frame = _one_row(
         rows_after=after["rows"], rows_changed=changed, keyed_after=after["keyed"], others_after=after["others"],
@@ -235,7 +236,7 @@ def _reconcile(
         "expected_rows_after": before["rows"] - deleted,
         "rows_matched": before["keyed"],
         "expected_others_after": before["others"],
-        "expected_marked_after": before["marked"] + (before["keyed"] if table.erase == "anonymise" else 0),
+        "expected_marked_after": before["marked"] + (before["keyed"] if table.erase is Strategy.ANONYMISE else 0),
     })
     outcome.suite = f"dsr_reconcile[v{vb}->v{va}]"
     check.add(outcome)
@@ -243,7 +244,7 @@ def _reconcile(
               f"{commit.dv_marked} marked with deletion vectors")
     check.notes.append(
         f"v{vb}: {before['rows']} rows ({before['keyed']} of the erased subjects), v{va}: {after['rows']} rows "
-        f"({after['keyed']} left); {changed} {'deleted' if table.erase == 'delete' else 'updated'}; "
+        f"({after['keyed']} left); {changed} {'deleted' if table.erase is Strategy.DELETE else 'updated'}; "
         f"other subjects' rows {before['others']} -> {after['others']}; {effect}"
         + ("" if stray_removes == 0 else f"; {stray_removes} remove(s) name no live file")
         + ("" if intact else "; protocol, configuration or schema changed")
@@ -255,15 +256,6 @@ def _kind(arrow_type: Any) -> str:
     if kind is None:  # the policy check refuses pseudonymise on other types
         raise ValueError(f"no pseudonym form for {arrow_type}")
     return kind
-
-
-def _mask_params(mask: Mask, pseudonyms: list[str | int]) -> dict[str, Any]:
-    """The expectation parameters of one mask's suite."""
-    if mask.strategy == "pseudonymise":
-        return {"pseudonyms": pseudonyms}
-    if mask.strategy == "redact":
-        return {"redact_values": [mask.value]}
-    return {}
 
 
 def _as_text(frame: Any, cols: Sequence[str]) -> Any:

@@ -1,6 +1,6 @@
 """The protocol gate: which Delta features a table uses, and whether the reader and the engine handle them.
 
-Pure (no I/O): it works on :class:`dsr.access.TableInfo` and on what the engines declare.
+Pure (no I/O): it works on :class:`dsr.delta.access.TableInfo` and on what the engines declare.
 
 Every table is read by the one access layer (delta-rs' DataFusion reader, :data:`READER`) for export,
 erase planning and verification, and written by the engine of the run. A table passes the gate for an
@@ -37,7 +37,6 @@ __all__ = [
     "Support",
     "features_in_use",
     "gate",
-    "operations_for",
     "refusal_text",
     "unreadable_features",
 ]
@@ -295,16 +294,6 @@ def _mentions(expression: str, column: str) -> bool:
 
 
 # --- the gate ------------------------------------------------------------------------------------------------
-
-
-def operations_for(strategy: str) -> tuple[str, ...]:
-    """What a table's policy asks of it: always a read (export, planning, verification); a delete or update."""
-    ops = [READ]
-    if strategy == "delete":
-        ops.append(DELETE)
-    elif strategy == "anonymise":
-        ops.append(UPDATE)
-    return tuple(ops)
 
 
 def gate(

@@ -19,10 +19,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dsr import audit, deltautil
+from dsr.core import audit
+from dsr.core.policy import Policy
+from dsr.core.subjects import check_subject_id, check_text
+from dsr.delta import tables as deltautil
 from dsr.errors import InputError
-from dsr.policy import Policy
-from dsr.subjects import check_subject_id, check_text
 
 __all__ = [
     "KINDS",

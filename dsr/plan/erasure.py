@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dsr.core.masks import Strategy, mask_sql, pseudonym, pseudonym_column, pseudonym_kind
+from dsr.core.policy import TableSpec
+from dsr.core.subjects import cast_subject
 from dsr.engines.base import KEY_COLUMN
-from dsr.masking import mask_sql, pseudonym, pseudonym_column, pseudonym_kind
-from dsr.policy import TableSpec
-from dsr.subjects import cast_subject
 
 __all__ = ["SubjectKeys", "build_source", "build_updates", "pseudonyms", "subject_keys"]
 
@@ -71,7 +71,7 @@ def build_source(table: TableSpec, schema: Any, keys: SubjectKeys, key: bytes | 
     import pyarrow as pa
 
     cols: dict[str, Any] = {KEY_COLUMN: keys.keys}
-    if table.erase == "anonymise":
+    if table.erase is Strategy.ANONYMISE:
         for kind in _needed_kinds(table, schema):
             if key is None:
                 raise ValueError("pseudonymise needs the pseudonym key")

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dsr import storage
+from dsr.core.masks import MASKS, Mask, Strategy, check_mask_type
+from dsr.delta import storage
 from dsr.errors import PolicyError
 
 __all__ = [
     "ERASE_STRATEGIES",
     "MASK_STRATEGIES",
     "Exempt",
-    "Mask",
     "Policy",
     "TableSpec",
     "check_against_lake",
@@ -32,9 +32,9 @@ __all__ = [
     "resolve_policy_path",
 ]
 
-ERASE_STRATEGIES = ("delete", "anonymise", "retain")
-MASK_STRATEGIES = ("nullify", "redact", "pseudonymise", "year", "month", "ipv4_24")
-_SUBJECT_MASKS = ("pseudonymise", "nullify")
+ERASE_STRATEGIES = tuple(s.value for s in Strategy)
+MASK_STRATEGIES = tuple(MASKS)
+_SUBJECT_MASKS = tuple(name for name, kind in MASKS.items() if kind.masks_subject)
 
 _TOP_KEYS = {
     "lake", "control", "exports", "pseudonym_key_env", "export_before_erase", "tables", "exempt",
@@ -62,20 +62,12 @@ _KEY_RULE = f"at least {MIN_KEY_BYTES} bytes, not counting white space"
 
 
 @dataclass(frozen=True)
-class Mask:
-    """One column's mask: a strategy, and for ``redact`` the constant that replaces the value."""
-
-    strategy: str
-    value: str | None = None
-
-
-@dataclass(frozen=True)
 class TableSpec:
     name: str
     path: str
     uri: str
     subject: str
-    erase: str
+    erase: Strategy
     masks: tuple[tuple[str, Mask], ...] = ()
     reason: str | None = None
     never_export: tuple[str, ...] = ()
@@ -470,9 +462,12 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
     subject = rt.get("subject")
     if not isinstance(subject, str) or not subject:
         raise PolicyError(f"{label}: 'subject' must name the column that holds the subject id")
-    erase = rt.get("erase")
-    if erase not in ERASE_STRATEGIES:
-        raise PolicyError(f"{label}: unknown erase strategy {erase!r} (use one of: {', '.join(ERASE_STRATEGIES)})")
+    raw_erase = rt.get("erase")
+    if raw_erase not in ERASE_STRATEGIES:
+        raise PolicyError(
+            f"{label}: unknown erase strategy {raw_erase!r} (use one of: {', '.join(ERASE_STRATEGIES)})"
+        )
+    erase = Strategy(raw_erase)
 
     masks: list[tuple[str, Mask]] = []
     raw_mask = rt.get("mask") or {}
@@ -480,7 +475,7 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
         raise PolicyError(f"{label}: 'mask' must map column names to mask strategies")
     for col, spec in raw_mask.items():
         masks.append((str(col), _parse_mask(spec, f"{label}, column {col!r}")))
-    if erase == "anonymise":
+    if erase is Strategy.ANONYMISE:
         if not masks:
             raise PolicyError(f"{label}: erase 'anonymise' needs a 'mask' for at least the subject column")
         subj_mask = dict(masks).get(subject)
@@ -490,9 +485,9 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
                 f"mask it with pseudonymise or nullify"
             )
     elif masks:
-        raise PolicyError(f"{label}: 'mask' only applies to erase 'anonymise', not {erase!r}")
+        raise PolicyError(f"{label}: 'mask' only applies to erase 'anonymise', not {erase.value!r}")
     reason = rt.get("reason")
-    if erase == "retain" and (not isinstance(reason, str) or not reason.strip()):
+    if erase is Strategy.RETAIN and (not isinstance(reason, str) or not reason.strip()):
         raise PolicyError(f"{label}: erase 'retain' needs a 'reason' (the legal ground for keeping the rows)")
     if reason is not None and not isinstance(reason, str):
         raise PolicyError(f"{label}: 'reason' must be text")
@@ -551,8 +546,6 @@ def check_against_lake(policy: Policy) -> dict[str, Any]:
     (``Policy.pseudonym_key()``; a PolicyError names the variable). Then reads only the Delta log (schemas).
     Returns ``{table name: pyarrow schema}``.
     """
-    from dsr.masking import check_mask_type
-
     if policy.needs_key:
         policy.pseudonym_key()
     schemas: dict[str, Any] = {}
@@ -584,9 +577,9 @@ def check_against_lake(policy: Policy) -> dict[str, Any]:
 def read_schema(uri: str) -> Any:
     """The logical pyarrow schema of the Delta table at uri (from its log, via the access layer), or None when
     there is no Delta table there. Column-mapped tables give their logical names."""
-    from dsr import access
+    from dsr.delta import access
+    from dsr.delta.features import unreadable_features
     from dsr.errors import TableError
-    from dsr.features import unreadable_features
 
     if not storage.delta_table_exists(uri):
         return None

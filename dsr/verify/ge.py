@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SuiteOutcome", "Validator", "expectations_dir", "load_suite_spec", "mask_suite_name"]
+__all__ = ["SuiteOutcome", "Validator", "expectations_dir", "load_suite_spec"]
 
 _RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0, "include_unexpected_rows": False}
 
@@ -25,11 +25,7 @@ def expectations_dir() -> Path:
     env = os.environ.get("DSR_EXPECTATIONS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "expectations"
-
-
-def mask_suite_name(strategy: str) -> str:
-    return f"dsr_mask_{strategy}"
+    return Path(__file__).resolve().parents[2] / "expectations"
 
 
 @cache

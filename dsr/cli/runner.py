@@ -7,7 +7,8 @@ import logging
 import sys
 from typing import Any
 
-from dsr.policy import Policy
+from dsr.core.masks import Strategy
+from dsr.core.policy import Policy
 
 __all__ = ["cli_run", "cli_verify", "verify_all"]
 
@@ -20,8 +21,8 @@ def _logging() -> None:
 
 
 def cli_run(policy: Policy, *, engine: str | None, remote: str | None, as_json: bool) -> int:
-    from dsr import pipeline
     from dsr.engines import make_engine
+    from dsr.steps import pipeline
 
     _logging()
     eng = make_engine(engine, remote=remote)
@@ -45,14 +46,14 @@ def cli_run(policy: Policy, *, engine: str | None, remote: str | None, as_json: 
 def verify_all(policy: Policy) -> list[dict[str, Any]]:
     """Re-run the suites of every delete/anonymise table for all completed erasures, reading each table back
     through the access layer. A table that cannot be read fails its check (a blind check is never a pass)."""
-    from dsr import control
+    from dsr.core import control
     from dsr.errors import TableError
-    from dsr.tablecheck import TableCheck, check_table
+    from dsr.verify.checks import TableCheck, check_table
 
     subjects = sorted({r.subject_id for r in control.list_requests(policy, status="completed") if r.kind == "erase"})
     checks = []
     for t in policy.tables:
-        if t.erase == "retain":
+        if t.erase is Strategy.RETAIN:
             continue
         try:
             checks.append(check_table(policy, t, subjects).as_dict())

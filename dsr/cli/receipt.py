@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dsr import audit, control
+from dsr.core import audit, control
+from dsr.core.masks import Strategy
+from dsr.core.policy import Policy
+from dsr.core.subjects import uncastable_note
 from dsr.errors import InputError
-from dsr.policy import Policy
-from dsr.subjects import uncastable_note
 
 __all__ = ["build_receipt", "file_effect", "print_receipt"]
 
@@ -24,7 +25,7 @@ def file_effect(t: dict[str, Any]) -> str:
     parts = []
     rewritten = t.get("files_rewritten", t.get("files_removed", 0)) or 0
     if rewritten:
-        how = "with the rows masked" if t.get("strategy") == "anonymise" else "without the rows"
+        how = "with the rows masked" if t.get("strategy") == Strategy.ANONYMISE else "without the rows"
         parts.append(f"{rewritten} file(s) rewritten {how}")
     if t.get("files_added"):
         parts.append(f"{t['files_added']} file(s) written")
@@ -107,14 +108,14 @@ def print_receipt(policy: Policy, request_id: str, *, as_json: bool) -> int:
         if "exported_rows" in t:
             parts.append(f"exported {t['exported_rows']} row(s) at v{t['export_version']}")
         if "strategy" in t:
-            if t["strategy"] == "retain":
+            if t["strategy"] == Strategy.RETAIN:
                 held = f" {t['rows']} row(s)" if t.get("rows") is not None else ""
                 parts.append(f"retained{held} ({t.get('reason')})")
             else:
                 commit = (f"the batch's commit v{t.get('version_before')}->v{t.get('version_after')}: "
                           f"{file_effect(t)}" if t.get("commits") else "no commit needed")
                 parts.append(f"{t['strategy']} {t.get('rows', 0)} row(s); {commit}")
-        if "ge_success" in t and t.get("strategy") != "retain":
+        if "ge_success" in t and t.get("strategy") != Strategy.RETAIN:
             parts.append("GE " + ("passed" if t["ge_success"] else "FAILED"))
         if "note" in t:
             parts.append(t["note"])

@@ -7,9 +7,9 @@ still holds the person.
 
 from __future__ import annotations
 
-from dsr import storage
+from dsr.core.policy import Policy, read_schema
+from dsr.delta import storage
 from dsr.errors import CoverageError, PolicyError
-from dsr.policy import Policy, read_schema
 
 __all__ = ["describe", "require_covered", "uncovered_tables"]
 

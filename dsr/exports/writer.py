@@ -47,7 +47,7 @@ from collections.abc import Collection, Generator, Iterable, Iterator, Mapping, 
 from operator import itemgetter
 from typing import Any
 
-from dsr import storage
+from dsr.delta import storage
 from dsr.errors import InputError, StepError
 
 __all__ = [

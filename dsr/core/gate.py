@@ -2,7 +2,7 @@
 
 ``dsr check`` lists every refusal; ``dsr run`` (and the DAG) refuses a table before any write, failing its
 requests with :func:`TableVerdict.reason`, which names the table, the engine and every feature — never a
-subject id. The rules themselves are in :mod:`dsr.features`; this module only reads each table's metadata.
+subject id. The rules themselves are in :mod:`dsr.delta.features`; this module only reads each table's metadata.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsr import access
+from dsr.core.masks import Strategy
+from dsr.core.policy import Policy, TableSpec
+from dsr.delta import access
+from dsr.delta.features import READ, Refusal, Support, gate, refusal_text
 from dsr.errors import TableError
-from dsr.features import READ, Refusal, Support, gate, operations_for, refusal_text
-from dsr.policy import Policy, TableSpec
 
 __all__ = ["TableVerdict", "check_table", "check_tables"]
 
@@ -49,8 +50,8 @@ class TableVerdict:
 
 def check_table(table: TableSpec, support: Support, operations: Sequence[str] | None = None) -> TableVerdict:
     """The gate for one policy table on one engine (``operations``: default, what its strategy needs)."""
-    ops = tuple(operations) if operations is not None else operations_for(table.erase)
-    masked = [c for c, _ in table.masks] if table.erase == "anonymise" else []
+    ops = tuple(operations) if operations is not None else table.erase.operations
+    masked = [c for c, _ in table.masks] if table.erase is Strategy.ANONYMISE else []
     verdict = TableVerdict(table.name, table.path, table.erase, support.name, ops)
     try:
         info = access.table_info(table.uri)

@@ -12,8 +12,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from dsr import access
-from dsr.policy import Policy
+from dsr.core.policy import Policy
+from dsr.delta import access
 
 __all__ = ["near_matches", "normalise", "review_reason"]
 
@@ -35,8 +35,8 @@ def near_matches(policy: Policy, subject_ids: Sequence[str]) -> dict[str, dict[s
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from dsr.core.masks import pseudonym_kind
     from dsr.errors import TableError
-    from dsr.masking import pseudonym_kind
 
     if not subject_ids:
         return {}

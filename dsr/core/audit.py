@@ -44,15 +44,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dsr import deltautil, storage
-from dsr.policy import Policy
+from dsr.core.policy import Policy
+from dsr.delta import storage
+from dsr.delta import tables as deltautil
 
 __all__ = [
     "ANCHORED", "EVENTS", "GENESIS", "AuditEvent", "ChainBreak", "anchor_uri", "append", "canonical", "events",
     "events_by_request", "verify_chain",
 ]
 
-log = logging.getLogger("dsr.audit")
+log = logging.getLogger("dsr.core.audit")
 
 GENESIS = "0" * 64
 _ANCHOR_SEQ = "dsr.audit.last_seq"

@@ -114,7 +114,7 @@ def _policy(args: argparse.Namespace, *, lake: bool = True) -> Any:
     key when a mask pseudonymises and the tables' Delta metadata, before anything is read or written;
     ``lake=False`` (filing requests, listing them, receipts, the audit chain) needs neither the key nor the
     tables."""
-    from dsr.policy import check_against_lake, load_policy, resolve_policy_path
+    from dsr.core.policy import check_against_lake, load_policy, resolve_policy_path
 
     policy = load_policy(resolve_policy_path(args.policy))
     if lake:
@@ -127,7 +127,7 @@ def _policy(args: argparse.Namespace, *, lake: bool = True) -> Any:
 def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "demo":
-        from dsr.demo import run_demo
+        from dsr.cli.demo import run_demo
 
         return run_demo(args.dir)
     if cmd == "check":
@@ -139,25 +139,25 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "audit":
         return _audit_verify(args)
     if cmd == "receipt":
-        from dsr.receipt import print_receipt
+        from dsr.cli.receipt import print_receipt
 
         return print_receipt(_policy(args, lake=False), args.request_id, as_json=args.json)
     if cmd == "run":
-        from dsr.runner import cli_run
+        from dsr.cli.runner import cli_run
 
         return cli_run(_policy(args), engine=args.engine, remote=args.remote, as_json=args.json)
     if cmd == "verify":
-        from dsr.runner import cli_verify
+        from dsr.cli.runner import cli_verify
 
         return cli_verify(_policy(args), engine=args.engine, remote=args.remote, as_json=args.json)
     raise AssertionError(cmd)
 
 
 def _check(args: argparse.Namespace) -> int:
-    from dsr.coverage import uncovered_tables
+    from dsr.core.coverage import uncovered_tables
+    from dsr.core.gate import check_tables
     from dsr.engines import engine_support
-    from dsr.exporting import check_location
-    from dsr.gate import check_tables
+    from dsr.exports.writer import check_location
 
     policy = _policy(args)
     check_location(policy.exports)
@@ -196,7 +196,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _request(args: argparse.Namespace) -> int:
-    from dsr import control
+    from dsr.core import control
 
     if args.kind == "import":
         policy = _policy(args, lake=False)
@@ -206,7 +206,7 @@ def _request(args: argparse.Namespace) -> int:
             print(f"{rid}\t{'added' if created else 'duplicate of an open request'}")
         print(f"imported {added} new request(s), {len(results) - added} duplicate(s)", file=sys.stderr)
         return 0
-    from dsr.subjects import check_subject_id
+    from dsr.core.subjects import check_subject_id
 
     check_subject_id(args.subject)
     policy = _policy(args, lake=False)
@@ -220,7 +220,7 @@ def _request(args: argparse.Namespace) -> int:
 def _requests(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from dsr import control
+    from dsr.core import control
 
     policy = _policy(args, lake=False)
     now = dt.datetime.now(dt.UTC)
@@ -245,7 +245,7 @@ def _requests(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from dsr import audit
+    from dsr.core import audit
 
     policy = _policy(args, lake=False)
     n, brk = audit.verify_chain(policy)

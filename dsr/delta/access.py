@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsr import storage
+from dsr.delta import storage
 from dsr.errors import TableError
 
 __all__ = [

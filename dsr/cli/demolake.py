@@ -1,7 +1,7 @@
 """The demo lake: generated tables, a policy, a pseudonym key and a few requests (``build_demo_lake``).
 
 Deterministic for a seed (seeded ``random``, fixed dates) except for the pseudonym key, which is random unless
-given. ``dsr.demo`` runs the Airflow DAG on it.
+given. ``dsr.cli.demo`` runs the Airflow DAG on it.
 
 Layout of DIR::
 
@@ -384,8 +384,8 @@ def _environ(values: Mapping[str, str]) -> Iterator[None]:
 
 def _file_requests(info: DemoInfo, rng: random.Random, user_ids: list[str], customers: list[int]) -> list[DemoRequest]:
     """Five erasures and three exports; one user asks for both (the export runs first)."""
-    from dsr import control
-    from dsr.policy import load_policy
+    from dsr.core import control
+    from dsr.core.policy import load_policy
 
     picked = rng.sample(user_ids, 7)
     erase_users, export_only, both = picked[:4], picked[4:6], picked[6]

@@ -1,0 +1,1 @@
+"""Presentation: the ``dsr`` command (``dsr.cli.main``), run and verify output, receipts, ``dsr demo``."""

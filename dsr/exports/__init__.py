@@ -1,0 +1,1 @@
+"""Export part files, documents and the exports location."""

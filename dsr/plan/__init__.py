@@ -1,0 +1,1 @@
+"""Pure planning of an erase commit: subject keys, the MERGE source, mask SQL."""

@@ -1,0 +1,1 @@
+"""One run: claim, export, erase, verify, complete."""

@@ -1,0 +1,1 @@
+"""Verification: Great Expectations suites and what a table must prove after erasure."""
