@@ -71,11 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("DSR_PSEUDONYM_KEY", "bench-key-0123456789abcdef")
 
+    from dsr import steps
     from dsr.core import control
     from dsr.core.policy import check_against_lake, load_policy
     from dsr.delta import access
     from dsr.engines.deltars import DeltaRsEngine
-    from dsr.steps import pipeline
 
     with tempfile.TemporaryDirectory(prefix="dsr-bench-") as tmp:
         root = Path(tmp)
@@ -99,17 +99,17 @@ def main(argv: list[str] | None = None) -> int:
             timings[name] = round(time.perf_counter() - t, 3)
             return out
 
-        batch = timed("claim_s", pipeline.claim_batch, policy)
+        batch = timed("claim_s", steps.claim_batch, policy)
         rid = batch["run_id"]
-        for t in batch["export_tables"]:
-            timed(f"export_{t}_s", pipeline.export_table, policy, engine, rid, t)
-        timed("finish_exports_s", pipeline.finish_exports, policy, rid)
-        erased = {}
-        for t in batch["erase_tables"]:
-            erased[t] = timed(f"erase_{t}_s", pipeline.erase_table, policy, engine, rid, t)
-        for t in batch["erase_tables"]:
-            timed(f"verify_{t}_s", pipeline.verify_table, policy, engine, rid, t)
-        summary = timed("complete_s", pipeline.complete_batch, policy, rid)
+        erased: dict[str, Any] = {}
+        summary: dict[str, Any] = {}
+        for step in steps.STEPS:
+            for t in batch[step.per_table] if step.per_table else [None]:
+                out = timed(f"{step.name}_{t}_s" if t else f"{step.name}_s", steps.call, step, policy, rid, engine, t)
+                if step.name == "erase":
+                    erased[str(t)] = out
+                if step.always:
+                    summary = out
         result = {
             "at": dt.datetime.now(dt.UTC).isoformat(), "python": sys.version.split()[0],
             "params": vars(args), "timings": timings, "scans": dict(access.scans.items()),

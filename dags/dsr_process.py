@@ -26,7 +26,7 @@ Configuration (environment of the workers, or the trigger form): `DSR_POLICY` (p
 (SparkSubmitOperator, from apache-airflow-providers-apache-spark), that submits `jobs/process.py` (or
 `DSR_SPARK_APPLICATION`) through the Spark connection `DSR_SPARK_CONN_ID` (default `spark_default`):
 `process.py --policy <policy> --run-id <batch id> --remote <spark_remote>`. The job runs the whole batch
-(`dsr.steps.pipeline.run`) on the Spark engine: on Spark Connect when `spark_remote` is set (give the connection the
+(`dsr.steps.run`) on the Spark engine: on Spark Connect when `spark_remote` is set (give the connection the
 master `local[*]`: spark-submit then only starts the driver, which connects), else on the connection's
 cluster with delta-spark (`DSR_SPARK_PACKAGES`). The pseudonym key never goes into the command line or a
 templated field: spark-submit inherits it from the worker's environment (client mode), a cluster-mode driver
@@ -94,7 +94,7 @@ def _final_errors() -> Iterator[None]:
     """A bad policy or input, or a failed verification, fails the task at once: a retry would fail the same way.
 
     dsr error messages name tables, columns and request ids, never subject ids; other errors are re-raised
-    with the batch's subject ids scrubbed (``dsr.steps.pipeline.safe_error``).
+    with the batch's subject ids scrubbed (``dsr.steps.safe_error``).
     """
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -106,13 +106,13 @@ def _final_errors() -> Iterator[None]:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
     except Exception as exc:
         # anything else (I/O, engine) is retried by Airflow, with subject ids scrubbed from its message
-        from dsr.steps import pipeline
+        from dsr.steps import safe_error
 
         try:
             policy = _policy()
         except Exception:
             policy = None
-        raise pipeline.safe_error(exc, policy, _batch_id()) from None
+        raise safe_error(exc, policy, _batch_id()) from None
 
 
 def _batch_id() -> str:
@@ -132,17 +132,20 @@ def _safe_batch_id(run_id: str) -> str:
     return "af_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_")[:120]
 
 
-def _table_step(step: str, table: str) -> str:
-    """Run one per-table pipeline step (``export_table``, ``erase_table``, ``verify_table``) on its own engine."""
-    from dsr.steps import pipeline
+def _step(name: str, table: str | None = None) -> dict[str, Any]:
+    """Run one step of ``dsr.steps.STEPS`` (for one table when it fans out), with an engine only if it writes."""
+    from dsr import steps
 
+    step = next(s for s in steps.STEPS if s.name == name)
     with _final_errors():
-        engine = _engine()
+        engine = _engine() if step.engine else None
         try:
-            _log(f"{step} {table}", getattr(pipeline, step)(_policy(), engine, _batch_id(), table))
+            out = steps.call(step, _policy(), _batch_id(), engine, table)
         finally:
-            engine.close()
-    return table
+            if engine is not None:
+                engine.close()
+    _log(f"{name} {table}" if table else name, out)
+    return out
 
 
 def _log(step: str, metrics: dict[str, Any]) -> None:
@@ -193,10 +196,10 @@ def dsr_process() -> None:
     def claim() -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from dsr.steps import pipeline
+        from dsr.steps import claim_batch
 
         with _final_errors():
-            batch = pipeline.claim_batch(_policy(), _batch_id())
+            batch = claim_batch(_policy(), _batch_id())
         out = {
             "run_id": str(batch["run_id"]),
             "export_tables": [str(t) for t in batch["export_tables"]],
@@ -218,22 +221,22 @@ def dsr_process() -> None:
 
     @task(max_active_tis_per_dagrun=4)
     def export(table: str) -> str:
-        return _table_step("export_table", table)
+        _step("export", table)
+        return table
 
     @task(trigger_rule=_NONE_FAILED)
     def finish_exports() -> None:
-        from dsr.steps import pipeline
-
-        with _final_errors():
-            _log("finish_exports", pipeline.finish_exports(_policy(), _batch_id()))
+        _step("finish_exports")
 
     @task(trigger_rule=_NONE_FAILED, max_active_tis_per_dagrun=4)
     def erase(table: str) -> str:
-        return _table_step("erase_table", table)
+        _step("erase", table)
+        return table
 
     @task(trigger_rule=_NONE_FAILED, max_active_tis_per_dagrun=4)
     def verify(table: str) -> str:
-        return _table_step("verify_table", table)
+        _step("verify", table)
+        return table
 
     @task(trigger_rule="all_done", multiple_outputs=False)
     def complete() -> dict[str, Any]:
@@ -241,12 +244,8 @@ def dsr_process() -> None:
         # are marked failed now, so the next run retries them (up to max_attempts).
         from airflow.sdk.exceptions import AirflowFailException
 
-        from dsr.steps import pipeline
-
         batch_id = _batch_id()
-        with _final_errors():
-            summary = pipeline.complete_batch(_policy(), batch_id)
-        _log("complete", summary)
+        summary = _step("complete")
         if int(summary.get("exit_code", 0)) != 0:
             raise AirflowFailException(
                 f"batch {batch_id}: {summary.get('failed', '?')} request(s) failed; "

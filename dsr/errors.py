@@ -44,7 +44,7 @@ class CoverageError(VerificationError):
 
 
 class StepError(DsrError):
-    """A pipeline step failed for a reason outside dsr (I/O, engine); its text has subject ids scrubbed."""
+    """A step of a run failed for a reason outside dsr (I/O, engine); its text has subject ids scrubbed."""
 
 
 class TableError(DsrError):

@@ -1,7 +1,7 @@
 """Process every pending data-subject request once, on the Spark engine.
 
 A thin entry point: parse the arguments, build the engine, load and check the policy, call
-``dsr.steps.pipeline.run``, exit with its code (0 success, 1 a request or a verification failed, 2 bad usage or
+``dsr.steps.run``, exit with its code (0 success, 1 a request or a verification failed, 2 bad usage or
 bad input). Runs the same with python and with spark-submit::
 
     python jobs/process.py --policy dsr.yml --remote sc://HOST:15002      # Spark Connect
@@ -43,10 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import json
 
+    from dsr import steps
     from dsr.core.policy import check_against_lake, load_policy, resolve_policy_path
     from dsr.engines import make_engine
     from dsr.errors import DsrError
-    from dsr.steps import pipeline
 
     try:
         policy = load_policy(resolve_policy_path(args.policy))
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"process.py: {exc}", file=sys.stderr)
         return exc.exit_code
     try:
-        report = pipeline.run(policy, engine, run_id=args.run_id)
+        report = steps.run(policy, engine, run_id=args.run_id)
     except DsrError as exc:  # e.g. an uncovered personal table: nothing claimed
         print(f"process.py: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -16,11 +16,11 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
+from dsr import steps
 from dsr.core import control
 from dsr.core.policy import check_against_lake, load_policy
 from dsr.delta import access
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.steps import pipeline
 from dsr.verify import checks as tablecheck
 from dsr.verify.ge import Validator
 from tests import real_tables as rt
@@ -55,7 +55,7 @@ def test_dsr_now_exports_and_erases_the_row(lake: dict[str, Any]) -> None:
     policy, uri = lake["policy"], lake["uri"]
     erase_id = control.submit(policy, "erase", "0")[0]
     export_id = control.submit(policy, "export", "0")[0]
-    report = pipeline.run(policy, DeltaRsEngine())
+    report = steps.run(policy, DeltaRsEngine())
     assert report.exit_code == 0, report.as_dict()
     assert rt.read_rows(uri) == []
     export = control.list_requests(policy, ids=[export_id])[0]

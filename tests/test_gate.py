@@ -20,10 +20,10 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
+from dsr import steps
 from dsr.core import control
 from dsr.core.policy import check_against_lake, load_policy
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.steps import pipeline
 from tests import real_tables as rt
 
 KEY = "gate-test-key-0123456789abcdef"
@@ -138,7 +138,7 @@ def test_dsr_run_refuses_before_any_write_and_processes_the_other_tables(lake: P
     before = {name: rt.tree(lake / "lake" / name) for name in CRAFTED}
     erase_id = control.submit(policy, "erase", "u1")[0]
     export_id = control.submit(policy, "export", "u1")[0]
-    report = pipeline.run(policy, DeltaRsEngine())
+    report = steps.run(policy, DeltaRsEngine())
     assert report.exit_code == 1
     assert any("future_reader" in e and "quantumSkipping" in e for e in report.errors)
 
@@ -162,7 +162,7 @@ def test_dsr_run_refuses_before_any_write_and_processes_the_other_tables(lake: P
     receipt = json.loads(_cli(lake, "receipt", erase_id, "--json").stdout)
     assert "identityColumns" in receipt["tables"]["identity"]["error"]
     assert receipt["tables"]["events"]["ge_success"] is True and receipt["tables"]["events"]["rows"] == 3
-    again = pipeline.run(policy, DeltaRsEngine())
+    again = steps.run(policy, DeltaRsEngine())
     assert again.claimed["requests"] == 0
     # filed again once fixed (here: the refused tables taken out of the policy and exempted), it completes
     kept = [line for line in (lake / "dsr.yml").read_text().splitlines()
@@ -172,7 +172,7 @@ def test_dsr_run_refuses_before_any_write_and_processes_the_other_tables(lake: P
     fixed = load_policy(lake / "dsr.yml")
     new_id, created = control.submit(fixed, "erase", "u1")
     assert created and new_id != erase_id
-    assert pipeline.run(fixed, DeltaRsEngine()).exit_code == 0
+    assert steps.run(fixed, DeltaRsEngine()).exit_code == 0
 
 
 def test_an_unreadable_table_log_is_one_error_line_not_a_traceback(lake: Path) -> None:

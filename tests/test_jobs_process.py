@@ -75,15 +75,15 @@ def lake_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_spark_and_delta_rs_runs_end_in_the_same_state(
     tmp_path: Path, spark_remote: str, lake_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from dsr import steps
     from dsr.core.policy import load_policy
     from dsr.engines import make_engine
-    from dsr.steps import pipeline
 
     by_rs = _lake_with_requests(tmp_path / "delta-rs")
     by_spark = _lake_with_requests(tmp_path / "spark")
 
     engine = make_engine("delta-rs")
-    assert pipeline.run(load_policy(by_rs.policy_path), engine).exit_code == 0
+    assert steps.run(load_policy(by_rs.policy_path), engine).exit_code == 0
     engine.close()
     capsys.readouterr()
     code = _process_main()(["--policy", str(by_spark.policy_path), "--remote", spark_remote, "--json"])

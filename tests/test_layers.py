@@ -28,11 +28,13 @@ def _modules() -> dict[str, Path]:
 
 
 def _imports(path: Path) -> set[str]:
+    """The dsr modules a file imports (``from pkg import module`` counts as the module, not the package)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dsr"):
-            found.add(node.module)
-            found.update(f"{node.module}.{a.name}" for a in node.names)
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                found.add(sub if sub in MODULES else node.module)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("dsr"))
     return found

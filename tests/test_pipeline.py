@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from dsr import steps
 from dsr.core import control
 from dsr.core.masks import apply_mask, pseudonym
 from dsr.core.policy import Policy, check_against_lake, load_policy
 from dsr.delta import access
 from dsr.engines.deltars import DeltaRsEngine
 from dsr.exports.writer import json_value
-from dsr.steps import pipeline
 from tests import lakes
 
 
@@ -72,7 +72,7 @@ def processed(shared_lake: lakes.Lake) -> dict[str, Any]:
     ids = _file_requests(policy)
     before = _tables(policy)
     engine = DeltaRsEngine()
-    report = pipeline.run(policy, engine)
+    report = steps.run(policy, engine)
     return {"policy": policy, "ids": ids, "before": before, "after": _tables(policy), "report": report,
             "engine": engine}
 
@@ -160,11 +160,11 @@ def test_export_reads_each_table_once_for_the_whole_batch(lake: lakes.Lake) -> N
     for sid in lakes.EXPORT:
         control.submit(policy, "export", sid)
     engine = DeltaRsEngine()
-    batch = pipeline.claim_batch(policy)
+    batch = steps.claim_batch(policy)
     assert batch["exports"] == 3
     access.scans.clear()
     for t in batch["export_tables"]:
-        pipeline.export_table(policy, engine, batch["run_id"], t)
+        steps.export_table(policy, engine, batch["run_id"], t)
     assert dict(access.scans) == {t.uri: 1 for t in policy.tables}
 
 
@@ -192,7 +192,7 @@ def test_receipts_show_rows_versions_and_ge(processed: dict[str, Any], shared_la
 
 def test_a_second_run_changes_nothing(processed: dict[str, Any]) -> None:
     policy = processed["policy"]
-    again = pipeline.run(policy, DeltaRsEngine())
+    again = steps.run(policy, DeltaRsEngine())
     assert again.claimed["requests"] == 0 and again.exit_code == 0
     assert _tables(policy) == processed["after"]
 
@@ -203,7 +203,7 @@ def test_erasure_waits_for_an_unfinished_export(lake: lakes.Lake) -> None:
     export_id, _ = control.submit(policy, "export", "1001")
     # someone else holds the export (a running claim): the erasure must not run
     control.claim(policy, "run_other", ids=[export_id])
-    report = pipeline.run(policy, DeltaRsEngine())
+    report = steps.run(policy, DeltaRsEngine())
     assert report.exit_code == 0
     assert control.list_requests(policy, ids=[erase_id])[0].status == "pending"
     assert any(r["user_id"] == "1001" for r in lakes.snapshot(policy.table("events").uri))
@@ -245,9 +245,9 @@ def test_safe_error_scrubs_subject_ids_from_foreign_errors(tmp_path: Path, monke
         monkeypatch.setenv(k, v)
     policy = _policy(built)
     control.submit(policy, "erase", "1012")
-    batch = pipeline.claim_batch(policy)
-    err = pipeline.safe_error(OSError("cannot read row 1012 of part-0001"), policy, batch["run_id"])
+    batch = steps.claim_batch(policy)
+    err = steps.safe_error(OSError("cannot read row 1012 of part-0001"), policy, batch["run_id"])
     assert isinstance(err, StepError) and "1012" not in str(err) and "<subject>" in str(err)
     own = InputError("table 'events': bad")
-    assert pipeline.safe_error(own, policy, batch["run_id"]) is own
-    assert "1012" not in str(pipeline.safe_error(OSError("1012"), None, batch["run_id"]))
+    assert steps.safe_error(own, policy, batch["run_id"]) is own
+    assert "1012" not in str(steps.safe_error(OSError("1012"), None, batch["run_id"]))

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from dsr import steps
 from dsr.core import audit, control
 from dsr.core.policy import check_against_lake, load_policy
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.steps import pipeline
 from tests import lakes
 
 EXTRA = "1017"
@@ -45,7 +45,7 @@ def test_no_subject_id_in_commit_info_audit_logs_or_file_names(
         control.submit(policy, "erase", sid)
     for sid in lakes.EXPORT:
         control.submit(policy, "export", sid)
-    report = pipeline.run(policy, DeltaRsEngine())
+    report = steps.run(policy, DeltaRsEngine())
     assert report.exit_code == 0
     assert control.list_requests(policy, status="completed")
 

@@ -26,12 +26,12 @@ from deltalake import DeltaTable, write_deltalake
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dsr import steps
 from dsr.core import control
 from dsr.core.masks import pseudonym
 from dsr.core.policy import check_against_lake, load_policy
 from dsr.engines.deltars import DeltaRsEngine
 from dsr.exports.writer import json_value
-from dsr.steps import pipeline
 
 KEY = "property-test-key-0123456789"
 _LETTERS = "abcXYZ019'\"\\é中🙂ß- _."
@@ -123,7 +123,7 @@ def test_after_a_run_the_invariants_hold(spec: dict[str, Any], monkeypatch: pyte
         before = {t.name: _plain(t.uri) for t in policy.tables}
         ids = {("erase", s): control.submit(policy, "erase", s)[0] for s in spec["erase"]}
         ids |= {("export", s): control.submit(policy, "export", s)[0] for s in spec["export"]}
-        report = pipeline.run(policy, DeltaRsEngine())
+        report = steps.run(policy, DeltaRsEngine())
         assert report.exit_code == 0, report.as_dict()
         erased = set(spec["erase"])
         for t in policy.tables:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from dsr import steps
 from dsr.cli.receipt import build_receipt
 from dsr.cli.runner import verify_all
 from dsr.core import control, gate
@@ -24,7 +25,6 @@ from dsr.core.policy import Policy, check_against_lake, load_policy
 from dsr.delta import access
 from dsr.delta.features import DELTA_RS
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.steps import pipeline
 from tests import real_tables as rt
 
 TABLES = rt.table_dirs()
@@ -69,7 +69,7 @@ def _run_case(tmp_path: Path, case: rt.Case, strategy: str) -> dict[str, Any]:
     before_tree = rt.tree(Path(table.uri))
     erase_id, _ = control.submit(policy, "erase", case.subject_id)
     export_id, _ = control.submit(policy, "export", case.subject_id)
-    report = pipeline.run(policy, DeltaRsEngine())
+    report = steps.run(policy, DeltaRsEngine())
     return {"policy": policy, "policy_path": policy_path, "table": table, "before": before_rows,
             "before_info": before_info, "before_tree": before_tree, "report": report,
             "erase": control.list_requests(policy, ids=[erase_id])[0],

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
+from dsr import steps
 from dsr.core import control
 from dsr.core.policy import check_against_lake, load_policy
 from dsr.delta import access
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.steps import pipeline
 from tests import real_tables as rt
 
 pytestmark = [pytest.mark.spark]
@@ -69,7 +69,7 @@ def test_after_a_default_engine_erase_spark_reads_what_delta_rs_reads(
     check_against_lake(policy)
     table = policy.tables[0]
     control.submit(policy, "erase", case.subject_id)
-    report = pipeline.run(policy, DeltaRsEngine())
+    report = steps.run(policy, DeltaRsEngine())
     if report.exit_code != 0:
         pytest.skip(f"{source.name}: refused on the default engine ({report.errors})")
     try:

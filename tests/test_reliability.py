@@ -23,11 +23,11 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
+from dsr import steps
 from dsr.cli.receipt import build_receipt
 from dsr.core import audit, control
 from dsr.core.policy import Policy, check_against_lake, load_policy
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.steps import pipeline
 from tests import lakes
 from tests import real_tables as rt
 
@@ -111,13 +111,13 @@ def test_rows_appended_after_the_erase_commit_fail_the_request_and_the_retry_era
         return result
 
     monkeypatch.setattr(engine, "erase", erase_then_ingest)
-    first = pipeline.run(small, engine)
+    first = steps.run(small, engine)
     req = control.list_requests(small, ids=[rid])[0]
     assert first.exit_code == 1 and req.status == "failed" and "verification failed" in (req.error or "")
     assert [r["user_id"] for r in rt.read_rows(uri)].count("anna") == 2
 
     monkeypatch.setattr(engine, "erase", real_erase)
-    second = pipeline.run(small, engine)
+    second = steps.run(small, engine)
     assert second.exit_code == 0, second.as_dict()
     assert control.list_requests(small, ids=[rid])[0].status == "completed"
     users = [r["user_id"] for r in rt.read_rows(uri)]
@@ -165,7 +165,7 @@ def test_a_concurrent_writer_never_leaves_a_completed_erasure_with_the_persons_r
                               text=True)
     try:
         time.sleep(0.3)
-        outcomes = [pipeline.run(small, DeltaRsEngine()).exit_code for _ in range(2)]
+        outcomes = [steps.run(small, DeltaRsEngine()).exit_code for _ in range(2)]
     finally:
         stop.touch()
         appended = int((writer.communicate(timeout=60)[0] or "0").strip() or 0)
@@ -174,7 +174,7 @@ def test_a_concurrent_writer_never_leaves_a_completed_erasure_with_the_persons_r
         req = control.list_requests(small, ids=[rid])[0]
         if not control.is_open(req, small):
             break
-        outcomes.append(pipeline.run(small, DeltaRsEngine()).exit_code)
+        outcomes.append(steps.run(small, DeltaRsEngine()).exit_code)
     req = control.list_requests(small, ids=[rid])[0]
     assert req.status == "completed", (outcomes, req.error, req.attempts)
     # every verification that passed saw no row of bob at the version it read
@@ -198,7 +198,7 @@ def test_a_subject_found_nowhere_completes_as_no_data_found(small: Policy) -> No
     rid = control.submit(small, "erase", "nobody-like-this")[0]
     xid = control.submit(small, "export", "nobody-like-this")[0]
     before = rt.read_rows(small.table("events").uri)
-    assert pipeline.run(small, DeltaRsEngine()).exit_code == 0
+    assert steps.run(small, DeltaRsEngine()).exit_code == 0
     for r in control.list_requests(small, ids=[rid, xid]):
         assert r.status == "completed" and r.result_json()["outcome"] == "no data found"
     assert rt.read_rows(small.table("events").uri) == before
@@ -206,7 +206,7 @@ def test_a_subject_found_nowhere_completes_as_no_data_found(small: Policy) -> No
     shown = _cli(Path(small.source), "requests")
     assert "no data found" in shown.stdout
     erased = control.submit(small, "erase", "bob")[0]
-    assert pipeline.run(small, DeltaRsEngine()).exit_code == 0
+    assert steps.run(small, DeltaRsEngine()).exit_code == 0
     assert control.list_requests(small, ids=[erased])[0].result_json()["outcome"] == "erased"
 
 
@@ -218,7 +218,7 @@ def test_a_near_match_fails_for_review_and_erases_nothing(small: Policy, typed: 
     uri = small.table("events").uri
     rid = control.submit(small, "erase", typed)[0]
     xid = control.submit(small, "export", typed)[0]
-    report = pipeline.run(small, DeltaRsEngine())
+    report = steps.run(small, DeltaRsEngine())
     assert report.exit_code == 1
     for r in control.list_requests(small, ids=[rid, xid]):
         assert r.status == "failed" and r.attempts >= small.max_attempts, r

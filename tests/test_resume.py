@@ -17,17 +17,17 @@ from typing import Any
 
 import pytest
 
+from dsr import steps
 from dsr.core import audit, control
 from dsr.core.policy import Policy, check_against_lake, load_policy
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.steps import pipeline
 from tests import lakes
 
 CHILD = textwrap.dedent("""
     import os, sys
     from dataclasses import replace
     from dsr.core import audit
-    from dsr.steps import pipeline
+    from dsr import steps
     from dsr.engines.deltars import DeltaRsEngine
     from dsr.core.policy import load_policy
 
@@ -48,18 +48,14 @@ CHILD = textwrap.dedent("""
             print("KILL-POINT", flush=True)
             os.kill(os.getpid(), 9)
 
-    batch = pipeline.claim_batch(policy)
+    batch = steps.claim_batch(policy)
     run_id = batch["run_id"]
-    for t in batch["export_tables"]:
-        pipeline.export_table(policy, engine, run_id, t)
-        stop("export-" + t)
-    pipeline.finish_exports(policy, run_id)
-    for t in batch["erase_tables"]:
-        pipeline.erase_table(policy, engine, run_id, t)
-        stop("erase-" + t)
-    for t in batch["erase_tables"]:
-        pipeline.verify_table(policy, engine, run_id, t)
-        stop("verify-" + t)
+    for step in steps.STEPS:
+        if step.always:
+            break  # the killed run never completes
+        for t in batch[step.per_table] if step.per_table else [None]:
+            steps.call(step, policy, run_id, engine, t)
+            stop(f"{step.name}-{t}" if t else step.name)
     print("NOT KILLED", flush=True)
 """)
 
@@ -99,7 +95,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     saved = dict(os.environ)
     try:
         _, policy = _setup(tmp_path_factory.mktemp("reference") / "w")
-        assert pipeline.run(policy, DeltaRsEngine()).exit_code == 0
+        assert steps.run(policy, DeltaRsEngine()).exit_code == 0
         return _state(policy)
     finally:
         os.environ.clear()
@@ -122,7 +118,7 @@ def test_killed_run_converges_to_the_uninterrupted_end_state(
     assert "NOT KILLED" not in child.stdout
     assert any(r.status == "running" for r in control.list_requests(policy))
 
-    report = pipeline.run(policy, DeltaRsEngine())
+    report = steps.run(policy, DeltaRsEngine())
     assert report.exit_code == 0, report.as_dict()
     assert _state(policy) == reference
     n, broken = audit.verify_chain(policy)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from dsr import steps
 from dsr.core import audit, control
 from dsr.core.policy import check_against_lake, load_policy
 from dsr.delta import storage
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.steps import pipeline
 from tests import lakes
 from tests.moto_s3 import aws_env, moto_server
 
@@ -51,7 +51,7 @@ def test_run_on_an_s3_lake_erases_exports_and_verifies(
     export_id, _ = control.submit(policy, "export", "1005")
     before = lakes.snapshot(policy.table("events").uri)
 
-    report = pipeline.run(policy, DeltaRsEngine())
+    report = steps.run(policy, DeltaRsEngine())
     assert report.exit_code == 0, report.as_dict()
 
     after = lakes.snapshot(policy.table("events").uri)

@@ -256,7 +256,7 @@ def _shown_path(path: str) -> str:
 
 
 def _request_line(result: Mapping[str, Any]) -> str:
-    """One line for one request's result (as written by dsr.steps.pipeline)."""
+    """One line for one request's result (as the steps record it)."""
     tables = result.get("tables") or {}
     if result.get("kind") == "export":
         rows = sum(int(n or 0) for n in tables.values())

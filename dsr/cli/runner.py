@@ -1,4 +1,4 @@
-"""``dsr run`` and ``dsr verify``: build the engine, call the pipeline, print the outcome."""
+"""``dsr run`` and ``dsr verify``: build the engine, run the steps, print the outcome."""
 
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ def _logging() -> None:
 
 
 def cli_run(policy: Policy, *, engine: str | None, remote: str | None, as_json: bool) -> int:
+    from dsr import steps
     from dsr.engines import make_engine
-    from dsr.steps import pipeline
 
     _logging()
     eng = make_engine(engine, remote=remote)
     try:
-        report = pipeline.run(policy, eng)
+        report = steps.run(policy, eng)
     finally:
         eng.close()
     if as_json:

@@ -122,20 +122,38 @@ def _open(policy: Policy) -> Any:
     )
 
 
-def _rows(table: Any) -> list[Request]:
-    return [Request(**r) for r in deltautil.read_all(table, schema=_schema()).to_pylist()]
+def _rows(table: Any, where: tuple[str, Iterable[str]] | None = None) -> list[Request]:
+    """Requests of the table's loaded version: all (a full read), or those whose column is in the values."""
+    data = (deltautil.read_all(table, schema=_schema()) if where is None
+            else deltautil.read_where(table, where[0], where[1], schema=_schema()))
+    return [Request(**r) for r in data.to_pylist()]
 
 
-def list_requests(policy: Policy, *, status: str | None = None, ids: Iterable[str] | None = None) -> list[Request]:
+def list_requests(
+    policy: Policy, *, status: str | None = None, ids: Iterable[str] | None = None, run_id: str | None = None,
+    subjects: Iterable[str] | None = None,
+) -> list[Request]:
+    """Requests, oldest first; only those with ``status``, among ``ids``, of ``run_id`` or of ``subjects`` when
+    given (the last three are read with a pushed-down filter, not by reading the whole table)."""
     if status is not None and status not in STATUSES:
         raise InputError(f"unknown status {status!r} (use one of: {', '.join(STATUSES)})")
     table = deltautil.open_table(policy.requests_uri)
     if table is None:
         return []
     wanted = set(ids) if ids is not None else None
+    people = set(subjects) if subjects is not None else None
+    if run_id is not None:
+        found = _rows(table, ("run_id", [run_id]))
+    elif wanted is not None:
+        found = _rows(table, ("request_id", wanted))
+    elif people is not None:
+        found = _rows(table, ("subject_id", people))
+    else:
+        found = _rows(table)
     rows = [
-        r for r in _rows(table)
+        r for r in found
         if (status is None or r.status == status) and (wanted is None or r.request_id in wanted)
+        and (run_id is None or r.run_id == run_id) and (people is None or r.subject_id in people)
     ]
     return sorted(rows, key=lambda r: (r.received_at, r.request_id))
 
@@ -215,10 +233,11 @@ def _read_csv(path: str) -> list[_Intake]:
 
 
 def _audit_readable(policy: Policy) -> None:
-    """StoreError before any write when the audit log cannot be read: every change here is audited."""
+    """StoreError before any write when the audit log cannot be read (its log does not open, or a data file is
+    missing): every change here is audited. Looks at the log and the files, reads no rows."""
     log = deltautil.open_table(policy.audit_uri)
     if log is not None:
-        deltautil.read_all(log, columns=["seq"])
+        deltautil.check_files(log)
 
 
 def _add(policy: Policy, items: Sequence[_Intake]) -> list[tuple[str, bool]]:
@@ -272,9 +291,12 @@ def _add(policy: Policy, items: Sequence[_Intake]) -> list[tuple[str, bool]]:
 
 def live_run_ids(policy: Policy, now: dt.datetime | None = None) -> set[str]:
     """Run ids that still hold a request under an unexpired lease (their export parts are in use)."""
-    at = now or _now()
-    return {r.run_id for r in list_requests(policy, status="running")
-            if r.run_id and r.lease_until is not None and r.lease_until >= at}
+    return _live(list_requests(policy, status="running"), now or _now())
+
+
+def _live(requests: Iterable[Request], at: dt.datetime) -> set[str]:
+    return {r.run_id for r in requests
+            if r.status == "running" and r.run_id and r.lease_until is not None and r.lease_until >= at}
 
 
 def is_open(r: Request, policy: Policy) -> bool:
@@ -294,9 +316,12 @@ def _claimable(r: Request, policy: Policy, now: dt.datetime) -> bool:
 
 def claim(
     policy: Policy, run_id: str, *, limit: int | None = None, now: dt.datetime | None = None,
-    ids: Iterable[str] | None = None,
+    ids: Iterable[str] | None = None, live: set[str] | None = None,
 ) -> list[Request]:
-    """Atomically move claimable requests to ``running`` for this run. Returns what this run got."""
+    """Atomically move claimable requests to ``running`` for this run. Returns what this run got.
+
+    ``live``, when given, is filled from the same read with the runs that still hold an unexpired lease.
+    """
     import pyarrow as pa
 
     _audit_readable(policy)
@@ -309,8 +334,12 @@ def claim(
         at = now or _now()
         lease = at + dt.timedelta(minutes=policy.claim_ttl_minutes)
         table.update_incremental()
+        everything = _rows(table)
+        if live is not None:
+            live.clear()
+            live.update(_live(everything, at))
         rows = sorted(
-            (r for r in _rows(table) if _claimable(r, policy, at) and (wanted is None or r.request_id in wanted)),
+            (r for r in everything if _claimable(r, policy, at) and (wanted is None or r.request_id in wanted)),
             key=lambda r: (r.received_at, r.request_id),
         )
         if limit is not None:
@@ -370,16 +399,13 @@ def _transition(
     now = _now()
     rows = [{**{k: None for k in extra}, **u, "run_id": run_id, "now": now} for u in updates]
 
+    ids = [str(r["request_id"]) for r in rows]
+
     def attempt() -> list[str]:
         table.update_incremental()
-        # The commit fails if anyone commits in between, so what we read here is what the MERGE sees.
-        mine = {r.request_id for r in _rows(table) if r.run_id == run_id and r.status == "running"}
-        todo = [r for r in rows if r["request_id"] in mine]
-        if not todo:
-            return []
-        (
+        metrics = (
             table.merge(
-                pa.Table.from_pylist(todo, schema=pa.schema(fields)),
+                pa.Table.from_pylist(rows, schema=pa.schema(fields)),
                 predicate="t.request_id = s.request_id", source_alias="s", target_alias="t",
                 commit_properties=deltautil.commit_properties({"dsr.operation": what, "dsr.run_id": run_id}),
             )
@@ -389,17 +415,21 @@ def _transition(
             )
             .execute()
         )
-        return [r["request_id"] for r in todo]
+        if int(metrics.get("num_target_rows_updated", 0)) == len(rows):
+            return ids
+        # some were no longer ours (a lease ran out and another run took them): ours carry this update's stamp
+        table.update_incremental()
+        return [r.request_id for r in _rows(table, ("request_id", ids))
+                if r.run_id == run_id and r.updated_at == now]
 
     return deltautil.optimistic(attempt, what=what)
 
 
-def renew_lease(policy: Policy, run_id: str) -> int:
-    """Extend the lease of every request this run still holds by ``claim_ttl_minutes`` from now.
-
-    Each pipeline step calls it first, so a long run keeps its batch while a dead one loses it.
-    """
-    held = [r.request_id for r in list_requests(policy, status="running") if r.run_id == run_id]
+def renew_lease(policy: Policy, run_id: str, request_ids: Iterable[str] | None = None) -> int:
+    """Extend the lease of the requests this run still holds (``request_ids``, else all of them) by
+    ``claim_ttl_minutes`` from now, so a long run keeps its batch while a dead one loses it."""
+    held = list(request_ids) if request_ids is not None else [
+        r.request_id for r in list_requests(policy, status="running", run_id=run_id)]
     lease = _now() + dt.timedelta(minutes=policy.claim_ttl_minutes)
     updates = [{"request_id": rid, "lease_until": lease} for rid in held]
     return len(_transition(policy, run_id, updates, {"lease_until": "s.lease_until"}, "renew"))

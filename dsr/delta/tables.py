@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 from dsr.delta import storage
 from dsr.errors import ConflictError, StoreError
 
 __all__ = [
+    "check_files",
     "commit_properties",
     "compact_small_files",
     "create_if_missing",
@@ -19,7 +22,10 @@ __all__ = [
     "optimistic",
     "pyarrow_dataset",
     "read_all",
+    "read_where",
+    "reads",
     "schema_drift",
+    "table_key",
 ]
 
 T = TypeVar("T")
@@ -99,13 +105,65 @@ def pyarrow_dataset(dt: Any, **kwargs: Any) -> Any:
     return dt.to_pyarrow_dataset(**kwargs)
 
 
+reads: Counter[tuple[str, str]] = Counter()
+"""Reads of dsr's own tables in this process: (table uri, 'full' or 'filtered') -> count (tests assert them)."""
+
+
+def table_key(dt: Any) -> str:
+    """The uri a table is counted under in ``reads`` (as opened: local paths without file://)."""
+    from urllib.parse import unquote, urlparse
+
+    uri = str(dt.table_uri)
+    return (unquote(urlparse(uri).path) if uri.startswith("file://") else uri).rstrip("/")
+
+
 def read_all(dt: Any, columns: list[str] | None = None, *, schema: Any = None) -> Any:
     """The whole current version of a (small) table as a pyarrow Table. A missing or unreadable data file, or
     (when ``schema`` is given) columns that differ from it, raise StoreError."""
+    reads[(table_key(dt), "full")] += 1
     try:
         table = pyarrow_dataset(dt).to_table(columns=columns)
     except Exception as exc:
         raise _broken(str(dt.table_uri), exc) from None
+    return _checked(dt, table, schema)
+
+
+def read_where(
+    dt: Any, column: str, values: Iterable[str], columns: list[str] | None = None, *, schema: Any = None
+) -> Any:
+    """The rows whose ``column`` is one of ``values`` (a pushed-down filter: files and row groups whose
+    statistics rule the values out are not read). Errors as :func:`read_all`."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    reads[(table_key(dt), "filtered")] += 1
+    wanted = pa.array(sorted(set(values)), pa.string())
+    # cast: files MERGE rewrote may store string_view, which pyarrow's statistics pruning cannot compare
+    flt = ds.field(column).cast(pa.string()).isin(wanted)
+    try:
+        table = pyarrow_dataset(dt).to_table(columns=columns, filter=flt)
+    except Exception as exc:
+        raise _broken(str(dt.table_uri), exc) from None
+    return _checked(dt, table, schema)
+
+
+def check_files(dt: Any) -> None:
+    """StoreError when a data file of the table's current version is missing (looks at the files, reads none)."""
+    import pyarrow as pa
+    from pyarrow import fs
+
+    try:
+        paths = [str(p) for p in pa.table(dt.get_add_actions(flatten=False)).column("path").to_pylist()]
+        filesys = native_filesystem(dt)
+        missing = [i.path for i in filesys.get_file_info([unquote(p) for p in paths])
+                   if i.type == fs.FileType.NotFound]
+    except Exception as exc:
+        raise _broken(str(dt.table_uri), exc) from None
+    if missing:
+        raise _broken(str(dt.table_uri), FileNotFoundError(f"{len(missing)} data file(s) missing, e.g. {missing[0]}"))
+
+
+def _checked(dt: Any, table: Any, schema: Any) -> Any:
     if schema is not None:
         problem = schema_drift(schema, table.schema)
         if problem:

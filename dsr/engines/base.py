@@ -1,4 +1,4 @@
-"""The Engine Protocol: the only thing pipeline.py knows about the engines.
+"""The Engine Protocol: the only thing the steps (dsr.steps) know about the engines.
 
 An engine writes; it decides nothing and reads nothing for dsr's checks. Every read of a data table (export,
 erase planning, verification, row counts, metadata) goes through the one access layer (:mod:`dsr.delta.access`),
@@ -8,7 +8,7 @@ engine's dialect). Subject ids travel only as data (pyarrow columns, DataFrames)
 text or in commit metadata.
 
 Each engine declares the Delta features it writes correctly (``support``, see :mod:`dsr.delta.features`); the
-pipeline refuses a table the engine does not handle before any write.
+steps refuse a table the engine does not handle before any write.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any
 from dsr.core.policy import Policy
 from dsr.delta import access
 
-__all__ = ["near_matches", "normalise", "review_reason"]
+__all__ = ["near_matches", "normalise", "outcomes", "review_reason"]
 
 
 def normalise(values: Any) -> Any:
@@ -75,3 +75,24 @@ def review_reason(tables: dict[str, int]) -> str:
     where = ", ".join(f"{t} ({n} row(s))" for t, n in sorted(tables.items()))
     return ("no row matches the subject id exactly, but rows in " + where + " match it after Unicode "
             "normalisation, case folding or trimming: a person must review the id and file the request again")
+
+
+def outcomes(
+    policy: Policy, found: dict[str, tuple[str, int | None]], done_word: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """``found``: request id -> (subject id, rows of the subject found in all tables, None if unknown).
+
+    Returns (request id -> outcome, request id -> reason to fail for review). A subject that matched no row
+    anywhere gives "no data found" — unless rows match it after Unicode normalisation, case folding or
+    trimming: then the request fails for a person to review (counts only, never values).
+    """
+    empty = sorted({sid for sid, n in found.values() if n == 0})
+    near = near_matches(policy, empty) if empty else {}
+    outcomes: dict[str, str] = {}
+    review: dict[str, str] = {}
+    for rid, (sid, n) in found.items():
+        if n == 0 and sid in near:
+            review[rid] = review_reason(near[sid])
+        else:
+            outcomes[rid] = "no data found" if n == 0 else done_word
+    return outcomes, review

@@ -1,0 +1,121 @@
+"""The batch a run holds: its requests, read once per step, and their audit events, read by filter.
+
+Each step of a run (an in-process ``dsr run`` step, or an Airflow task in its own process) rebuilds the batch
+with :meth:`Batch.load` — one filtered read of the control table (the rows of this run), never the whole
+table — and reads the audit events of its requests with a filter, never the whole log. The lease is renewed
+by time (when less than half of ``claim_ttl_minutes`` is left), not by every step.
+
+Also here: what every step shares — recording a table a step could not process, and keeping subject ids out
+of error texts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dsr.core import audit, control
+from dsr.core.policy import Policy, TableSpec
+from dsr.delta import access
+from dsr.errors import DsrError, StepError
+
+__all__ = ["Batch", "safe_error", "scrub", "table_failures"]
+
+log = logging.getLogger("dsr.steps")
+
+
+@dataclass
+class Batch:
+    """The requests a run holds (status ``running`` under ``run_id``) and, on demand, their audit events."""
+
+    policy: Policy
+    run_id: str
+    requests: list[control.Request]
+    _events: dict[str, list[dict[str, Any]]] | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, policy: Policy, run_id: str) -> Batch:
+        return cls(policy, run_id, control.list_requests(policy, status="running", run_id=run_id))
+
+    def of(self, kind: str) -> list[control.Request]:
+        return [r for r in self.requests if r.kind == kind]
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.request_id for r in self.requests]
+
+    @property
+    def subjects(self) -> list[str]:
+        return [r.subject_id for r in self.requests]
+
+    def events(self) -> dict[str, list[dict[str, Any]]]:
+        """request id -> its audit events in chain order (one filtered read, kept until the next record)."""
+        if self._events is None:
+            self._events = audit.events_by_request(self.policy, self.ids)
+        return self._events
+
+    def record(self, events: Sequence[audit.AuditEvent]) -> None:
+        """Append events to the audit log (the cached events are read again when next asked for)."""
+        if events:
+            audit.append(self.policy, events)
+            self._events = None
+
+    def keep_lease(self, now: dt.datetime | None = None) -> int:
+        """Renew the lease of the held requests when less than half of ``claim_ttl_minutes`` is left."""
+        at = now or dt.datetime.now(dt.UTC)
+        half = dt.timedelta(minutes=self.policy.claim_ttl_minutes) / 2
+        due = [r.request_id for r in self.requests if r.lease_until is None or r.lease_until - at < half]
+        return control.renew_lease(self.policy, self.run_id, due) if due else 0
+
+    def refuse(self, table: TableSpec, request_ids: Sequence[str], step: str, reason: str, *, final: bool) -> None:
+        """Record that a step could not process a table for these requests (the reason names no subject)."""
+        log.error("run %s: %s of table %s: %s", self.run_id, step, table.name, reason)
+        self.record([
+            audit.AuditEvent("table_failed", request_id=rid, run_id=self.run_id, table_name=table.name,
+                             details={"step": step, "reason": reason[:1000], "final": final})
+            for rid in request_ids
+        ])
+
+
+def table_failures(events: Sequence[dict[str, Any]], run_id: str | None = None) -> dict[str, dict[str, Any]]:
+    """table -> details of its latest ``table_failed`` event (of this run when given) not followed by success."""
+    out: dict[str, dict[str, Any]] = {}
+    for e in events:
+        if run_id is not None and e["run_id"] != run_id:
+            continue
+        if e["event"] == "table_failed":
+            out[e["table_name"]] = e["details"]
+        elif e["event"] in ("table_exported", "table_erased", "table_retained"):
+            out.pop(e["table_name"], None)
+    return out
+
+
+def scrub(text: str, subjects: Iterable[str]) -> str:
+    """Replace any subject id in an error text by a placeholder (longest first)."""
+    for sid in sorted(set(subjects), key=len, reverse=True):
+        if sid:
+            text = text.replace(sid, "<subject>")
+    return text
+
+
+def safe_error(exc: BaseException, policy: Policy | None, run_id: str) -> Exception:
+    """An exception fit for logs: dsr's own errors as they are (they never hold subject ids); any other
+    error re-worded as a ``StepError`` with the run's subject ids scrubbed from its text.
+
+    Raise the result ``from None`` so the original message does not reach a traceback.
+    """
+    if isinstance(exc, DsrError):
+        return exc
+    subjects: list[str] = []
+    if policy is not None:
+        try:
+            subjects = [r.subject_id for r in control.list_requests(policy, run_id=run_id)]
+        except Exception:
+            subjects = []
+    text = scrub(access.error_line(exc), subjects)
+    if policy is None or not subjects:
+        text = f"{type(exc).__name__} (message withheld: it could not be checked for subject ids)"
+    return StepError(text)

@@ -1,0 +1,41 @@
+"""Step 1, claim: the run takes every claimable request as one batch (after the run-wide checks)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from dsr.core import control, coverage
+from dsr.core.policy import Policy
+from dsr.exports import writer as exporting
+from dsr.steps.batch import Batch
+
+__all__ = ["claim_batch"]
+
+log = logging.getLogger("dsr.steps")
+
+
+def claim_batch(policy: Policy, run_id: str | None = None) -> dict[str, Any]:
+    """Claim every claimable request for this run. Returns run id, counts and the tables to process.
+
+    Refuses (CoverageError, nothing claimed) while a personal table is neither covered nor exempt, and
+    (InputError) when the exports location is unusable. Then removes the export parts of runs no longer alive
+    (they hold personal data), with the live runs known from the claim's own read.
+    """
+    coverage.require_covered(policy)
+    exporting.check_location(policy.exports)
+    run_id = run_id or control.new_run_id()
+    live: set[str] = set()
+    control.claim(policy, run_id, live=live)
+    exporting.remove_stale_parts(policy.exports, live | {run_id})
+    batch = Batch.load(policy, run_id)  # includes what an earlier attempt of this same run claimed
+    exports, erasures = batch.of("export"), batch.of("erase")
+    log.info("run %s: %d export and %d erase request(s) claimed", run_id, len(exports), len(erasures))
+    return {
+        "run_id": run_id,
+        "requests": len(batch.requests),
+        "exports": len(exports),
+        "erasures": len(erasures),
+        "export_tables": [t.name for t in policy.tables if t.export] if exports else [],
+        "erase_tables": [t.name for t in policy.tables] if erasures else [],
+    }

@@ -1,0 +1,151 @@
+"""Steps 2 and 3, export: one scan per table for every export request of the run, then one document per request.
+
+A table the reader cannot read is refused (its export requests fail at once, for good). A subject found in no
+table completes as "no data found" unless a near match sends it to review (:mod:`dsr.steps.nearmatch`).
+With ``export_before_erase``, erasures of subjects whose export is unfinished go back to pending.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from dsr.core import audit, control, gate
+from dsr.core.policy import Policy
+from dsr.core.subjects import uncastable_note
+from dsr.delta import access
+from dsr.delta.features import READ
+from dsr.engines.base import Engine
+from dsr.exports import writer as exporting
+from dsr.plan import erasure
+from dsr.steps import nearmatch
+from dsr.steps.batch import Batch, table_failures
+
+__all__ = ["export_table", "finish_exports"]
+
+log = logging.getLogger("dsr.steps")
+
+
+def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -> dict[str, Any]:
+    """ONE scan of one table for every export request of the run; rows go to the table's part files.
+
+    A table the reader cannot read is refused: its export requests fail with the reason, for good.
+    """
+    batch = Batch.load(policy, run_id)
+    batch.keep_lease()
+    table = policy.table(table_name)
+    reqs = batch.of("export")
+    if not reqs or not table.export:
+        return {"table": table_name, "requests": 0, "rows": 0}
+    verdict = gate.check_table(table, engine.support, (READ,))
+    if not verdict.ok:
+        batch.refuse(table, [r.request_id for r in reqs], "export", verdict.reason, final=True)
+        return {"table": table_name, "requests": len(reqs), "refused": verdict.reason}
+    info = verdict.info
+    assert info is not None  # an accepted verdict always carries the metadata it judged
+    schema = info.schema
+    keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in reqs], schema.field(table.subject).type)
+    by_key: dict[Any, list[str]] = defaultdict(list)
+    for rid, value in keys.by_request.items():
+        by_key[value].append(rid)
+    columns = [c for c in schema.names if c not in table.never_export]
+    with exporting.PartWriter(policy.exports, run_id, table.name, [r.request_id for r in reqs]) as parts:
+        if len(keys.keys):
+            for rows in access.scan(table.uri, columns, where_in=(table.subject, keys.keys), info=info):
+                for row in rows.to_pylist():
+                    for rid in by_key.get(row[table.subject], ()):
+                        parts.write(rid, row)
+    batch.record([
+        audit.AuditEvent(
+            "table_exported", request_id=r.request_id, run_id=run_id, table_name=table.name,
+            details={"rows": parts.rows[r.request_id], "version": info.version,
+                     "subject_matchable": r.request_id not in keys.uncastable,
+                     "columns_excluded": list(table.never_export)},
+        )
+        for r in reqs
+    ])
+    total = sum(parts.rows.values())
+    log.info("run %s: exported table %s (%d rows for %d request(s))", run_id, table.name, total, len(reqs))
+    return {"table": table_name, "requests": len(reqs), "rows": total, "version": info.version}
+
+
+def _exported_tables(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {e["table_name"]: e["details"] for e in events if e["event"] == "table_exported"}
+
+
+def finish_exports(policy: Policy, run_id: str) -> dict[str, Any]:
+    """Write one document per export request and complete it; hold back erasures that must wait."""
+    batch = Batch.load(policy, run_id)
+    batch.keep_lease()
+    reqs = batch.of("export")
+    tables = [t.name for t in policy.tables if t.export]
+    done: list[dict[str, Any]] = []
+    failed: dict[str, str] = {}
+    now = dt.datetime.now(dt.UTC)
+    events = batch.events()
+    final: list[str] = []
+    ready: dict[str, tuple[control.Request, dict[str, dict[str, Any]]]] = {}
+    for r in reqs:
+        refused = {t: d for t, d in table_failures(events[r.request_id], run_id).items() if d.get("final")}
+        if refused:
+            failed[r.request_id] = "export impossible: " + "; ".join(d["reason"] for d in refused.values())
+            final.append(r.request_id)
+            continue
+        exported = _exported_tables(events[r.request_id])
+        missing = [t for t in tables if t not in exported]
+        if missing:
+            failed[r.request_id] = f"export incomplete: table(s) not scanned: {', '.join(missing)}"
+            continue
+        ready[r.request_id] = (r, exported)
+    outcomes, review = nearmatch.outcomes(policy, {
+        rid: (r.subject_id, sum(int(exported[t].get("rows", 0)) for t in tables))
+        for rid, (r, exported) in ready.items()
+    }, "exported")
+    failed.update(review)
+    final.extend(review)
+    notes = {
+        rid: {t: uncastable_note(policy.table(t).subject)
+              for t in tables if not exported[t].get("subject_matchable", True)}
+        for rid, (_, exported) in ready.items()
+    }
+    uris = exporting.finish_documents(
+        policy.exports, run_id, [(rid, ready[rid][0].subject_id) for rid in sorted(outcomes)], tables,
+        exported_at=now, notes=notes,
+    ) if outcomes else {}
+    for rid, outcome in outcomes.items():
+        exported = ready[rid][1]
+        rows = {t: exported[t].get("rows", 0) for t in tables}
+        done.append({"request_id": rid, "export_uri": uris[rid],
+                     "result": {"kind": "export", "export_uri": uris[rid], "tables": rows, "notes": notes[rid],
+                                "outcome": outcome}})
+    if done:
+        control.complete(policy, run_id, done)
+    # every export of the run is now done or failed (a failed one is scanned again by its next attempt):
+    # no part file of the run outlives this step
+    exporting.remove_run_parts(policy.exports, run_id)
+    if failed:
+        control.fail(policy, run_id, failed, final=final)
+    released = _hold_back_erasures(policy, batch)
+    log.info("run %s: %d export document(s) written, %d failed, %d erasure(s) wait for an export",
+             run_id, len(done), len(failed), released)
+    return {"documents": len(done), "failed": len(failed), "erasures_waiting": released}
+
+
+def _hold_back_erasures(policy: Policy, batch: Batch) -> int:
+    """With export_before_erase, an erasure whose subject has an unfinished export goes back to pending."""
+    if not policy.export_before_erase:
+        return 0
+    erasures = batch.of("erase")
+    if not erasures:
+        return 0
+    blocking = {
+        r.subject_id for r in control.list_requests(policy, subjects={r.subject_id for r in erasures})
+        if r.kind == "export" and control.is_open(r, policy)
+    }
+    waiting = [r.request_id for r in erasures if r.subject_id in blocking]
+    if waiting:
+        control.release(policy, batch.run_id, waiting, "waiting for an unfinished export of the same subject")
+    return len(waiting)
