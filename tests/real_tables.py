@@ -39,7 +39,7 @@ def read_rows(uri: str, version: int | None = None) -> list[dict[str, Any]]:
 
 def canon(row: dict[str, Any], drop: tuple[str, ...] = ()) -> str:
     """A row as canonical JSON text (dsr's export encoding), for multiset comparisons."""
-    from dsr.exports.writer import json_value
+    from dsr.exports import json_value
 
     return json.dumps({k: json_value(v) for k, v in row.items() if k not in drop}, sort_keys=True)
 

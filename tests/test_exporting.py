@@ -1,4 +1,4 @@
-"""Export parts and documents (dsr/exporting.py): bounded open files and memory, atomic documents, cleanup,
+"""Export parts and documents (dsr/exports/): bounded open files and memory, atomic documents, cleanup,
 permissions, the exports location check — on a local folder and on moto's S3 server."""
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 
+from dsr import exports as exporting
 from dsr.errors import InputError, StepError
-from dsr.exports import writer as exporting
-from dsr.exports.writer import PartWriter, finish_documents, remove_run_parts, remove_stale_parts
+from dsr.exports import PartWriter, finish_documents, remove_run_parts, remove_stale_parts
+from dsr.exports import location as exports_location
 from tests.moto_s3 import aws_env, moto_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,7 +208,7 @@ _MANY = textwrap.dedent("""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     limit = 256 if hard == resource.RLIM_INFINITY else min(256, hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-    from dsr.exports import writer as exporting
+    from dsr import exports as exporting
 
     exports, n = sys.argv[1], int(sys.argv[2])
     reqs = [(f"req_{i:05d}", f"subject-{i}") for i in range(n)]
@@ -542,6 +543,6 @@ def test_check_location_s3_unreachable_fails_fast(monkeypatch: pytest.MonkeyPatc
         server.bind(("127.0.0.1", 0))
         server.listen(8)
         aws_env(monkeypatch, f"http://127.0.0.1:{server.getsockname()[1]}")
-        monkeypatch.setattr(exporting, "CHECK_REQUEST_TIMEOUT", 1.0)
+        monkeypatch.setattr(exports_location, "CHECK_REQUEST_TIMEOUT", 1.0)
         with pytest.raises(InputError, match="S3 cannot be reached or refused access"):
             exporting.check_location("s3://exp/exports")

@@ -18,7 +18,7 @@ from dsr.core.masks import apply_mask, pseudonym
 from dsr.core.policy import Policy, check_against_lake, load_policy
 from dsr.delta import access
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.exports.writer import json_value
+from dsr.exports import json_value
 from tests import lakes
 
 

@@ -31,7 +31,7 @@ from dsr.core import control
 from dsr.core.masks import pseudonym
 from dsr.core.policy import check_against_lake, load_policy
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.exports.writer import json_value
+from dsr.exports import json_value
 
 KEY = "property-test-key-0123456789"
 _LETTERS = "abcXYZ019'\"\\é中🙂ß- _."

@@ -157,7 +157,7 @@ def _check(args: argparse.Namespace) -> int:
     from dsr.core.coverage import uncovered_tables
     from dsr.core.gate import check_tables
     from dsr.engines import engine_support
-    from dsr.exports.writer import check_location
+    from dsr.exports import check_location
 
     policy = _policy(args)
     check_location(policy.exports)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from dsr import exports as exporting
 from dsr.core import control, coverage
 from dsr.core.policy import Policy
-from dsr.exports import writer as exporting
 from dsr.steps.batch import Batch
 
 __all__ = ["claim_batch"]

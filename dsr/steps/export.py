@@ -13,13 +13,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from dsr import exports as exporting
 from dsr.core import audit, control, gate
 from dsr.core.policy import Policy
 from dsr.core.subjects import uncastable_note
 from dsr.delta import access
 from dsr.delta.features import READ
 from dsr.engines.base import Engine
-from dsr.exports import writer as exporting
 from dsr.plan import erasure
 from dsr.steps import nearmatch
 from dsr.steps.batch import Batch, table_failures
