@@ -1,0 +1,99 @@
+"""The policy as frozen objects: tables (subject, strategy, masks), exempt paths, the run settings.
+
+The HMAC key is not part of it: ``Policy.pseudonym_key()`` reads it from the environment when asked.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from dsr.core.masks import MASKS, Mask, Strategy
+from dsr.delta import storage
+from dsr.errors import PolicyError
+
+ERASE_STRATEGIES = tuple(s.value for s in Strategy)
+MASK_STRATEGIES = tuple(MASKS)
+SUBJECT_MASKS = tuple(name for name, kind in MASKS.items() if kind.masks_subject)
+
+MIN_KEY_BYTES = 16
+_KEY_RULE = f"at least {MIN_KEY_BYTES} bytes, not counting white space"
+
+
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    path: str
+    uri: str
+    subject: str
+    erase: Strategy
+    masks: tuple[tuple[str, Mask], ...] = ()
+    reason: str | None = None
+    never_export: tuple[str, ...] = ()
+    export: bool = True
+
+    @property
+    def mask_map(self) -> dict[str, Mask]:
+        return dict(self.masks)
+
+
+@dataclass(frozen=True)
+class Exempt:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    source: str
+    lake: str
+    control: str
+    exports: str
+    pseudonym_key_env: str
+    export_before_erase: bool
+    tables: tuple[TableSpec, ...]
+    exempt: tuple[Exempt, ...] = ()
+    subject_columns: tuple[str, ...] = ()
+    max_attempts: int = 3
+    claim_ttl_minutes: int = 60
+    due_days: int = 30
+
+    @property
+    def control_uri(self) -> str:
+        return storage.join(self.lake, self.control)
+
+    @property
+    def requests_uri(self) -> str:
+        return storage.join(self.control_uri, "requests")
+
+    @property
+    def audit_uri(self) -> str:
+        return storage.join(self.control_uri, "audit")
+
+    def table(self, name: str) -> TableSpec:
+        for t in self.tables:
+            if t.name == name:
+                return t
+        raise PolicyError(f"no table named {name!r} in the policy {self.source}")
+
+    @property
+    def needs_key(self) -> bool:
+        return any(m.strategy == "pseudonymise" for t in self.tables for _, m in t.masks)
+
+    def pseudonym_key(self) -> bytes:
+        """The HMAC key, read from the environment variable ``pseudonym_key_env`` now (never stored in the
+        policy). PolicyError naming the variable, never its value, when it is unset, empty or too short."""
+        env = self.pseudonym_key_env
+        value = os.environ.get(env, "")
+        if not value:
+            users = sorted({t.name for t in self.tables for _, m in t.masks if m.strategy == "pseudonymise"})
+            who = f"table {users[0]!r} pseudonymises, but " if users else ""
+            raise PolicyError(
+                f"policy {self.source}: {who}the key environment variable {env} is not set "
+                f"(set it to a secret of {_KEY_RULE})"
+            )
+        if len("".join(value.split()).encode("utf-8", "surrogateescape")) < MIN_KEY_BYTES:
+            raise PolicyError(f"policy {self.source}: the key in {env} is too short ({_KEY_RULE})")
+        return value.encode("utf-8", "surrogateescape")  # the bytes of the environment, as given

@@ -1,0 +1,329 @@
+"""The raw YAML mapping -> a validated Policy: keys, strategies, masks, reasons, names, number ranges, and
+every path under the lake (resolved, symlinks followed). One-line PolicyError naming the key at fault."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dsr.core.masks import Mask, Strategy
+from dsr.core.policy_model import ERASE_STRATEGIES, MASK_STRATEGIES, SUBJECT_MASKS, Exempt, Policy, TableSpec
+from dsr.core.policy_yaml import show
+from dsr.delta import storage
+from dsr.errors import PolicyError
+
+_TOP_KEYS = {
+    "lake", "control", "exports", "pseudonym_key_env", "export_before_erase", "tables", "exempt",
+    "subject_columns", "max_attempts", "claim_ttl_minutes", "due_days",
+}
+_TABLE_KEYS = {"name", "path", "subject", "erase", "mask", "reason", "never_export", "export"}
+
+# A table name (and each segment of 'control'): letters, digits, '_', '-', '.', not starting with '.' or '-'
+# (so never '.' or '..'), no separator; it names files under the exports root.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+MAX_NAME_LEN = 128
+_NAME_RULE = (
+    f"letters, digits, '_', '-' and '.', not starting with '.' or '-', at most {MAX_NAME_LEN} characters"
+)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PATH_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# (key, default, lowest, highest)
+_INT_RANGES = (
+    ("max_attempts", 3, 1, 100),
+    ("claim_ttl_minutes", 60, 1, 10080),  # 7 days
+    ("due_days", 30, 1, 3650),
+)
+
+def _name_ok(name: str) -> bool:
+    return len(name) <= MAX_NAME_LEN and NAME_PATTERN.fullmatch(name) is not None
+
+
+def _segments(path: str) -> list[str]:
+    """The '/'-separated segments of a path or URI rest, without empty and '.' segments."""
+    return [s for s in path.split("/") if s not in ("", ".")]
+
+
+def _remote_key(uri: str) -> tuple[str, list[str]]:
+    """(scheme, segments) of a URI for comparing locations: s3a is s3, '//' and '.' segments collapse."""
+    scheme, _, rest = uri.partition("://")
+    scheme = scheme.lower()
+    return ("s3" if scheme == "s3a" else scheme), _segments(rest)
+
+
+def _location_problem(path: str, lake: str) -> str | None:
+    """Why a table or exempt path does not lie strictly below the lake root, or None when it does.
+
+    Relative paths are relative to the lake; absolute paths and URIs must lie below it. Local paths are
+    resolved (symbolic links followed); URIs are compared textually after collapsing '//' and '.' segments,
+    and any '..' segment in them is refused.
+    """
+    if _PATH_CONTROL.search(path):
+        return "contains a control character"
+    relative = "://" not in path and not os.path.isabs(path)
+    if storage.is_remote(lake) or "://" in path:
+        if not storage.is_remote(lake) or (not relative and not storage.is_remote(path)):
+            return "is outside the lake"
+        segs = path.split("/") if relative else path.partition("://")[2].split("/")
+        if ".." in segs:
+            return "has a '..' segment"
+        if relative:
+            if not _segments(path):
+                return "is the lake root itself, not a folder below it"
+            return None
+        scheme, parts = _remote_key(path)
+        lake_scheme, lake_parts = _remote_key(lake)
+        if scheme != lake_scheme or parts[: len(lake_parts)] != lake_parts:
+            return "is outside the lake"
+        if len(parts) == len(lake_parts):
+            return "is the lake root itself, not a folder below it"
+        return None
+    real_lake = os.path.realpath(lake)
+    real = os.path.realpath(os.path.join(lake, path))
+    if real == real_lake:
+        return "is the lake root itself, not a folder below it"
+    if os.path.commonpath([real, real_lake]) != real_lake:
+        if not relative:
+            return "is outside the lake"
+        if ".." in path.split("/"):
+            return "leaves the lake through '..'"
+        return "resolves outside the lake (through a symbolic link)"
+    return None
+
+
+def _table_uri(lake: str, path: str) -> str:
+    """Where a (checked) table path points: local paths joined and normalised; on object storage the URI as
+    checked by _location_problem, without empty or '.' segments."""
+    if storage.is_remote(path):
+        scheme, _, rest = path.partition("://")
+        return f"{scheme}://{'/'.join(_segments(rest))}"
+    if storage.is_remote(lake):
+        return lake.rstrip("/") + "/" + "/".join(_segments(path))
+    return storage.join(lake, path)
+
+
+def _nested(a: str, b: str) -> bool:
+    """Whether location a is b or lies below it (local paths resolved; URIs compared by segments)."""
+    if storage.is_remote(a) != storage.is_remote(b):
+        return False
+    if storage.is_remote(a):
+        (sa, pa), (sb, pb) = _remote_key(a), _remote_key(b)
+        return sa == sb and pa[: len(pb)] == pb
+    ra, rb = os.path.realpath(a), os.path.realpath(b)
+    return os.path.commonpath([ra, rb]) == rb
+
+
+def parse(raw: Mapping[str, Any], p: Path) -> Policy:
+    unknown = sorted(set(raw) - _TOP_KEYS, key=repr)
+    if unknown:
+        raise PolicyError(f"policy {p}: unknown key {show(unknown[0])} (known: {', '.join(sorted(_TOP_KEYS))})")
+    base = p.resolve().parent
+
+    def where(value: Any, key: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise PolicyError(f"policy {p}: '{key}' must be a non-empty path")
+        if _PATH_CONTROL.search(value):
+            raise PolicyError(f"policy {p}: '{key}' contains a control character")
+        return value if storage.is_remote(value) else os.path.realpath(base / value)
+
+    lake = where(raw.get("lake"), "lake")
+    control = _parse_control(raw.get("control", "_dsr"), lake, p)
+    exports = where(raw.get("exports", "./exports"), "exports")
+    key_env = raw.get("pseudonym_key_env", "DSR_PSEUDONYM_KEY")
+    if not isinstance(key_env, str) or not _ENV_NAME.fullmatch(key_env):
+        raise PolicyError(
+            f"policy {p}: 'pseudonym_key_env' must name an environment variable (letters, digits and '_', "
+            f"not starting with a digit)"
+        )
+    ebe = raw.get("export_before_erase", True)
+    if not isinstance(ebe, bool):
+        raise PolicyError(f"policy {p}: 'export_before_erase' must be true or false")
+    ints = {}
+    for name, default, low, high in _INT_RANGES:
+        val = raw.get(name, default)
+        if not isinstance(val, int) or isinstance(val, bool) or not low <= val <= high:
+            raise PolicyError(f"policy {p}: '{name}' must be a whole number from {low} to {high}")
+        ints[name] = val
+
+    raw_tables = raw.get("tables")
+    if not isinstance(raw_tables, list) or not raw_tables:
+        raise PolicyError(f"policy {p}: 'tables' must be a non-empty list")
+    tables: list[TableSpec] = []
+    seen_names: set[str] = set()
+    seen_paths: dict[str, str] = {}
+    control_uri = storage.join(lake, control)
+    for i, rt in enumerate(raw_tables, start=1):
+        t = _parse_table(rt, i, p, lake)
+        if _nested(t.uri, control_uri) or _nested(control_uri, t.uri):
+            raise PolicyError(
+                f"policy {p}: table {t.name!r}: path {show(t.path)} overlaps the control folder "
+                f"{control!r} (dsr's own tables)"
+            )
+        if t.name in seen_names:
+            raise PolicyError(f"policy {p}: duplicate table name {t.name!r}")
+        if t.uri in seen_paths:
+            raise PolicyError(
+                f"policy {p}: tables {seen_paths[t.uri]!r} and {t.name!r} have the same path {t.path!r}"
+            )
+        seen_names.add(t.name)
+        seen_paths[t.uri] = t.name
+        tables.append(t)
+
+    exempt: list[Exempt] = []
+    raw_exempt = raw.get("exempt") or []
+    if not isinstance(raw_exempt, list):
+        raise PolicyError(f"policy {p}: 'exempt' must be a list of {{path, reason}}")
+    for e in raw_exempt:
+        if not isinstance(e, Mapping) or not isinstance(e.get("path"), str) or not e["path"].strip():
+            raise PolicyError(f"policy {p}: every 'exempt' entry needs a 'path'")
+        unknown = sorted(set(e) - {"path", "reason"}, key=repr)
+        if unknown:
+            raise PolicyError(f"policy {p}: exempt path {show(e['path'])}: unknown key {show(unknown[0])} "
+                              f"(known: path, reason)")
+        problem = _location_problem(e["path"], lake)
+        if problem:
+            raise PolicyError(
+                f"policy {p}: exempt path {show(e['path'])} {problem}; an exempt path is relative to the lake, "
+                f"or an absolute path or URI below it"
+            )
+        reason = e.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise PolicyError(f"policy {p}: exempt path {show(e['path'])} needs a 'reason'")
+        exempt.append(Exempt(path=_clean_path(e["path"]), reason=reason.strip()))
+
+    subject_columns = raw.get("subject_columns") or []
+    if not isinstance(subject_columns, list) or not all(isinstance(c, str) and c for c in subject_columns):
+        raise PolicyError(f"policy {p}: 'subject_columns' must be a list of column names")
+
+    return Policy(
+        source=str(p),
+        lake=lake,
+        control=control.strip("/"),
+        exports=exports,
+        pseudonym_key_env=key_env,
+        export_before_erase=ebe,
+        tables=tuple(tables),
+        exempt=tuple(exempt),
+        subject_columns=tuple(subject_columns),
+        max_attempts=ints["max_attempts"],
+        claim_ttl_minutes=ints["claim_ttl_minutes"],
+        due_days=ints["due_days"],
+    )
+
+
+def _parse_control(control: Any, lake: str, p: Path) -> str:
+    """'control': a relative folder below the lake, one or more '/'-separated names (see NAME_PATTERN)."""
+    rule = (f"policy {p}: 'control' must be a relative folder under the lake: one or more names of {_NAME_RULE}, "
+            f"separated by '/'")
+    if not isinstance(control, str):
+        raise PolicyError(rule)
+    segments = control.rstrip("/").split("/")
+    if not control.rstrip("/") or not all(_name_ok(seg) for seg in segments):
+        raise PolicyError(f"{rule} (got {show(control)})")
+    folder = "/".join(segments)
+    if not storage.is_remote(lake) and _location_problem(folder, lake):
+        raise PolicyError(f"policy {p}: 'control' {folder!r} resolves outside the lake (through a symbolic link)")
+    return folder
+
+
+def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
+    if not isinstance(rt, Mapping):
+        raise PolicyError(f"policy {p}: tables entry {i} must be a mapping")
+    name = rt.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise PolicyError(f"policy {p}: tables entry {i} needs a 'name'")
+    if not _name_ok(name):
+        raise PolicyError(
+            f"policy {p}: tables entry {i}: 'name' {show(name)} is not a table name ({_NAME_RULE}; "
+            f"a name is not a path: put the location in 'path')"
+        )
+    label = f"policy {p}: table {name!r}"
+    unknown = sorted(set(rt) - _TABLE_KEYS, key=repr)
+    if unknown:
+        raise PolicyError(f"{label}: unknown key {show(unknown[0])} (known: {', '.join(sorted(_TABLE_KEYS))})")
+    path = rt.get("path", name)
+    if not isinstance(path, str) or not path.strip():
+        raise PolicyError(f"{label}: 'path' must be a non-empty string")
+    problem = _location_problem(path, lake)
+    if problem:
+        raise PolicyError(
+            f"{label}: path {show(path)} {problem}; a table path is relative to the lake {lake}, "
+            f"or an absolute path or URI below it"
+        )
+    subject = rt.get("subject")
+    if not isinstance(subject, str) or not subject:
+        raise PolicyError(f"{label}: 'subject' must name the column that holds the subject id")
+    raw_erase = rt.get("erase")
+    if raw_erase not in ERASE_STRATEGIES:
+        raise PolicyError(
+            f"{label}: unknown erase strategy {raw_erase!r} (use one of: {', '.join(ERASE_STRATEGIES)})"
+        )
+    erase = Strategy(raw_erase)
+
+    masks: list[tuple[str, Mask]] = []
+    raw_mask = rt.get("mask") or {}
+    if not isinstance(raw_mask, Mapping):
+        raise PolicyError(f"{label}: 'mask' must map column names to mask strategies")
+    for col, spec in raw_mask.items():
+        masks.append((str(col), _parse_mask(spec, f"{label}, column {col!r}")))
+    if erase is Strategy.ANONYMISE:
+        if not masks:
+            raise PolicyError(f"{label}: erase 'anonymise' needs a 'mask' for at least the subject column")
+        subj_mask = dict(masks).get(subject)
+        if subj_mask is None or subj_mask.strategy not in SUBJECT_MASKS:
+            raise PolicyError(
+                f"{label}: 'anonymise' leaves the subject column {subject!r} unmasked, so the ID would survive; "
+                f"mask it with pseudonymise or nullify"
+            )
+    elif masks:
+        raise PolicyError(f"{label}: 'mask' only applies to erase 'anonymise', not {erase.value!r}")
+    reason = rt.get("reason")
+    if erase is Strategy.RETAIN and (not isinstance(reason, str) or not reason.strip()):
+        raise PolicyError(f"{label}: erase 'retain' needs a 'reason' (the legal ground for keeping the rows)")
+    if reason is not None and not isinstance(reason, str):
+        raise PolicyError(f"{label}: 'reason' must be text")
+    never = rt.get("never_export") or []
+    if not isinstance(never, list) or not all(isinstance(c, str) for c in never):
+        raise PolicyError(f"{label}: 'never_export' must be a list of column names")
+    if subject in never:
+        raise PolicyError(f"{label}: the subject column {subject!r} cannot be in 'never_export'")
+    export = rt.get("export", True)
+    if not isinstance(export, bool):
+        raise PolicyError(f"{label}: 'export' must be true or false")
+    return TableSpec(
+        name=name,
+        path=_clean_path(path),
+        uri=_table_uri(lake, path),
+        subject=subject,
+        erase=erase,
+        masks=tuple(masks),
+        reason=reason.strip() if isinstance(reason, str) else None,
+        never_export=tuple(never),
+        export=export,
+    )
+
+
+def _clean_path(path: str) -> str:
+    """A table path as written, without stray slashes; absolute and remote paths stay absolute."""
+    if storage.is_remote(path) or os.path.isabs(path):
+        return path.rstrip("/") or path
+    return path.strip("/")
+
+
+def _parse_mask(spec: Any, label: str) -> Mask:
+    if isinstance(spec, str):
+        if spec == "redact":
+            return Mask("redact", "[erased]")
+        if spec not in MASK_STRATEGIES:
+            raise PolicyError(f"{label}: unknown mask {spec!r} (use one of: {', '.join(MASK_STRATEGIES)})")
+        return Mask(spec)
+    if isinstance(spec, Mapping) and len(spec) == 1:
+        (kind, value), = spec.items()
+        if kind == "redact":
+            if not isinstance(value, str):
+                raise PolicyError(f"{label}: redact needs a text constant, e.g. {{redact: \"[erased]\"}}")
+            return Mask("redact", value)
+        raise PolicyError(f"{label}: unknown mask {kind!r} (use one of: {', '.join(MASK_STRATEGIES)})")
+    raise PolicyError(f"{label}: a mask is a strategy name or {{redact: \"TEXT\"}}")
