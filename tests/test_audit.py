@@ -377,8 +377,8 @@ def test_a_log_from_before_the_anchor_verifies_and_is_anchored_by_the_next_appen
     from deltalake import DeltaTable
 
     with monkeypatch.context() as old_dsr:  # appends as the version before the anchor made them
-        old_dsr.setattr(audit, "_ensure_anchored", lambda policy, table: None)
-        old_dsr.setattr(audit, "_record_anchor", lambda policy, anchor: None)
+        old_dsr.setattr(audit, "ensure_anchored", lambda policy, table, tail: None)
+        old_dsr.setattr(audit, "record_anchor", lambda policy, anchor: None)
         _fill(intake_policy)
     assert audit.ANCHORED not in DeltaTable(intake_policy.audit_uri).metadata().configuration
     assert not Path(audit.anchor_uri(intake_policy)).exists()

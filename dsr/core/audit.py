@@ -7,45 +7,37 @@ the (seq, hash) of the chain's new end in its Delta commit info, so ``verify_cha
 from the end, which the links alone cannot show.
 Events hold request ids, run ids, table names and metrics — never subject ids.
 
-The anchor outside the table. Deleting the newest ``_delta_log/<version>.json`` files removes those commits'
-own (seq, hash) with them, and the commit before them looks consistent. So after each commit an append also
-writes ``<lake>/<control>/audit_anchor/<version, 20 digits>.json`` = ``{"format": 1, "table_id", "version",
-"seq", "hash"}``: the audit table's Delta table id, the version its commit created, and the chain's end at that
-version (seq -1 and 64 zeros for no events). Nothing else, no subject id. Each file is written once (its name
-is the version, which only one commit can create), whole (one PUT on S3; write and rename locally), after its
-commit, so writers never overwrite each other's anchor; the newest few are kept, older ones removed.
-``verify_chain`` lists the anchors *before* it loads the table and checks the newest one: the table is at
-that version or later (else commits were deleted: the missing commits and events are named), has the same
-table id (else it was replaced), holds the recorded seq with the recorded hash. An anchor behind the chain's
-end is fine (a concurrent or crashed writer had not written its own yet): the commits' own (seq, hash) cover
-the rest, and compaction commits carry none and change no row.
-
-Migration. A log is *anchored* once its table property ``dsr.audit.anchor`` is set: the first append made by
-this version sets it (new and pre-existing logs alike), after writing a baseline anchor of the table as it
-stands. An anchored log that holds events but has no anchor file is a break (the anchors were deleted); a log
-without the property predates the anchors and is checked as before (links and commit info only).
-
-Limits: an anchor is only as new as the last append that wrote one, so commits made after it (by a writer that
-died before writing its anchor) can be removed unseen; and whoever deletes the newest commits *and* the newest
-anchor files (or the anchors and the property) can still hide them. Detecting that needs an anchor dsr's
-writers cannot delete (e.g. a bucket with object lock).
+The anchor outside the table (:mod:`dsr.core.audit_anchor`) catches the newest commit files deleted.
+``verify_chain`` lists the anchors *before* it loads the table and checks the newest one: the table is at that
+version or later (else commits were deleted: the missing commits and events are named), has the same table id
+(else it was replaced), holds the recorded seq with the recorded hash. An anchor behind the chain's end is fine
+(a concurrent or crashed writer had not written its own yet): the commits' own (seq, hash) cover the rest, and
+compaction commits carry none and change no row. An anchored log that holds events but has no anchor file is a
+break (the anchors were deleted); a log without the property predates the anchors and is checked as before.
+Limits: see :mod:`dsr.core.audit_anchor` and the README.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
-import logging
-import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dsr.core.audit_anchor import (
+    ANCHORED,
+    Anchor,
+    BadAnchor,
+    anchor_uri,
+    ensure_anchored,
+    list_anchors,
+    newest_anchor,
+    record_anchor,
+)
 from dsr.core.policy import Policy
-from dsr.delta import storage
 from dsr.delta import tables as deltautil
 
 __all__ = [
@@ -53,16 +45,10 @@ __all__ = [
     "events_by_request", "verify_chain",
 ]
 
-log = logging.getLogger("dsr.core.audit")
 
 GENESIS = "0" * 64
 _ANCHOR_SEQ = "dsr.audit.last_seq"
 _ANCHOR_HASH = "dsr.audit.last_hash"
-ANCHORED = "dsr.audit.anchor"  # audit table property: set once the log keeps an anchor outside itself
-_ANCHOR_DIR = "audit_anchor"
-_ANCHOR_FORMAT = 1
-_ANCHOR_KEEP = 8  # anchor files kept (the newest); verification needs only the newest
-_ANCHOR_NAME = re.compile(r"^(\d{20})\.json$")
 EVENTS = (
     "received", "claimed", "released", "table_exported", "exported", "table_erased", "table_retained",
     "table_failed", "verified", "completed", "failed",
@@ -138,125 +124,6 @@ def _tail(table: Any) -> tuple[int, str]:
     return int(data["seq"][i].as_py()), str(data["hash"][i].as_py())
 
 
-# --- the anchor outside the audit table ----------------------------------------------------------------------
-
-
-def anchor_uri(policy: Policy) -> str:
-    """Where the anchors of the audit log live: ``<lake>/<control>/audit_anchor`` (beside the table, not in it)."""
-    return storage.join(policy.control_uri, _ANCHOR_DIR)
-
-
-@dataclass(frozen=True)
-class _Anchor:
-    """The chain's end (seq, hash) at a version of the audit table (of that Delta table id)."""
-
-    version: int
-    seq: int
-    hash: str
-    table_id: str
-
-
-class _BadAnchor(Exception):
-    """An anchor file that cannot be read as one (altered or forged)."""
-
-
-def _write_anchor(policy: Policy, anchor: _Anchor) -> None:
-    """Write one anchor file whole: a single PUT on S3, a write and a rename locally."""
-    filesys, base = storage.filesystem(anchor_uri(policy))
-    body = json.dumps(
-        {"format": _ANCHOR_FORMAT, "table_id": anchor.table_id, "version": anchor.version, "seq": anchor.seq,
-         "hash": anchor.hash},
-        sort_keys=True, separators=(",", ":"),
-    ).encode("utf-8")
-    name = f"{anchor.version:020d}.json"
-    if storage.is_remote(anchor_uri(policy)):
-        with filesys.open_output_stream(f"{base}/{name}") as out:
-            out.write(body)
-        return
-    filesys.create_dir(base, recursive=True)
-    tmp = f"{base}/.{name}.{uuid.uuid4().hex}.tmp"
-    with filesys.open_output_stream(tmp) as out:
-        out.write(body)
-    filesys.move(tmp, f"{base}/{name}")
-
-
-def _list_anchors(policy: Policy) -> list[tuple[int, str]]:
-    """(version, path) of every anchor file, oldest first."""
-    from pyarrow import fs
-
-    filesys, base = storage.filesystem(anchor_uri(policy))
-    entries = filesys.get_file_info(fs.FileSelector(base, allow_not_found=True))
-    found = []
-    for e in entries:
-        m = _ANCHOR_NAME.match(e.base_name)
-        if m and e.type == fs.FileType.File:
-            found.append((int(m.group(1)), e.path))
-    return sorted(found)
-
-
-def _parse_anchor(raw: bytes, version: int, name: str) -> _Anchor:
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-        anchor = _Anchor(int(doc["version"]), int(doc["seq"]), str(doc["hash"]), str(doc["table_id"]))
-        ok = (doc.get("format") == _ANCHOR_FORMAT and anchor.version == version and anchor.seq >= -1
-              and re.fullmatch(r"[0-9a-f]{64}", anchor.hash) is not None)
-    except (UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError):
-        ok = False
-    if not ok:
-        raise _BadAnchor(f"the anchor file {name} outside the audit table is not a valid anchor (altered?)")
-    return anchor
-
-
-def _newest_anchor(policy: Policy) -> _Anchor | None:
-    """The newest readable anchor, or None when there is none. Raises _BadAnchor for a damaged newest one."""
-    filesys, _ = storage.filesystem(anchor_uri(policy))
-    for version, path in reversed(_list_anchors(policy)):
-        try:
-            with filesys.open_input_stream(path) as f:
-                raw = f.read()
-        except FileNotFoundError:
-            continue  # pruned by a writer since it was listed: an older one will do
-        return _parse_anchor(raw, version, path.rsplit("/", 1)[-1])
-    return None
-
-
-def _record_anchor(policy: Policy, anchor: _Anchor) -> None:
-    """After a commit: write its anchor, then drop all but the newest few. A failure here loses no event (the
-    anchor is merely behind, which verification accepts), so it is logged, not raised."""
-    try:
-        _write_anchor(policy, anchor)
-        filesys, _ = storage.filesystem(anchor_uri(policy))
-        for _, path in _list_anchors(policy)[:-_ANCHOR_KEEP]:
-            with contextlib.suppress(OSError):  # another writer removed it first
-                filesys.delete_file(path)
-    except OSError as exc:
-        log.warning("audit: could not write the anchor of version %d outside the audit table (%s); "
-                    "the next append writes a newer one", anchor.version, type(exc).__name__)
-
-
-def _ensure_anchored(policy: Policy, table: Any) -> None:
-    """Turn anchoring on for this log (once): a baseline anchor of the table as it stands, then the property.
-
-    In that order, so a log marked anchored always has an anchor unless someone deleted it.
-    """
-    if ANCHORED in table.metadata().configuration:
-        return
-
-    def attempt() -> None:
-        table.update_incremental()
-        if ANCHORED in table.metadata().configuration:
-            return
-        seq, last = _tail(table)
-        _write_anchor(policy, _Anchor(table.version(), seq, last, table.metadata().id))
-        table.alter.set_table_properties(
-            {ANCHORED: str(_ANCHOR_FORMAT)},
-            raise_if_not_exists=False,  # not a delta.* property: delta-rs would refuse it otherwise
-            commit_properties=deltautil.commit_properties({"dsr.component": "audit", "dsr.operation": "anchor"}),
-        )
-
-    deltautil.optimistic(attempt, what="audit anchor setup")
-
-
 # --- append and read --------------------------------------------------------------------------------------------
 
 
@@ -271,13 +138,13 @@ def append(policy: Policy, batch: Sequence[AuditEvent], *, now: dt.datetime | No
         if ev.event not in EVENTS:
             raise ValueError(f"unknown audit event {ev.event!r}")
     table = _open(policy)
-    _ensure_anchored(policy, table)
+    ensure_anchored(policy, table, _tail)
     at = now or dt.datetime.now(dt.UTC)
     # Stored as UTC microseconds: hash exactly what will be read back (a naive time means UTC).
     at = at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
     ids = [uuid.uuid4().hex for _ in batch]
 
-    def attempt() -> _Anchor:
+    def attempt() -> Anchor:
         table.update_incremental()
         seq, prev = _tail(table)
         rows = []
@@ -305,9 +172,9 @@ def append(policy: Policy, batch: Sequence[AuditEvent], *, now: dt.datetime | No
             ),
         )
         # no silent rebase: the commit is the version right after the one read above
-        return _Anchor(table.version(), seq, prev, table.metadata().id)
+        return Anchor(table.version(), seq, prev, table.metadata().id)
 
-    _record_anchor(policy, deltautil.optimistic(attempt, what="audit append"))
+    record_anchor(policy, deltautil.optimistic(attempt, what="audit append"))
     return ids
 
 
@@ -391,8 +258,8 @@ def verify_chain(policy: Policy) -> tuple[int, ChainBreak | None]:
         # The anchors first, the table second: an anchor is written after its commit, so the table loaded
         # next is at its version or later, whatever writers do meanwhile.
         try:
-            anchor: _Anchor | str | None = _newest_anchor(policy)
-        except _BadAnchor as exc:
+            anchor: Anchor | str | None = newest_anchor(policy)
+        except BadAnchor as exc:
             anchor = str(exc)
         table = deltautil.open_table(policy.audit_uri)
         result, settled = _verify(policy, table, anchor)
@@ -402,11 +269,11 @@ def verify_chain(policy: Policy) -> tuple[int, ChainBreak | None]:
 
 
 def _verify(
-    policy: Policy, table: Any, anchor: _Anchor | str | None
+    policy: Policy, table: Any, anchor: Anchor | str | None
 ) -> tuple[tuple[int, ChainBreak | None], bool]:
     """(events checked, first break), and False when the view was taken while the log was being anchored."""
     if table is None:
-        if isinstance(anchor, _Anchor):
+        if isinstance(anchor, Anchor):
             return (0, ChainBreak(0, "(missing)", (
                 f"the audit table is missing, but the anchor outside it records {anchor.seq + 1} event(s) "
                 f"at table version {anchor.version}"
@@ -448,7 +315,7 @@ def _verify(
         return (n, ChainBreak(n, "(anchor)", anchor)), True
     if anchor is None:
         if n and ANCHORED in table.metadata().configuration:
-            if _list_anchors(policy):
+            if list_anchors(policy):
                 return (n, None), False  # anchored while we looked: look again
             return (n, ChainBreak(n, "(anchor)", (
                 f"the anchor of the audit log is missing from {anchor_uri(policy)} although the log is anchored "
@@ -459,7 +326,7 @@ def _verify(
     return _check_anchor(table, rows, anchor), True
 
 
-def _check_anchor(table: Any, rows: list[dict[str, Any]], anchor: _Anchor) -> tuple[int, ChainBreak | None]:
+def _check_anchor(table: Any, rows: list[dict[str, Any]], anchor: Anchor) -> tuple[int, ChainBreak | None]:
     """The table against the newest anchor outside it (which may be behind the chain's end, never ahead)."""
     n = len(rows)
     if table.metadata().id != anchor.table_id:
