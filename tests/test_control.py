@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dsr.cli.main import main
-from dsr.core import audit, control
+from dsr.core import audit, control, intake
 from dsr.core.policy import Policy, load_policy
 from dsr.errors import InputError
 from tests.helpers import INTAKE_POLICY, delta_version, read_rows, run_dsr, write_policy
@@ -247,7 +247,7 @@ def test_dsr_requests_marks_overdue_ones(
     intake_policy: Policy, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=45)
-    monkeypatch.setattr(control, "_now", lambda: long_ago)
+    monkeypatch.setattr(intake, "utc_now", lambda: long_ago)  # filed 45 days ago
     late, _ = control.submit(intake_policy, "erase", "u1")
     monkeypatch.undo()
     fresh, _ = control.submit(intake_policy, "erase", "u2")

@@ -1,0 +1,177 @@
+"""The control table ``<lake>/<control>/requests`` (Delta): what a request is, and reading requests.
+
+One row per request: request_id, kind (erase | export), subject_id, status, ticket, requested_by, received_at,
+due_at, updated_at, attempts, run_id, lease_until, error, export_uri, result (JSON). Reads of a few requests (of
+a run, by id, of some subjects) use a pushed-down filter rather than reading the whole table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from dsr.core.policy import Policy
+from dsr.delta import tables as deltautil
+from dsr.errors import InputError
+
+__all__ = [
+    "KINDS",
+    "OPEN",
+    "STATUSES",
+    "Request",
+    "audit_readable",
+    "is_open",
+    "list_requests",
+    "live_run_ids",
+    "live_runs",
+    "new_request_id",
+    "new_run_id",
+    "open_requests",
+    "read_requests",
+    "schema",
+    "utc_now",
+]
+
+KINDS = ("erase", "export")
+STATUSES = ("pending", "running", "completed", "failed")
+OPEN = ("pending", "running")
+
+
+def schema() -> Any:
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.schema([
+        pa.field("request_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("subject_id", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("ticket", pa.string()),
+        pa.field("requested_by", pa.string()),
+        pa.field("received_at", ts, nullable=False),
+        pa.field("due_at", ts, nullable=False),
+        pa.field("updated_at", ts, nullable=False),
+        pa.field("attempts", pa.int32(), nullable=False),
+        pa.field("run_id", pa.string()),
+        pa.field("lease_until", ts),
+        pa.field("error", pa.string()),
+        pa.field("export_uri", pa.string()),
+        pa.field("result", pa.string()),
+    ])
+
+
+@dataclass(frozen=True)
+class Request:
+    request_id: str
+    kind: str
+    subject_id: str
+    status: str
+    ticket: str | None
+    requested_by: str | None
+    received_at: dt.datetime
+    due_at: dt.datetime
+    updated_at: dt.datetime
+    attempts: int
+    run_id: str | None
+    lease_until: dt.datetime | None
+    error: str | None
+    export_uri: str | None
+    result: str | None
+
+    def overdue(self, now: dt.datetime) -> bool:
+        return self.status != "completed" and self.due_at < now
+
+    def result_json(self) -> dict[str, Any]:
+        return json.loads(self.result) if self.result else {}
+
+    def public(self, now: dt.datetime) -> dict[str, Any]:
+        """A JSON-ready dict for ``dsr requests --json``."""
+        out: dict[str, Any] = {}
+        for k, v in self.__dict__.items():
+            out[k] = v.isoformat() if isinstance(v, dt.datetime) else v
+        out["result"] = self.result_json() or None
+        out["overdue"] = self.overdue(now)
+        return out
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_run_id() -> str:
+    return "run_" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "_" + uuid.uuid4().hex[:8]
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex[:16]
+
+
+def open_requests(policy: Policy) -> Any:
+    return deltautil.create_if_missing(
+        policy.requests_uri, schema(), name="dsr_requests", description="dsr-lake data-subject requests"
+    )
+
+
+def read_requests(table: Any, where: tuple[str, Iterable[str]] | None = None) -> list[Request]:
+    """Requests of the table's loaded version: all (a full read), or those whose column is in the values."""
+    data = (deltautil.read_all(table, schema=schema()) if where is None
+            else deltautil.read_where(table, where[0], where[1], schema=schema()))
+    return [Request(**r) for r in data.to_pylist()]
+
+
+def list_requests(
+    policy: Policy, *, status: str | None = None, ids: Iterable[str] | None = None, run_id: str | None = None,
+    subjects: Iterable[str] | None = None,
+) -> list[Request]:
+    """Requests, oldest first; only those with ``status``, among ``ids``, of ``run_id`` or of ``subjects`` when
+    given (the last three are read with a pushed-down filter, not by reading the whole table)."""
+    if status is not None and status not in STATUSES:
+        raise InputError(f"unknown status {status!r} (use one of: {', '.join(STATUSES)})")
+    table = deltautil.open_table(policy.requests_uri)
+    if table is None:
+        return []
+    wanted = set(ids) if ids is not None else None
+    people = set(subjects) if subjects is not None else None
+    if run_id is not None:
+        found = read_requests(table, ("run_id", [run_id]))
+    elif wanted is not None:
+        found = read_requests(table, ("request_id", wanted))
+    elif people is not None:
+        found = read_requests(table, ("subject_id", people))
+    else:
+        found = read_requests(table)
+    rows = [
+        r for r in found
+        if (status is None or r.status == status) and (wanted is None or r.request_id in wanted)
+        and (run_id is None or r.run_id == run_id) and (people is None or r.subject_id in people)
+    ]
+    return sorted(rows, key=lambda r: (r.received_at, r.request_id))
+
+
+def live_run_ids(policy: Policy, now: dt.datetime | None = None) -> set[str]:
+    """Run ids that still hold a request under an unexpired lease (their export parts are in use)."""
+    return live_runs(list_requests(policy, status="running"), now or utc_now())
+
+
+def live_runs(requests: Iterable[Request], at: dt.datetime) -> set[str]:
+    return {r.run_id for r in requests
+            if r.status == "running" and r.run_id and r.lease_until is not None and r.lease_until >= at}
+
+
+def is_open(r: Request, policy: Policy) -> bool:
+    """Still to be done: pending, running, or failed with attempts left (the next run retries it)."""
+    return r.status in OPEN or (r.status == "failed" and r.attempts < policy.max_attempts)
+
+
+def audit_readable(policy: Policy) -> None:
+    """StoreError before any write when the audit log cannot be read (its log does not open, or a data file is
+    missing): every change here is audited. Looks at the log and the files, reads no rows."""
+    log = deltautil.open_table(policy.audit_uri)
+    if log is not None:
+        deltautil.check_files(log)
+
+
