@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from dsr.delta import access
+from dsr.delta import access, commits
 from dsr.errors import InputError
 
 pytestmark = [pytest.mark.spark, pytest.mark.classic_spark]
@@ -80,7 +80,7 @@ def test_classic_delete_records_metrics_and_commit_metadata(classic_engine: Any,
     assert list(access.scan(uri, ["user_id"], where_in=("user_id", pa.array(ERASED)))) == []
     assert access.count_rows(uri, version=6) - result.rows_deleted == access.count_rows(uri)
     assert access.table_info(uri).fingerprint() == before_info.fingerprint()
-    assert {p for p, _ in access.commit_actions(uri, 7).removes} <= access.live_files(uri, 6)
+    assert {p for p, _ in commits.commit_actions(uri, 7).removes} <= commits.live_files(uri, 6)
     commit = classic_engine.history(uri, 1)[0]
     meta = json.loads(commit["userMetadata"])  # delta-spark honours commitInfo.userMetadata
     assert meta["run_id"] == "run-test" and meta["request_ids"] == "req-0,req-1"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from dsr.delta import access
+from dsr.delta import access, commits
 from dsr.delta.features import DELTA_RS, DELTA_SPARK, ENGINE_SUPPORT, SAIL
 from dsr.engines.base import KEY_COLUMN, CommitResult, Engine, ErasePlan
 from dsr.errors import InputError
@@ -178,7 +178,7 @@ def test_history_reads_the_delta_log_newest_first(engine: Any, tmp_path: Path) -
     assert [h["version"] for h in hist] == [6, 5, 4]
     assert all("operationMetrics" in h for h in hist)
     assert [(h["version"], h["operation"]) for h in hist] == [
-        (h["version"], h["operation"]) for h in access.history(uri, 3)]
+        (h["version"], h["operation"]) for h in commits.history(uri, 3)]
 
 
 # --- erase: delete -------------------------------------------------------------------------------------------
@@ -208,8 +208,8 @@ def test_erase_delete_removes_only_the_subjects_rows_and_rewrites_only_their_fil
     assert access.count_rows(uri, where_in=("user_id", pa.array(ERASED))) == 0
     assert list(access.scan(uri, ["user_id"], where_in=("user_id", pa.array(ERASED)))) == []
     assert access.table_info(uri).fingerprint() == before_info.fingerprint()  # protocol, schema... kept
-    commit = access.commit_actions(uri, 7)
-    assert {p for p, _ in commit.removes} <= access.live_files(uri, 6)  # every remove names a live file
+    commit = commits.commit_actions(uri, 7)
+    assert {p for p, _ in commit.removes} <= commits.live_files(uri, 6)  # every remove names a live file
     assert commit.files_rewritten == len(holding) and commit.dv_marked == 0
     assert_no_subject_text(engine.statements, ERASED)
     commit_info = engine.history(uri, 1)[0]

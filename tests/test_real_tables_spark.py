@@ -23,7 +23,7 @@ import pytest
 from dsr import steps
 from dsr.core import control
 from dsr.core.policy import check_against_lake, load_policy
-from dsr.delta import access
+from dsr.delta import access, commits
 from dsr.engines.deltars import DeltaRsEngine
 from tests import real_tables as rt
 
@@ -144,7 +144,7 @@ def test_sail_marks_deletion_vector_rows_and_the_receipt_says_so(tmp_path: Path,
     # and indeed: the live file still holds the row physically
     import pyarrow.parquet as pq
 
-    live = access.live_files(table.uri, access.table_info(table.uri).version)
+    live = commits.live_files(table.uri, access.table_info(table.uri).version)
     values = [v for p in live for v in pq.read_table(Path(table.uri) / p).column(0).to_pylist()]
     assert case.value in values
 

@@ -21,38 +21,20 @@ text is cut to its first line and scrubbed of the keys of the scan.
 
 from __future__ import annotations
 
-import json
-import re
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from dsr.delta import storage
+from dsr.delta.rawlog import raw_log_info
+from dsr.delta.tableinfo import TableInfo, plain_schema, plain_type
 from dsr.errors import TableError
 
-__all__ = [
-    "ColumnStats",
-    "CommitActions",
-    "TableInfo",
-    "column_stats",
-    "commit_actions",
-    "count_rows",
-    "error_line",
-    "history",
-    "in_predicate",
-    "live_files",
-    "open_table",
-    "plain_type",
-    "scan",
-    "scans",
-    "table_info",
-]
+__all__ = ["TableInfo", "count_rows", "error_line", "in_predicate", "open_table", "plain_type", "scan", "scans",
+           "table_info"]
 
 scans: Counter[str] = Counter()
 """Full or filtered data scans per table uri in this process (tests read it to prove one scan per batch)."""
-
-_PHYSICAL = "delta.columnMapping.physicalName"
 
 
 # --- opening a table ----------------------------------------------------------------------------------------
@@ -84,64 +66,6 @@ def open_table(uri: str, version: int | None = None) -> Any:
 # --- metadata -------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TableInfo:
-    """What the Delta log says of one version of a table. ``schema`` has logical names and plain types."""
-
-    uri: str
-    version: int
-    schema: Any  # pyarrow Schema
-    partition_columns: tuple[str, ...]
-    reader_version: int
-    writer_version: int
-    reader_features: tuple[str, ...] | None
-    writer_features: tuple[str, ...] | None
-    configuration: Mapping[str, str]
-    column_metadata: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    opened: bool = True
-    """False when delta-rs could not open the table and this was read from the log alone."""
-    open_error: str | None = None
-
-    def physical_name(self, column: str) -> str:
-        return str(self.column_metadata.get(column, {}).get(_PHYSICAL) or column)
-
-    def fingerprint(self) -> dict[str, Any]:
-        """Protocol, configuration, partitioning and schema (with column metadata): what an erase keeps."""
-        return {
-            "reader_version": self.reader_version, "writer_version": self.writer_version,
-            "reader_features": sorted(self.reader_features or []),
-            "writer_features": sorted(self.writer_features or []),
-            "configuration": dict(sorted(self.configuration.items())),
-            "partition_columns": list(self.partition_columns),
-            "schema": [(f.name, str(f.type), f.nullable) for f in self.schema],
-            "column_metadata": {k: dict(sorted(v.items())) for k, v in sorted(self.column_metadata.items())},
-        }
-
-
-def plain_type(t: Any) -> Any:
-    """An arrow type with string/binary views and large variants replaced by plain string/binary (nested too)."""
-    import pyarrow as pa
-
-    if pa.types.is_string_view(t) or pa.types.is_large_string(t):
-        return pa.string()
-    if pa.types.is_binary_view(t) or pa.types.is_large_binary(t):
-        return pa.binary()
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
-        return pa.list_(t.value_field.with_type(plain_type(t.value_type)))
-    if pa.types.is_map(t):
-        return pa.map_(t.key_field.with_type(plain_type(t.key_type)), t.item_field.with_type(plain_type(t.item_type)),
-                       keys_sorted=t.keys_sorted)
-    if pa.types.is_struct(t):
-        return pa.struct([t.field(i).with_type(plain_type(t.field(i).type)) for i in range(t.num_fields)])
-    return t
-
-
-def _plain_schema(schema: Any) -> Any:
-    import pyarrow as pa
-
-    return pa.schema([pa.field(f.name, plain_type(f.type), f.nullable) for f in schema])
-
-
 def table_info(uri: str, version: int | None = None) -> TableInfo:
     """The table's metadata from its log. Falls back to reading the log itself when delta-rs cannot open it."""
     import pyarrow as pa
@@ -149,7 +73,7 @@ def table_info(uri: str, version: int | None = None) -> TableInfo:
     try:
         dt = open_table(uri, version)
     except TableError as exc:
-        raw = _raw_log_info(uri, version, str(exc))
+        raw = raw_log_info(uri, version, str(exc))
         if raw is None:
             raise
         return raw
@@ -160,7 +84,7 @@ def table_info(uri: str, version: int | None = None) -> TableInfo:
     return TableInfo(
         uri=uri,
         version=int(dt.version()),
-        schema=_plain_schema(pa.schema(delta_schema.to_arrow())),
+        schema=plain_schema(pa.schema(delta_schema.to_arrow())),
         partition_columns=tuple(meta.partition_columns or ()),
         reader_version=int(proto.min_reader_version),
         writer_version=int(proto.min_writer_version),
@@ -169,95 +93,6 @@ def table_info(uri: str, version: int | None = None) -> TableInfo:
         configuration={str(k): str(v) for k, v in (meta.configuration or {}).items()},
         column_metadata=column_metadata,
     )
-
-
-# The raw log reader: only for tables delta-rs refuses to open, so the gate can say why.
-
-_COMMIT = re.compile(r"^(\d{20})\.json$")
-
-
-def _raw_log_info(uri: str, version: int | None, error: str) -> TableInfo | None:
-    """Protocol and metadata from the newest JSON commits (or a classic/v2 JSON checkpoint), or None."""
-    from pyarrow import fs
-
-    try:
-        filesys, base = storage.filesystem(uri)
-        log_dir = f"{base}/_delta_log"
-        entries = filesys.get_file_info(fs.FileSelector(log_dir, allow_not_found=True))
-        commits = sorted(
-            (int(m.group(1)), e.path) for e in entries if (m := _COMMIT.match(e.base_name))
-        )
-        if version is not None:
-            commits = [c for c in commits if c[0] <= version]
-        if not commits:
-            return None
-        protocol: dict[str, Any] | None = None
-        metadata: dict[str, Any] | None = None
-        for _, path in reversed(commits):
-            with filesys.open_input_stream(path) as f:
-                lines = f.read().decode("utf-8").splitlines()
-            for line in lines:
-                if not line.strip():
-                    continue
-                action = json.loads(line)
-                if protocol is None and "protocol" in action:
-                    protocol = action["protocol"]
-                if metadata is None and "metaData" in action:
-                    metadata = action["metaData"]
-            if protocol is not None and metadata is not None:
-                break
-        if protocol is None or metadata is None:
-            return None
-        return _info_from_actions(uri, commits[-1][0], protocol, metadata, error)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _info_from_actions(
-    uri: str, version: int, protocol: Mapping[str, Any], metadata: Mapping[str, Any], error: str
-) -> TableInfo:
-    import pyarrow as pa
-
-    schema = json.loads(metadata.get("schemaString") or '{"fields": []}')
-    fields = []
-    column_metadata: dict[str, dict[str, str]] = {}
-    for f in schema.get("fields", []):
-        fields.append(pa.field(str(f["name"]), _raw_type(f.get("type")), bool(f.get("nullable", True))))
-        column_metadata[str(f["name"])] = {str(k): str(v) for k, v in (f.get("metadata") or {}).items()}
-    rf = protocol.get("readerFeatures")
-    wf = protocol.get("writerFeatures")
-    return TableInfo(
-        uri=uri, version=version, schema=pa.schema(fields),
-        partition_columns=tuple(metadata.get("partitionColumns") or ()),
-        reader_version=int(protocol.get("minReaderVersion", 1)),
-        writer_version=int(protocol.get("minWriterVersion", 2)),
-        reader_features=tuple(rf) if rf is not None else None, writer_features=tuple(wf) if wf is not None else None,
-        configuration={str(k): str(v) for k, v in (metadata.get("configuration") or {}).items()},
-        column_metadata=column_metadata, opened=False, open_error=error,
-    )
-
-
-_RAW_TYPES = {
-    "string": "string", "long": "int64", "integer": "int32", "short": "int16", "byte": "int8", "float": "float32",
-    "double": "float64", "boolean": "bool_", "binary": "binary", "date": "date32",
-}
-
-
-def _raw_type(t: Any) -> Any:
-    """A Delta schema type as an arrow type, for the fields the gate and policy checks look at."""
-    import pyarrow as pa
-
-    if isinstance(t, str):
-        if t in _RAW_TYPES:
-            return getattr(pa, _RAW_TYPES[t])()
-        if t == "timestamp":
-            return pa.timestamp("us", tz="UTC")
-        if t == "timestamp_ntz":
-            return pa.timestamp("us")
-        m = re.fullmatch(r"decimal\((\d+),\s*(\d+)\)", t)
-        if m:
-            return pa.decimal128(int(m.group(1)), int(m.group(2)))
-    return pa.null()  # nested or unknown: never a subject column, never masked
 
 
 # --- scans ----------------------------------------------------------------------------------------------------
@@ -358,119 +193,3 @@ def count_rows(
     return int(result.column(0)[0].as_py() or 0)
 
 
-# --- files, statistics and commits ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ColumnStats:
-    """What the log's file statistics say of one column at one version."""
-
-    files: int
-    records: int | None  # None when a file carries no numRecords
-    non_null: int | None  # None when a file carries no null count for the column
-
-
-def column_stats(uri: str, column: str, version: int | None = None, *, info: TableInfo | None = None) -> ColumnStats:
-    """Rows and non-null values of ``column`` by the log's per-file statistics (physical rows: before DVs)."""
-    import pyarrow as pa
-
-    info = info or table_info(uri, version)
-    dt = open_table(uri, version)
-    try:
-        actions = pa.table(dt.get_add_actions(flatten=True))
-    except Exception as exc:
-        raise TableError(f"listing the files of the Delta table at {uri} failed ({error_line(exc)})") from None
-    n = actions.num_rows
-    if n == 0:
-        return ColumnStats(0, 0, 0)
-    records_col = actions.column("num_records") if "num_records" in actions.column_names else None
-    records = None if records_col is None or records_col.null_count else int(sum(records_col.to_pylist()))
-    null_name = f"null_count.{info.physical_name(column)}"
-    non_null = None
-    if records is not None and null_name in actions.column_names and column not in info.partition_columns:
-        nulls = actions.column(null_name)
-        if not nulls.null_count:
-            non_null = records - int(sum(nulls.to_pylist()))
-    return ColumnStats(files=n, records=records, non_null=non_null)
-
-
-def _log_path(uri: str, version: int) -> tuple[Any, str]:
-    filesys, base = storage.filesystem(uri)
-    return filesys, f"{base}/_delta_log/{version:020d}.json"
-
-
-@dataclass(frozen=True)
-class CommitActions:
-    """The file actions of one commit, paths exactly as written in the log (URL-encoded, not decoded: a
-    remove must name its file the way the add did, or readers keep the file)."""
-
-    version: int
-    adds: tuple[tuple[str, bool], ...]  # (path, carries a deletion vector)
-    removes: tuple[tuple[str, bool], ...]
-    cdc_files: int
-    operation: str | None
-
-    @property
-    def dv_marked(self) -> int:
-        """Files kept in place with a new or updated deletion vector (same path removed and added)."""
-        removed = {p for p, _ in self.removes}
-        return sum(1 for p, dv in self.adds if dv and p in removed)
-
-    @property
-    def files_rewritten(self) -> int:
-        """Files removed whose rows were written anew (not merely given a deletion vector)."""
-        added = {p for p, _ in self.adds}
-        return sum(1 for p, _ in self.removes if p not in added)
-
-    @property
-    def files_added(self) -> int:
-        removed = {p for p, _ in self.removes}
-        return sum(1 for p, _ in self.adds if p not in removed)
-
-
-def commit_actions(uri: str, version: int) -> CommitActions:
-    """The add/remove/cdc actions of the commit that made ``version``, read from its JSON log entry."""
-    filesys, path = _log_path(uri, version)
-    try:
-        with filesys.open_input_stream(path) as f:
-            lines = f.read().decode("utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TableError(f"cannot read commit {version} of the Delta table at {uri} ({error_line(exc)})") from None
-    adds: list[tuple[str, bool]] = []
-    removes: list[tuple[str, bool]] = []
-    cdc = 0
-    operation = None
-    for line in lines:
-        if not line.strip():
-            continue
-        action = json.loads(line)
-        if "add" in action:
-            adds.append((str(action["add"]["path"]), bool(action["add"].get("deletionVector"))))
-        elif "remove" in action:
-            removes.append((str(action["remove"]["path"]), bool(action["remove"].get("deletionVector"))))
-        elif "cdc" in action:
-            cdc += 1
-        elif "commitInfo" in action:
-            operation = action["commitInfo"].get("operation")
-    return CommitActions(version, tuple(adds), tuple(removes), cdc, operation)
-
-
-def live_files(uri: str, version: int) -> set[str]:
-    """Relative paths of the data files live at ``version``, exactly as their add actions wrote them."""
-    import pyarrow as pa
-
-    dt = open_table(uri, version)
-    try:
-        actions = pa.table(dt.get_add_actions(flatten=False))
-    except Exception as exc:
-        raise TableError(f"listing the files of the Delta table at {uri} failed ({error_line(exc)})") from None
-    return {str(p) for p in actions.column("path").to_pylist()}
-
-
-def history(uri: str, limit: int = 20) -> list[dict[str, Any]]:
-    """Recent commit infos, newest first, each with 'version' (delta-rs' history)."""
-    dt = open_table(uri)
-    try:
-        return list(dt.history(limit))
-    except Exception as exc:
-        raise TableError(f"reading the history of the Delta table at {uri} failed ({error_line(exc)})") from None

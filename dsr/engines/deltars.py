@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dsr.delta import access
+from dsr.delta import access, commits
 from dsr.delta.features import DELETE, DELTA_RS, UPDATE, Support
 from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan
 from dsr.errors import TableError
@@ -28,7 +28,7 @@ class DeltaRsEngine:
     support: Support = DELTA_RS
 
     def history(self, uri: str, limit: int = 20) -> list[dict[str, Any]]:
-        return access.history(uri, limit)
+        return commits.history(uri, limit)
 
     def erase(self, plan: ErasePlan, source: Any) -> CommitResult:
         from deltalake import CommitProperties

@@ -44,7 +44,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-from dsr.delta import access, storage
+from dsr.delta import access, commits, storage
 from dsr.delta.features import DELETE, ENGINE_SUPPORT, UPDATE, Support
 from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan
 from dsr.errors import ConflictError, InputError
@@ -354,7 +354,7 @@ class SparkEngine:
         """Commit infos, newest first, read the same way as the delta-rs engine does, plus for Spark commits:
         the keys of a JSON ``userMetadata`` (our commit metadata on delta-spark) at the top level, and
         snake_case aliases of camelCase metrics (``num_target_rows_deleted``...), so callers read one form."""
-        return [normalise_commit(c) for c in access.history(uri, limit)]
+        return [normalise_commit(c) for c in commits.history(uri, limit)]
 
     # --- the erase commit -------------------------------------------------------------------------------
 

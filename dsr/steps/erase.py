@@ -19,7 +19,7 @@ from typing import Any
 from dsr.core import audit, control, gate
 from dsr.core.masks import Strategy
 from dsr.core.policy import Policy, TableSpec
-from dsr.delta import access
+from dsr.delta import access, commits
 from dsr.engines.base import CommitResult, Engine, ErasePlan
 from dsr.plan import erasure
 from dsr.steps.batch import Batch, scrub
@@ -66,7 +66,7 @@ def _commit_effect(uri: str, result: CommitResult) -> dict[str, Any]:
     """What the commit did to files, read from the log by the access layer (not from the engine's metrics)."""
     if not result.committed:
         return {"files_removed": 0, "files_added": 0, "files_rewritten": 0, "dv_marked": 0, "cdc_files": 0}
-    c = access.commit_actions(uri, result.version_after)
+    c = commits.commit_actions(uri, result.version_after)
     return {"files_removed": len(c.removes), "files_added": c.files_added, "files_rewritten": c.files_rewritten,
             "dv_marked": c.dv_marked, "cdc_files": c.cdc_files}
 

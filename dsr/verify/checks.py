@@ -23,7 +23,7 @@ from typing import Any
 
 from dsr.core.masks import Strategy, pseudonym_kind
 from dsr.core.policy import Policy, TableSpec
-from dsr.delta import access
+from dsr.delta import access, commits
 from dsr.plan import erasure
 
 __all__ = ["TableCheck", "check_table", "commit_counts"]
@@ -121,7 +121,7 @@ def check_table(
             ))
     if values:
         check.add(absent)
-    low, high, why = _sighted_bounds(access.column_stats(table.uri, table.subject, info=info), total)
+    low, high, why = _sighted_bounds(commits.column_stats(table.uri, table.subject, info=info), total)
     sight = validator.validate(
         "dsr_read_sighted", _one_row(non_null_read=non_null), "pandas",
         params={"non_null_low": low, "non_null_high": high},
@@ -151,7 +151,7 @@ def _one_row(**values: Any) -> Any:
     return pd.DataFrame({k: [v] for k, v in values.items()})
 
 
-def _sighted_bounds(stats: access.ColumnStats, rows_read: int) -> tuple[int, int | None, str]:
+def _sighted_bounds(stats: commits.ColumnStats, rows_read: int) -> tuple[int, int | None, str]:
     """The non-NULL count a sighted read of the subject column must fall within, from the log's statistics.
 
     With complete statistics: at most the log's non-NULL count, and at least that minus the rows the read
@@ -222,8 +222,8 @@ def _reconcile(
     marker = _marker(table, keys, policy.pseudonym_key() if policy.needs_key else None, ctype)
     before = commit_counts(table.uri, table.subject, vb, keys.keys, marker)
     after = commit_counts(table.uri, table.subject, va, keys.keys, marker)
-    commit = access.commit_actions(table.uri, va)
-    live = access.live_files(table.uri, vb)
+    commit = commits.commit_actions(table.uri, va)
+    live = commits.live_files(table.uri, vb)
     stray_removes = sum(1 for path, _ in commit.removes if path not in live)
     deleted = int(rec.get("rows_deleted") or 0)
     changed = deleted if table.erase is Strategy.DELETE else int(rec.get("rows_updated") or 0)
