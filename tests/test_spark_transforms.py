@@ -10,16 +10,15 @@ import pytest
 
 from dsr.delta.features import DELETE, UPDATE
 from dsr.engines.base import KEY_COLUMN
-from dsr.engines.spark import (
-    _error,
-    _find_commit,
-    _scrub,
+from dsr.engines.spark_session import delta_coordinate, remote_from_environment
+from dsr.engines.spark_sql import (
     commit_metrics,
-    delta_coordinate,
+    error_for,
+    find_commit,
     key_frame,
     merge_statement,
     normalise_commit,
-    remote_from_environment,
+    scrub_keys,
 )
 from dsr.errors import ConflictError
 
@@ -140,23 +139,23 @@ def test_finds_its_own_merge_among_later_commits() -> None:
         {"version": 6, "operation": "WRITE"},
         {"version": 5, "operation": "MERGE", "operationParameters": pred},
     ]
-    assert _find_commit(history, 5, "tok")["version"] == 7  # tagged (delta-spark)
-    assert _find_commit(history, 5, "other")["version"] == 7  # earliest dsr MERGE after ours began (Sail)
-    assert _find_commit(history[:2], 7, "other")["version"] == 9
-    assert _find_commit(history[1:2], 7, "tok") is None  # someone else's MERGE
-    assert _find_commit([], 5, "tok") is None
+    assert find_commit(history, 5, "tok")["version"] == 7  # tagged (delta-spark)
+    assert find_commit(history, 5, "other")["version"] == 7  # earliest dsr MERGE after ours began (Sail)
+    assert find_commit(history[:2], 7, "other")["version"] == 9
+    assert find_commit(history[1:2], 7, "tok") is None  # someone else's MERGE
+    assert find_commit([], 5, "tok") is None
 
 
 def test_scrubs_subject_ids_from_error_messages() -> None:
     text = "cannot cast 'subj-7f3a' near 42 in row [subj-7f3a, 420, x42]"
-    assert _scrub(text, ["subj-7f3a", 42]) == "cannot cast '<subject>' near <subject> in row [<subject>, 420, x42]"
-    err = _error("MERGE into /l/t", ValueError("bad value subj-7f3a\nmore lines subj-7f3a"), ["subj-7f3a"])
+    assert scrub_keys(text, ["subj-7f3a", 42]) == "cannot cast '<subject>' near <subject> in row [<subject>, 420, x42]"
+    err = error_for("MERGE into /l/t", ValueError("bad value subj-7f3a\nmore lines subj-7f3a"), ["subj-7f3a"])
     assert isinstance(err, RuntimeError) and str(err) == (
         "spark: MERGE into /l/t failed: ValueError: bad value <subject>")
     class ConcurrentAppendException(Exception):
         pass
 
-    assert isinstance(_error("MERGE", ConcurrentAppendException("x"), []), ConflictError)
+    assert isinstance(error_for("MERGE", ConcurrentAppendException("x"), []), ConflictError)
 
 
 def test_normalises_spark_commit_infos_to_the_form_delta_rs_reads() -> None:

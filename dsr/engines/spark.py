@@ -38,16 +38,34 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import urlparse
 
 from dsr.delta import access, commits, storage
-from dsr.delta.features import DELETE, ENGINE_SUPPORT, UPDATE, Support
+from dsr.delta.features import ENGINE_SUPPORT, Support
 from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan
-from dsr.errors import ConflictError, InputError
+from dsr.engines.spark_session import (
+    SERVER_ENV,
+    SERVER_KINDS,
+    check_reachable,
+    classic_session,
+    declared_server,
+    delta_coordinate,
+    is_connect,
+    remote_from_environment,
+    server_kind,
+)
+from dsr.engines.spark_sql import (
+    commit_metrics,
+    error_for,
+    find_commit,
+    key_frame,
+    merge_statement,
+    normalise_commit,
+    quote,
+)
+from dsr.errors import InputError
 
 __all__ = [
     "SERVER_ENV",
@@ -67,220 +85,6 @@ __all__ = [
 
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 _TOKEN_KEY = "dsr_commit"
-_DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
-_DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-_NO_DELTA = (
-    "classic Spark cannot load Delta Lake: the io.delta jars ({coordinate}) could not be fetched from Maven "
-    "nor found on the classpath (spark-submit --packages {coordinate}); use --remote sc://HOST:PORT for a "
-    "Spark Connect server with Delta"
-)
-
-
-def delta_coordinate() -> str:
-    """The Maven coordinate of the delta-spark jar matching the installed pyspark and delta-spark."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    import pyspark
-
-    try:
-        delta = version("delta-spark")
-    except PackageNotFoundError:
-        delta = "VERSION"
-    spark = ".".join(pyspark.__version__.split(".")[:2])
-    return f"io.delta:delta-spark_{spark}_2.13:{delta}"
-
-
-# --- pure helpers: SQL text, DataFrame transforms, commit metrics ---------------------------------------
-
-
-def quote(name: str) -> str:
-    """A Spark SQL identifier in backticks."""
-    return "`" + name.replace("`", "``") + "`"
-
-
-def merge_statement(
-    path: str, view: str, subject: str, operation: str, updates: Mapping[str, str] | None = None
-) -> str:
-    """The MERGE of one erase commit (``operation``: DELETE or UPDATE). Holds names and mask expressions only,
-    never a subject id."""
-    head = (
-        f"MERGE INTO delta.{quote(path)} AS t USING {quote(view)} AS s "
-        f"ON t.{quote(subject)} = s.{quote(KEY_COLUMN)}"
-    )
-    if operation == DELETE:
-        return f"{head} WHEN MATCHED THEN DELETE"
-    if operation == UPDATE:
-        if not updates:
-            raise ValueError("an update needs at least one column update")
-        sets = ", ".join(f"t.{quote(col)} = {expr}" for col, expr in updates.items())
-        return f"{head} WHEN MATCHED THEN UPDATE SET {sets}"
-    raise ValueError(f"engine erase cannot do {operation!r}")
-
-
-def _plain_types(table: Any) -> Any:
-    """Large/view string and binary columns as plain ones (what Spark's schema conversion expects)."""
-    import pyarrow as pa
-
-    fields = []
-    for f in table.schema:
-        t = f.type
-        if pa.types.is_large_string(t) or pa.types.is_string_view(t):
-            t = pa.string()
-        elif pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
-            t = pa.binary()
-        fields.append(pa.field(f.name, t, nullable=True))
-    schema = pa.schema(fields)
-    return table if schema == table.schema else table.cast(schema)
-
-
-def key_frame(spark: Any, table: Any) -> Any:
-    """A small broadcast DataFrame of a pyarrow Table (the MERGE source, or the keys of a scan).
-
-    The schema is given explicitly, so an empty table works and the key keeps the column's type.
-    """
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    table = _plain_types(table)
-    # DataFrame.hint, not functions.broadcast: the latter picks classic or Connect by process-wide state
-    return spark.createDataFrame(table, schema=from_arrow_schema(table.schema)).hint("broadcast")
-
-
-def commit_metrics(commit: Mapping[str, Any]) -> dict[str, int]:
-    """CommitResult's counters from a MERGE commit info (delta-spark writes them as text, Sail as ints)."""
-    m = commit.get("operationMetrics") or {}
-
-    def n(key: str) -> int:
-        value = m.get(key)
-        return int(value) if value not in (None, "") else 0
-
-    return {
-        "rows_deleted": n("numTargetRowsDeleted"),
-        "rows_updated": n("numTargetRowsUpdated"),
-        "rows_copied": n("numTargetRowsCopied"),
-        "files_added": n("numTargetFilesAdded"),
-        "files_removed": n("numTargetFilesRemoved"),
-    }
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
-
-
-def _number(value: Any) -> Any:
-    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value):
-        return int(value)
-    return value
-
-
-def normalise_commit(commit: Mapping[str, Any]) -> dict[str, Any]:
-    """A commit info with its JSON ``userMetadata`` keys lifted to the top level (never overriding) and
-    snake_case, numeric aliases of its camelCase ``operationMetrics`` (delta-spark and Sail name them
-    ``numTargetRowsDeleted``...; delta-rs ``num_target_rows_deleted``)."""
-    out = dict(commit)
-    meta = out.get("userMetadata")
-    if isinstance(meta, str) and meta.startswith("{"):
-        with contextlib.suppress(ValueError):
-            parsed = json.loads(meta)
-            if isinstance(parsed, dict):
-                for k, v in parsed.items():
-                    out.setdefault(k, v)
-    metrics = out.get("operationMetrics")
-    if isinstance(metrics, Mapping):
-        aliased = {_snake(k): _number(v) for k, v in metrics.items() if _snake(k) != k}
-        out["operationMetrics"] = {**aliased, **metrics}
-    return out
-
-
-def _find_commit(history: Sequence[Mapping[str, Any]], before: int, token: str) -> Mapping[str, Any] | None:
-    """Our MERGE among the commits after ``before``: the one tagged with our token (delta-spark), else the
-    earliest dsr MERGE (its predicate names KEY_COLUMN) - on Sail, which keeps no user metadata."""
-    merges = [c for c in history if int(c.get("version", -1)) > before and c.get("operation") == "MERGE"]
-    for c in merges:
-        if token in str(c.get("userMetadata") or ""):
-            return c
-    ours = [c for c in merges if any(KEY_COLUMN in str(v) for v in (c.get("operationParameters") or {}).values())]
-    return min(ours, key=lambda c: int(c["version"])) if ours else None
-
-
-def _scrub(text: str, keys: Sequence[Any]) -> str:
-    """``text`` with every subject key that appears as a token replaced by <subject>."""
-    for value in sorted({str(k) for k in keys if k is not None}, key=len, reverse=True):
-        text = re.sub(rf"(?<![\w.-]){re.escape(value)}(?![\w-])", "<subject>", text)
-    return text
-
-
-def _error(what: str, exc: BaseException, keys: Sequence[Any]) -> Exception:
-    """An exception about ``exc`` whose message cannot carry a subject id."""
-    first = (str(exc).strip().splitlines() or [""])[0]
-    message = f"spark: {what} failed: {type(exc).__name__}: {_scrub(first, keys)[:500]}"
-    if "Concurrent" in type(exc).__name__ or "CONCURRENT" in first.upper():
-        return ConflictError(message)
-    return RuntimeError(message)
-
-
-def _is_connect(spark: Any) -> bool:
-    return type(spark).__module__.startswith("pyspark.sql.connect")
-
-
-def remote_from_environment() -> str | None:
-    """The Spark Connect address the environment names: ``$SPARK_REMOTE``, else the ``spark.remote`` that
-    ``spark-submit --remote sc://...`` hands to the Python process (``PYSPARK_REMOTE_INIT_CONF_*``)."""
-    if os.environ.get("SPARK_REMOTE"):
-        return os.environ["SPARK_REMOTE"]
-    for i in range(int(os.environ.get("PYSPARK_REMOTE_INIT_CONF_LEN", "0") or 0)):
-        with contextlib.suppress(ValueError, KeyError):
-            remote = json.loads(os.environ[f"PYSPARK_REMOTE_INIT_CONF_{i}"]).get("spark.remote")
-            if remote:
-                return str(remote)
-    return None
-
-
-SERVER_KINDS = ("delta-spark", "databricks", "sail", "unknown")
-SERVER_ENV = "DSR_SPARK_SERVER"
-
-
-def declared_server() -> str | None:
-    """``$DSR_SPARK_SERVER`` when set (InputError when it names no known server kind)."""
-    value = os.environ.get(SERVER_ENV, "").strip().lower()
-    if not value:
-        return None
-    if value not in SERVER_KINDS:
-        raise InputError(f"{SERVER_ENV}={value!r}: use one of {', '.join(SERVER_KINDS)}")
-    return value
-
-
-def server_kind(spark: Any) -> str:
-    """What writes behind this session: classic Spark is delta-spark; a Connect server is recognised as Sail
-    or Databricks, else 'unknown'. ``$DSR_SPARK_SERVER`` overrides."""
-    declared = declared_server()
-    if declared:
-        return declared
-    if not _is_connect(spark):
-        return "delta-spark"
-    with contextlib.suppress(Exception):
-        if str(spark.sql("SELECT current_catalog()").collect()[0][0]).lower() == "sail":
-            return "sail"
-    with contextlib.suppress(Exception):
-        if spark.conf.get("spark.databricks.clusterUsageTags.clusterId", None):
-            return "databricks"
-    return "unknown"
-
-
-def _check_reachable(remote: str) -> None:
-    """Fail fast on an unreachable Spark Connect address (the client would retry for minutes)."""
-    import socket
-
-    parsed = urlparse(remote)
-    if parsed.scheme != "sc" or not parsed.hostname:
-        raise InputError(f"--remote {remote!r}: a Spark Connect address looks like sc://HOST:PORT")
-    port = parsed.port or 15002
-    try:
-        with socket.create_connection((parsed.hostname, port), timeout=5):
-            pass
-    except OSError as exc:
-        raise InputError(
-            f"cannot reach the Spark Connect server at {parsed.hostname}:{port} ({exc.strerror or exc})"
-        ) from None
 
 
 # --- the engine ---------------------------------------------------------------------------------------
@@ -319,7 +123,7 @@ class SparkEngine:
             # the whole process, and no classic session could be built in it afterwards.
             from pyspark.sql.connect.session import SparkSession as ConnectSession
 
-            _check_reachable(remote)
+            check_reachable(remote)
             try:
                 spark = (
                     ConnectSession.builder.remote(remote)
@@ -330,11 +134,11 @@ class SparkEngine:
             except Exception as exc:
                 raise InputError(f"cannot open a Spark Connect session at {remote}: {type(exc).__name__}") from None
             return cls(spark, owned=True)
-        return cls(_classic_session(app_name), owned=True)
+        return cls(classic_session(app_name), owned=True)
 
     @property
     def is_connect(self) -> bool:
-        return _is_connect(self.spark)
+        return is_connect(self.spark)
 
     def __enter__(self) -> SparkEngine:
         return self
@@ -373,7 +177,7 @@ class SparkEngine:
             with self._conf({USER_METADATA_CONF: metadata, "spark.sql.session.timeZone": "UTC"}):
                 self.spark.sql(statement).collect()
         except Exception as exc:
-            raise _error(f"MERGE into {plan.uri}", exc, keys) from None
+            raise error_for(f"MERGE into {plan.uri}", exc, keys) from None
         finally:
             with contextlib.suppress(Exception):
                 self.spark.catalog.dropTempView(view)
@@ -401,7 +205,7 @@ class SparkEngine:
         after = int(dt.version())
         if after == before:  # nothing matched: Sail writes no commit
             return CommitResult(version_before=before, version_after=before)
-        commit = _find_commit(dt.history(after - before), before, token)
+        commit = find_commit(dt.history(after - before), before, token)
         if commit is None:  # others committed, we did not
             return CommitResult(version_before=after, version_after=after)
         version = int(commit["version"])
@@ -417,38 +221,3 @@ class SparkEngine:
                 self.spark.stop()
 
 
-def _classic_session(app_name: str) -> Any:
-    """A classic SparkSession with the Delta extension and catalog, or InputError when Delta cannot load."""
-    from pyspark import SparkContext
-    from pyspark.sql import SparkSession
-
-    builder = (
-        SparkSession.builder.appName(app_name)
-        .config("spark.sql.extensions", _DELTA_EXTENSION)
-        .config("spark.sql.catalog.spark_catalog", _DELTA_CATALOG)
-        .config("spark.sql.session.timeZone", "UTC")
-    )
-    # Under spark-submit (or with a running JVM) the jars are whatever --packages/--jars loaded; otherwise
-    # let delta-spark add its Maven coordinates.
-    fresh = SparkContext._active_spark_context is None and "PYSPARK_GATEWAY_PORT" not in os.environ
-    if fresh:
-        from delta import configure_spark_with_delta_pip
-
-        builder = configure_spark_with_delta_pip(builder)
-    try:
-        spark = builder.getOrCreate()
-    except Exception:
-        raise InputError(_NO_DELTA.format(coordinate=delta_coordinate())) from None
-    if _is_connect(spark):  # pyspark's process-wide Connect mode (SPARK_REMOTE or an open Connect session)
-        raise InputError("this process is in Spark Connect mode ($SPARK_REMOTE is set or a Connect session is "
-                         "open): pass its address with --remote sc://HOST:PORT")
-    try:
-        jvm: Any = spark._jvm
-        loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
-        loader.loadClass(_DELTA_EXTENSION)
-    except Exception:
-        if fresh:
-            with contextlib.suppress(Exception):
-                spark.stop()
-        raise InputError(_NO_DELTA.format(coordinate=delta_coordinate())) from None
-    return spark
