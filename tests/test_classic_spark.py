@@ -59,7 +59,7 @@ def classic_engine() -> Iterator[Any]:
 def test_classic_engine_is_delta_spark(classic_engine: Any) -> None:
     import os
 
-    from dsr.delta.features import DELTA_SPARK, ENGINE_SUPPORT
+    from dsr.delta.support import DELTA_SPARK, ENGINE_SUPPORT
 
     if os.environ.get("DSR_SPARK_SERVER"):
         pytest.skip("DSR_SPARK_SERVER overrides the detection of a classic session")

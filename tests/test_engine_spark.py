@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from dsr.delta import access, commits
-from dsr.delta.features import DELTA_RS, DELTA_SPARK, ENGINE_SUPPORT, SAIL
+from dsr.delta.support import DELTA_RS, DELTA_SPARK, ENGINE_SUPPORT, SAIL
 from dsr.engines.base import KEY_COLUMN, CommitResult, Engine, ErasePlan
 from dsr.errors import InputError
 

@@ -1,4 +1,5 @@
-"""The protocol gate's rules (dsr.delta.features), on table metadata alone: what a table uses, who handles it."""
+"""The protocol gate's rules (dsr.delta.features) and what the engines declare (dsr.delta.support), on
+table metadata alone: what a table uses, who handles it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pyarrow as pa
 
 from dsr.core.masks import Strategy
 from dsr.delta.access import TableInfo
-from dsr.delta.features import (
+from dsr.delta.features import features_in_use, gate, refusal_text
+from dsr.delta.support import (
     DELETE,
     DELTA_RS,
     DELTA_SPARK,
@@ -18,9 +20,6 @@ from dsr.delta.features import (
     SAIL,
     UNKNOWN_SPARK,
     UPDATE,
-    features_in_use,
-    gate,
-    refusal_text,
 )
 
 

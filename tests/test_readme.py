@@ -39,7 +39,7 @@ def test_every_dsr_command_in_the_readme_parses(line: str) -> None:
 
 
 def test_the_supported_tables_matrix_is_what_the_engines_declare() -> None:
-    from dsr.delta.features import DELETE, DELTA_RS, DELTA_SPARK, READ, READER, SAIL, UPDATE
+    from dsr.delta.support import DELETE, DELTA_RS, DELTA_SPARK, READ, READER, SAIL, UPDATE
 
     section = README.split("## Supported tables", 1)[1].split("\nNotes:", 1)[0]
     rows = [ln for ln in section.splitlines() if ln.startswith("| `")]

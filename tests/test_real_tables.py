@@ -23,7 +23,7 @@ from dsr.core import control, gate
 from dsr.core.masks import pseudonym
 from dsr.core.policy import Policy, check_against_lake, load_policy
 from dsr.delta import access
-from dsr.delta.features import DELTA_RS
+from dsr.delta.support import DELTA_RS
 from dsr.engines.deltars import DeltaRsEngine
 from tests import real_tables as rt
 

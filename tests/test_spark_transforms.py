@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dsr.delta.features import DELETE, UPDATE
+from dsr.delta.support import DELETE, UPDATE
 from dsr.engines.base import KEY_COLUMN
 from dsr.engines.spark_session import delta_coordinate, remote_from_environment
 from dsr.engines.spark_sql import (

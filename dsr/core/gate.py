@@ -14,7 +14,8 @@ from typing import Any
 from dsr.core.masks import Strategy
 from dsr.core.policy import Policy, TableSpec
 from dsr.delta import access
-from dsr.delta.features import READ, Refusal, Support, gate, refusal_text
+from dsr.delta.features import Refusal, gate, refusal_text
+from dsr.delta.support import READ, Support
 from dsr.errors import TableError
 
 __all__ = ["TableVerdict", "check_table", "check_tables"]

@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dsr.delta.features import DELETE, READ, UPDATE
+from dsr.delta.support import DELETE, READ, UPDATE
 
 __all__ = [
     "DIALECTS",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from dsr.delta.features import ENGINE_SUPPORT, Support
+from dsr.delta.support import ENGINE_SUPPORT, Support
 from dsr.engines.base import KEY_COLUMN, CommitResult, Engine, ErasePlan
 
 __all__ = ["KEY_COLUMN", "CommitResult", "Engine", "ErasePlan", "engine_support", "make_engine"]

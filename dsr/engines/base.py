@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from dsr.delta.features import Support
+from dsr.delta.support import Support
 
 __all__ = ["KEY_COLUMN", "CommitResult", "Engine", "ErasePlan"]
 

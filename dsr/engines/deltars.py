@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from dsr.delta import access, commits
-from dsr.delta.features import DELETE, DELTA_RS, UPDATE, Support
+from dsr.delta.support import DELETE, DELTA_RS, UPDATE, Support
 from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan
 from dsr.errors import TableError
 

@@ -43,7 +43,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from dsr.delta import access, commits, storage
-from dsr.delta.features import ENGINE_SUPPORT, Support
+from dsr.delta.support import ENGINE_SUPPORT, Support
 from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan
 from dsr.engines.spark_session import (
     SERVER_ENV,

@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dsr.delta.features import DELETE, UPDATE
+from dsr.delta.support import DELETE, UPDATE
 from dsr.engines.base import KEY_COLUMN
 from dsr.errors import ConflictError
 

@@ -18,7 +18,7 @@ from dsr.core import audit, control, gate
 from dsr.core.policy import Policy
 from dsr.core.subjects import uncastable_note
 from dsr.delta import access
-from dsr.delta.features import READ
+from dsr.delta.support import READ
 from dsr.engines.base import Engine
 from dsr.plan import erasure
 from dsr.steps import nearmatch
