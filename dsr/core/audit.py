@@ -29,6 +29,8 @@ from typing import Any
 
 from dsr.core.audit_anchor import (
     ANCHORED,
+    COMMIT_HASH,
+    COMMIT_SEQ,
     Anchor,
     BadAnchor,
     anchor_uri,
@@ -36,6 +38,7 @@ from dsr.core.audit_anchor import (
     list_anchors,
     newest_anchor,
     record_anchor,
+    recorded_end,
 )
 from dsr.core.policy import Policy
 from dsr.delta import tables as deltautil
@@ -47,8 +50,6 @@ __all__ = [
 
 
 GENESIS = "0" * 64
-_ANCHOR_SEQ = "dsr.audit.last_seq"
-_ANCHOR_HASH = "dsr.audit.last_hash"
 EVENTS = (
     "received", "claimed", "released", "table_exported", "exported", "table_erased", "table_retained",
     "table_failed", "verified", "completed", "failed",
@@ -112,7 +113,7 @@ def _tail(table: Any) -> tuple[int, str]:
     records it), so an append reads no rows; a log whose commits record none is read (once, small)."""
     import pyarrow.compute as pc
 
-    recorded = _anchor(table, depth=20)
+    recorded = recorded_end(table, depth=20)
     if recorded is not None:
         return recorded
     if not table.file_uris():
@@ -168,7 +169,7 @@ def append(policy: Policy, batch: Sequence[AuditEvent], *, now: dt.datetime | No
             pa.Table.from_pylist(rows, schema=_schema()),
             mode="append",
             commit_properties=deltautil.commit_properties(
-                {"dsr.component": "audit", _ANCHOR_SEQ: str(seq), _ANCHOR_HASH: prev}
+                {"dsr.component": "audit", COMMIT_SEQ: str(seq), COMMIT_HASH: prev}
             ),
         )
         # no silent rebase: the commit is the version right after the one read above
@@ -206,40 +207,8 @@ def events_by_request(policy: Policy, request_ids: Iterable[str]) -> dict[str, l
     return out
 
 
-def _commit_info(filesys: Any, version: int) -> dict[str, Any] | None:
-    """The commitInfo of one commit of the table filesys is rooted at, or None when its file is gone."""
-    try:
-        with filesys.open_input_stream(f"_delta_log/{version:020d}.json") as f:
-            text = f.read().decode("utf-8")
-    except FileNotFoundError:
-        return None
-    for line in text.splitlines():
-        if '"commitInfo"' in line:
-            action = json.loads(line)
-            if isinstance(action, dict) and isinstance(action.get("commitInfo"), dict):
-                return dict(action["commitInfo"])
-    return {}
 
 
-def _anchor(table: Any, depth: int = 100) -> tuple[int, str] | None:
-    """(seq, hash) of the chain's end as recorded in the newest audit append's commit info, if any.
-
-    Read from the commits of the loaded version and older, not with ``DeltaTable.history()``: delta-rs (1.6)
-    reads the newest commits of the log there, whatever version was loaded, so an append committed meanwhile
-    would be compared with rows read before it.
-    """
-    filesys = deltautil.native_filesystem(table)
-    newest = table.version()
-    for version in range(newest, max(newest - depth, -1), -1):
-        commit = _commit_info(filesys, version)
-        if commit is None:
-            return None  # removed by log clean-up: nothing older to find
-        if _ANCHOR_SEQ in commit and _ANCHOR_HASH in commit:
-            try:
-                return int(commit[_ANCHOR_SEQ]), str(commit[_ANCHOR_HASH])
-            except (TypeError, ValueError):
-                return None
-    return None
 
 
 def _span(first: int, last: int) -> str:
@@ -294,7 +263,7 @@ def _verify(
         if _hash(prev, row) != row["hash"]:
             return (expected_seq, ChainBreak(row["seq"], row["event_id"], "content altered (hash mismatch)")), True
         prev = row["hash"]
-    in_log = _anchor(table)
+    in_log = recorded_end(table)
     if in_log is not None:
         last_seq, last_hash = in_log
         if last_seq >= n:

@@ -32,8 +32,18 @@ from dsr.delta import storage
 from dsr.delta import tables as deltautil
 
 __all__ = [
-    "ANCHORED", "Anchor", "BadAnchor", "anchor_uri", "ensure_anchored", "list_anchors", "newest_anchor",
+    "ANCHORED",
+    "COMMIT_HASH",
+    "COMMIT_SEQ",
+    "Anchor",
+    "BadAnchor",
+    "anchor_uri",
+    "commit_info",
+    "ensure_anchored",
+    "list_anchors",
+    "newest_anchor",
     "record_anchor",
+    "recorded_end",
 ]
 
 log = logging.getLogger("dsr.core.audit")
@@ -43,6 +53,9 @@ ANCHOR_DIR = "audit_anchor"
 ANCHOR_FORMAT = 1
 ANCHOR_KEEP = 8  # anchor files kept (the newest); verification needs only the newest
 ANCHOR_NAME = re.compile(r"^(\d{20})\.json$")
+
+COMMIT_SEQ = "dsr.audit.last_seq"  # every append records the chain's new end in its own commit info too
+COMMIT_HASH = "dsr.audit.last_hash"
 
 
 def anchor_uri(policy: Policy) -> str:
@@ -159,3 +172,43 @@ def ensure_anchored(policy: Policy, table: Any, tail: Callable[[Any], tuple[int,
         )
 
     deltautil.optimistic(attempt, what="audit anchor setup")
+
+
+# --- the chain's end as each append records it in its own commit info ----------------------------------------
+
+
+def commit_info(filesys: Any, version: int) -> dict[str, Any] | None:
+    """The commitInfo of one commit of the table filesys is rooted at, or None when its file is gone."""
+    try:
+        with filesys.open_input_stream(f"_delta_log/{version:020d}.json") as f:
+            text = f.read().decode("utf-8")
+    except FileNotFoundError:
+        return None
+    for line in text.splitlines():
+        if '"commitInfo"' in line:
+            action = json.loads(line)
+            if isinstance(action, dict) and isinstance(action.get("commitInfo"), dict):
+                return dict(action["commitInfo"])
+    return {}
+
+
+def recorded_end(table: Any, depth: int = 100) -> tuple[int, str] | None:
+    """(seq, hash) of the chain's end as recorded in the newest audit append's commit info, if any.
+
+    Read from the commits of the loaded version and older, not with ``DeltaTable.history()``: delta-rs (1.6)
+    reads the newest commits of the log there, whatever version was loaded, so an append committed meanwhile
+    would be compared with rows read before it.
+    """
+    filesys = deltautil.native_filesystem(table)
+    newest = table.version()
+    for version in range(newest, max(newest - depth, -1), -1):
+        commit = commit_info(filesys, version)
+        if commit is None:
+            return None  # removed by log clean-up: nothing older to find
+        if COMMIT_SEQ in commit and COMMIT_HASH in commit:
+            try:
+                return int(commit[COMMIT_SEQ]), str(commit[COMMIT_HASH])
+            except (TypeError, ValueError):
+                return None
+    return None
+

@@ -11,6 +11,15 @@ from typing import Any
 
 from dsr.core.masks import Mask, Strategy
 from dsr.core.policy_model import ERASE_STRATEGIES, MASK_STRATEGIES, SUBJECT_MASKS, Exempt, Policy, TableSpec
+from dsr.core.policy_paths import (
+    MAX_NAME_LEN,
+    PATH_CONTROL,
+    clean_path,
+    location_problem,
+    name_ok,
+    nested,
+    table_uri,
+)
 from dsr.core.policy_yaml import show
 from dsr.delta import storage
 from dsr.errors import PolicyError
@@ -21,15 +30,10 @@ _TOP_KEYS = {
 }
 _TABLE_KEYS = {"name", "path", "subject", "erase", "mask", "reason", "never_export", "export"}
 
-# A table name (and each segment of 'control'): letters, digits, '_', '-', '.', not starting with '.' or '-'
-# (so never '.' or '..'), no separator; it names files under the exports root.
-NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-MAX_NAME_LEN = 128
 _NAME_RULE = (
     f"letters, digits, '_', '-' and '.', not starting with '.' or '-', at most {MAX_NAME_LEN} characters"
 )
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_PATH_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # (key, default, lowest, highest)
 _INT_RANGES = (
     ("max_attempts", 3, 1, 100),
@@ -37,82 +41,16 @@ _INT_RANGES = (
     ("due_days", 30, 1, 3650),
 )
 
-def _name_ok(name: str) -> bool:
-    return len(name) <= MAX_NAME_LEN and NAME_PATTERN.fullmatch(name) is not None
 
 
-def _segments(path: str) -> list[str]:
-    """The '/'-separated segments of a path or URI rest, without empty and '.' segments."""
-    return [s for s in path.split("/") if s not in ("", ".")]
 
 
-def _remote_key(uri: str) -> tuple[str, list[str]]:
-    """(scheme, segments) of a URI for comparing locations: s3a is s3, '//' and '.' segments collapse."""
-    scheme, _, rest = uri.partition("://")
-    scheme = scheme.lower()
-    return ("s3" if scheme == "s3a" else scheme), _segments(rest)
 
 
-def _location_problem(path: str, lake: str) -> str | None:
-    """Why a table or exempt path does not lie strictly below the lake root, or None when it does.
-
-    Relative paths are relative to the lake; absolute paths and URIs must lie below it. Local paths are
-    resolved (symbolic links followed); URIs are compared textually after collapsing '//' and '.' segments,
-    and any '..' segment in them is refused.
-    """
-    if _PATH_CONTROL.search(path):
-        return "contains a control character"
-    relative = "://" not in path and not os.path.isabs(path)
-    if storage.is_remote(lake) or "://" in path:
-        if not storage.is_remote(lake) or (not relative and not storage.is_remote(path)):
-            return "is outside the lake"
-        segs = path.split("/") if relative else path.partition("://")[2].split("/")
-        if ".." in segs:
-            return "has a '..' segment"
-        if relative:
-            if not _segments(path):
-                return "is the lake root itself, not a folder below it"
-            return None
-        scheme, parts = _remote_key(path)
-        lake_scheme, lake_parts = _remote_key(lake)
-        if scheme != lake_scheme or parts[: len(lake_parts)] != lake_parts:
-            return "is outside the lake"
-        if len(parts) == len(lake_parts):
-            return "is the lake root itself, not a folder below it"
-        return None
-    real_lake = os.path.realpath(lake)
-    real = os.path.realpath(os.path.join(lake, path))
-    if real == real_lake:
-        return "is the lake root itself, not a folder below it"
-    if os.path.commonpath([real, real_lake]) != real_lake:
-        if not relative:
-            return "is outside the lake"
-        if ".." in path.split("/"):
-            return "leaves the lake through '..'"
-        return "resolves outside the lake (through a symbolic link)"
-    return None
 
 
-def _table_uri(lake: str, path: str) -> str:
-    """Where a (checked) table path points: local paths joined and normalised; on object storage the URI as
-    checked by _location_problem, without empty or '.' segments."""
-    if storage.is_remote(path):
-        scheme, _, rest = path.partition("://")
-        return f"{scheme}://{'/'.join(_segments(rest))}"
-    if storage.is_remote(lake):
-        return lake.rstrip("/") + "/" + "/".join(_segments(path))
-    return storage.join(lake, path)
 
 
-def _nested(a: str, b: str) -> bool:
-    """Whether location a is b or lies below it (local paths resolved; URIs compared by segments)."""
-    if storage.is_remote(a) != storage.is_remote(b):
-        return False
-    if storage.is_remote(a):
-        (sa, pa), (sb, pb) = _remote_key(a), _remote_key(b)
-        return sa == sb and pa[: len(pb)] == pb
-    ra, rb = os.path.realpath(a), os.path.realpath(b)
-    return os.path.commonpath([ra, rb]) == rb
 
 
 def parse(raw: Mapping[str, Any], p: Path) -> Policy:
@@ -124,7 +62,7 @@ def parse(raw: Mapping[str, Any], p: Path) -> Policy:
     def where(value: Any, key: str) -> str:
         if not isinstance(value, str) or not value.strip():
             raise PolicyError(f"policy {p}: '{key}' must be a non-empty path")
-        if _PATH_CONTROL.search(value):
+        if PATH_CONTROL.search(value):
             raise PolicyError(f"policy {p}: '{key}' contains a control character")
         return value if storage.is_remote(value) else os.path.realpath(base / value)
 
@@ -156,7 +94,7 @@ def parse(raw: Mapping[str, Any], p: Path) -> Policy:
     control_uri = storage.join(lake, control)
     for i, rt in enumerate(raw_tables, start=1):
         t = _parse_table(rt, i, p, lake)
-        if _nested(t.uri, control_uri) or _nested(control_uri, t.uri):
+        if nested(t.uri, control_uri) or nested(control_uri, t.uri):
             raise PolicyError(
                 f"policy {p}: table {t.name!r}: path {show(t.path)} overlaps the control folder "
                 f"{control!r} (dsr's own tables)"
@@ -182,7 +120,7 @@ def parse(raw: Mapping[str, Any], p: Path) -> Policy:
         if unknown:
             raise PolicyError(f"policy {p}: exempt path {show(e['path'])}: unknown key {show(unknown[0])} "
                               f"(known: path, reason)")
-        problem = _location_problem(e["path"], lake)
+        problem = location_problem(e["path"], lake)
         if problem:
             raise PolicyError(
                 f"policy {p}: exempt path {show(e['path'])} {problem}; an exempt path is relative to the lake, "
@@ -191,7 +129,7 @@ def parse(raw: Mapping[str, Any], p: Path) -> Policy:
         reason = e.get("reason")
         if not isinstance(reason, str) or not reason.strip():
             raise PolicyError(f"policy {p}: exempt path {show(e['path'])} needs a 'reason'")
-        exempt.append(Exempt(path=_clean_path(e["path"]), reason=reason.strip()))
+        exempt.append(Exempt(path=clean_path(e["path"]), reason=reason.strip()))
 
     subject_columns = raw.get("subject_columns") or []
     if not isinstance(subject_columns, list) or not all(isinstance(c, str) and c for c in subject_columns):
@@ -220,10 +158,10 @@ def _parse_control(control: Any, lake: str, p: Path) -> str:
     if not isinstance(control, str):
         raise PolicyError(rule)
     segments = control.rstrip("/").split("/")
-    if not control.rstrip("/") or not all(_name_ok(seg) for seg in segments):
+    if not control.rstrip("/") or not all(name_ok(seg) for seg in segments):
         raise PolicyError(f"{rule} (got {show(control)})")
     folder = "/".join(segments)
-    if not storage.is_remote(lake) and _location_problem(folder, lake):
+    if not storage.is_remote(lake) and location_problem(folder, lake):
         raise PolicyError(f"policy {p}: 'control' {folder!r} resolves outside the lake (through a symbolic link)")
     return folder
 
@@ -234,7 +172,7 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
     name = rt.get("name")
     if not isinstance(name, str) or not name.strip():
         raise PolicyError(f"policy {p}: tables entry {i} needs a 'name'")
-    if not _name_ok(name):
+    if not name_ok(name):
         raise PolicyError(
             f"policy {p}: tables entry {i}: 'name' {show(name)} is not a table name ({_NAME_RULE}; "
             f"a name is not a path: put the location in 'path')"
@@ -246,7 +184,7 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
     path = rt.get("path", name)
     if not isinstance(path, str) or not path.strip():
         raise PolicyError(f"{label}: 'path' must be a non-empty string")
-    problem = _location_problem(path, lake)
+    problem = location_problem(path, lake)
     if problem:
         raise PolicyError(
             f"{label}: path {show(path)} {problem}; a table path is relative to the lake {lake}, "
@@ -294,8 +232,8 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
         raise PolicyError(f"{label}: 'export' must be true or false")
     return TableSpec(
         name=name,
-        path=_clean_path(path),
-        uri=_table_uri(lake, path),
+        path=clean_path(path),
+        uri=table_uri(lake, path),
         subject=subject,
         erase=erase,
         masks=tuple(masks),
@@ -305,11 +243,6 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
     )
 
 
-def _clean_path(path: str) -> str:
-    """A table path as written, without stray slashes; absolute and remote paths stay absolute."""
-    if storage.is_remote(path) or os.path.isabs(path):
-        return path.rstrip("/") or path
-    return path.strip("/")
 
 
 def _parse_mask(spec: Any, label: str) -> Mask:
