@@ -88,6 +88,8 @@ def build_demo_lake(
 
     ``dir`` must not hold a lake yet. ``scale`` 1.0 gives ~2,000 users and ~40,000 events over 14 daily
     partitions (4 files each); tests use a small scale such as 0.02.
+
+    The tables are written in one fixed order: the seeded random stream must not change.
     """
     from dsr.errors import InputError
 

@@ -26,6 +26,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    """One declaration of the whole command line (the ``dsr`` contract), kept together on purpose."""
     p = _Parser(
         prog="dsr",
         description="Data-subject requests (GDPR access/portability and erasure) on a Delta Lake.",

@@ -240,7 +240,10 @@ def verify_chain(policy: Policy) -> tuple[int, ChainBreak | None]:
 def _verify(
     policy: Policy, table: Any, anchor: Anchor | str | None
 ) -> tuple[tuple[int, ChainBreak | None], bool]:
-    """(events checked, first break), and False when the view was taken while the log was being anchored."""
+    """(events checked, first break), and False when the view was taken while the log was being anchored.
+
+    The checks run in a fixed order (links, hashes, commit records, anchor): the first break wins.
+    """
     if table is None:
         if isinstance(anchor, Anchor):
             return (0, ChainBreak(0, "(missing)", (

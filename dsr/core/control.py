@@ -73,6 +73,8 @@ def claim(
     """Atomically move claimable requests to ``running`` for this run. Returns what this run got.
 
     ``live``, when given, is filled from the same read with the runs that still hold an unexpired lease.
+
+    Long because the read, the choice and the MERGE form one optimistic attempt (retried as a whole).
     """
     import pyarrow as pa
 

@@ -54,6 +54,7 @@ _INT_RANGES = (
 
 
 def parse(raw: Mapping[str, Any], p: Path) -> Policy:
+    """The validated Policy of a policy file's mapping (``p`` names the file in messages)."""
     unknown = sorted(set(raw) - _TOP_KEYS, key=repr)
     if unknown:
         raise PolicyError(f"policy {p}: unknown key {show(unknown[0])} (known: {', '.join(sorted(_TOP_KEYS))})")
@@ -84,8 +85,19 @@ def parse(raw: Mapping[str, Any], p: Path) -> Policy:
         if not isinstance(val, int) or isinstance(val, bool) or not low <= val <= high:
             raise PolicyError(f"policy {p}: '{name}' must be a whole number from {low} to {high}")
         ints[name] = val
+    subject_columns = raw.get("subject_columns") or []
+    if not isinstance(subject_columns, list) or not all(isinstance(c, str) and c for c in subject_columns):
+        raise PolicyError(f"policy {p}: 'subject_columns' must be a list of column names")
+    return Policy(
+        source=str(p), lake=lake, control=control.strip("/"), exports=exports, pseudonym_key_env=key_env,
+        export_before_erase=ebe, tables=_parse_tables(raw.get("tables"), lake, control, p),
+        exempt=_parse_exempt(raw.get("exempt") or [], lake, p), subject_columns=tuple(subject_columns),
+        max_attempts=ints["max_attempts"], claim_ttl_minutes=ints["claim_ttl_minutes"], due_days=ints["due_days"],
+    )
 
-    raw_tables = raw.get("tables")
+
+def _parse_tables(raw_tables: Any, lake: str, control: str, p: Path) -> tuple[TableSpec, ...]:
+    """Every table entry; names unique, paths distinct and apart from the control folder."""
     if not isinstance(raw_tables, list) or not raw_tables:
         raise PolicyError(f"policy {p}: 'tables' must be a non-empty list")
     tables: list[TableSpec] = []
@@ -108,11 +120,14 @@ def parse(raw: Mapping[str, Any], p: Path) -> Policy:
         seen_names.add(t.name)
         seen_paths[t.uri] = t.name
         tables.append(t)
+    return tuple(tables)
 
-    exempt: list[Exempt] = []
-    raw_exempt = raw.get("exempt") or []
+
+def _parse_exempt(raw_exempt: Any, lake: str, p: Path) -> tuple[Exempt, ...]:
+    """Every exempt entry: a path under the lake and a reason."""
     if not isinstance(raw_exempt, list):
         raise PolicyError(f"policy {p}: 'exempt' must be a list of {{path, reason}}")
+    exempt: list[Exempt] = []
     for e in raw_exempt:
         if not isinstance(e, Mapping) or not isinstance(e.get("path"), str) or not e["path"].strip():
             raise PolicyError(f"policy {p}: every 'exempt' entry needs a 'path'")
@@ -130,25 +145,7 @@ def parse(raw: Mapping[str, Any], p: Path) -> Policy:
         if not isinstance(reason, str) or not reason.strip():
             raise PolicyError(f"policy {p}: exempt path {show(e['path'])} needs a 'reason'")
         exempt.append(Exempt(path=clean_path(e["path"]), reason=reason.strip()))
-
-    subject_columns = raw.get("subject_columns") or []
-    if not isinstance(subject_columns, list) or not all(isinstance(c, str) and c for c in subject_columns):
-        raise PolicyError(f"policy {p}: 'subject_columns' must be a list of column names")
-
-    return Policy(
-        source=str(p),
-        lake=lake,
-        control=control.strip("/"),
-        exports=exports,
-        pseudonym_key_env=key_env,
-        export_before_erase=ebe,
-        tables=tuple(tables),
-        exempt=tuple(exempt),
-        subject_columns=tuple(subject_columns),
-        max_attempts=ints["max_attempts"],
-        claim_ttl_minutes=ints["claim_ttl_minutes"],
-        due_days=ints["due_days"],
-    )
+    return tuple(exempt)
 
 
 def _parse_control(control: Any, lake: str, p: Path) -> str:
@@ -167,6 +164,7 @@ def _parse_control(control: Any, lake: str, p: Path) -> str:
 
 
 def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
+    """One check per key of a table entry, in the order of the file; split, the order would be lost."""
     if not isinstance(rt, Mapping):
         raise PolicyError(f"policy {p}: tables entry {i} must be a mapping")
     name = rt.get("name")

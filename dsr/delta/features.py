@@ -144,6 +144,8 @@ def features_in_use(info: Any, masked_columns: Iterable[str] = ()) -> list[Featu
     """The features this table version uses, each with the operations it matters for.
 
     ``masked_columns``: the columns an anonymise erasure would rewrite (for the generated-columns rule).
+
+    Reader side, writer side, then dsr's own uses: one walk over the protocol, kept together.
     """
     import pyarrow as pa
 

@@ -33,7 +33,10 @@ def _request_result(
     policy: Policy, events: Sequence[dict[str, Any]], run_id: str | None = None
 ) -> tuple[dict[str, Any], str | None, bool]:
     """The receipt-ready result of an erasure (from its audit events), what is missing, and whether that
-    can never be fixed by retrying (a refused table)."""
+    can never be fixed by retrying (a refused table).
+
+    One pass over a request's events, table by table; splitting it would read them twice.
+    """
     erased: dict[str, list[dict[str, Any]]] = defaultdict(list)
     verified: dict[str, dict[str, Any]] = {}
     for e in events:

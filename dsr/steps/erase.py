@@ -124,15 +124,7 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
         return {"table": table_name, "requests": 0}
     done = _erase_events(batch, table.name)
     if table.erase is Strategy.RETAIN:
-        todo = [r for r in reqs if r.request_id not in done]
-        retained = _retained_rows(table, todo)
-        batch.record([
-            audit.AuditEvent("table_retained", request_id=r.request_id, run_id=run_id, table_name=table.name,
-                             details={"strategy": Strategy.RETAIN.value, "reason": table.reason,
-                                      "rows": retained.get(r.request_id)})
-            for r in todo
-        ])
-        return {"table": table_name, "requests": len(todo), "strategy": Strategy.RETAIN.value}
+        return _retain(batch, table, [r for r in reqs if r.request_id not in done])
 
     verdict = gate.check_table(table, engine.support)
     if not verdict.ok:
@@ -150,38 +142,48 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
     todo = [r for r in todo if r.request_id not in recovered]
     if not todo:
         return {"table": table_name, "requests": 0, "recovered": len(recovered)}
+    return _commit(batch, engine, table, info, todo, per_key, rows_now, done)
 
-    todo_ids = {r.request_id for r in todo}
+
+def _retain(batch: Batch, table: TableSpec, todo: Sequence[control.Request]) -> dict[str, Any]:
+    """A retained table is not changed: record, per request, that it keeps its rows (and how many) and why."""
+    retained = _retained_rows(table, todo)
+    batch.record([
+        audit.AuditEvent("table_retained", request_id=r.request_id, run_id=batch.run_id, table_name=table.name,
+                         details={"strategy": Strategy.RETAIN.value, "reason": table.reason,
+                                  "rows": retained.get(r.request_id)})
+        for r in todo
+    ])
+    return {"table": table.name, "requests": len(todo), "strategy": Strategy.RETAIN.value}
+
+
+def _commit(
+    batch: Batch, engine: Engine, table: TableSpec, info: access.TableInfo, todo: Sequence[control.Request],
+    per_key: dict[Any, int], rows_now: dict[str, int], done: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The erase commit of ``todo`` (when any of their rows exist), then its audit events."""
     ctype = info.schema.field(table.subject).type
     todo_keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in todo], ctype)
     matched = sum(per_key.get(v, 0) for v in set(todo_keys.by_request.values()))
-    request_ids = sorted(todo_ids)
+    request_ids = sorted(r.request_id for r in todo)
     rows_by_request = {rid: rows_now[rid] for rid in request_ids}
-    metadata = {
-        "dsr.run_id": run_id, "dsr.table": table.name, "dsr.request_ids": ",".join(request_ids),
-        "dsr.rows_by_request": json.dumps(rows_by_request, sort_keys=True), "dsr.rows_matched": str(matched),
-    }
     try:
         if len(todo_keys.keys) and matched:
-            key = policy.pseudonym_key() if policy.needs_key and table.erase is Strategy.ANONYMISE else None
-            source = erasure.build_source(table, info.schema, todo_keys, key)
-            anonymise = table.erase is Strategy.ANONYMISE
-            plan = ErasePlan(
-                uri=table.uri, subject=table.subject, operation=str(table.erase.operation),
-                updates=erasure.build_updates(table, info.schema, engine.dialect) if anonymise else {},
-                metadata=metadata,
-            )
-            result = engine.erase(plan, source)
+            metadata = {
+                "dsr.run_id": batch.run_id, "dsr.table": table.name, "dsr.request_ids": ",".join(request_ids),
+                "dsr.rows_by_request": json.dumps(rows_by_request, sort_keys=True), "dsr.rows_matched": str(matched),
+            }
+            result = engine.erase(*_plan(batch.policy, engine, table, info, todo_keys, metadata))
         else:
             result = CommitResult(version_before=info.version, version_after=info.version)
     except Exception as exc:
-        reason = scrub(f"erase failed on engine {engine.name}: {access.error_line(exc)}", [r.subject_id for r in reqs])
+        reason = scrub(f"erase failed on engine {engine.name}: {access.error_line(exc)}", batch.subjects)
         batch.refuse(table, request_ids, "erase", reason, final=False)
         raise
     effect = _commit_effect(table.uri, result)
     batch.record([
         audit.AuditEvent(
-            "table_erased", request_id=r.request_id, run_id=run_id, table_name=table.name,
+            "table_erased", request_id=r.request_id, run_id=batch.run_id, table_name=table.name,
             details={
                 "strategy": table.erase, "rows": rows_by_request[r.request_id], "rows_matched_total": matched,
                 "rows_deleted": result.rows_deleted, "rows_updated": result.rows_updated, **effect,
@@ -193,9 +195,25 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
         for r in todo
     ])
     log.info("run %s: table %s %s: %d row(s) for %d request(s), files rewritten %d, added %d, "
-             "deletion vectors %d, version %d -> %d", run_id, table.name, table.erase, matched, len(todo),
+             "deletion vectors %d, version %d -> %d", batch.run_id, table.name, table.erase, matched, len(todo),
              effect["files_rewritten"], effect["files_added"], effect["dv_marked"],
              result.version_before, result.version_after)
-    return {"table": table_name, "requests": len(todo), "strategy": table.erase, "rows": matched,
+    return {"table": table.name, "requests": len(todo), "strategy": table.erase, "rows": matched,
             "files_rewritten": effect["files_rewritten"], "files_added": effect["files_added"],
             "dv_marked": effect["dv_marked"], "version_after": result.version_after}
+
+
+def _plan(
+    policy: Policy, engine: Engine, table: TableSpec, info: access.TableInfo, keys: erasure.SubjectKeys,
+    metadata: dict[str, str],
+) -> tuple[ErasePlan, Any]:
+    """The engine's plan (operation, mask SQL in its dialect, commit metadata) and the MERGE source."""
+    anonymise = table.erase is Strategy.ANONYMISE
+    key = policy.pseudonym_key() if policy.needs_key and anonymise else None
+    source = erasure.build_source(table, info.schema, keys, key)
+    plan = ErasePlan(
+        uri=table.uri, subject=table.subject, operation=str(table.erase.operation),
+        updates=erasure.build_updates(table, info.schema, engine.dialect) if anonymise else {},
+        metadata=metadata,
+    )
+    return plan, source

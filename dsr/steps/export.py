@@ -77,7 +77,10 @@ def _exported_tables(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, An
 
 
 def finish_exports(policy: Policy, run_id: str) -> dict[str, Any]:
-    """Write one document per export request and complete it; hold back erasures that must wait."""
+    """Write one document per export request and complete it; hold back erasures that must wait.
+
+    Sorting requests into refused, incomplete, for review and ready, then writing: one pass, kept together.
+    """
     batch = Batch.load(policy, run_id)
     batch.keep_lease()
     reqs = batch.of("export")

@@ -82,7 +82,10 @@ def _marker(table: TableSpec, keys: erasure.SubjectKeys, key: bytes | None, ctyp
 def check_table(
     policy: Policy, table: TableSpec, subject_ids: Sequence[str], reconcile: Sequence[dict[str, Any]] = (),
 ) -> TableCheck:
-    """Run the GE suites of one table for a set of erased subjects (absence, sight, masks, reconcile)."""
+    """Run the GE suites of one table for a set of erased subjects (absence, sight, masks, reconcile).
+
+    The suites run in a fixed order over one table; each is a few lines, kept in the order they prove.
+    """
     from dsr.verify.ge import SuiteOutcome, Validator
 
     check = TableCheck(table.name)
