@@ -1,16 +1,17 @@
-"""Process every pending data-subject request once, on the Spark engine.
+"""Process every pending data-subject request once, on the Spark engine: ``dsr run --engine spark``.
 
-A thin entry point: parse the arguments, build the engine, load and check the policy, call
-``dsr.steps.run``, exit with its code (0 success, 1 a request or a verification failed, 2 bad usage or
-bad input). Runs the same with python and with spark-submit::
+A thin entry point for spark-submit, which needs a file: it translates its arguments and calls the CLI's
+``dsr run`` in this process, so both print, check and exit the same way (0 success, 1 a request or a
+verification failed, 2 bad usage or bad input, before anything is written). Runs the same with python and
+with spark-submit::
 
     python jobs/process.py --policy dsr.yml --remote sc://HOST:15002      # Spark Connect
     spark-submit --remote sc://HOST:15002 jobs/process.py --policy dsr.yml
     spark-submit --packages io.delta:delta-spark_4.2_2.13:4.4.1 jobs/process.py --policy dsr.yml   # classic
 
 ``--remote`` defaults to ``$SPARK_REMOTE``, else the address given to ``spark-submit --remote``; without
-one, a classic SparkSession with delta-spark is used. The pseudonym key comes from the environment variable
-the policy names, never from the command line.
+one (or an empty one), a classic SparkSession with delta-spark is used. The pseudonym key comes from the
+environment variable the policy names, never from the command line.
 """
 
 from __future__ import annotations
@@ -27,49 +28,31 @@ except ImportError:  # run from a checkout without the package installed (spark-
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def dsr_args(argv: Sequence[str] | None = None) -> list[str]:
+    """This script's arguments -> the ``dsr`` command line it runs (``dsr [--policy P] run --engine spark ...``)."""
     from dsr.engines.spark import remote_from_environment
 
     parser = argparse.ArgumentParser(
-        prog="process.py", description="Process every pending data-subject request once on Spark."
+        prog="process.py", description="Process every pending data-subject request once on Spark (dsr run)."
     )
     parser.add_argument("--policy", metavar="FILE", help="policy YAML (default: $DSR_POLICY, else ./dsr.yml)")
     parser.add_argument("--remote", metavar="sc://HOST:PORT", default=remote_from_environment(),
                         help="Spark Connect endpoint (default: $SPARK_REMOTE or spark-submit --remote; "
-                             "none: classic Spark + delta-spark)")
+                             "none or empty: classic Spark + delta-spark)")
     parser.add_argument("--run-id", help="the batch id (default: generated)")
     parser.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
     args = parser.parse_args(argv)
+    out = ["--policy", args.policy] if args.policy else []
+    out += ["run", "--engine", "spark"]
+    out += ["--remote", args.remote] if args.remote else []
+    out += ["--run-id", args.run_id] if args.run_id is not None else []
+    return out + (["--json"] if args.json else [])
 
-    import json
 
-    from dsr import steps
-    from dsr.core.policy import check_against_lake, load_policy, resolve_policy_path
-    from dsr.engines import make_engine
-    from dsr.errors import DsrError
+def main(argv: Sequence[str] | None = None) -> int:
+    from dsr.cli.main import main as dsr_main
 
-    try:
-        policy = load_policy(resolve_policy_path(args.policy))
-        check_against_lake(policy)
-        engine = make_engine("spark", remote=args.remote)
-    except DsrError as exc:
-        print(f"process.py: {exc}", file=sys.stderr)
-        return exc.exit_code
-    try:
-        report = steps.run(policy, engine, run_id=args.run_id)
-    except DsrError as exc:  # e.g. an uncovered personal table: nothing claimed
-        print(f"process.py: {exc}", file=sys.stderr)
-        return exc.exit_code
-    finally:
-        engine.close()
-    if args.json:
-        print(json.dumps(report.as_dict(), indent=2, default=str))
-    else:
-        s = report.summary
-        print(f"run {report.run_id} (spark): {s.get('completed', 0)} completed, {s.get('failed', 0)} failed")
-        for error in report.errors:
-            print(f"  error: {error}")
-    return report.exit_code
+    return dsr_main(dsr_args(argv))
 
 
 if __name__ == "__main__":

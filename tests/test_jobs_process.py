@@ -22,12 +22,28 @@ ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("events", "users", "sales/orders", "consents", "geo_lookup")
 
 
-def _process_main() -> Any:
+def _process_module() -> Any:
     spec = importlib.util.spec_from_file_location("dsr_jobs_process", ROOT / "jobs" / "process.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.main
+    return module
+
+
+def _process_main() -> Any:
+    return _process_module().main
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    ([], ["run", "--engine", "spark"]),
+    (["--policy", "p.yml", "--remote", "sc://h:1", "--run-id", "af_x", "--json"],
+     ["--policy", "p.yml", "run", "--engine", "spark", "--remote", "sc://h:1", "--run-id", "af_x", "--json"]),
+    (["--remote", ""], ["run", "--engine", "spark"]),  # the spark-submit DAG's empty remote: classic Spark
+])
+def test_process_py_is_dsr_run_on_spark(argv: list[str], expected: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SPARK_REMOTE", raising=False)
+    monkeypatch.delenv("PYSPARK_REMOTE_INIT_CONF_LEN", raising=False)
+    assert _process_module().dsr_args(argv) == expected
 
 
 def _lake_with_requests(root: Path) -> lakes.Lake:
@@ -137,7 +153,19 @@ def test_a_bad_policy_exits_2_with_one_line_and_builds_no_engine(
     policy.write_text("lake: ./lake\ntables: []\nnonsense: 1\n", encoding="utf-8")
     assert _process_main()(["--policy", str(policy), "--remote", "sc://127.0.0.1:1"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("process.py: ") and "\n" not in err
+    assert err.startswith("dsr: error: ") and "\n" not in err
+
+
+def test_a_malformed_run_id_exits_2_before_anything_is_written(
+    tmp_path: Path, lake_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lake = _lake_with_requests(tmp_path)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert _process_main()(["--policy", str(lake.policy_path), "--remote", "sc://127.0.0.1:1",
+                            "--run-id", "../x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dsr: error: run id") and "\n" not in err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
 def test_an_unreachable_remote_exits_2(tmp_path: Path, lake_env: None, capsys: pytest.CaptureFixture[str]) -> None:

@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="delta-rs (default, in-process) or spark (classic with delta-spark, or Spark Connect)")
     run.add_argument("--remote", metavar="sc://HOST:PORT", help="Spark Connect endpoint (implies --engine spark)")
     run.add_argument("--json", action="store_true", help="machine-readable run report on stdout")
+    run.add_argument("--run-id", metavar="ID",
+                     help="the batch id (default: generated; letters, digits, _ . -); the same id again resumes "
+                          "that batch: its claimed requests and finished steps")
 
     ver = sub.add_parser("verify", help="re-run the Great Expectations suites for all erased subjects")
     ver.add_argument("--engine", choices=("delta-rs", "spark"), default=None)
@@ -145,8 +148,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return print_receipt(_policy(args, lake=False), args.request_id, as_json=args.json)
     if cmd == "run":
         from dsr.cli.runner import cli_run
+        from dsr.core.requests import check_run_id
 
-        return cli_run(_policy(args), engine=args.engine, remote=args.remote, as_json=args.json)
+        run_id = check_run_id(args.run_id) if args.run_id is not None else None
+        return cli_run(_policy(args), engine=args.engine, remote=args.remote, run_id=run_id, as_json=args.json)
     if cmd == "verify":
         from dsr.cli.runner import cli_verify
 

@@ -20,14 +20,15 @@ def _logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def cli_run(policy: Policy, *, engine: str | None, remote: str | None, as_json: bool) -> int:
+def cli_run(policy: Policy, *, engine: str | None, remote: str | None, run_id: str | None = None,
+            as_json: bool) -> int:
     from dsr import steps
     from dsr.engines import make_engine
 
     _logging()
     eng = make_engine(engine, remote=remote)
     try:
-        report = steps.run(policy, eng)
+        report = steps.run(policy, eng, run_id=run_id)
     finally:
         eng.close()
     if as_json:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -104,6 +105,18 @@ def utc_now() -> dt.datetime:
 
 def new_run_id() -> str:
     return "run_" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "_" + uuid.uuid4().hex[:8]
+
+
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def check_run_id(run_id: str) -> str:
+    """A run (batch) id given from outside (``dsr run --run-id``, the DAG): it names export folders and goes
+    into Delta metadata, so letters, digits, ``_``, ``.`` and ``-`` only, at most 128. InputError otherwise."""
+    if not RUN_ID_PATTERN.fullmatch(run_id):
+        raise InputError(f"run id {run_id!r}: use 1-128 letters, digits, '_', '.' or '-', "
+                         "starting with a letter or digit")
+    return run_id
 
 
 def new_request_id() -> str:

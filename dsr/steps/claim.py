@@ -24,7 +24,7 @@ def claim_batch(policy: Policy, run_id: str | None = None) -> dict[str, Any]:
     """
     coverage.require_covered(policy)
     exporting.check_location(policy.exports)
-    run_id = run_id or control.new_run_id()
+    run_id = control.check_run_id(run_id) if run_id else control.new_run_id()
     live: set[str] = set()
     control.claim(policy, run_id, live=live)
     exporting.remove_stale_parts(policy.exports, live | {run_id})
