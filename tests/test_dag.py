@@ -1,8 +1,8 @@
-"""DagBag integrity of dags/: the dsr_process DAG imports cleanly and is configured as operators expect."""
+"""DagBag integrity of dags/: dsr_process (one task per step of ``STEPS``) and dsr_process_spark_submit (one
+spark-submit of jobs/process.py) import cleanly and are configured as operators expect."""
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -19,6 +19,7 @@ pytestmark = pytest.mark.airflow
 
 DAGS = Path(__file__).resolve().parent.parent / "dags"
 DAG_FILE = DAGS / "dsr_process.py"
+SUBMIT_FILE = DAGS / "dsr_process_spark_submit.py"
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,37 @@ def dag(bag: Any) -> Any:
 
 def test_dags_import_without_errors(bag: Any) -> None:
     assert bag.import_errors == {}
-    assert "dsr_process" in bag.dags
+    assert set(bag.dags) == {"dsr_process", "dsr_process_spark_submit"}
+
+
+def test_the_dag_runs_the_claim_then_every_step_of_steps_in_order(dag: Any) -> None:
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    from dsr.steps.run import STEPS
+
+    order = [t.task_id for t in dag.topological_sort()]
+    assert order == ["claim", *(s.name for s in STEPS)]
+    for previous, step in zip(order, STEPS, strict=False):
+        task = dag.get_task(step.name)
+        assert isinstance(task, MappedOperator) == bool(step.per_table), step.name
+        assert {"claim", previous} <= set(task.upstream_task_ids), step.name
+        assert (task.trigger_rule == "all_done") == step.always, step.name
+
+
+def test_work_items_name_each_table_once_with_the_steps_that_process_it() -> None:
+    from dsr.orchestrate.airflow_dag import work_items
+
+    batch = {"run_id": "r", "requests": 3, "exports": 1, "erasures": 2,
+             "export_tables": ["users", "orders"], "erase_tables": ["users", "orders", "events"]}
+    assert work_items(batch) == [
+        {"table": "users", "steps": ["export", "erase", "verify"]},
+        {"table": "orders", "steps": ["export", "erase", "verify"]},
+        {"table": "events", "steps": ["erase", "verify"]},
+    ]
+    only_exports = {**batch, "erasures": 0, "erase_tables": []}
+    assert work_items(only_exports) == [{"table": "users", "steps": ["export"]},
+                                        {"table": "orders", "steps": ["export"]}]
+    assert work_items({**only_exports, "export_tables": []}) == []
 
 
 def test_every_dag_has_tags_retries_and_docs(bag: Any) -> None:
@@ -116,18 +147,25 @@ def test_per_table_steps_are_mapped_and_complete_always_runs(dag: Any) -> None:
         assert dag.get_task(task_id).trigger_rule == "none_failed_min_one_success"
 
 
-def test_dag_file_has_no_heavy_imports_at_top_level() -> None:
-    tree = ast.parse(DAG_FILE.read_text())
-    top: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            top |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            top.add(node.module.split(".")[0])
-    assert not top & {"dsr", "deltalake", "pyarrow", "pandas", "great_expectations", "pyspark"}, top
+def test_parsing_the_dags_imports_nothing_heavy(tmp_path: Path) -> None:
+    """The dag-processor parses dags/ often: the DAG files import Airflow's SDK and dsr's step declaration,
+    never deltalake, pyarrow, pandas, Great Expectations or pyspark (the tasks import those when they run)."""
+    code = (
+        "import json, sys\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(DAGS)!r}, safe_mode=False)\n"
+        "heavy = ('deltalake', 'pyarrow', 'pandas', 'great_expectations', 'pyspark')\n"
+        "print(json.dumps([sorted(bag.dags), sorted(bag.import_errors), [m for m in heavy if m in sys.modules]]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=_subprocess_env(tmp_path), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dags, errors, heavy = json.loads(done.stdout.strip().splitlines()[-1])
+    assert dags == ["dsr_process", "dsr_process_spark_submit"] and errors == []
+    assert heavy == []
 
 
-# --- spark-submit mode (DSR_SPARK_SUBMIT): one SparkSubmitOperator task running jobs/process.py ----------------
+# --- dsr_process_spark_submit: one SparkSubmitOperator task running jobs/process.py ---------------------------
 
 ROOT = DAGS.parent
 APPLICATION = ROOT / "jobs" / "process.py"
@@ -151,8 +189,9 @@ for config in json.loads(sys.argv[1]):
     else:
         sys.modules.pop(sys.argv[3], None)
     bag = DagBag(dag_folder=sys.argv[2], safe_mode=False)
-    res = {"import_errors": {k: v.strip().splitlines()[-1] for k, v in bag.import_errors.items()}}
-    dag = bag.dags.get("dsr_process")
+    res = {"import_errors": {os.path.basename(k): v.strip().splitlines()[-1] for k, v in bag.import_errors.items()},
+           "dags": sorted(bag.dags)}
+    dag = bag.dags.get("dsr_process_spark_submit")
     if dag is not None:
         res["dag"] = {"tasks": sorted(dag.task_ids), "tags": sorted(dag.tags), "doc_md": dag.doc_md,
                       "max_active_runs": dag.max_active_runs, "catchup": dag.catchup,
@@ -190,14 +229,14 @@ def _subprocess_env(home: Path, **extra: str) -> dict[str, str]:
 def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """The DAG as the dag-processor parses it under several configurations (name -> facts)."""
     configs = {
-        "submit": {"env": {"DSR_SPARK_SUBMIT": "1"}},
+        "submit": {"env": {}},
         "submit_custom": {"env": {
-            "DSR_SPARK_SUBMIT": "yes", "DSR_SPARK_CONN_ID": "spark_yarn", "DSR_SPARK_APPLICATION": "s3://b/process.py",
+            "DSR_SPARK_CONN_ID": "spark_yarn", "DSR_SPARK_APPLICATION": "s3://b/process.py",
             "DSR_SPARK_PACKAGES": "io.delta:delta-spark_4.2_2.13:4.4.1", "DSR_SPARK_PYTHON": "/opt/venv/bin/python",
         }},
-        "submit_without_provider": {"env": {"DSR_SPARK_SUBMIT": "1"}, "no_provider": True},
-        "taskflow_without_provider": {"env": {}, "no_provider": True},
-        "taskflow_off": {"env": {"DSR_SPARK_SUBMIT": "0"}, "no_provider": True},
+        "without_provider": {"env": {}, "no_provider": True},
+        "legacy_switch": {"env": {"DSR_SPARK_SUBMIT": "1"}},
+        "legacy_switch_off": {"env": {"DSR_SPARK_SUBMIT": "0"}},
     }
     home = tmp_path_factory.mktemp("airflow_home_submit")
     env = _subprocess_env(home, DSR_PSEUDONYM_KEY=SECRET)
@@ -209,9 +248,10 @@ def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]
     return dict(zip(configs, json.loads(done.stdout.strip().splitlines()[-1]), strict=True))
 
 
-def test_spark_submit_mode_parses_to_one_spark_submit_task(parsed: dict[str, dict[str, Any]]) -> None:
+def test_the_spark_submit_dag_is_one_spark_submit_task(parsed: dict[str, dict[str, Any]]) -> None:
     res = parsed["submit"]
     assert res["import_errors"] == {}
+    assert res["dags"] == ["dsr_process", "dsr_process_spark_submit"]
     assert res["dag"]["tasks"] == ["spark_submit"]
     task = res["task"]
     assert task["class"] == f"{SPARK_PROVIDER}.SparkSubmitOperator"
@@ -233,13 +273,13 @@ def test_spark_submit_args_render_to_policy_batch_id_and_remote(parsed: dict[str
     ]
 
 
-def test_spark_submit_mode_keeps_the_dag_settings(parsed: dict[str, dict[str, Any]]) -> None:
+def test_the_spark_submit_dag_keeps_the_dag_settings(parsed: dict[str, dict[str, Any]]) -> None:
     dag, task = parsed["submit"]["dag"], parsed["submit"]["task"]
     assert {"dsr", "gdpr"} <= set(dag["tags"])
     assert dag["max_active_runs"] == 1 and dag["catchup"] is False
     assert dag["schedule"] == "0 * * * *"
-    assert "DSR_SPARK_SUBMIT" in dag["doc_md"]
-    assert dag["params"] == {"policy": "dsr.yml", "engine": "delta-rs", "spark_remote": None}
+    assert "spark-submit" in dag["doc_md"] and "not both" in dag["doc_md"]
+    assert dag["params"] == {"policy": "dsr.yml", "spark_remote": None}  # always the Spark engine
     assert task["retries"] == 2 and task["backoff"] is True and task["retry_delay"] == 60
     assert task["owner"] == "privacy-engineering"
 
@@ -263,19 +303,28 @@ def test_spark_submit_settings_come_from_the_environment(parsed: dict[str, dict[
                                   "PYSPARK_DRIVER_PYTHON": "/opt/venv/bin/python"}
 
 
-def test_taskflow_mode_parses_without_the_spark_provider(parsed: dict[str, dict[str, Any]]) -> None:
-    for name in ("taskflow_without_provider", "taskflow_off"):
-        res = parsed[name]
-        assert res["import_errors"] == {}, name
-        assert {"claim", "export", "erase", "verify", "complete"} <= set(res["dag"]["tasks"]), name
-        assert "task" not in res, name
-    errors = parsed["submit_without_provider"]["import_errors"]
-    assert len(errors) == 1 and "apache-airflow-providers-apache-spark" in next(iter(errors.values()))
+def test_without_the_spark_provider_only_the_spark_submit_dag_fails_to_import(
+    parsed: dict[str, dict[str, Any]]
+) -> None:
+    res = parsed["without_provider"]
+    assert res["dags"] == ["dsr_process"]
+    errors = res["import_errors"]
+    assert list(errors) == [SUBMIT_FILE.name] and "apache-airflow-providers-apache-spark" in errors[SUBMIT_FILE.name]
+
+
+def test_the_old_spark_submit_switch_is_refused_loudly(parsed: dict[str, dict[str, Any]]) -> None:
+    """DSR_SPARK_SUBMIT used to change dsr_process's shape at parse time: now dsr_process refuses to load
+    while it is set, naming the DAG to deploy instead (never silently TaskFlow where spark-submit was meant)."""
+    res = parsed["legacy_switch"]
+    assert res["dags"] == ["dsr_process_spark_submit"]
+    assert list(res["import_errors"]) == [DAG_FILE.name]
+    assert "dsr_process_spark_submit" in res["import_errors"][DAG_FILE.name]
+    assert parsed["legacy_switch_off"]["import_errors"] == {}
 
 
 @pytest.mark.spark
 @pytest.mark.slow
-def test_spark_submit_mode_runs_the_batch_on_spark_connect(
+def test_the_spark_submit_dag_runs_the_batch_on_spark_connect(
     tmp_path: Path, spark_remote: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``airflow dags test`` of the spark-submit DAG: SparkSubmitOperator runs pyspark's spark-submit with the
@@ -298,7 +347,6 @@ def test_spark_submit_mode_runs_the_batch_on_spark_connect(
     home = tmp_path / "airflow_home"
     env = _subprocess_env(
         home, **lake.env,
-        DSR_SPARK_SUBMIT="1",
         AIRFLOW_CONN_SPARK_DEFAULT=json.dumps({"conn_type": "spark", "host": "local[*]"}),
         PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",  # spark-submit, as on a worker
         PYSPARK_PYTHON=sys.executable,
@@ -309,7 +357,7 @@ def test_spark_submit_mode_runs_the_batch_on_spark_connect(
     assert migrate.returncode == 0, migrate.stderr[-3000:]
     # SPARK_REMOTE must not be in spark-submit's environment (it refuses it next to --master): a run Param
     test = subprocess.run(
-        [airflow, "dags", "test", "dsr_process", "-c", json.dumps({"spark_remote": spark_remote})],
+        [airflow, "dags", "test", "dsr_process_spark_submit", "-c", json.dumps({"spark_remote": spark_remote})],
         env=env, capture_output=True, text=True, errors="replace", timeout=400,
     )
     output = test.stdout + test.stderr

@@ -231,6 +231,17 @@ def test_no_subject_id_in_airflow_output_logs_or_xcom(run: Run) -> None:
         assert not pattern.search(str(row[3])), row[:3]
 
 
+def test_mapped_instances_are_named_by_their_table(run: Run) -> None:
+    """One instance per table of the batch for each step that fans out, labelled with the table in the UI
+    (map_index_template); the demo exports and erases in all five policy tables, so none is skipped."""
+    with sqlite3.connect(run.home / "airflow.db") as con:
+        first = con.execute("SELECT run_id FROM dag_run WHERE dag_id = 'dsr_process' ORDER BY id LIMIT 1").fetchone()
+        rows = con.execute("SELECT task_id, rendered_map_index, state FROM task_instance "
+                           "WHERE run_id = ? AND map_index >= 0", first).fetchall()
+    policy_tables = {"users", "events", "orders", "consents", "support_tickets"}  # geo_lookup is exempt
+    assert sorted(rows) == sorted((step, t, "success") for step in ("export", "erase", "verify") for t in policy_tables)
+
+
 def test_a_second_run_with_nothing_pending_skips_the_work_and_changes_nothing(run: Run) -> None:
     versions = {name: DeltaTable(os.path.join(run.demo.lake, name)).version() for name in TABLES}
     env = _env(run)
@@ -276,3 +287,28 @@ def test_a_run_that_fails_leaves_requests_for_the_next_run_which_completes_them(
         if spec.erase != "retain":
             assert subject not in _read(run.demo, spec.name).column(spec.subject).to_pylist(), spec.name
     assert not pattern.search(out)
+
+
+def test_a_batch_of_exports_only_skips_erase_and_verify_and_completes(run: Run) -> None:
+    """The fan-out steps are mapped over the batch's tables; with exports only, every erase and verify
+    instance has nothing to do and is skipped, and complete still settles the request."""
+    from dsr.core import control
+
+    policy = _policy(run)
+    subject = next(iter(run.demo.subjects("export")))
+    rid, created = control.submit(policy, "export", subject, ticket="E2E-EXPORT-ONLY")
+    assert created
+    versions = {name: DeltaTable(os.path.join(run.demo.lake, name)).version() for name in TABLES}
+    done = _airflow(["dags", "test", "dsr_process"], _env(run), timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    (req,) = control.list_requests(policy, ids=[rid])
+    assert req.status == "completed"
+    with sqlite3.connect(run.home / "airflow.db") as con:
+        rows = con.execute("SELECT task_id, rendered_map_index, state FROM task_instance WHERE run_id = "
+                           "(SELECT run_id FROM task_instance WHERE task_id = 'claim' AND state = 'success' "
+                           " ORDER BY start_date DESC LIMIT 1)").fetchall()
+    states = {(task, label): state for task, label, state in rows}
+    assert {s for (task, _), s in states.items() if task in ("erase", "verify")} == {"skipped"}
+    assert {s for (task, _), s in states.items() if task == "export"} == {"success"}
+    assert states[("finish_exports", None)] == states[("complete", None)] == "success"
+    assert {name: DeltaTable(os.path.join(run.demo.lake, name)).version() for name in TABLES} == versions

@@ -1,6 +1,6 @@
 """The package's layers run downward only: no module imports from a layer above its own, and no import circle.
 
-    cli -> steps -> verify, exports -> plan -> core -> engines -> delta -> errors
+    cli, orchestrate -> steps -> verify, exports -> plan -> core -> engines -> delta -> errors
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 DSR = Path(__file__).resolve().parent.parent / "dsr"
-ORDER = ["errors", "delta", "engines", "core", "plan", "verify", "exports", "steps", "cli"]
+ORDER = ["errors", "delta", "engines", "core", "plan", "verify", "exports", "steps", "cli", "orchestrate"]
 LEVEL = {"errors": 0, "delta": 1, "engines": 2, "core": 3, "plan": 4, "verify": 5, "exports": 5, "steps": 6,
-         "cli": 7}
+         "cli": 7, "orchestrate": 7}
 
 
 def _modules() -> dict[str, Path]:
