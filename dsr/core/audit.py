@@ -7,7 +7,8 @@ the (seq, hash) of the chain's new end in its Delta commit info, so ``verify_cha
 from the end, which the links alone cannot show.
 Events hold request ids, run ids, table names and metrics — never subject ids.
 
-The anchor outside the table (:mod:`dsr.core.audit_anchor`) catches the newest commit files deleted.
+The checks of the chain are pure functions in :mod:`dsr.core.audit_chain`. The anchor outside the table
+(:mod:`dsr.core.audit_anchor`) catches the newest commit files deleted.
 ``verify_chain`` lists the anchors *before* it loads the table and checks the newest one: the table is at that
 version or later (else commits were deleted: the missing commits and events are named), has the same table id
 (else it was replaced), holds the recorded seq with the recorded hash. An anchor behind the chain's end is fine
@@ -20,7 +21,6 @@ Limits: see :mod:`dsr.core.audit_anchor` and the README.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,6 +40,16 @@ from dsr.core.audit_anchor import (
     record_anchor,
     recorded_end,
 )
+from dsr.core.audit_chain import (
+    GENESIS,
+    ChainBreak,
+    canonical,
+    chain_hash,
+    check_anchor,
+    check_end,
+    check_links,
+    missing_table,
+)
 from dsr.core.policy import Policy
 from dsr.delta import tables as deltautil
 
@@ -49,7 +59,6 @@ __all__ = [
 ]
 
 
-GENESIS = "0" * 64
 EVENTS = (
     "received", "claimed", "released", "table_exported", "exported", "table_erased", "table_retained",
     "table_failed", "verified", "completed", "failed",
@@ -80,26 +89,6 @@ class AuditEvent:
     run_id: str | None = None
     table_name: str | None = None
     details: Mapping[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class ChainBreak:
-    seq: int
-    event_id: str
-    why: str
-
-
-def canonical(row: Mapping[str, Any]) -> str:
-    """The canonical JSON text of an event row (everything but the hashes)."""
-    body = {k: row[k] for k in ("seq", "event_id", "at", "event", "request_id", "run_id", "table_name", "details")}
-    at = body["at"]
-    if isinstance(at, dt.datetime):
-        body["at"] = at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _hash(prev: str, row: Mapping[str, Any]) -> str:
-    return hashlib.sha256((prev + "\n" + canonical(row)).encode("utf-8")).hexdigest()
 
 
 def _open(policy: Policy) -> Any:
@@ -162,7 +151,7 @@ def append(policy: Policy, batch: Sequence[AuditEvent], *, now: dt.datetime | No
                 "details": json.dumps(dict(ev.details or {}), sort_keys=True, separators=(",", ":"), default=str),
             }
             row["prev_hash"] = prev
-            row["hash"] = prev = _hash(prev, row)
+            row["hash"] = prev = chain_hash(prev, row)
             rows.append(row)
         write_deltalake(
             table,
@@ -211,10 +200,6 @@ def events_by_request(policy: Policy, request_ids: Iterable[str]) -> dict[str, l
 
 
 
-def _span(first: int, last: int) -> str:
-    return str(first) if first == last else f"{first}..{last}"
-
-
 def verify_chain(policy: Policy) -> tuple[int, ChainBreak | None]:
     """Recompute the chain. Returns (events checked, first break or None).
 
@@ -245,44 +230,12 @@ def _verify(
     The checks run in a fixed order (links, hashes, commit records, anchor): the first break wins.
     """
     if table is None:
-        if isinstance(anchor, Anchor):
-            return (0, ChainBreak(0, "(missing)", (
-                f"the audit table is missing, but the anchor outside it records {anchor.seq + 1} event(s) "
-                f"at table version {anchor.version}"
-            ))), True
-        if isinstance(anchor, str):
-            return (0, ChainBreak(0, "(anchor)", anchor)), True
-        return (0, None), True
+        return missing_table(anchor), True
     rows = sorted(deltautil.read_all(table).to_pylist(), key=lambda r: (r["seq"], r["event_id"]))
     n = len(rows)
-    prev = GENESIS
-    for expected_seq, row in enumerate(rows):
-        if row["seq"] != expected_seq:
-            why = "missing event before it" if row["seq"] > expected_seq else "sequence number repeated"
-            return (expected_seq, ChainBreak(row["seq"], row["event_id"], why)), True
-        if row["prev_hash"] != prev:
-            why = "previous-hash link broken (an event removed or reordered)"
-            return (expected_seq, ChainBreak(row["seq"], row["event_id"], why)), True
-        if _hash(prev, row) != row["hash"]:
-            return (expected_seq, ChainBreak(row["seq"], row["event_id"], "content altered (hash mismatch)")), True
-        prev = row["hash"]
-    in_log = recorded_end(table)
-    if in_log is not None:
-        last_seq, last_hash = in_log
-        if last_seq >= n:
-            return (n, ChainBreak(
-                n, "(missing)",
-                f"events seq {n}..{last_seq} removed from the end (the last append recorded seq {last_seq})",
-            )), True
-        if rows[last_seq]["hash"] != last_hash:
-            return (last_seq, ChainBreak(
-                last_seq, rows[last_seq]["event_id"], "does not match the hash its append recorded in the Delta log"
-            )), True
-        if last_seq != n - 1:
-            extra = rows[last_seq + 1]
-            return (last_seq + 1, ChainBreak(
-                extra["seq"], extra["event_id"], "appended outside dsr (no audit append recorded it)"
-            )), True
+    broken = check_links(rows) or check_end(rows, recorded_end(table))
+    if broken is not None:
+        return broken, True
     if isinstance(anchor, str):
         return (n, ChainBreak(n, "(anchor)", anchor)), True
     if anchor is None:
@@ -295,36 +248,4 @@ def _verify(
                 "commits would go unnoticed"
             ))), True
         return (n, None), True  # a log from before the anchors: links and commit info only
-    return _check_anchor(table, rows, anchor), True
-
-
-def _check_anchor(table: Any, rows: list[dict[str, Any]], anchor: Anchor) -> tuple[int, ChainBreak | None]:
-    """The table against the newest anchor outside it (which may be behind the chain's end, never ahead)."""
-    n = len(rows)
-    if table.metadata().id != anchor.table_id:
-        first = rows[0]["event_id"] if rows else "(missing)"
-        return 0, ChainBreak(0, first, (
-            f"the audit table was replaced: its Delta table id is not the one the anchor outside it records "
-            f"(at version {anchor.version})"
-        ))
-    version = table.version()
-    if version < anchor.version:
-        gone = anchor.version - version
-        commits = (f"Delta commit{'s' if gone > 1 else ''} {_span(version + 1, anchor.version)} of the audit table "
-                   f"{'are' if gone > 1 else 'is'} missing")
-        recorded = (f"the anchor outside the table records seq {anchor.seq} at version {anchor.version}; "
-                    f"the table is at version {version}")
-        if anchor.seq >= n:
-            return n, ChainBreak(n, "(missing)", f"events seq {_span(n, anchor.seq)} removed from the end: {commits} "
-                                                 f"({recorded})")
-        return n, ChainBreak(n, "(missing)", f"{commits} ({recorded})")
-    if anchor.seq >= n:
-        return n, ChainBreak(n, "(missing)", (
-            f"events seq {_span(n, anchor.seq)} removed from the end (the anchor outside the audit table records "
-            f"seq {anchor.seq} at version {anchor.version})"
-        ))
-    if anchor.seq >= 0 and rows[anchor.seq]["hash"] != anchor.hash:
-        return anchor.seq, ChainBreak(anchor.seq, rows[anchor.seq]["event_id"], (
-            f"does not match the hash the anchor outside the audit table records (at version {anchor.version})"
-        ))
-    return n, None
+    return check_anchor(table.metadata().id, table.version(), rows, anchor), True
