@@ -143,6 +143,9 @@ def scan(
     dt = open_table(uri, version)
     info = info or table_info(uri, version)
     wanted = list(columns) if columns is not None else list(info.schema.names)
+    unknown = [c for c in wanted if c not in info.schema.names]
+    if unknown:
+        raise TableError(f"the Delta table at {uri} has no column(s) {', '.join(map(repr, unknown))}")
     target = pa.schema([info.schema.field(c) for c in wanted])
     scans[uri] += 1
     try:

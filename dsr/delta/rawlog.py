@@ -29,6 +29,8 @@ def raw_log_info(uri: str, version: int | None, error: str) -> TableInfo | None:
             (int(m.group(1)), e.path) for e in entries if (m := _COMMIT.match(e.base_name))
         )
         if version is not None:
+            if version not in {c[0] for c in commits}:
+                return None  # never another version's metadata in place of the one asked for
             commits = [c for c in commits if c[0] <= version]
         if not commits:
             return None

@@ -46,6 +46,11 @@ class DeltaRsEngine:
         if plan.operation == DELETE:
             merger = merger.when_matched_delete()
         elif plan.operation == UPDATE:
+            # delta-rs ignores an assignment to a column the table lacks and still commits "rows updated":
+            # refuse it, as Spark does, rather than report a mask that was never written
+            missing = sorted(set(plan.updates) - set(dt.schema().to_arrow().names))
+            if missing:
+                raise TableError(f"delta-rs MERGE into {plan.uri}: no column(s) {', '.join(map(repr, missing))}")
             merger = merger.when_matched_update(updates={_q(c): e for c, e in plan.updates.items()})
         else:
             raise ValueError(f"engine erase cannot do {plan.operation!r}")
