@@ -65,6 +65,11 @@ def parse(raw: Mapping[str, Any], p: Path) -> Policy:
             raise PolicyError(f"policy {p}: '{key}' must be a non-empty path")
         if PATH_CONTROL.search(value):
             raise PolicyError(f"policy {p}: '{key}' contains a control character")
+        if value.startswith("file:"):  # file:///abs/path is the local folder /abs/path
+            local = storage.local_path(value)
+            if local is None:
+                raise PolicyError(f"policy {p}: '{key}' must be file:///absolute/path (a local folder)")
+            value = local
         return value if storage.is_remote(value) else os.path.realpath(base / value)
 
     lake = where(raw.get("lake"), "lake")

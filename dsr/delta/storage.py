@@ -17,12 +17,25 @@ __all__ = [
     "is_remote",
     "join",
     "list_delta_tables",
+    "local_path",
     "storage_options",
 ]
 
 
 def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
+
+
+def local_path(uri: str) -> str | None:
+    """The local path of a ``file:`` URI (``file:///a/b`` or ``file://localhost/a/b`` -> ``/a/b``), or None when
+    it names another host or no absolute path."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(uri)
+    path = unquote(parts.path)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not path.startswith("/"):
+        return None
+    return path
 
 
 def join(root: str, *parts: str) -> str:
