@@ -7,17 +7,18 @@ from pathlib import Path
 import pytest
 
 from dsr.core.policy import Policy, load_policy
-from tests.helpers import INTAKE_POLICY, KEY, KEY_ENV, FoundationLake, make_lake, write_policy
+from tests import lakes
+from tests.lakes import INTAKE_POLICY, KEY, KEY_ENV, Lake, write_policy
 
 # --- foundation: policy, control table, audit log -----------------------------------------------------------
 
 
 @pytest.fixture
-def foundation_lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FoundationLake:
+def small_lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Lake:
     """A small real lake (events, users, consents, geo_lookup) and its dsr.yml; the pseudonym key is set."""
     monkeypatch.setenv(KEY_ENV, KEY)
     monkeypatch.delenv("DSR_POLICY", raising=False)
-    return make_lake(tmp_path)
+    return lakes.small(tmp_path)
 
 
 @pytest.fixture

@@ -1,24 +1,20 @@
-"""Delta tables dsr did not write (Spark, Databricks, delta-rs), copied to a scratch lake, and a generic case
-for each: which column is the subject, which value to erase, what an anonymise would mask.
+"""Delta tables dsr did not write (Spark, Databricks, delta-rs), and a generic case for each: which column is
+the subject, which value to erase, what an anonymise would mask. ``lakes.around`` copies one into a lake.
 
 ``tests/data/delta-tables`` holds the tables of ``../shared/delta-tables`` (see its SOURCES.md).
 ``$DSR_REAL_TABLES`` names another folder of Delta tables to run the same tests on (every table in it).
-Rows are read back with DataFusion SQL (``QueryBuilder``), not with the access layer's ``scan``.
+Rows are read back with ``lakes.rows`` (DataFusion SQL), not with the access layer's ``scan``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import textwrap
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-KEY_ENV = "DSR_PSEUDONYM_KEY"
-KEY = "real-tables-test-key-0123456789"
+from tests import lakes
+
 VENDORED = Path(__file__).resolve().parent / "data" / "delta-tables"
 
 
@@ -26,31 +22,6 @@ def table_dirs() -> list[Path]:
     """Every Delta table to test: the vendored ones, or those under $DSR_REAL_TABLES."""
     root = Path(os.environ.get("DSR_REAL_TABLES") or VENDORED)
     return sorted(p for p in root.iterdir() if (p / "_delta_log").is_dir())
-
-
-def read_rows(uri: str, version: int | None = None) -> list[dict[str, Any]]:
-    """Every row (SQL through DataFusion, which honours deletion vectors and column mapping)."""
-    import pyarrow as pa
-    from deltalake import DeltaTable, QueryBuilder
-
-    builder = QueryBuilder().register("t", DeltaTable(uri, version=version))
-    return pa.table(builder.execute("SELECT * FROM t").read_all()).to_pylist()
-
-
-def canon(row: dict[str, Any], drop: tuple[str, ...] = ()) -> str:
-    """A row as canonical JSON text (dsr's export encoding), for multiset comparisons."""
-    from dsr.exports import json_value
-
-    return json.dumps({k: json_value(v) for k, v in row.items() if k not in drop}, sort_keys=True)
-
-
-def multiset(rows: list[dict[str, Any]], drop: tuple[str, ...] = ()) -> Counter[str]:
-    return Counter(canon(r, drop) for r in rows)
-
-
-def tree(path: Path) -> dict[str, bytes]:
-    """Every file under a folder with its bytes (to prove nothing was written)."""
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 @dataclass(frozen=True)
@@ -95,7 +66,7 @@ def case_for(source: Path) -> Case | None:
     candidates = [f for f in fields if _castable(f.type) and f.name not in info.partition_columns]
     subject = (candidates or [f for f in fields if f.name not in info.partition_columns] or fields)[0]
     try:
-        rows = read_rows(str(source))
+        rows = lakes.rows(str(source))
     except Exception:
         rows = []
     values = C(r[subject.name] for r in rows if r.get(subject.name) is not None)
@@ -116,27 +87,3 @@ def case_for(source: Path) -> Case | None:
     elif subject.nullable:
         masks[subject.name] = "nullify"
     return Case(source, name, subject.name, value, _castable(subject.type), masks)
-
-
-def make_lake(root: Path, case: Case, strategy: str) -> Path:
-    """Copy the table into ``root/lake/<name>`` and write a policy for it; returns the policy path."""
-    lake = root / "lake"
-    lake.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(case.source, lake / case.name)
-    if strategy == "anonymise":
-        masks = "\n".join(f"      {json.dumps(c)}: {m}" for c, m in case.anonymise_masks.items())
-        body = f"    erase: anonymise\n    mask:\n{masks}\n"
-    else:
-        body = f"    erase: {strategy}\n" + ("    reason: \"legal hold\"\n" if strategy == "retain" else "")
-    policy = root / "dsr.yml"
-    policy.write_text(textwrap.dedent(f"""\
-        lake: ./lake
-        exports: ./exports
-        pseudonym_key_env: {KEY_ENV}
-        export_before_erase: true
-        tables:
-          - name: {case.name}
-            path: {case.name}
-            subject: {json.dumps(case.subject)}
-        """) + body, encoding="utf-8")
-    return policy

@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from dsr.engines.base import ErasePlan
+from tests.leaks import Leaks
 
 __all__ = [
     "ERASED", "INT_ERASED", "INT_OTHERS", "KEY", "OTHERS", "assert_no_subject_text", "files", "plan_and_source",
@@ -146,6 +147,6 @@ def user_masks() -> dict[str, Any]:
 
 
 def assert_no_subject_text(texts: list[str], subjects: list[Any]) -> None:
-    for text in texts:
-        for s in subjects:
-            assert str(s) not in text, "a subject id reached SQL text / commit info"
+    """No subject id, even inside a longer token, in SQL text or commit info (``tests/leaks.py``)."""
+    found = Leaks(subjects, whole_token=False).in_texts({f"text {i}": t for i, t in enumerate(texts)})
+    assert found == [], f"a subject id reached SQL text / commit info: {found}"

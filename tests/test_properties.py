@@ -14,24 +14,20 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import textwrap
 import unicodedata
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
-from deltalake import DeltaTable, write_deltalake
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dsr import steps
 from dsr.core import control
-from dsr.core.masks import pseudonym
 from dsr.core.policy import check_against_lake, load_policy
 from dsr.engines.deltars import DeltaRsEngine
-from dsr.exports import json_value
+from tests import expect, lakes
 
 KEY = "property-test-key-0123456789"
 _LETTERS = "abcXYZ019'\"\\é中🙂ß- _."
@@ -47,7 +43,7 @@ int_ids = st.integers(min_value=-5, max_value=10_000).map(str)
 
 
 @st.composite
-def lakes(draw: Any) -> dict[str, Any]:
+def lake_specs(draw: Any) -> dict[str, Any]:
     kind = draw(st.sampled_from(["string", "int64"]))
     pool = draw(st.lists(text_ids if kind == "string" else int_ids, min_size=2, max_size=6,
                          unique_by=_norm if kind == "string" else (lambda s: int(s))))
@@ -82,27 +78,13 @@ def _build(root: Path, spec: dict[str, Any]) -> Path:
         step = max(1, (data.num_rows + t["files"] - 1) // t["files"])
         uri = str(root / "lake" / t["name"])
         for start in range(0, max(data.num_rows, 1), step):
-            write_deltalake(uri, data.slice(start, step), mode="append",
-                            partition_by=["day"] if t["partitioned"] else None)
+            lakes.write_table(uri, data.slice(start, step), partition_by=["day"] if t["partitioned"] else None)
         entry = f"  - name: {t['name']}\n    path: {t['name']}\n    subject: subject\n    erase: {t['strategy']}\n"
         if t["strategy"] == "anonymise":
             entry += "    mask:\n      subject: pseudonymise\n      note: {redact: \"[erased]\"}\n"
         entries.append(entry)
-    (root / "dsr.yml").write_text(textwrap.dedent("""\
-        lake: ./lake
-        exports: ./exports
-        pseudonym_key_env: DSR_PSEUDONYM_KEY
-        tables:
-        """) + "".join(entries), encoding="utf-8")
-    return root / "dsr.yml"
-
-
-def _plain(uri: str) -> list[dict[str, Any]]:
-    return DeltaTable(uri).to_pyarrow_table().to_pylist()
-
-
-def _canon(rows: list[dict[str, Any]]) -> Counter[str]:
-    return Counter(json.dumps({k: json_value(v) for k, v in r.items()}, sort_keys=True) for r in rows)
+    head = "lake: ./lake\nexports: ./exports\npseudonym_key_env: DSR_PSEUDONYM_KEY\ntables:\n"
+    return lakes.write_policy(root, head + "".join(entries))
 
 
 def _is(value: Any, sid: str) -> bool:
@@ -112,7 +94,7 @@ def _is(value: Any, sid: str) -> bool:
 @pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
-@given(spec=lakes())
+@given(spec=lake_specs())
 def test_after_a_run_the_invariants_hold(spec: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DSR_PSEUDONYM_KEY", KEY)
     monkeypatch.delenv("DSR_POLICY", raising=False)
@@ -120,23 +102,23 @@ def test_after_a_run_the_invariants_hold(spec: dict[str, Any], monkeypatch: pyte
     try:
         policy = load_policy(_build(root, spec))
         check_against_lake(policy)
-        before = {t.name: _plain(t.uri) for t in policy.tables}
+        before = {t.name: lakes.rows(t.uri) for t in policy.tables}
         ids = {("erase", s): control.submit(policy, "erase", s)[0] for s in spec["erase"]}
         ids |= {("export", s): control.submit(policy, "export", s)[0] for s in spec["export"]}
         report = steps.run(policy, DeltaRsEngine())
         assert report.exit_code == 0, report.as_dict()
         erased = set(spec["erase"])
         for t in policy.tables:
-            after = _plain(t.uri)
+            after = lakes.rows(t.uri)
             assert not [r for r in after if any(_is(r["subject"], s) for s in erased)], t.name
             others = [r for r in before[t.name] if not any(_is(r["subject"], s) for s in erased)]
             mine = [r for r in before[t.name] if any(_is(r["subject"], s) for s in erased)]
             if t.erase == "delete":
-                assert _canon(after) == _canon(others), t.name
+                assert expect.multiset(after) == expect.multiset(others), t.name
             else:  # the subject's rows carry the pseudonym and the redaction; nothing else changed
-                psn = {s: pseudonym(KEY.encode(), s, spec["kind"]) for s in erased}
+                psn = {s: expect.pseudonym(KEY.encode(), s, spec["kind"]) for s in erased}
                 masked = [{**r, "subject": psn[str(r["subject"])], "note": "[erased]"} for r in mine]
-                assert _canon(after) == _canon(others + masked), t.name
+                assert expect.multiset(after) == expect.multiset(others + masked), t.name
         for (kind, sid), rid in ids.items():
             req = control.list_requests(policy, ids=[rid])[0]
             assert req.status == "completed", (kind, req.error)
@@ -145,6 +127,6 @@ def test_after_a_run_the_invariants_hold(spec: dict[str, Any], monkeypatch: pyte
                 assert doc["subject_id"] == sid
                 for t in policy.tables:
                     expected = [r for r in before[t.name] if _is(r["subject"], sid)]
-                    assert _canon(doc["tables"][t.name]) == _canon(expected), (t.name, sid)
+                    assert expect.multiset(doc["tables"][t.name]) == expect.multiset(expected), (t.name, sid)
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Tests of jobs/ (the spark-submit entry point)."""

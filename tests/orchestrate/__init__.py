@@ -1,0 +1,1 @@
+"""Tests of dsr/orchestrate and the DAG files in dags/."""

@@ -1,0 +1,50 @@
+"""A run goes through the bookkeeping tables sparingly: each step rebuilds its batch with one filtered read of
+the control table and reads audit events by filter; no step reads the whole audit log, and no step reads the
+whole control table more than once (the claim, which must look at every request)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from dsr import steps
+from dsr.core import audit, control
+from dsr.delta import tables
+from dsr.engines.deltars import DeltaRsEngine
+from tests import lakes
+
+
+def _full_reads(before: Counter[tuple[str, str]], uri: str) -> int:
+    return tables.reads[(uri.rstrip("/"), "full")] - before[(uri.rstrip("/"), "full")]
+
+
+def test_a_run_of_8_requests_on_4_tables_reads_the_bookkeeping_tables_sparingly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = lakes.busy(tmp_path / "w").use(monkeypatch).policy()
+    lakes.file_requests(policy)
+    assert len(policy.tables) == 4 and len(control.list_requests(policy)) == 8
+    engine = DeltaRsEngine()
+
+    counts: dict[str, tuple[int, int]] = {}
+    before = Counter(tables.reads)
+    batch = steps.claim_batch(policy)
+    counts["claim"] = (_full_reads(before, policy.requests_uri), _full_reads(before, policy.audit_uri))
+    for step in steps.STEPS:
+        for table in batch[step.per_table] if step.per_table else [None]:
+            before = Counter(tables.reads)
+            steps.call(step, policy, batch["run_id"], engine, table)
+            name = f"{step.name} {table}" if table else step.name
+            counts[name] = (_full_reads(before, policy.requests_uri), _full_reads(before, policy.audit_uri))
+
+    assert len(counts) == 1 + 4 + 1 + 4 + 4 + 1
+    assert {name: c for name, c in counts.items() if c[0] > 1 or c[1] > 0} == {}, counts
+    assert counts["claim"] == (1, 0)  # the claim looks at every request once
+    assert sum(c[0] for c in counts.values()) == 1  # and no other step reads the whole control table
+    assert all(r.status == "completed" for r in control.list_requests(policy))
+    # the counters do see a full read of the audit log where there is one (dsr audit verify reads it all)
+    before = Counter(tables.reads)
+    assert audit.verify_chain(policy)[1] is None
+    assert _full_reads(before, policy.audit_uri) >= 1
