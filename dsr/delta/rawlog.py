@@ -15,45 +15,79 @@ __all__ = ["raw_log_info"]
 
 
 _COMMIT = re.compile(r"^(\d{20})\.json$")
+# classic (single or multi-part parquet) and v2 (parquet or JSON, named by a uuid) checkpoints
+_CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(?:\.\d{10}\.\d{10}|\.[0-9A-Za-z-]+)?\.(parquet|json)$")
+
+Actions = tuple[dict[str, Any] | None, dict[str, Any] | None]  # (protocol, metaData), either None when absent
 
 
 def raw_log_info(uri: str, version: int | None, error: str) -> TableInfo | None:
-    """Protocol and metadata from the newest JSON commits (or a classic/v2 JSON checkpoint), or None."""
+    """Protocol and metadata at ``version`` (the newest when None) from the JSON commits after the newest
+    checkpoint at or before it, then that checkpoint (classic parquet, v2 parquet or JSON); None when the log
+    does not hold that version, or holds no protocol and metadata for it."""
     from pyarrow import fs
 
     try:
         filesys, base = storage.filesystem(uri)
-        log_dir = f"{base}/_delta_log"
-        entries = filesys.get_file_info(fs.FileSelector(log_dir, allow_not_found=True))
-        commits = sorted(
-            (int(m.group(1)), e.path) for e in entries if (m := _COMMIT.match(e.base_name))
-        )
-        if version is not None:
-            if version not in {c[0] for c in commits}:
-                return None  # never another version's metadata in place of the one asked for
-            commits = [c for c in commits if c[0] <= version]
-        if not commits:
-            return None
-        protocol: dict[str, Any] | None = None
-        metadata: dict[str, Any] | None = None
-        for _, path in reversed(commits):
-            with filesys.open_input_stream(path) as f:
-                lines = f.read().decode("utf-8").splitlines()
-            for line in lines:
-                if not line.strip():
-                    continue
-                action = json.loads(line)
-                if protocol is None and "protocol" in action:
-                    protocol = action["protocol"]
-                if metadata is None and "metaData" in action:
-                    metadata = action["metaData"]
-            if protocol is not None and metadata is not None:
-                break
+        entries = filesys.get_file_info(fs.FileSelector(f"{base}/_delta_log", allow_not_found=True))
+        commits = {int(m.group(1)): e.path for e in entries if (m := _COMMIT.match(e.base_name))}
+        checkpoints: dict[int, list[tuple[str, str]]] = {}
+        for e in entries:
+            if m := _CHECKPOINT.match(e.base_name):
+                checkpoints.setdefault(int(m.group(1)), []).append((e.path, m.group(2)))
+        known = set(commits) | set(checkpoints)
+        if not known or (version is not None and version not in known):
+            return None  # never another version's metadata in place of the one asked for
+        target = max(known) if version is None else version
+        start = max((v for v in checkpoints if v <= target), default=-1)
+        newer = [commits[v] for v in sorted(commits, reverse=True) if start < v <= target]
+        protocol, metadata = _newest(filesys, newer)
+        if (protocol is None or metadata is None) and start >= 0:
+            found = _checkpoint(filesys, checkpoints[start])
+            protocol, metadata = protocol or found[0], metadata or found[1]
         if protocol is None or metadata is None:
             return None
-        return _info_from_actions(uri, commits[-1][0], protocol, metadata, error)
+        return _info_from_actions(uri, target, protocol, metadata, error)
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _newest(filesys: Any, paths: list[str]) -> Actions:
+    """The newest protocol and metaData actions in these commit files (newest first)."""
+    protocol: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    for path in paths:
+        with filesys.open_input_stream(path) as f:
+            lines = f.read().decode("utf-8").splitlines()
+        for line in lines:
+            if line.strip():
+                action = json.loads(line)
+                protocol = protocol or action.get("protocol")
+                metadata = metadata or action.get("metaData")
+        if protocol is not None and metadata is not None:
+            break
+    return protocol, metadata
+
+
+def _checkpoint(filesys: Any, parts: list[tuple[str, str]]) -> Actions:
+    """The protocol and metaData actions of one checkpoint (all its parts)."""
+    import pyarrow.parquet as pq
+
+    protocol: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    for path, kind in sorted(parts):
+        if kind == "json":
+            found = _newest(filesys, [path])
+        else:
+            with filesys.open_input_file(path) as f:
+                table = pq.read_table(f, columns=["protocol", "metaData"])
+            rows = table.to_pylist()
+            found = (next((r["protocol"] for r in rows if r["protocol"]), None),
+                     next((r["metaData"] for r in rows if r["metaData"]), None))
+        protocol, metadata = protocol or found[0], metadata or found[1]
+    if metadata is not None and isinstance(metadata.get("configuration"), list):  # a parquet map: (key, value) pairs
+        metadata = {**metadata, "configuration": dict(metadata["configuration"])}
+    return protocol, metadata
 
 
 def _info_from_actions(
