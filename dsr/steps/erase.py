@@ -177,7 +177,8 @@ def _commit(
         else:
             result = CommitResult(version_before=info.version, version_after=info.version)
     except Exception as exc:
-        reason = scrub(f"erase failed on engine {engine.name}: {access.error_line(exc)}", batch.subjects)
+        reason = scrub(f"table '{table.name}': erase failed on engine {engine.name}: {access.error_line(exc)}",
+                       batch.subjects)
         batch.refuse(table, request_ids, "erase", reason, final=False)
         raise
     effect = _commit_effect(table.uri, result)
