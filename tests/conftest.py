@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from dsr.core.policy import Policy, load_policy
 from tests import lakes
 from tests.lakes import INTAKE_POLICY, KEY, KEY_ENV, Lake, write_policy
+from tests.moto_s3 import aws_env, moto_server
 
 # --- foundation: policy, control table, audit log -----------------------------------------------------------
 
@@ -26,6 +28,23 @@ def intake_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Policy:
     """A loaded Policy for control-table and audit tests (no lake tables needed for intake)."""
     monkeypatch.delenv("DSR_POLICY", raising=False)
     return load_policy(write_policy(tmp_path, INTAKE_POLICY))
+
+
+# --- S3: moto's server on 127.0.0.1, one per test module that uses it -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 with the buckets 'lake' and 'exp'."""
+    with moto_server("lake", "exp") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture()
+def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """AWS_* set for dsr (endpoint, test credentials, region); returns the endpoint."""
+    aws_env(monkeypatch, s3_endpoint)
+    return s3_endpoint
 
 
 # --- Spark fixtures ---------------------------------------------------------------------------------------

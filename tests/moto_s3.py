@@ -1,4 +1,4 @@
-"""moto's S3 server on 127.0.0.1 for tests (import it; the fixtures built on it live in the test modules).
+"""moto's S3 server on 127.0.0.1 for tests (the fixtures s3_endpoint and s3_env built on it are in tests/conftest.py).
 
 The server runs in its own process: in-process, delta-rs calls that hold the GIL while they wait on the network
 (DeltaTable.is_deltatable, MERGE) would starve the server thread and time out.

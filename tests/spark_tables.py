@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from dsr.engines.base import ErasePlan
+from tests import lakes
 from tests.leaks import Leaks
 
 __all__ = [
@@ -63,26 +64,20 @@ def user_rows(start: int, day: str, subjects: list[str | None]) -> list[dict[str
 
 def write_users(path: Path) -> str:
     """Partitioned by day, three appends per day: several files per partition; subjects spread over them."""
-    from deltalake import write_deltalake
-
     people: list[str | None] = [*ERASED, *OTHERS, None]
     start = 0
     for day in ("2026-01-01", "2026-01-02"):
         for _ in range(3):
             rows = user_rows(start, day, people)
-            write_deltalake(str(path), pa.Table.from_pylist(rows, schema=users_schema()), mode="append",
-                            partition_by=["day"])
+            lakes.write_table(path, pa.Table.from_pylist(rows, schema=users_schema()), partition_by=["day"])
             start += len(people)
     # one more file holding no erased subject at all
-    write_deltalake(str(path), pa.Table.from_pylist(user_rows(start, "2026-01-02", OTHERS),
-                                                    schema=users_schema()), mode="append")
+    lakes.write_table(path, pa.Table.from_pylist(user_rows(start, "2026-01-02", OTHERS), schema=users_schema()))
     return str(path)
 
 
 def write_orders(path: Path) -> str:
     """Integer subjects: user_no int64 NOT NULL (pseudonymisable), ref32 int32."""
-    from deltalake import write_deltalake
-
     schema = pa.schema([
         pa.field("order_id", pa.string()), pa.field("user_no", pa.int64(), nullable=False),
         pa.field("ref32", pa.int32()), pa.field("amount", pa.decimal128(10, 2)),
@@ -95,7 +90,7 @@ def write_orders(path: Path) -> str:
             "amount": decimal.Decimal(f"{part}{i}.25"),
             "payload": bytes([part, i]),
         } for i, uid in enumerate(people)]
-        write_deltalake(str(path), pa.Table.from_pylist(rows, schema=schema), mode="append")
+        lakes.write_table(path, pa.Table.from_pylist(rows, schema=schema))
     return str(path)
 
 

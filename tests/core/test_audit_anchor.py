@@ -12,7 +12,6 @@ from dsr.core import audit
 from dsr.core.policy import Policy
 from tests import lakes
 from tests.core.conftest import anchor_files, fill_audit, verify_cli
-from tests.delta.test_storage import s3_endpoint, s3_env  # noqa: F401  (the moto server fixtures)
 
 
 def _log_file(policy: Policy, version: int) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,22 +13,8 @@ from dsr.core.policy import check_against_lake, load_policy
 from dsr.delta import storage
 from dsr.engines.deltars import DeltaRsEngine
 from tests import lakes
-from tests.moto_s3 import aws_env, moto_server
 
 pytestmark = pytest.mark.s3
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server on 127.0.0.1 with a bucket 'lake'."""
-    with moto_server("lake") as endpoint:
-        yield endpoint
-
-
-@pytest.fixture()
-def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    aws_env(monkeypatch, s3_endpoint)
-    return s3_endpoint
 
 
 def test_run_on_an_s3_lake_erases_exports_and_verifies(

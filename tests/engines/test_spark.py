@@ -73,34 +73,6 @@ def test_it_implements_the_engine_protocol(engine: Any) -> None:
         assert not hasattr(engine, gone), gone
 
 
-def test_the_server_kind_comes_from_the_session_unless_dsr_spark_server_says(
-    spark_connect: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from dsr.engines.spark import SERVER_ENV as ENV
-    from dsr.engines.spark import SERVER_KINDS, SparkEngine, declared_server, server_kind
-
-    assert ENV == SERVER_ENV and set(SERVER_KINDS) == {"delta-spark", "databricks", "sail", "unknown"}
-    assert all(f"spark:{kind}" in ENGINE_SUPPORT for kind in SERVER_KINDS)
-    monkeypatch.delenv(SERVER_ENV, raising=False)
-    assert declared_server() is None
-    assert server_kind(spark_connect) == "sail"
-
-    monkeypatch.setenv(SERVER_ENV, "delta-spark")
-    assert declared_server() == "delta-spark"
-    with SparkEngine(spark_connect) as eng:  # the same session, now declared delta-spark
-        assert eng.server == "delta-spark"
-        assert eng.support is ENGINE_SUPPORT["spark:delta-spark"] is DELTA_SPARK
-    monkeypatch.setenv(SERVER_ENV, " Databricks ")  # case and blanks do not matter
-    assert server_kind(spark_connect) == "databricks"
-
-    monkeypatch.setenv(SERVER_ENV, "hadoop")
-    with pytest.raises(InputError, match=f"{SERVER_ENV}='hadoop'"):
-        declared_server()
-    with pytest.raises(InputError, match=f"{SERVER_ENV}='hadoop'"):
-        SparkEngine(spark_connect)
-    assert spark_connect.range(2).count() == 2  # a borrowed session is left alone
-
-
 def test_engines_leave_pysparks_process_wide_connect_mode_alone(
     spark_connect: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

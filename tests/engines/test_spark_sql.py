@@ -10,7 +10,6 @@ import pytest
 
 from dsr.delta.support import DELETE, UPDATE
 from dsr.engines.base import KEY_COLUMN
-from dsr.engines.spark_session import delta_coordinate, remote_from_environment
 from dsr.engines.spark_sql import (
     commit_metrics,
     error_for,
@@ -173,21 +172,3 @@ def test_normalises_spark_commit_infos_to_the_form_delta_rs_reads() -> None:
         "num_target_files_added": 1, "num_files": 2,
     }
     assert normalise_commit({"version": 1, "userMetadata": "free text"}) == {"version": 1, "userMetadata": "free text"}
-
-
-def test_finds_the_remote_spark_submit_hands_over(monkeypatch: pytest.MonkeyPatch) -> None:
-    for k in ("SPARK_REMOTE", "PYSPARK_REMOTE_INIT_CONF_LEN", "PYSPARK_REMOTE_INIT_CONF_0"):
-        monkeypatch.delenv(k, raising=False)
-    assert remote_from_environment() is None
-    monkeypatch.setenv("PYSPARK_REMOTE_INIT_CONF_LEN", "1")
-    monkeypatch.setenv("PYSPARK_REMOTE_INIT_CONF_0", '{"spark.app.name": "x", "spark.remote": "sc://h:1"}')
-    assert remote_from_environment() == "sc://h:1"
-    monkeypatch.setenv("SPARK_REMOTE", "sc://env:2")
-    assert remote_from_environment() == "sc://env:2"
-
-
-def test_names_the_delta_jar_matching_pyspark() -> None:
-    import pyspark
-
-    spark = ".".join(pyspark.__version__.split(".")[:2])
-    assert delta_coordinate().startswith(f"io.delta:delta-spark_{spark}_2.13:")

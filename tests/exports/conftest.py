@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from dsr.exports import PartWriter
-from tests.moto_s3 import aws_env, moto_server
+from tests.moto_s3 import aws_env
 
 NOW = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 STAMP = "2025-01-02T03:04:05Z"
@@ -43,13 +42,6 @@ def _expected(rid: str, sid: str, tables: dict[str, dict[str, list[dict[str, Any
 
 
 # --- S3 (moto) ------------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server on 127.0.0.1 with a bucket 'exp'."""
-    with moto_server("exp") as endpoint:
-        yield endpoint
-
 
 @pytest.fixture()
 def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
