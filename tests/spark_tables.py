@@ -15,12 +15,12 @@ from typing import Any
 import pyarrow as pa
 
 from dsr.engines.base import ErasePlan
-from tests import lakes
+from tests import expect, lakes
 from tests.leaks import Leaks
 
 __all__ = [
-    "ERASED", "INT_ERASED", "INT_OTHERS", "KEY", "OTHERS", "assert_no_subject_text", "files", "plan_and_source",
-    "rows", "table_spec", "user_masks", "write_orders", "write_users",
+    "ERASED", "INT_ERASED", "INT_OTHERS", "KEY", "OTHERS", "assert_no_subject_text", "files", "masked_users",
+    "plan_and_source", "rows", "table_spec", "user_masks", "write_orders", "write_users",
 ]
 
 KEY = b"spark-engine-test-key"
@@ -139,6 +139,15 @@ def user_masks() -> dict[str, Any]:
         "birth_date": Mask("year"), "signup_at": Mask("month"), "seen_at": Mask("year"),
         "last_ip": Mask("ipv4_24"),
     }
+
+
+def masked_users(before: list[dict[str, Any]], masks: dict[str, Any], schema: Any) -> list[dict[str, Any]]:
+    """The users rows as an anonymise of ``ERASED`` must leave them (README's masks, from tests/expect.py)."""
+    return [
+        {**r, **{c: expect.masked(m, r[c], key=KEY, subject_id=r["user_id"], kind=expect.form(schema.field(c).type))
+                 for c, m in masks.items()}} if r["user_id"] in ERASED else r
+        for r in before
+    ]
 
 
 def assert_no_subject_text(texts: list[str], subjects: list[Any]) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +73,21 @@ def verify_cli(policy: Policy, capsys: pytest.CaptureFixture[str]) -> tuple[int,
 def anchor_files(policy: Policy) -> list[Path]:
     """The anchor files of the audit log outside its table, oldest first."""
     return sorted(Path(audit.anchor_uri(policy)).glob("*.json"))
+
+
+# --- racing processes ---------------------------------------------------------------------------------------
+
+
+def start_together(script: str, go: str, *args: str) -> list[subprocess.Popen[str]]:
+    """Start ``python -c script ARGS`` as processes "a" and "b" (argv: ``*args[:1], me, go, *args[1:]``); once
+    both have written ``<go>.<me>.ready``, touch ``go`` so they race from the same instant."""
+    first, rest = args[:1], args[1:]
+    procs = [subprocess.Popen([sys.executable, "-c", script, *first, me, go, *rest],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for me in ("a", "b")]
+    deadline = time.monotonic() + 60
+    while not all(Path(f"{go}.{me}.ready").exists() for me in ("a", "b")):
+        assert time.monotonic() < deadline, "the racing processes did not start"
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        time.sleep(0.01)
+    Path(go).touch()
+    return procs

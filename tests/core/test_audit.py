@@ -3,8 +3,6 @@ others append, and after compaction)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,7 +12,7 @@ import pytest
 from dsr.core import audit
 from dsr.core.policy import Policy
 from tests import lakes
-from tests.core.conftest import anchor_files, fill_audit, verify_cli
+from tests.core.conftest import anchor_files, fill_audit, start_together, verify_cli
 
 
 def test_an_empty_log_verifies(intake_policy: Policy) -> None:
@@ -106,17 +104,7 @@ def test_appenders_in_parallel_processes_never_make_verify_report_a_break(
     """Two processes append at once while this one verifies over and over: no break, ever."""
     audit.append(intake_policy, [audit.AuditEvent("received", request_id="req_0")])
     go, per_writer = str(tmp_path / "go"), 10
-    procs = [
-        subprocess.Popen([sys.executable, "-c", _APPENDER, intake_policy.source, me, go, str(per_writer)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for me in ("a", "b")
-    ]
-    deadline = time.monotonic() + 60
-    while not all(Path(f"{go}.{me}.ready").exists() for me in ("a", "b")):
-        assert time.monotonic() < deadline, "appenders did not start"
-        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
-        time.sleep(0.01)
-    Path(go).touch()  # both start appending at once
+    procs = start_together(_APPENDER, go, intake_policy.source, str(per_writer))  # both append at once
 
     seen: list[tuple[int, audit.ChainBreak | None]] = []
     deadline = time.monotonic() + 120

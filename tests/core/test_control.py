@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from dsr.core import audit, control
 from dsr.core.policy import Policy, load_policy
 from tests import lakes
-from tests.core.conftest import audit_events
+from tests.core.conftest import audit_events, start_together
 from tests.lakes import INTAKE_POLICY, write_policy
 
 
@@ -187,19 +184,7 @@ def test_two_claimers_in_parallel_processes_never_get_the_same_request(intake_po
     assert len(all_ids) == 40
     go = str(tmp_path / "go")
 
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _CLAIMER, intake_policy.source, me, go],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for me in ("a", "b")
-    ]
-    deadline = time.monotonic() + 60
-    while not all(Path(f"{go}.{me}.ready").exists() for me in ("a", "b")):
-        assert time.monotonic() < deadline, "claimers did not start"
-        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
-        time.sleep(0.01)
-    Path(go).touch()  # both start claiming at once
+    procs = start_together(_CLAIMER, go, intake_policy.source)  # both claim at once
     outs = [p.communicate(timeout=120) for p in procs]
 
     assert [p.returncode for p in procs] == [0, 0], outs

@@ -26,11 +26,10 @@ pytestmark = [pytest.mark.spark, pytest.mark.classic_spark]
 pa = pytest.importorskip("pyarrow")
 pytest.importorskip("delta", reason="delta-spark is not installed")
 
-from tests import expect  # noqa: E402
 from tests.spark_tables import (  # noqa: E402
     ERASED,
-    KEY,
     assert_no_subject_text,
+    masked_users,
     plan_and_source,
     rows,
     user_masks,
@@ -96,11 +95,6 @@ def test_classic_anonymise_writes_the_reference_masks(classic_engine: Any, tmp_p
     masks = user_masks()
     result = classic_engine.erase(*plan_and_source(classic_engine, uri, ERASED, masks))
     assert result.rows_updated == 12
-    expected = [
-        {**r, **{c: expect.masked(m, r[c], key=KEY, subject_id=r["user_id"],
-                               kind=expect.form(schema.field(c).type)) for c, m in masks.items()}}
-        if r["user_id"] in ERASED else r
-        for r in before
-    ]
+    expected = masked_users(before, masks, schema)
     assert rows(uri) == sorted(expected, key=lambda r: repr(sorted(r.items())))
     assert access.table_info(uri).schema == schema

@@ -34,6 +34,7 @@ from tests.spark_tables import (
     INT_OTHERS,
     KEY,
     OTHERS,
+    masked_users,
     plan_and_source,
     user_masks,
     user_rows,
@@ -262,12 +263,7 @@ def test_anonymise_writes_every_mask_on_the_erased_rows_only(tmp_path: Path) -> 
     assert (result.version_before, result.version_after, result.rows_updated, result.rows_deleted) == (6, 7, 12, 0)
     assert_counts_match_the_log(path, result)
 
-    expected = []
-    for r in before:
-        if r["user_id"] in ERASED:
-            r = {**r, **{c: expect.masked(m, r[c], key=KEY, subject_id=r["user_id"],
-                                          kind=expect.form(schema.field(c).type)) for c, m in masks.items()}}
-        expected.append(r)
+    expected = masked_users(before, masks, schema)
     after = lakes.rows(path)
     assert ordered(after) == ordered(expected)
     assert len(after) == len(before)

@@ -35,6 +35,7 @@ from tests.spark_tables import (  # noqa: E402
     OTHERS,
     assert_no_subject_text,
     files,
+    masked_users,
     plan_and_source,
     rows,
     table_spec,
@@ -252,12 +253,7 @@ def test_erase_anonymise_writes_the_reference_masks_and_leaves_other_rows_unchan
     result = engine.erase(plan, source)
     assert (result.rows_updated, result.rows_deleted, result.version_after) == (12, 0, 7)
 
-    expected = []
-    for r in before:
-        if r["user_id"] in ERASED:
-            r = {**r, **{c: expect.masked(m, r[c], key=KEY, subject_id=r["user_id"],
-                                       kind=expect.form(schema.field(c).type)) for c, m in masks.items()}}
-        expected.append(r)
+    expected = masked_users(before, masks, schema)
     assert rows(uri) == sorted(expected, key=lambda r: repr(sorted(r.items())))
     assert access.table_info(uri).fingerprint() == info.fingerprint()
     assert access.count_rows(uri) == access.count_rows(uri, version=6)
