@@ -83,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("request_id", metavar="REQUEST_ID")
     rec.add_argument("--json", action="store_true")
 
+    res = sub.add_parser(
+        "residue", help="search every file of the covered tables, the control and audit tables and the exports for "
+                        "what is left of erased subjects; exit 1 if anything is found (counts only, never values)"
+    )
+    res.add_argument("request_ids", metavar="REQUEST_ID", nargs="*",
+                     help="erasure requests to scan (default: every completed erasure)")
+    res.add_argument("--json", action="store_true")
+
     aud = sub.add_parser("audit", help="audit log: 'audit verify' recomputes the hash chain")
     asub = aud.add_subparsers(dest="audit_command", metavar="verify", parser_class=_Parser)
     asub.required = True
@@ -146,6 +154,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from dsr.cli.receipt import print_receipt
 
         return print_receipt(_policy(args, lake=False), args.request_id, as_json=args.json)
+    if cmd == "residue":
+        from dsr.cli.residue import cli_residue
+
+        return cli_residue(_policy(args, lake=False), args.request_ids, as_json=args.json)
     if cmd == "run":
         from dsr.cli.runner import cli_run
         from dsr.core.requests import check_run_id

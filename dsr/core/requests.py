@@ -22,9 +22,13 @@ from dsr.errors import InputError
 __all__ = [
     "KINDS",
     "OPEN",
+    "REQUEST_ID_PATTERN",
+    "RUN_ID_PATTERN",
     "STATUSES",
     "Request",
     "audit_readable",
+    "check_request_id",
+    "check_run_id",
     "is_open",
     "list_requests",
     "live_run_ids",
@@ -121,6 +125,17 @@ def check_run_id(run_id: str) -> str:
 
 def new_request_id() -> str:
     return "req_" + uuid.uuid4().hex[:16]
+
+
+REQUEST_ID_PATTERN = re.compile(r"req_[0-9a-f]{16}")
+
+
+def check_request_id(request_id: str) -> str:
+    """A request id given on the command line. Not echoed when malformed: it may be a subject id typed by
+    mistake."""
+    if not REQUEST_ID_PATTERN.fullmatch(request_id):
+        raise InputError("not a request id (req_ followed by 16 hex digits)")
+    return request_id
 
 
 def open_requests(policy: Policy) -> Any:

@@ -1,0 +1,58 @@
+"""``dsr residue``: which erasures to scan, and the scan's report (counts per request, table and place)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from dsr.core import control
+from dsr.core.policy import Policy
+from dsr.core.requests import Request, check_request_id
+from dsr.errors import InputError
+from dsr.verify import residue
+
+__all__ = ["cli_residue", "erasures_to_scan"]
+
+
+def erasures_to_scan(policy: Policy, request_ids: Sequence[str]) -> list[Request]:
+    """The named erasure requests (InputError for an unknown id or an export), else every completed erasure."""
+    if not request_ids:
+        return [r for r in control.list_requests(policy, status="completed") if r.kind == "erase"]
+    wanted = [check_request_id(rid) for rid in request_ids]
+    found = {r.request_id: r for r in control.list_requests(policy, ids=wanted)}
+    for rid in wanted:
+        if rid not in found:
+            raise InputError(f"no request {rid}")
+        if found[rid].kind != "erase":
+            raise InputError(f"request {rid} is an export: residue is searched for erasures")
+    return [found[rid] for rid in dict.fromkeys(wanted)]
+
+
+def _places(entry: dict[str, int] | str) -> str:
+    if isinstance(entry, str):
+        return "retained (kept by policy, not residue)"
+    found = {place: n for place, n in entry.items() if n}
+    return ", ".join(f"{place} {n}" for place, n in found.items()) if found else "0"
+
+
+def cli_residue(policy: Policy, request_ids: Sequence[str], *, as_json: bool) -> int:
+    """Scan and print; exit 1 when anything of an erased subject is left, 0 when nothing is."""
+    todo = erasures_to_scan(policy, request_ids)
+    results = residue.scan(policy, todo)
+    total = sum(r.total() for r in results)
+    if as_json:
+        report: dict[str, Any] = {"requests": [r.as_dict() for r in results], "total": total}
+        print(json.dumps(report, indent=2))
+        return 1 if total else 0
+    if not results:
+        print("residue: no completed erasure to scan")
+        return 0
+    for r in results:
+        print(f"{r.request_id}  residue: {r.total()}")
+        for name, entry in r.tables.items():
+            print(f"  {name:20} {_places(entry)}")
+        for place, n in r.own.items():
+            print(f"  {place:20} {n}")
+    print(f"residue: {total} in {len(results)} erasure(s)" + (" (dsr purge removes it)" if total else ""))
+    return 1 if total else 0

@@ -1,0 +1,141 @@
+"""A Delta table read as files, not as a table: where values of one column are physically on disk.
+
+The residue scan asks this layer, for a set of keys of one column, how often each key occurs in every file under
+the table's directory, whether the current version references the file or not:
+
+* ``data files`` -- rows of any parquet data file (rows a deletion vector masks included: the file still holds
+  them), referenced or not;
+* ``change data`` -- rows of ``_change_data/`` files (change data feed);
+* ``log statistics`` -- the column's min/max in the statistics of ``add``/``remove``/``cdc`` actions, in JSON
+  commits, checkpoints (classic, multi-part, v2 JSON) and v2 sidecars;
+* ``partition values`` -- the column's partition value in those actions;
+* ``file names`` -- directory names ``column=value`` on the way to a file.
+
+Only counts leave this module, never the values. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+from urllib.parse import unquote
+
+from dsr.delta import storage
+
+__all__ = ["PLACES", "find_keys"]
+
+PLACES = ("data files", "change data", "log statistics", "partition values", "file names")
+_ACTIONS = ("add", "remove", "cdc")
+
+
+def _files(uri: str) -> Iterator[tuple[Any, str, str]]:
+    """(filesystem, full path, path relative to the table) of every file under the table's directory."""
+    from pyarrow import fs
+
+    filesys, base = storage.filesystem(uri)
+    for info in filesys.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True)):
+        if info.type == fs.FileType.File:
+            yield filesys, info.path, info.path[len(base):].lstrip("/")
+
+
+def _in_names(rel: str, names: set[str], keys: Mapping[str, Any], seen: set[str]) -> Counter[Any]:
+    """Directory names ``column=value`` naming a key, each directory counted once."""
+    found: Counter[Any] = Counter()
+    parts = rel.split("/")[:-1]
+    for depth, part in enumerate(parts):
+        column, eq, value = part.partition("=")
+        where = "/".join(parts[:depth + 1])
+        if eq and column in names and where not in seen and unquote(value) in keys:
+            seen.add(where)
+            found[keys[unquote(value)]] += 1
+    return found
+
+
+def _in_action(action: Mapping[str, Any], names: set[str], keys: Mapping[str, Any]) -> tuple[Counter[Any], ...]:
+    """(statistics, partition values) hits of one add/remove/cdc action."""
+    stats_hits: Counter[Any] = Counter()
+    part_hits: Counter[Any] = Counter()
+    values = action.get("partitionValues") or {}
+    if isinstance(values, list):  # a parquet map: (key, value) pairs
+        values = dict(values)
+    for name in names:
+        if str(values.get(name)) in keys and values.get(name) is not None:
+            part_hits[keys[str(values[name])]] += 1
+    stats = action.get("stats_parsed") or action.get("stats")
+    if isinstance(stats, str) and stats:
+        stats = json.loads(stats)
+    if isinstance(stats, Mapping):
+        for bound in ("minValues", "maxValues"):
+            for name in names:
+                value = (stats.get(bound) or {}).get(name)
+                if value is not None and str(value) in keys:
+                    stats_hits[keys[str(value)]] += 1
+    return stats_hits, part_hits
+
+
+def _log_actions(filesys: Any, path: str) -> Iterator[Mapping[str, Any]]:
+    """The add/remove/cdc actions of one log file: a JSON commit or checkpoint, or a parquet checkpoint/sidecar."""
+    if path.endswith(".json"):
+        with filesys.open_input_stream(path) as f:
+            for line in f.read().decode("utf-8").splitlines():
+                if line.strip():
+                    action = json.loads(line)
+                    yield from (action[k] for k in _ACTIONS if isinstance(action.get(k), Mapping))
+    elif path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        with filesys.open_input_file(path) as f:
+            pf = pq.ParquetFile(f)
+            columns = [c for c in _ACTIONS if c in pf.schema_arrow.names]
+            if columns:
+                for row in pf.read(columns=columns).to_pylist():
+                    yield from (row[c] for c in columns if row.get(c))
+
+
+def _in_rows(filesys: Any, path: str, column: str, keys: Mapping[str, Any]) -> Counter[Any]:
+    """Rows of one parquet data file whose ``column`` holds a key (every row of the file, masked or not)."""
+    import pyarrow.parquet as pq
+
+    with filesys.open_input_file(path) as f:
+        pf = pq.ParquetFile(f)
+        if column not in pf.schema_arrow.names:
+            return Counter()  # a partition column is in the path, not the file
+        found: Counter[Any] = Counter()
+        for batch in pf.iter_batches(columns=[column], batch_size=65_536):
+            for value in batch.column(0).to_pylist():
+                if value is not None and str(value) in keys:
+                    found[keys[str(value)]] += 1
+        return found
+
+
+def find_keys(uri: str, names: Iterable[str], keys: Iterable[Any]) -> dict[Any, Counter[str]]:
+    """key -> place -> count, for every key found anywhere under the table at ``uri``.
+
+    ``names`` are the column's names on disk (logical and physical, when column mapping gives it another);
+    ``keys`` are the values sought, compared as text (a partition value or JSON statistic of 12 is ``12``).
+    """
+    by_text = {str(k): k for k in keys if k is not None}
+    wanted = set(names)
+    found: dict[Any, Counter[str]] = {}
+    seen_dirs: set[str] = set()
+
+    def add(place: str, hits: Counter[Any]) -> None:
+        for key, n in hits.items():
+            found.setdefault(key, Counter())[place] += n
+
+    if not by_text:
+        return found
+    for filesys, path, rel in _files(uri):
+        add("file names", _in_names(rel, wanted, by_text, seen_dirs))
+        if rel.startswith("_delta_log/"):
+            for action in _log_actions(filesys, path):
+                stats_hits, part_hits = _in_action(action, wanted, by_text)
+                add("log statistics", stats_hits)
+                add("partition values", part_hits)
+        elif rel.endswith(".parquet"):
+            place = "change data" if rel.startswith("_change_data/") or "/_change_data/" in rel else "data files"
+            for name in wanted:
+                add(place, _in_rows(filesys, path, name, by_text))
+    return found

@@ -1,0 +1,160 @@
+"""Residue: what of an erased person is still on disk, per request, table and place (counts, never values).
+
+For each covered table, every file under its directory is searched for the request's key in the subject column
+(:mod:`dsr.delta.physical`): data and change-data files, referenced or not, rows a deletion vector masks, log
+statistics and partition values in commits, checkpoints and sidecars, directory names. Retained tables are
+reported as retained. dsr's own places are searched for the raw subject id: the control table (its subject
+column, statistics included), the audit table (every text value, JSON details included) and the exports
+(the person's documents, part files, file names).
+
+An erasure leaves residue until a purge: the removed files stay for time travel, old log entries keep their
+statistics, the control table keeps the id. This scan says where, so a purge can be proven.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dsr.core.masks import Strategy
+from dsr.core.policy import Policy
+from dsr.core.requests import Request
+from dsr.delta import access, physical, storage
+from dsr.plan import erasure
+
+__all__ = ["RETAINED", "Residue", "scan"]
+
+RETAINED = "retained"
+OWN_PLACES = ("control table", "audit table", "exports")
+
+
+@dataclass
+class Residue:
+    """One erasure's residue: table -> place -> count (or ``RETAINED``), and dsr's own places -> count."""
+
+    request_id: str
+    tables: dict[str, dict[str, int] | str] = field(default_factory=dict)
+    own: dict[str, int] = field(default_factory=dict)
+
+    def total(self) -> int:
+        in_tables = sum(sum(t.values()) for t in self.tables.values() if isinstance(t, dict))
+        return in_tables + sum(self.own.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "tables": self.tables, "own": self.own, "total": self.total()}
+
+
+def _table_residue(policy: Policy, requests: Sequence[Request], out: Mapping[str, Residue]) -> None:
+    for table in policy.tables:
+        if table.erase == Strategy.RETAIN:
+            for r in requests:
+                out[r.request_id].tables[table.name] = RETAINED
+            continue
+        info = access.table_info(table.uri)
+        keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in requests],
+                                    info.schema.field(table.subject).type)
+        names = {table.subject, info.physical_name(table.subject)}
+        found = physical.find_keys(table.uri, names, keys.keys.to_pylist())
+        for r in requests:
+            key = keys.by_request.get(r.request_id)
+            counts = found.get(key, Counter()) if key is not None else Counter()
+            out[r.request_id].tables[table.name] = {p: int(counts.get(p, 0)) for p in physical.PLACES}
+
+
+def _token(subject_id: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![0-9A-Za-z]){re.escape(subject_id)}(?![0-9A-Za-z])")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every text in a cell; a cell holding JSON (the audit details) is searched value by value, so numbers in
+    it (row counts, versions) are never taken for an id."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in "{[":
+            try:
+                yield from _strings(json.loads(text))
+                return
+            except ValueError:
+                pass
+        yield value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield str(k)
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def _audit_residue(policy: Policy, ids: Mapping[str, re.Pattern[str]]) -> Counter[str]:
+    """Text values of every parquet file of the audit table (referenced or not) that hold a subject id."""
+    import pyarrow.parquet as pq
+    from pyarrow import fs
+
+    found: Counter[str] = Counter()
+    filesys, base = storage.filesystem(policy.audit_uri)
+    for info in filesys.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True)):
+        if info.type != fs.FileType.File or not info.path.endswith(".parquet") or "/_delta_log/" in info.path:
+            continue
+        with filesys.open_input_file(info.path) as f:
+            for row in pq.read_table(f).to_pylist():
+                texts = [s for v in row.values() for s in _strings(v)]
+                for sid, pattern in ids.items():
+                    found[sid] += sum(1 for t in texts if pattern.search(t))
+    return found
+
+
+def _export_residue(policy: Policy, ids: Mapping[str, re.Pattern[str]]) -> Counter[str]:
+    """Export documents of the subject, part-file lines naming it, and file names holding it."""
+    from pyarrow import fs
+
+    found: Counter[str] = Counter()
+    filesys, base = storage.filesystem(policy.exports)
+    for info in filesys.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True)):
+        if info.type != fs.FileType.File:
+            continue
+        for sid, pattern in ids.items():
+            found[sid] += bool(pattern.search(info.path[len(base):]))
+        if info.path.endswith((".json", ".jsonl")):
+            with filesys.open_input_stream(info.path) as f:
+                text = f.read().decode("utf-8", errors="replace")
+            for sid in ids:
+                if info.path.endswith(".json"):
+                    with_id = _document_subject(text) == sid
+                    found[sid] += with_id
+                else:
+                    found[sid] += sum(1 for line in text.splitlines() if json.dumps(sid) in line)
+    return found
+
+
+def _document_subject(text: str) -> str | None:
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    return str(doc.get("subject_id")) if isinstance(doc, dict) and doc.get("subject_id") is not None else None
+
+
+def scan(policy: Policy, requests: Iterable[Request]) -> list[Residue]:
+    """The residue of each erasure request, in the order given."""
+    todo = list(requests)
+    out = {r.request_id: Residue(r.request_id) for r in todo}
+    if not todo:
+        return []
+    _table_residue(policy, todo, out)
+    ids = {r.subject_id: _token(r.subject_id) for r in todo}
+    control = physical.find_keys(policy.requests_uri, {"subject_id"}, list(ids)) \
+        if storage.delta_table_exists(policy.requests_uri) else {}
+    in_audit = _audit_residue(policy, ids)
+    in_exports = _export_residue(policy, ids)
+    for r in todo:
+        out[r.request_id].own = {
+            "control table": int(sum(control.get(r.subject_id, Counter()).values())),
+            "audit table": int(in_audit[r.subject_id]),
+            "exports": int(in_exports[r.subject_id]),
+        }
+    return [out[r.request_id] for r in todo]
