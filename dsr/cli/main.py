@@ -91,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="erasure requests to scan (default: every completed erasure)")
     res.add_argument("--json", action="store_true")
 
+    prg = sub.add_parser(
+        "purge", help="physically remove what completed erasures left (old files, log entries, deletion-vector "
+                      "rows) once purge_after_hours has passed; versions before the erase become unreadable"
+    )
+    prg.add_argument("--dry-run", action="store_true", help="list what would be removed, write nothing")
+    prg.add_argument("--json", action="store_true")
+
     aud = sub.add_parser("audit", help="audit log: 'audit verify' recomputes the hash chain")
     asub = aud.add_subparsers(dest="audit_command", metavar="verify", parser_class=_Parser)
     asub.required = True
@@ -154,6 +161,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         from dsr.cli.receipt import print_receipt
 
         return print_receipt(_policy(args, lake=False), args.request_id, as_json=args.json)
+    if cmd == "purge":
+        from dsr.cli.purge import cli_purge
+        from dsr.core.policy import check_against_lake
+
+        policy = _policy(args, lake=False)
+        check_against_lake(policy, key=False)  # maintenance computes no pseudonym: no key needed
+        return cli_purge(policy, dry_run=args.dry_run, as_json=args.json)
     if cmd == "residue":
         from dsr.cli.residue import cli_residue
 

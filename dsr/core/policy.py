@@ -48,14 +48,14 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
 # --- against the lake: Delta metadata only -------------------------------------------------------------
 
 
-def check_against_lake(policy: Policy) -> dict[str, Any]:
+def check_against_lake(policy: Policy, *, key: bool = True) -> dict[str, Any]:
     """Check every table path is a Delta table with the named columns and mask-compatible types.
 
     Commands that process data call it before anything else: when a mask pseudonymises, the key must be set
-    (``Policy.pseudonym_key()``; a PolicyError names the variable). Then reads only the Delta log (schemas).
-    Returns ``{table name: pyarrow schema}``.
+    (``Policy.pseudonym_key()``; a PolicyError names the variable) unless ``key=False`` (maintenance, which
+    computes no pseudonym). Then reads only the Delta log (schemas). Returns ``{table name: pyarrow schema}``.
     """
-    if policy.needs_key:
+    if key and policy.needs_key:
         policy.pseudonym_key()
     schemas: dict[str, Any] = {}
     for t in policy.tables:

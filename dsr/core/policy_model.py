@@ -33,6 +33,7 @@ class TableSpec:
     reason: str | None = None
     never_export: tuple[str, ...] = ()
     export: bool = True
+    purge_after_hours: int | None = None  # None: the policy's
 
     @property
     def mask_map(self) -> dict[str, Mask]:
@@ -59,6 +60,11 @@ class Policy:
     max_attempts: int = 3
     claim_ttl_minutes: int = 60
     due_days: int = 30
+    purge_after_hours: int = 168
+
+    def purge_window_hours(self, table: TableSpec) -> int:
+        """Hours after an erase commit before ``dsr purge`` removes what it left (the table's, else the policy's)."""
+        return self.purge_after_hours if table.purge_after_hours is None else table.purge_after_hours
 
     @property
     def control_uri(self) -> str:

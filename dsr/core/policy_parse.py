@@ -26,9 +26,9 @@ from dsr.errors import PolicyError
 
 _TOP_KEYS = {
     "lake", "control", "exports", "pseudonym_key_env", "export_before_erase", "tables", "exempt",
-    "subject_columns", "max_attempts", "claim_ttl_minutes", "due_days",
+    "subject_columns", "max_attempts", "claim_ttl_minutes", "due_days", "purge_after_hours",
 }
-_TABLE_KEYS = {"name", "path", "subject", "erase", "mask", "reason", "never_export", "export"}
+_TABLE_KEYS = {"name", "path", "subject", "erase", "mask", "reason", "never_export", "export", "purge_after_hours"}
 
 _NAME_RULE = (
     f"letters, digits, '_', '-' and '.', not starting with '.' or '-', at most {MAX_NAME_LEN} characters"
@@ -39,6 +39,7 @@ _INT_RANGES = (
     ("max_attempts", 3, 1, 100),
     ("claim_ttl_minutes", 60, 1, 10080),  # 7 days
     ("due_days", 30, 1, 3650),
+    ("purge_after_hours", 168, 0, 87600),  # 10 years
 )
 
 
@@ -98,6 +99,7 @@ def parse(raw: Mapping[str, Any], p: Path) -> Policy:
         export_before_erase=ebe, tables=_parse_tables(raw.get("tables"), lake, control, p),
         exempt=_parse_exempt(raw.get("exempt") or [], lake, p), subject_columns=tuple(subject_columns),
         max_attempts=ints["max_attempts"], claim_ttl_minutes=ints["claim_ttl_minutes"], due_days=ints["due_days"],
+        purge_after_hours=ints["purge_after_hours"],
     )
 
 
@@ -233,6 +235,9 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
     export = rt.get("export", True)
     if not isinstance(export, bool):
         raise PolicyError(f"{label}: 'export' must be true or false")
+    window = rt.get("purge_after_hours")
+    if window is not None and (not isinstance(window, int) or isinstance(window, bool) or not 0 <= window <= 87600):
+        raise PolicyError(f"{label}: 'purge_after_hours' must be a whole number from 0 to 87600")
     return TableSpec(
         name=name,
         path=clean_path(path),
@@ -243,6 +248,7 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
         reason=reason.strip() if isinstance(reason, str) else None,
         never_export=tuple(never),
         export=export,
+        purge_after_hours=window,
     )
 
 

@@ -77,6 +77,11 @@ LOAD_ERRORS = {
         SMALL_POLICY + "max_attempts: 101\n", ["'max_attempts' must be a whole number from 1 to 100"]
     ),
     "max_attempts of 0": (SMALL_POLICY + "max_attempts: 0\n", ["'max_attempts'", "from 1 to 100"]),
+    "a negative purge window": (SMALL_POLICY + "purge_after_hours: -1\n", ["'purge_after_hours'", "from 0 to 87600"]),
+    "a table's purge window as text": (
+        variant("    erase: delete\n", "    erase: delete\n    purge_after_hours: soon\n"),
+        ["table 'events'", "'purge_after_hours' must be a whole number from 0 to 87600"],
+    ),
     "max_attempts as text": (SMALL_POLICY + "max_attempts: lots\n", ["'max_attempts'", "from 1 to 100"]),
     "a key variable that is not a variable name": (
         variant("pseudonym_key_env: DSR_PSEUDONYM_KEY\n", "pseudonym_key_env: \"A=B\"\n"),
@@ -96,3 +101,12 @@ def test_plain_redact_means_the_default_constant(small_lake: Lake) -> None:
     policy = load_policy(write_policy(small_lake.root, text, name="redact.yml"))
 
     assert policy.table("users").mask_map["full_name"] == Mask("redact", "[erased]")
+
+
+def test_purge_windows_default_to_a_week_and_a_table_may_set_its_own(small_lake: Lake) -> None:
+    text = variant("    erase: delete\n", "    erase: delete\n    purge_after_hours: 0\n") + "purge_after_hours: 48\n"
+    policy = load_policy(write_policy(small_lake.root, text, name="windows.yml"))
+    assert policy.purge_after_hours == 48
+    assert policy.purge_window_hours(policy.table("events")) == 0
+    assert policy.purge_window_hours(policy.table("users")) == 48
+    assert load_policy(small_lake.policy_path).purge_after_hours == 168

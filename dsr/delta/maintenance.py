@@ -1,0 +1,250 @@
+"""Physical removal of old table versions up to one version (the purge of :mod:`dsr.steps.purge`), delta-rs.
+
+``purge_through(uri, version)`` makes every version before ``version`` unreadable and removes what only those
+versions held, keeping every version from ``version`` on readable:
+
+1. files that still carry deletion vectors are rewritten without the masked rows (a delta-rs UPDATE that sets
+   each row to itself, over the partitions of those files); the purge point moves to that commit, since the
+   versions before it reference the old files;
+2. VACUUM with zero retention, keeping the files of the versions from the purge point on: every data file
+   removed at or before it goes; change-data files written at or before it too;
+3. a checkpoint at the purge point; then the JSON commits through it, older checkpoints and their sidecars are
+   deleted, and the tombstones of vacuumed files are dropped from the remaining checkpoints, so no log entry
+   keeps statistics or partition values of a removed file;
+4. directories left empty (a ``user_id=<id>`` partition directory is personal data) are removed.
+
+``plan`` lists all of it without writing (``--dry-run``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dsr.delta import access, storage
+
+__all__ = ["PurgePlan", "plan", "purge_through"]
+
+_COMMIT = re.compile(r"^(\d{20})\.(json|crc)$")
+_CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(?:\.\d{10}\.\d{10}|\.[0-9A-Za-z-]+)?\.(parquet|json)$")
+
+
+@dataclass
+class PurgePlan:
+    """What a purge through ``version`` removes (paths relative to the table)."""
+
+    uri: str
+    version: int  # the oldest version still readable afterwards
+    current: int
+    dv_files: list[str] = field(default_factory=list)  # live files carrying deletion vectors, to rewrite
+    data_files: list[str] = field(default_factory=list)  # removed data and change-data files, to delete
+    log_files: list[str] = field(default_factory=list)  # commits, checkpoints, sidecars before the purge point
+    bytes: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "unreadable_versions": _span(0, self.version - 1),
+                "dv_files_rewritten": len(self.dv_files), "data_files_removed": len(self.data_files),
+                "log_files_removed": len(self.log_files), "bytes_removed": self.bytes}
+
+
+def _span(first: int, last: int) -> str:
+    return "none" if last < first else (str(first) if first == last else f"{first}..{last}")
+
+
+def _listing(uri: str) -> tuple[Any, str, dict[str, int]]:
+    from pyarrow import fs
+
+    filesys, base = storage.filesystem(uri)
+    files = {i.path[len(base):].lstrip("/"): int(i.size or 0)
+             for i in filesys.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True))
+             if i.type == fs.FileType.File}
+    return filesys, base, files
+
+
+def _log_entries(filesys: Any, base: str, files: dict[str, int], through: int) -> list[str]:
+    """Commits (and their checksums) through ``through``, checkpoints before it, and v2 sidecars no remaining
+    checkpoint references."""
+    out, kept = [], []
+    for rel in files:
+        if not rel.startswith("_delta_log/") or rel.count("/") != 1:
+            continue
+        name = rel.split("/", 1)[1]
+        commit, checkpoint = _COMMIT.match(name), _CHECKPOINT.match(name)
+        if (commit and int(commit.group(1)) <= through) or (checkpoint and int(checkpoint.group(1)) < through):
+            out.append(rel)
+        elif checkpoint:
+            kept.append(rel)
+    referenced = {s for rel in kept for s in _sidecars_of(filesys, f"{base}/{rel}")}
+    out += [rel for rel in files if rel.startswith("_delta_log/_sidecars/") and rel.rsplit("/", 1)[1] not in referenced]
+    return sorted(out)
+
+
+def _sidecars_of(filesys: Any, path: str) -> set[str]:
+    """File names of the sidecars a (v2) checkpoint references."""
+    import pyarrow.parquet as pq
+
+    if path.endswith(".json"):
+        with filesys.open_input_stream(path) as f:
+            actions = [json.loads(line) for line in f.read().decode("utf-8").splitlines() if line.strip()]
+        return {str(a["sidecar"]["path"]).rsplit("/", 1)[-1] for a in actions if "sidecar" in a}
+    with filesys.open_input_file(path) as f:
+        pf = pq.ParquetFile(f)
+        if "sidecar" not in pf.schema_arrow.names:
+            return set()
+        rows = pf.read(columns=["sidecar"]).column("sidecar").to_pylist()
+    return {str(r["path"]).rsplit("/", 1)[-1] for r in rows if r}
+
+
+def _cdc_files(filesys: Any, base: str, files: dict[str, int], through: int) -> list[str]:
+    """Change-data files written by the commits through ``through`` (from their ``cdc`` actions)."""
+    from urllib.parse import unquote
+
+    found = []
+    for rel in files:
+        name = rel.split("/", 1)[1] if rel.startswith("_delta_log/") else ""
+        if (m := _COMMIT.match(name)) and m.group(2) == "json" and int(m.group(1)) <= through:
+            with filesys.open_input_stream(f"{base}/{rel}") as f:
+                for line in f.read().decode("utf-8").splitlines():
+                    if line.strip() and "cdc" in (action := json.loads(line)):
+                        path = unquote(action["cdc"]["path"])
+                        if path in files:
+                            found.append(path)
+    return sorted(found)
+
+
+def _dv_files(uri: str) -> list[str]:
+    """Live files that carry a deletion vector (relative paths)."""
+    import pyarrow as pa
+
+    table = access.open_table(uri)
+    _, base = storage.filesystem(uri)
+    rows = pa.table(table.deletion_vectors()).column("filepath").to_pylist()
+    return sorted(_relative(str(p), base) for p in rows)
+
+
+def plan(uri: str, version: int) -> PurgePlan:
+    """What ``purge_through(uri, version)`` would remove, without writing anything."""
+    table = access.open_table(uri)
+    current = int(table.version())
+    out = PurgePlan(uri=uri, version=version, current=current, dv_files=_dv_files(uri))
+    filesys, base, files = _listing(uri)
+    keep = list(range(version, current + 1))
+    removed = table.vacuum(retention_hours=0, dry_run=True, enforce_retention_duration=False, keep_versions=keep)
+    out.data_files = sorted({_relative(p, base) for p in removed} | set(_cdc_files(filesys, base, files, version)))
+    out.log_files = _log_entries(filesys, base, files, version)
+    out.bytes = sum(files.get(p, 0) for p in out.data_files + out.log_files)
+    return out
+
+
+def _relative(path: str, base: str) -> str:
+    from urllib.parse import unquote
+
+    path = unquote(path)
+    for prefix in (base.rstrip("/") + "/", "file://" + base.rstrip("/") + "/"):
+        if path.startswith(prefix):
+            return path[len(prefix):]
+    return path
+
+
+def _rewrite_dv_files(uri: str, dv_files: list[str]) -> int:
+    """Rewrite the files carrying deletion vectors (each row set to itself, over their partitions): the new
+    files hold only the live rows. Returns the version of that commit."""
+    table = access.open_table(uri)
+    meta = table.metadata()
+    schema = table.schema()
+    first = schema.fields[0].name
+    predicate = "true"
+    if meta.partition_columns:
+        from urllib.parse import unquote
+
+        import pyarrow as pa
+
+        adds = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+        parts = {tuple((c, a.get(f"partition.{c}")) for c in meta.partition_columns)
+                 for a in adds if unquote(str(a["path"])) in set(dv_files)}
+        if parts:
+            predicate = " OR ".join("(" + " AND ".join(
+                f'"{c}" IS NULL' if v is None else f'CAST("{c}" AS STRING) = {_literal(v)}' for c, v in p) + ")"
+                for p in sorted(parts))
+    table.update(updates={f'"{first}"': f'"{first}"'}, predicate=predicate)
+    return int(access.open_table(uri).version())
+
+
+def _literal(value: Any) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _drop_tombstones(filesys: Any, path: str, gone: set[str]) -> None:
+    """Rewrite a parquet checkpoint without the ``remove`` rows of files that no longer exist."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    with filesys.open_input_file(path) as f:
+        data = pq.read_table(f)
+    if "remove" not in data.column_names:
+        return
+    paths = pc.struct_field(data.column("remove"), "path")
+    keep = pc.invert(pc.fill_null(pc.is_in(paths, value_set=pa.array(sorted(gone), pa.string())), False))
+    if pc.all(keep).as_py():
+        return
+    with filesys.open_output_stream(path) as f:
+        pq.write_table(data.filter(keep), f)
+
+
+def _remove_empty_dirs(uri: str) -> None:
+    from pyarrow import fs
+
+    filesys, base = storage.filesystem(uri)
+    if storage.is_remote(uri):
+        return  # object stores have no directories: a prefix goes with its last object
+    dirs = sorted((i.path for i in filesys.get_file_info(fs.FileSelector(base, recursive=True))
+                   if i.type == fs.FileType.Directory and "/_delta_log" not in i.path[len(base):]),
+                  key=len, reverse=True)
+    for d in dirs:
+        if not filesys.get_file_info(fs.FileSelector(d)):
+            filesys.delete_dir(d)
+
+
+def purge_through(uri: str, version: int) -> PurgePlan:
+    """Remove every version before ``version`` (or before the deletion-vector rewrite, when one is needed);
+    returns what was removed."""
+    from urllib.parse import unquote
+
+    dv = _dv_files(uri)
+    if dv:
+        version = _rewrite_dv_files(uri, dv)
+    done = plan(uri, version)
+    done.dv_files = dv
+    filesys, base, _ = _listing(uri)
+    table = access.open_table(uri)
+    table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False,
+                 keep_versions=list(range(version, int(table.version()) + 1)))
+    for rel in done.data_files:
+        _delete(filesys, f"{base}/{rel}")
+    access.open_table(uri, version).create_checkpoint()
+    for rel in done.log_files:
+        _delete(filesys, f"{base}/{rel}")
+    gone = set(done.data_files)
+    _, _, files = _listing(uri)
+    for rel in files:
+        name = rel.split("/", 1)[1] if rel.startswith("_delta_log/") else ""
+        if (m := _CHECKPOINT.match(name)) and m.group(2) == "parquet":
+            _drop_tombstones(filesys, f"{base}/{rel}", gone | {unquote(g) for g in gone})
+    _remove_empty_dirs(uri)
+    return done
+
+
+def _delete(filesys: Any, path: str) -> None:
+    from pyarrow import fs
+
+    if filesys.get_file_info(path).type == fs.FileType.File:
+        filesys.delete_file(path)
+
+
+def versions_of(paths: Iterable[str]) -> list[int]:
+    """The versions of log entries among paths."""
+    return sorted({int(m.group(1)) for p in paths if (m := _COMMIT.match(p.rsplit("/", 1)[-1]))})

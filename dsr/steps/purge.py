@@ -1,0 +1,153 @@
+"""Purge: physically remove what completed erasures left in their tables, once each table's window has passed.
+
+An erase commit at version V leaves the person's rows in the files it removed (time travel reads them), their
+values in the statistics and partition values of old log entries, and, where an engine only marked rows with
+deletion vectors, in live files. For every delete/anonymise table with completed erasures not yet purged whose
+erase commit is ``purge_after_hours`` old (the table's, else the policy's), :func:`dsr.delta.maintenance.
+purge_through` removes all of it, keeping every version from V on readable (versions before V become
+unreadable: the report names them). Each purged request gets a ``table_purged`` audit event; then the residue
+scan runs on the purged requests. Tables without due erasures are never touched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dsr.core import audit, control
+from dsr.core.masks import Strategy
+from dsr.core.policy import Policy, TableSpec
+from dsr.core.requests import Request
+from dsr.delta import access, maintenance
+from dsr.errors import DsrError
+from dsr.verify import residue
+
+__all__ = ["PurgeReport", "TablePurge", "due_purges", "purge"]
+
+
+@dataclass
+class TablePurge:
+    """One table's purge: through which version, for which requests, what was (or would be) removed."""
+
+    table: str
+    version: int | None  # the oldest version readable afterwards; None: the erasures committed nothing here
+    request_ids: list[str]
+    removed: dict[str, Any] = field(default_factory=dict)
+    residue: int | None = None  # the purged requests' findings left in this table's files (None: not scanned)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"table": self.table, "version": self.version, "requests": self.request_ids, **self.removed,
+                "residue": self.residue, "error": self.error}
+
+
+@dataclass
+class PurgeReport:
+    dry_run: bool
+    tables: list[TablePurge] = field(default_factory=list)
+    waiting: dict[str, str] = field(default_factory=dict)  # table -> when its next erasure is due for purge
+    own_residue: dict[str, int] = field(default_factory=dict)  # control table, audit table, exports
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(t.error or t.residue for t in self.tables) else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dry_run": self.dry_run, "tables": [t.as_dict() for t in self.tables], "waiting": self.waiting,
+                "own_residue": self.own_residue, "exit_code": self.exit_code}
+
+
+def _erase_versions(events: Sequence[Mapping[str, Any]], table: str) -> tuple[int | None, dt.datetime | None, bool]:
+    """(newest erase commit version, when, purged already) of one request in one table, from its events."""
+    version: int | None = None
+    at: dt.datetime | None = None
+    purged = False
+    for e in events:
+        if e["table_name"] != table:
+            continue
+        if e["event"] == "table_purged":
+            purged = True
+        elif e["event"] == "table_erased":
+            d = e["details"]
+            if int(d.get("version_after", -1)) > int(d.get("version_before", -1)):
+                version = max(version or -1, int(d["version_after"]))
+            at = e["at"] if at is None or e["at"] > at else at
+    return version, at, purged
+
+
+def due_purges(
+    policy: Policy, now: dt.datetime
+) -> tuple[dict[str, tuple[int | None, list[str]]], dict[str, str]]:
+    """table -> (purge-through version, request ids) for the due erasures; table -> when the next one is due."""
+    completed: list[Request] = [r for r in control.list_requests(policy, status="completed") if r.kind == "erase"]
+    events = audit.events_by_request(policy, [r.request_id for r in completed])
+    due: dict[str, tuple[int | None, list[str]]] = {}
+    waiting: dict[str, str] = {}
+    for table in policy.tables:
+        if table.erase is Strategy.RETAIN:
+            continue
+        window = dt.timedelta(hours=policy.purge_window_hours(table))
+        version: int | None = None
+        ids: list[str] = []
+        for r in completed:
+            v, at, purged = _erase_versions(events[r.request_id], table.name)
+            if purged or at is None:
+                continue
+            if at + window > now:
+                waiting[table.name] = min(waiting.get(table.name, "~"), (at + window).strftime("%Y-%m-%d %H:%M"))
+                continue
+            ids.append(r.request_id)
+            if v is not None:
+                version = max(version or -1, v)
+        if ids:
+            due[table.name] = (version, ids)
+    return due, waiting
+
+
+def _purge_table(policy: Policy, table: TableSpec, version: int | None, ids: list[str], dry_run: bool) -> TablePurge:
+    out = TablePurge(table.name, version, ids)
+    if version is None:  # nothing was committed for these subjects here: nothing of them to remove
+        out.removed = {"unreadable_versions": "none"}
+    elif dry_run:
+        out.removed = maintenance.plan(table.uri, version).as_dict()
+    else:
+        done = maintenance.purge_through(table.uri, version)
+        out.version = done.version
+        out.removed = done.as_dict()
+    if not dry_run:
+        audit.append(policy, [audit.AuditEvent("table_purged", request_id=rid, table_name=table.name,
+                                               details={**out.removed, "version": out.version}) for rid in ids])
+    return out
+
+
+def purge(policy: Policy, *, dry_run: bool = False, now: dt.datetime | None = None) -> PurgeReport:
+    """Purge every table with due erasures (or, ``dry_run``, say what that would remove, writing nothing)."""
+    due, waiting = due_purges(policy, now or dt.datetime.now(dt.UTC))
+    report = PurgeReport(dry_run=dry_run, waiting={t: w for t, w in waiting.items() if t not in due})
+    for table in policy.tables:
+        if table.name not in due:
+            continue
+        version, ids = due[table.name]
+        try:
+            report.tables.append(_purge_table(policy, table, version, ids, dry_run))
+        except DsrError as exc:
+            report.tables.append(TablePurge(table.name, version, ids, error=str(exc)))
+        except Exception as exc:  # a foreign failure mid-purge: report it in one line, never an id
+            report.tables.append(TablePurge(table.name, version, ids, error=access.error_line(exc)))
+    if not dry_run and report.tables:
+        _scan(policy, report)
+    return report
+
+
+def _scan(policy: Policy, report: PurgeReport) -> None:
+    """The residue scan on the purged requests: per purged table, and dsr's own places."""
+    ids = sorted({rid for t in report.tables for rid in t.request_ids})
+    found = residue.scan(policy, control.list_requests(policy, ids=ids))
+    for t in report.tables:
+        if t.error is None:
+            counts = [r.tables.get(t.table) for r in found if r.request_id in t.request_ids]
+            t.residue = sum(sum(c.values()) for c in counts if isinstance(c, dict))
+    for place in residue.OWN_PLACES:
+        report.own_residue[place] = sum(r.own.get(place, 0) for r in found)
