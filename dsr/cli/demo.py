@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dsr.cli.demolake import DEMO_MARKER, KEY_ENV, DemoInfo, DemoRequest, build_demo_lake
+from dsr.cli.demoleaks import airflow_texts, subject_id_leaks
 from dsr.core.masks import Strategy
 
 __all__ = [
@@ -155,18 +156,18 @@ def run_demo(dir: str) -> int:
         print(f"dsr demo: needs the DAG file {dag_file} (a source checkout) and Airflow installed next to "
               f"{sys.executable} (pip install -e '.[airflow]', or simply `make demo`)", file=sys.stderr)
         return 2
-    _say(f"[1/5] building the demo lake in {root} ...")
+    _say(f"[1/6] building the demo lake in {root} ...")
     _prepare_dir(root)
     info = build_demo_lake(root)
     for name, n in info.rows.items():
         _say(f"      {name:16} {n:>7,} rows")
     os.environ.update(info.env)
 
-    _say(f"[2/5] filed {len(info.requests)} requests (policy {info.policy_path}):")
+    _say(f"[2/6] filed {len(info.requests)} requests (policy {info.policy_path}):")
     for r in info.requests:
         _say(f"      {r.request_id}  {r.kind:6}  ({r.table_hint})")
 
-    _say("[3/5] preparing a throw-away Airflow (SQLite) ...")
+    _say("[3/6] preparing a throw-away Airflow (SQLite) ...")
     home = root / "airflow"
     home.mkdir()
     env = airflow_env(home, {**info.env, "DSR_ENGINE": "delta-rs"})
@@ -179,11 +180,11 @@ def run_demo(dir: str) -> int:
               file=sys.stderr)
         return 1
 
-    _say(f"[4/5] airflow dags test {DAG_ID} (output in {home / 'dags-test.log'}) ...")
+    _say(f"[4/6] airflow dags test {DAG_ID} (output in {home / 'dags-test.log'}) ...")
     rc = _stream([airflow_bin(), "dags", "test", DAG_ID], env, home / "dags-test.log")
     _say(f"      airflow exited with {rc}")
 
-    _say("[5/5] summary")
+    _say("[5/6] summary")
     ok = _summary(info) and rc == 0
     leaks = subject_id_leaks(info.subjects("erase") + info.subjects("export"), airflow_texts(home))
     if leaks:
@@ -191,36 +192,19 @@ def run_demo(dir: str) -> int:
         _say(f"  subject ids FOUND in: {', '.join(leaks)}")
     else:
         _say("  no subject id in the Airflow output, task logs or XCom table")
+    _say("[6/6] dsr purge (the demo policy sets purge_after_hours: 0): old versions and log entries removed")
+    from dsr.cli.purge import purge_lines
+    from dsr.core.policy import load_policy
+
+    purged, lines = purge_lines(load_policy(info.policy_path))
+    ok = ok and purged
+    for line in lines:
+        _say(f"    {line}")
     dsr = _shown_path(str(Path(sys.executable).parent / "dsr"))
     _say(f"\n{'demo OK' if ok else 'demo FAILED'} in {time.monotonic() - t0:.0f}s. Look around:")
     _say(f"  source {_shown_path(info.env_path)}")
-    _say(f"  {dsr} requests; {dsr} receipt REQUEST_ID; {dsr} verify; {dsr} audit verify")
+    _say(f"  {dsr} requests; {dsr} receipt REQUEST_ID; {dsr} verify; {dsr} residue; {dsr} audit verify")
     return 0 if ok else 1
-
-
-def airflow_texts(airflow_home: str | os.PathLike[str]) -> dict[str, str]:
-    """Every text Airflow kept of a run: output files and task logs under AIRFLOW_HOME, and the XCom table."""
-    import sqlite3
-
-    home = Path(airflow_home)
-    texts = {
-        str(p.relative_to(home)): p.read_text(encoding="utf-8", errors="replace")
-        for p in sorted(home.rglob("*")) if p.is_file() and p.suffix in (".log", ".json", ".txt", "")
-    }
-    db = home / "airflow.db"
-    if db.exists():
-        with sqlite3.connect(db) as con:
-            rows = con.execute("SELECT dag_id, run_id, task_id, map_index, key, CAST(value AS TEXT) FROM xcom")
-            texts["xcom table"] = "\n".join("\t".join(map(str, row)) for row in rows)
-    return texts
-
-
-def subject_id_leaks(subjects: list[str], texts: Mapping[str, str]) -> list[str]:
-    """Names of the texts holding any of the subject ids (as a whole token: not inside a longer number)."""
-    pattern = re.compile(
-        r"(?<![\w.])(?:" + "|".join(re.escape(s) for s in sorted(set(subjects), key=len, reverse=True)) + r")(?!\w)"
-    )
-    return [name for name, text in texts.items() if subjects and pattern.search(text)]
 
 
 def _summary(info: DemoInfo) -> bool:

@@ -157,6 +157,7 @@ pseudonym_key_env: DSR_PSEUDONYM_KEY
 export_before_erase: true
 claim_ttl_minutes: 30
 max_attempts: 3
+purge_after_hours: 0    # the demo purges at once; the default is 168 (a week)
 tables:
   - name: events
     path: events

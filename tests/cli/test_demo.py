@@ -12,7 +12,8 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from dsr.cli.demo import DEMO_MARKER, DemoInfo, build_demo_lake, subject_id_leaks
+from dsr.cli.demo import DEMO_MARKER, DemoInfo, build_demo_lake
+from dsr.cli.demoleaks import subject_id_leaks
 from dsr.cli.main import main
 from dsr.core import control
 from dsr.core.policy import check_against_lake, load_policy
