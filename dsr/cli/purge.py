@@ -35,6 +35,10 @@ def cli_purge(policy: Policy, *, dry_run: bool, as_json: bool) -> int:
               f"{'would rewrite' if dry_run else 'rewrote'} {r['dv_files_rewritten']} file(s) with deletion vectors")
         if t.residue is not None:
             print(f"{'':20} residue: {t.residue}")
+    if report.minimised:
+        m = report.minimised
+        print(f"{'control table':20} {m['requests']} purged erasure(s): subject ids replaced by keyed digests; "
+              f"versions {m['unreadable_versions']} are now unreadable; residue: {m['control_residue']}")
     for table, when in sorted(report.waiting.items()):
         print(f"{table:20} next purge due {when} UTC")
     if report.own_residue:
@@ -57,6 +61,10 @@ def purge_lines(policy: Policy) -> tuple[bool, list[str]]:
             r = t.removed
             lines.append(f"{t.table:16} versions {r['unreadable_versions']} unreadable, {r['data_files_removed']} "
                          f"data file(s) and {r['log_files_removed']} log file(s) removed; residue: {t.residue}")
+    if report.minimised:
+        m = report.minimised
+        lines.append(f"{'control table':16} {m['requests']} subject id(s) replaced by keyed digests, old versions "
+                     f"removed; residue: {m['control_residue']}")
     if not report.tables:
         lines.append("no erasure due for purge")
     return report.exit_code == 0 and bool(report.tables), lines

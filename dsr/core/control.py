@@ -48,6 +48,7 @@ __all__ = [
     "is_open",
     "list_requests",
     "live_run_ids",
+    "minimise",
     "new_run_id",
     "release",
     "renew_lease",
@@ -243,3 +244,26 @@ def release(policy: Policy, run_id: str, request_ids: Sequence[str], why: str) -
         for rid in request_ids if rid in done
     ])
     return len(done)
+
+
+def minimise(policy: Policy, digests: Mapping[str, str]) -> int:
+    """Replace the subject id of completed requests (request id -> digest) by its digest: after a purge the
+    control table keeps no raw id of the erased. Returns the table's version after the commit."""
+    import pyarrow as pa
+
+    table = open_requests(policy)
+    rows = [{"request_id": rid, "digest": d} for rid, d in sorted(digests.items())]
+
+    def attempt() -> int:
+        table.update_incremental()
+        if rows:
+            table.merge(
+                pa.Table.from_pylist(rows, schema=pa.schema([("request_id", pa.string()), ("digest", pa.string())])),
+                predicate="t.request_id = s.request_id", source_alias="s", target_alias="t",
+                commit_properties=deltautil.commit_properties({"dsr.operation": "minimise"}),
+            ).when_matched_update(
+                updates={"subject_id": "s.digest"}, predicate="t.status = 'completed'",
+            ).execute()
+        return int(table.version())
+
+    return deltautil.optimistic(attempt, what="minimise")

@@ -45,6 +45,7 @@ __all__ = [
     "DIALECTS",
     "MASKS",
     "PSEUDONYM_PREFIX",
+    "SUBJECT_DIGEST_PREFIX",
     "Mask",
     "MaskKind",
     "Strategy",
@@ -54,6 +55,7 @@ __all__ = [
     "pseudonym",
     "pseudonym_column",
     "pseudonym_kind",
+    "subject_digest",
 ]
 
 
@@ -111,6 +113,17 @@ def pseudonym(key: bytes, subject_id: str, kind: str) -> str | int:
     if kind == "int32":
         return -(1 + (int.from_bytes(d[:4], "big") & (2**30 - 1)))
     raise ValueError(f"no pseudonym form for {kind!r}")
+
+
+SUBJECT_DIGEST_PREFIX = "sbj_"
+
+
+def subject_digest(key: bytes, subject_id: str) -> str:
+    """What the control table keeps of a purged erasure's subject id: ``sbj_`` + 32 hex digits of a keyed HMAC
+    (its own domain, so it never equals a pseudonym). Enough to dedupe and to re-apply the erasure to rows
+    that carry the id later; not the id."""
+    d = hmac.new(key, b"dsr-lake/subject/v1:" + subject_id.encode("utf-8"), hashlib.sha256).hexdigest()
+    return SUBJECT_DIGEST_PREFIX + d[:32]
 
 
 def pseudonym_kind(arrow_type: Any) -> str | None:

@@ -5,8 +5,12 @@ values in the statistics and partition values of old log entries, and, where an 
 deletion vectors, in live files. For every delete/anonymise table with completed erasures not yet purged whose
 erase commit is ``purge_after_hours`` old (the table's, else the policy's), :func:`dsr.delta.maintenance.
 purge_through` removes all of it, keeping every version from V on readable (versions before V become
-unreadable: the report names them). Each purged request gets a ``table_purged`` audit event; then the residue
-scan runs on the purged requests. Tables without due erasures are never touched.
+unreadable: the report names them). Each purged request gets a ``table_purged`` audit event.
+
+Once every delete/anonymise table of an erasure is purged, its subject id in the control table is replaced by a
+keyed digest (:func:`dsr.core.masks.subject_digest`) and the control table is purged the same way, so no file of
+it keeps the raw id (a ``minimised`` audit event). Then the residue scan runs on the purged requests, with the
+ids still in memory. Tables without due erasures are never touched.
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dsr.core import audit, control
-from dsr.core.masks import Strategy
+from dsr.core.masks import SUBJECT_DIGEST_PREFIX, Strategy, subject_digest
 from dsr.core.policy import Policy, TableSpec
 from dsr.core.requests import Request
-from dsr.delta import access, maintenance
+from dsr.delta import access, maintenance, physical
 from dsr.errors import DsrError
 from dsr.verify import residue
 
@@ -49,14 +53,15 @@ class PurgeReport:
     tables: list[TablePurge] = field(default_factory=list)
     waiting: dict[str, str] = field(default_factory=dict)  # table -> when its next erasure is due for purge
     own_residue: dict[str, int] = field(default_factory=dict)  # control table, audit table, exports
+    minimised: dict[str, Any] = field(default_factory=dict)  # the control table's purge, when ids were digested
 
     @property
     def exit_code(self) -> int:
-        return 1 if any(t.error or t.residue for t in self.tables) else 0
+        return 1 if any(t.error or t.residue for t in self.tables) or self.minimised.get("control_residue") else 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, "tables": [t.as_dict() for t in self.tables], "waiting": self.waiting,
-                "own_residue": self.own_residue, "exit_code": self.exit_code}
+                "own_residue": self.own_residue, "minimised": self.minimised, "exit_code": self.exit_code}
 
 
 def _erase_versions(events: Sequence[Mapping[str, Any]], table: str) -> tuple[int | None, dt.datetime | None, bool]:
@@ -123,7 +128,9 @@ def _purge_table(policy: Policy, table: TableSpec, version: int | None, ids: lis
 
 
 def purge(policy: Policy, *, dry_run: bool = False, now: dt.datetime | None = None) -> PurgeReport:
-    """Purge every table with due erasures (or, ``dry_run``, say what that would remove, writing nothing)."""
+    """Purge every table with due erasures (or, ``dry_run``, say what that would remove, writing nothing).
+    Writing needs the pseudonym key (for the digests): PolicyError before anything is written when unset."""
+    key = None if dry_run else policy.pseudonym_key()
     due, waiting = due_purges(policy, now or dt.datetime.now(dt.UTC))
     report = PurgeReport(dry_run=dry_run, waiting={t: w for t, w in waiting.items() if t not in due})
     for table in policy.tables:
@@ -136,15 +143,42 @@ def purge(policy: Policy, *, dry_run: bool = False, now: dt.datetime | None = No
             report.tables.append(TablePurge(table.name, version, ids, error=str(exc)))
         except Exception as exc:  # a foreign failure mid-purge: report it in one line, never an id
             report.tables.append(TablePurge(table.name, version, ids, error=access.error_line(exc)))
-    if not dry_run and report.tables:
-        _scan(policy, report)
+    if not dry_run and report.tables and key is not None:
+        purged = control.list_requests(policy, ids=sorted({rid for t in report.tables for rid in t.request_ids}))
+        report.minimised = _minimise(policy, purged, key)
+        _scan(policy, report, purged)
     return report
 
 
-def _scan(policy: Policy, report: PurgeReport) -> None:
-    """The residue scan on the purged requests: per purged table, and dsr's own places."""
-    ids = sorted({rid for t in report.tables for rid in t.request_ids})
-    found = residue.scan(policy, control.list_requests(policy, ids=ids))
+def _fully_purged(policy: Policy, requests: Sequence[Request]) -> list[Request]:
+    """The erasures whose every delete/anonymise table has a ``table_purged`` event, id not yet digested."""
+    tables = {t.name for t in policy.tables if t.erase is not Strategy.RETAIN}
+    events = audit.events_by_request(policy, [r.request_id for r in requests])
+    return [r for r in requests if not r.subject_id.startswith(SUBJECT_DIGEST_PREFIX) and tables <= {
+        e["table_name"] for e in events[r.request_id] if e["event"] == "table_purged"}]
+
+
+def _minimise(policy: Policy, requests: Sequence[Request], key: bytes) -> dict[str, Any]:
+    """Digest the subject ids of the fully purged erasures, purge the control table's older versions, and check
+    that no file of it still holds one of those ids."""
+    done = _fully_purged(policy, requests)
+    if not done:
+        return {}
+    people = {r.subject_id for r in done}  # their completed exports name them too
+    rows = [r for r in control.list_requests(policy, status="completed") if r.subject_id in people]
+    version = control.minimise(policy, {r.request_id: subject_digest(key, r.subject_id) for r in rows})
+    removed = maintenance.purge_through(policy.requests_uri, version)
+    left = physical.find_keys(policy.requests_uri, {"subject_id"}, sorted({r.subject_id for r in done}))
+    found = {r.request_id: int(sum(left.get(r.subject_id, {}).values())) for r in done}
+    audit.append(policy, [audit.AuditEvent("minimised", request_id=r.request_id, details={
+        "control_version": removed.version, "control_residue": found[r.request_id]}) for r in done])
+    return {"requests": len(done), **removed.as_dict(), "control_residue": sum(found.values())}
+
+
+def _scan(policy: Policy, report: PurgeReport, purged: Sequence[Request]) -> None:
+    """The residue scan on the purged requests (their raw ids read before the digest): per purged table, and
+    dsr's own places."""
+    found = residue.scan(policy, purged)
     for t in report.tables:
         if t.error is None:
             counts = [r.tables.get(t.table) for r in found if r.request_id in t.request_ids]

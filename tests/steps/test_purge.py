@@ -7,6 +7,7 @@ The proof is an independent scan written here with plain pyarrow and json: every
 
 from __future__ import annotations
 
+import hmac
 import json
 import shutil
 from collections import Counter
@@ -19,7 +20,7 @@ import pytest
 from deltalake import DeltaTable, QueryBuilder
 
 from dsr import steps
-from dsr.core import audit
+from dsr.core import audit, control
 from dsr.delta import maintenance
 from dsr.engines.deltars import DeltaRsEngine
 from dsr.steps import purge as purging
@@ -73,6 +74,12 @@ def purged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     report = purging.purge(policy)
     return {"lake": lake, "policy": policy, "before": before, "after_run": after_run, "versions": versions,
             "residue_before": residue_before, "report": report, "ids": ids}
+
+
+def _digest(subject_id: str) -> str:
+    """README: ``sbj_`` + 32 hex digits of HMAC-SHA256 of ``dsr-lake/subject/v1:`` + the id, with the key."""
+    message = f"dsr-lake/subject/v1:{subject_id}".encode()
+    return "sbj_" + hmac.new(lakes.KEY.encode(), message, "sha256").hexdigest()[:32]
 
 
 def _wanted(column: str) -> set[Any]:
@@ -173,3 +180,37 @@ def test_purged_tables_still_read_on_sail(purged: dict[str, Any], spark_connect:
     for t in purged["report"].tables:
         uri = purged["policy"].table(t.table).uri
         assert spark_connect.read.format("delta").load(uri).count() == len(lakes.rows(uri)), t.table
+
+
+def test_the_control_table_keeps_digests_not_the_purged_ids(purged: dict[str, Any]) -> None:
+    policy = purged["policy"]
+    report = purged["report"]
+    assert report.minimised["requests"] == len(lakes.ERASE) and report.minimised["control_residue"] == 0
+    assert _on_disk(Path(policy.requests_uri), "subject_id", set(lakes.ERASE)) == Counter()
+    kept = sorted((r.kind, r.subject_id) for r in control.list_requests(policy))
+    # the erasures, and the export of 1003 (exported, then erased), keep digests; other exports their ids
+    assert kept == sorted([("erase", _digest(s)) for s in lakes.ERASE]
+                          + [("export", _digest("1003")), ("export", "1005"), ("export", "1030")])
+    assert report.own_residue["control table"] == 0
+    lake: lakes.Lake = purged["lake"]
+    scan = dsr("--policy", str(lake.policy_path), "residue", env=lake.env)
+    assert scan.returncode == 0 and "no completed erasure to scan" in scan.stdout
+    named = dsr("--policy", str(lake.policy_path), "residue", purged["ids"][("erase", "1007")], env=lake.env)
+    assert named.returncode == 2 and "minimised" in named.stderr
+
+
+def test_purge_needs_the_key_and_refuses_before_writing_without_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                   ) -> None:
+    lake = lakes.busy(tmp_path / "w")
+    lake.policy_path.write_text(lake.policy_path.read_text() + "purge_after_hours: 0\n", encoding="utf-8")
+    policy = lake.use(monkeypatch).policy()
+    lakes.file_requests(policy)
+    assert steps.run(policy, DeltaRsEngine()).exit_code == 0
+    before = lakes.files(lake.lake)
+    env = {k: v for k, v in lake.env.items() if k != lakes.KEY_ENV}
+    monkeypatch.delenv(lakes.KEY_ENV)
+    out = dsr("--policy", str(lake.policy_path), "purge", env=env)
+    assert out.returncode == 2 and lakes.KEY_ENV in out.stderr and out.stdout == ""
+    assert lakes.files(lake.lake) == before
+    dry = dsr("--policy", str(lake.policy_path), "purge", "--dry-run", env=env)
+    assert dry.returncode == 0 and "would become unreadable" in dry.stdout
