@@ -61,6 +61,7 @@ class Policy:
     claim_ttl_minutes: int = 60
     due_days: int = 30
     purge_after_hours: int = 168
+    export_ttl_days: int = 30
 
     def purge_window_hours(self, table: TableSpec) -> int:
         """Hours after an erase commit before ``dsr purge`` removes what it left (the table's, else the policy's)."""

@@ -27,6 +27,7 @@ from dsr.errors import PolicyError
 _TOP_KEYS = {
     "lake", "control", "exports", "pseudonym_key_env", "export_before_erase", "tables", "exempt",
     "subject_columns", "max_attempts", "claim_ttl_minutes", "due_days", "purge_after_hours",
+    "export_ttl_days",
 }
 _TABLE_KEYS = {"name", "path", "subject", "erase", "mask", "reason", "never_export", "export", "purge_after_hours"}
 
@@ -40,6 +41,7 @@ _INT_RANGES = (
     ("claim_ttl_minutes", 60, 1, 10080),  # 7 days
     ("due_days", 30, 1, 3650),
     ("purge_after_hours", 168, 0, 87600),  # 10 years
+    ("export_ttl_days", 30, 1, 3650),
 )
 
 
@@ -99,7 +101,7 @@ def parse(raw: Mapping[str, Any], p: Path) -> Policy:
         export_before_erase=ebe, tables=_parse_tables(raw.get("tables"), lake, control, p),
         exempt=_parse_exempt(raw.get("exempt") or [], lake, p), subject_columns=tuple(subject_columns),
         max_attempts=ints["max_attempts"], claim_ttl_minutes=ints["claim_ttl_minutes"], due_days=ints["due_days"],
-        purge_after_hours=ints["purge_after_hours"],
+        purge_after_hours=ints["purge_after_hours"], export_ttl_days=ints["export_ttl_days"],
     )
 
 

@@ -26,6 +26,7 @@ from dsr.core.policy import Policy, TableSpec
 from dsr.core.requests import Request
 from dsr.delta import access, maintenance, physical
 from dsr.errors import DsrError
+from dsr.exports import expiry
 from dsr.verify import residue
 
 __all__ = ["PurgeReport", "TablePurge", "due_purges", "purge"]
@@ -54,6 +55,7 @@ class PurgeReport:
     waiting: dict[str, str] = field(default_factory=dict)  # table -> when its next erasure is due for purge
     own_residue: dict[str, int] = field(default_factory=dict)  # control table, audit table, exports
     minimised: dict[str, Any] = field(default_factory=dict)  # the control table's purge, when ids were digested
+    exports: dict[str, int] = field(default_factory=dict)  # documents deleted (would be, dry run): erased, expired
 
     @property
     def exit_code(self) -> int:
@@ -61,7 +63,8 @@ class PurgeReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, "tables": [t.as_dict() for t in self.tables], "waiting": self.waiting,
-                "own_residue": self.own_residue, "minimised": self.minimised, "exit_code": self.exit_code}
+                "own_residue": self.own_residue, "minimised": self.minimised, "exports": self.exports,
+                "exit_code": self.exit_code}
 
 
 def _erase_versions(events: Sequence[Mapping[str, Any]], table: str) -> tuple[int | None, dt.datetime | None, bool]:
@@ -131,7 +134,8 @@ def purge(policy: Policy, *, dry_run: bool = False, now: dt.datetime | None = No
     """Purge every table with due erasures (or, ``dry_run``, say what that would remove, writing nothing).
     Writing needs the pseudonym key (for the digests): PolicyError before anything is written when unset."""
     key = None if dry_run else policy.pseudonym_key()
-    due, waiting = due_purges(policy, now or dt.datetime.now(dt.UTC))
+    now = now or dt.datetime.now(dt.UTC)
+    due, waiting = due_purges(policy, now)
     report = PurgeReport(dry_run=dry_run, waiting={t: w for t, w in waiting.items() if t not in due})
     for table in policy.tables:
         if table.name not in due:
@@ -143,11 +147,29 @@ def purge(policy: Policy, *, dry_run: bool = False, now: dt.datetime | None = No
             report.tables.append(TablePurge(table.name, version, ids, error=str(exc)))
         except Exception as exc:  # a foreign failure mid-purge: report it in one line, never an id
             report.tables.append(TablePurge(table.name, version, ids, error=access.error_line(exc)))
+    erased_docs: dict[str, str] = {}
+    purged: list[Request] = []
     if not dry_run and report.tables and key is not None:
         purged = control.list_requests(policy, ids=sorted({rid for t in report.tables for rid in t.request_ids}))
-        report.minimised = _minimise(policy, purged, key)
+        report.minimised, erased_docs = _minimise(policy, purged, key)
+    report.exports = _expire_exports(policy, now, erased_docs, dry_run=dry_run)
+    if purged:
         _scan(policy, report, purged)
     return report
+
+
+def _expire_exports(policy: Policy, now: dt.datetime, erased: dict[str, str], *, dry_run: bool) -> dict[str, int]:
+    """Delete the export documents of people whose erasure was purged, and every document older than
+    ``export_ttl_days``; an ``export_deleted`` audit event for each (dry run: count them only)."""
+    expired = {rid: path for rid, path in expiry.expired_documents(policy.exports, now, policy.export_ttl_days).items()
+               if rid not in erased}
+    if not dry_run:
+        gone = {rid for rid, path in {**erased, **expired}.items() if expiry.delete_documents(policy.exports, [path])}
+        ttl = f"older than {policy.export_ttl_days} day(s)"
+        audit.append(policy, [audit.AuditEvent("export_deleted", request_id=rid, details={
+            "why": "erased" if rid in erased else ttl}) for rid in sorted(gone)])
+        return {"erased": len(gone & set(erased)), "expired": len(gone & set(expired))}
+    return {"erased": len(erased), "expired": len(expired)}
 
 
 def _fully_purged(policy: Policy, requests: Sequence[Request]) -> list[Request]:
@@ -158,12 +180,13 @@ def _fully_purged(policy: Policy, requests: Sequence[Request]) -> list[Request]:
         e["table_name"] for e in events[r.request_id] if e["event"] == "table_purged"}]
 
 
-def _minimise(policy: Policy, requests: Sequence[Request], key: bytes) -> dict[str, Any]:
+def _minimise(policy: Policy, requests: Sequence[Request], key: bytes) -> tuple[dict[str, Any], dict[str, str]]:
     """Digest the subject ids of the fully purged erasures, purge the control table's older versions, and check
-    that no file of it still holds one of those ids."""
+    that no file of it still holds one of those ids. Also returns those people's export documents (request id
+    -> document), which go with the erasure."""
     done = _fully_purged(policy, requests)
     if not done:
-        return {}
+        return {}, {}
     people = {r.subject_id for r in done}  # their completed exports name them too
     rows = [r for r in control.list_requests(policy, status="completed") if r.subject_id in people]
     version = control.minimise(policy, {r.request_id: subject_digest(key, r.subject_id) for r in rows})
@@ -172,7 +195,8 @@ def _minimise(policy: Policy, requests: Sequence[Request], key: bytes) -> dict[s
     found = {r.request_id: int(sum(left.get(r.subject_id, {}).values())) for r in done}
     audit.append(policy, [audit.AuditEvent("minimised", request_id=r.request_id, details={
         "control_version": removed.version, "control_residue": found[r.request_id]}) for r in done])
-    return {"requests": len(done), **removed.as_dict(), "control_residue": sum(found.values())}
+    docs = {r.request_id: r.export_uri for r in rows if r.kind == "export" and r.export_uri}
+    return {"requests": len(done), **removed.as_dict(), "control_residue": sum(found.values())}, docs
 
 
 def _scan(policy: Policy, report: PurgeReport, purged: Sequence[Request]) -> None:

@@ -78,6 +78,7 @@ LOAD_ERRORS = {
     ),
     "max_attempts of 0": (SMALL_POLICY + "max_attempts: 0\n", ["'max_attempts'", "from 1 to 100"]),
     "a negative purge window": (SMALL_POLICY + "purge_after_hours: -1\n", ["'purge_after_hours'", "from 0 to 87600"]),
+    "an export ttl of 0 days": (SMALL_POLICY + "export_ttl_days: 0\n", ["'export_ttl_days'", "from 1 to 3650"]),
     "a table's purge window as text": (
         variant("    erase: delete\n", "    erase: delete\n    purge_after_hours: soon\n"),
         ["table 'events'", "'purge_after_hours' must be a whole number from 0 to 87600"],

@@ -7,6 +7,7 @@ The proof is an independent scan written here with plain pyarrow and json: every
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import json
 import shutil
@@ -214,3 +215,31 @@ def test_purge_needs_the_key_and_refuses_before_writing_without_it(tmp_path: Pat
     assert lakes.files(lake.lake) == before
     dry = dsr("--policy", str(lake.policy_path), "purge", "--dry-run", env=env)
     assert dry.returncode == 0 and "would become unreadable" in dry.stdout
+
+
+def test_the_export_of_an_erased_person_goes_with_the_purge(purged: dict[str, Any]) -> None:
+    policy = purged["policy"]
+    report = purged["report"]
+    assert report.exports == {"erased": 1, "expired": 0}  # 1003 was exported, then erased
+    assert report.own_residue == {"control table": 0, "audit table": 0, "exports": 0}
+    docs = {p.name for p in Path(policy.exports).glob("*.json")}
+    assert docs == {f"{purged['ids'][('export', s)]}.json" for s in ("1005", "1030")}
+    why = [e["details"]["why"] for e in audit.events(policy, request_id=purged["ids"][("export", "1003")])
+           if e["event"] == "export_deleted"]
+    assert why == ["erased"]
+
+
+def test_documents_older_than_the_export_ttl_are_deleted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lake = lakes.small(tmp_path)
+    policy = lake.use(monkeypatch).policy()
+    lake.exports.mkdir()
+    old, new = lake.exports / "req_00000000000000aa.json", lake.exports / "req_00000000000000bb.json"
+    old.write_text(json.dumps({"request_id": old.stem, "exported_at": "2026-01-01T00:00:00Z"}), encoding="utf-8")
+    new.write_text(json.dumps({"request_id": new.stem, "exported_at": "2026-11-20T00:00:00Z"}), encoding="utf-8")
+    now = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)  # export_ttl_days: 30 by default
+    dry = purging.purge(policy, dry_run=True, now=now)
+    assert dry.exports == {"erased": 0, "expired": 1} and old.exists()
+    done = purging.purge(policy, now=now)
+    assert done.exports == {"erased": 0, "expired": 1}
+    assert not old.exists() and new.exists()
+    assert [e["event"] for e in audit.events(policy, request_id=old.stem)] == ["export_deleted"]
