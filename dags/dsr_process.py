@@ -10,7 +10,10 @@ where the step fans out:
 3. **finish_exports** — write one export document per request;
 4. **erase** — one mapped task per table: one Delta commit deleting, anonymising or retaining the rows;
 5. **verify** — one mapped task per table: Great Expectations suites prove no erased id survives;
-6. **complete** — mark the requests completed (or failed), write receipts and audit events.
+6. **complete** — mark the requests completed (or failed), write receipts and audit events;
+7. **purge** — once `purge_after_hours` has passed since an erasure's commit, physically remove the old
+   files and log entries that still hold the person, and digest their id in the control table (`dsr purge`;
+   runs when the batch completed or there was none; after a failed batch the next run purges).
 
 The batch id is this DAG run's id (sanitised); XCom carries only table names and counts, never subject
 ids or rows. `complete` runs whatever happened upstream and marks every request it could not finish as
@@ -47,6 +50,7 @@ def dsr_process() -> None:
         # every step also hangs on the claim, so a step after one skipped for an empty table list still runs
         [batch, previous] >> current
         previous = current
+    previous >> task(**kit.PURGE_OPTIONS)(kit.purge)()  # not a step of `dsr run`: the DAG purges, on its window
 
 
 dsr_process()

@@ -192,11 +192,13 @@ def run_demo(dir: str) -> int:
         _say(f"  subject ids FOUND in: {', '.join(leaks)}")
     else:
         _say("  no subject id in the Airflow output, task logs or XCom table")
-    _say("[6/6] dsr purge (the demo policy sets purge_after_hours: 0): old versions and log entries removed")
+    _say("[6/6] purge: the DAG's purge task ran (the demo policy sets purge_after_hours: 0); a residue scan with "
+         "the ids the demo filed:")
     from dsr.cli.purge import purge_lines
     from dsr.core.policy import load_policy
 
-    purged, lines = purge_lines(load_policy(info.policy_path))
+    erased = {r.request_id: r.subject_id for r in info.requests if r.kind == "erase"}
+    purged, lines = purge_lines(load_policy(info.policy_path), erased)
     ok = ok and purged
     for line in lines:
         _say(f"    {line}")

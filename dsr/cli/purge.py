@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from dsr.core.policy import Policy
 from dsr.steps import purge as purging
@@ -39,6 +42,10 @@ def cli_purge(policy: Policy, *, dry_run: bool, as_json: bool) -> int:
         m = report.minimised
         print(f"{'control table':20} {m['requests']} purged erasure(s): subject ids replaced by keyed digests; "
               f"versions {m['unreadable_versions']} are now unreadable; residue: {m['control_residue']}")
+    if any(report.exports.values()):
+        e = report.exports
+        print(f"{'exports':20} {verb} {e['erased']} document(s) of purged erasures' subjects, {e['expired']} "
+              f"older than export_ttl_days ({policy.export_ttl_days})")
     for table, when in sorted(report.waiting.items()):
         print(f"{table:20} next purge due {when} UTC")
     if report.own_residue:
@@ -47,24 +54,38 @@ def cli_purge(policy: Policy, *, dry_run: bool, as_json: bool) -> int:
     return report.exit_code
 
 
-def purge_lines(policy: Policy) -> tuple[bool, list[str]]:
-    """Purge now and say it in a few lines per table (the demo's last stage); False when a table failed or
-    residue is left in a purged table."""
+def purge_lines(policy: Policy, erased: Mapping[str, str]) -> tuple[bool, list[str]]:
+    """The demo's last stage: purge what is still due, then per table what the purges of these erasures
+    (request id -> the subject id the demo filed) removed and what a residue scan with those ids finds now.
+    False when a table failed, an erasure is not purged, or residue is left."""
+    from dsr.core import audit, control
+    from dsr.verify import residue
+
     report = purging.purge(policy)
+    events = audit.events_by_request(policy, list(erased))
+    purged: dict[str, dict[str, Any]] = {}
+    for rid in erased:
+        for e in events[rid]:
+            if e["event"] == "table_purged" and e["details"].get("version") is not None:
+                purged.setdefault(e["table_name"], e["details"])
+    requests = [dataclasses.replace(r, subject_id=erased[r.request_id])
+                for r in control.list_requests(policy, ids=list(erased))]
+    found = residue.scan(policy, requests)
+    ok = report.exit_code == 0 and len(requests) == len(erased)
     lines = []
-    for t in report.tables:
-        if t.error:
-            lines.append(f"{t.table:16} purge FAILED: {t.error}")
-        elif t.version is None:
-            lines.append(f"{t.table:16} nothing committed for the erased subjects; residue: {t.residue}")
-        else:
-            r = t.removed
-            lines.append(f"{t.table:16} versions {r['unreadable_versions']} unreadable, {r['data_files_removed']} "
-                         f"data file(s) and {r['log_files_removed']} log file(s) removed; residue: {t.residue}")
-    if report.minimised:
-        m = report.minimised
-        lines.append(f"{'control table':16} {m['requests']} subject id(s) replaced by keyed digests, old versions "
-                     f"removed; residue: {m['control_residue']}")
-    if not report.tables:
-        lines.append("no erasure due for purge")
-    return report.exit_code == 0 and bool(report.tables), lines
+    for table in policy.tables:
+        counts = [r.tables.get(table.name) for r in found]
+        if any(c == residue.RETAINED for c in counts):
+            lines.append(f"{table.name:16} retained by policy")
+            continue
+        left = sum(sum(c.values()) for c in counts if isinstance(c, dict))
+        d = purged.get(table.name)
+        done = (f"versions {d['unreadable_versions']} unreadable, {d['data_files_removed']} data file(s) and "
+                f"{d['log_files_removed']} log file(s) removed" if d else "NOT purged")
+        ok = ok and d is not None and left == 0
+        lines.append(f"{table.name:16} {done}; residue: {left}")
+    own = {place: sum(r.own.get(place, 0) for r in found) for place in residue.OWN_PLACES}
+    ok = ok and not any(own.values())
+    lines.append("dsr's own places (control table, audit table, exports): residue "
+                 + ", ".join(str(n) for n in own.values()))
+    return ok, lines

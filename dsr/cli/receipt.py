@@ -70,6 +70,9 @@ def build_receipt(policy: Policy, request_id: str) -> dict[str, Any]:
                 entry["note"] = uncastable_note(column)
         elif e["event"] == "table_failed":
             entry["error"] = d.get("reason")
+        elif e["event"] == "table_purged":
+            entry["purged"] = {"at": e["at"].isoformat(), **{k: d.get(k) for k in (
+                "version", "unreadable_versions", "data_files_removed", "log_files_removed", "bytes_removed")}}
         elif e["event"] == "verified":
             entry["ge_success"] = d.get("success")
             entry["ge_suites"] = [
@@ -119,6 +122,10 @@ def print_receipt(policy: Policy, request_id: str, *, as_json: bool) -> int:
             parts.append("GE " + ("passed" if t["ge_success"] else "FAILED"))
         if "note" in t:
             parts.append(t["note"])
+        if "purged" in t:
+            purged = t["purged"]
+            parts.append(f"purged {purged['at'][:10]} (versions {purged['unreadable_versions']} unreadable, "
+                         f"{purged.get('data_files_removed') or 0} old file(s) removed)")
         if t.get("error"):
             parts.append(f"FAILED: {t['error']}")
         print(f"  {name:20} " + "; ".join(parts))

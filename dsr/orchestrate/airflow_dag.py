@@ -19,8 +19,19 @@ from typing import Any
 
 from dsr.steps.run import STEPS, Step
 
-__all__ = ["NONE_FAILED", "batch_id", "claim", "dag_arguments", "refuse_spark_submit_switch", "safe_batch_id",
-           "schedule", "step_task", "task_options", "work_items"]
+__all__ = [
+    "NONE_FAILED",
+    "batch_id",
+    "claim",
+    "dag_arguments",
+    "purge",
+    "refuse_spark_submit_switch",
+    "safe_batch_id",
+    "schedule",
+    "step_task",
+    "task_options",
+    "work_items",
+]
 
 log = logging.getLogger("dsr.dag")
 
@@ -204,6 +215,32 @@ def _run(step: Step, table: str | None) -> dict[str, Any]:
             if engine is not None:
                 engine.close()
     log.info("%s: %s", f"{step.name} {table}" if table else step.name, out)
+    return out
+
+
+PURGE_OPTIONS: dict[str, Any] = {
+    # after a batch that completed, or no batch at all (complete runs anyway); after a failed batch it is
+    # upstream_failed, so the DAG run still shows the failure, and the next run purges
+    "task_id": "purge", "trigger_rule": "all_success",
+    "doc_md": "Physically remove what completed erasures left once `purge_after_hours` has passed (old files, "
+              "log entries, deletion-vector rows), then digest their ids in the control table. Counts only.",
+}
+
+
+def purge() -> dict[str, Any]:
+    """``dsr purge`` as a task: returns per table the versions made unreadable and the files removed (no ids);
+    fails the task when a table failed or residue is left."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from dsr.steps import purge as purging
+
+    with _final_errors():
+        report = purging.purge(_policy())
+    out = {t.table: {k: v for k, v in t.as_dict().items() if k != "requests"} for t in report.tables}
+    log.info("purge: %s", out)
+    if report.exit_code != 0:
+        raise AirflowFailException(f"purge: {sum(1 for t in report.tables if t.error or t.residue)} table(s) failed "
+                                   "or kept residue; see `dsr purge --dry-run` and `dsr residue`")
     return out
 
 

@@ -55,13 +55,15 @@ def test_dags_import_without_errors(bag: Any) -> None:
     assert set(bag.dags) == {"dsr_process", "dsr_process_spark_submit"}
 
 
-def test_the_dag_runs_the_claim_then_every_step_of_steps_in_order(dag: Any) -> None:
+def test_the_dag_runs_the_claim_then_every_step_of_steps_in_order_then_the_purge(dag: Any) -> None:
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
     from dsr.steps.run import STEPS
 
     order = [t.task_id for t in dag.topological_sort()]
-    assert order == ["claim", *(s.name for s in STEPS)]
+    assert order == ["claim", *(s.name for s in STEPS), "purge"]
+    purge = dag.get_task("purge")
+    assert purge.upstream_task_ids == {STEPS[-1].name} and purge.trigger_rule == "all_success"
     for previous, step in zip(order, STEPS, strict=False):
         task = dag.get_task(step.name)
         assert isinstance(task, MappedOperator) == bool(step.per_table), step.name
@@ -124,7 +126,7 @@ def test_params_name_policy_engine_and_spark_remote(dag: Any) -> None:
     assert params.get_param("engine").schema["enum"] == ["delta-rs", "spark"]
 
 
-def test_tasks_claim_export_finish_erase_verify_complete_in_order(dag: Any) -> None:
+def test_tasks_claim_export_finish_erase_verify_complete_purge_in_order(dag: Any) -> None:
     ids = {t.task_id for t in dag.tasks}
     assert {"claim", "export", "finish_exports", "erase", "verify", "complete"} <= ids
     up = {t.task_id: set(t.upstream_task_ids) for t in dag.tasks}
@@ -133,7 +135,8 @@ def test_tasks_claim_export_finish_erase_verify_complete_in_order(dag: Any) -> N
     assert "finish_exports" in dag.get_task("erase").get_flat_relative_ids(upstream=True)
     assert "erase" in up["verify"]
     assert "verify" in up["complete"]
-    assert [t.task_id for t in dag.tasks if not t.downstream_task_ids] == ["complete"]
+    assert "complete" in up["purge"]
+    assert [t.task_id for t in dag.tasks if not t.downstream_task_ids] == ["purge"]
 
 
 def test_per_table_steps_are_mapped_and_complete_always_runs(dag: Any) -> None:
