@@ -250,30 +250,9 @@ def _request(args: argparse.Namespace) -> int:
 
 
 def _requests(args: argparse.Namespace) -> int:
-    import datetime as dt
+    from dsr.cli.listing import print_requests
 
-    from dsr.core import control
-
-    policy = _policy(args, lake=False)
-    now = dt.datetime.now(dt.UTC)
-    rows = control.list_requests(policy, status=args.status)
-    if args.json:
-        print(json.dumps([r.public(now) for r in rows], indent=2))
-        return 0
-    if not rows:
-        print("no requests" + (f" with status {args.status}" if args.status else ""))
-        return 0
-    print(f"{'REQUEST':22} {'KIND':6} {'STATUS':9} {'DUE':10} {'TRIES':>5}  TICKET")
-    for r in rows:
-        flag = "  OVERDUE" if r.overdue(now) else ""
-        print(f"{r.request_id:22} {r.kind:6} {r.status:9} {r.due_at:%Y-%m-%d} {r.attempts:>5}  {r.ticket or '-'}{flag}")
-        outcome = r.result_json().get("outcome") if r.status == "completed" else None
-        if outcome == "no data found":
-            print(f"{'':22} outcome: no data found (the subject id matched no row in any table)")
-        if r.status == "failed" and r.error:
-            for i, part in enumerate(r.error.replace("\n", " ").split("; ")):
-                print(f"{'':22} {'error: ' if i == 0 else '       '}{part}")
-    return 0
+    return print_requests(_policy(args, lake=False), status=args.status, as_json=args.json)
 
 
 def _audit_verify(args: argparse.Namespace) -> int:

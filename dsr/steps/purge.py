@@ -29,7 +29,7 @@ from dsr.errors import DsrError
 from dsr.exports import expiry
 from dsr.verify import residue
 
-__all__ = ["PurgeReport", "TablePurge", "due_purges", "purge"]
+__all__ = ["PurgeReport", "TablePurge", "due_purges", "purge", "purge_states"]
 
 
 @dataclass
@@ -209,3 +209,23 @@ def _scan(policy: Policy, report: PurgeReport, purged: Sequence[Request]) -> Non
             t.residue = sum(sum(c.values()) for c in counts if isinstance(c, dict))
     for place in residue.OWN_PLACES:
         report.own_residue[place] = sum(r.own.get(place, 0) for r in found)
+
+
+def purge_states(policy: Policy, requests: Sequence[Request], now: dt.datetime) -> dict[str, dict[str, Any]]:
+    """For each completed erasure: ``{"state": "purged", "at": ...}`` or ``{"state": "due", "at": when,
+    "overdue": bool}`` (a purge not done by the request's own due date is overdue like the request)."""
+    todo = [r for r in requests if r.kind == "erase" and r.status == "completed"]
+    events = audit.events_by_request(policy, [r.request_id for r in todo])
+    tables = [t for t in policy.tables if t.erase is not Strategy.RETAIN]
+    out: dict[str, dict[str, Any]] = {}
+    for r in todo:
+        purged = {e["table_name"]: e["at"] for e in events[r.request_id] if e["event"] == "table_purged"}
+        if all(t.name in purged for t in tables):
+            out[r.request_id] = {"state": "purged", "at": max(purged.values(), default=r.updated_at).isoformat()}
+            continue
+        due = max((e["at"] + dt.timedelta(hours=policy.purge_window_hours(t))
+                   for t in tables if t.name not in purged
+                   for e in events[r.request_id] if e["event"] == "table_erased" and e["table_name"] == t.name),
+                  default=r.updated_at)
+        out[r.request_id] = {"state": "due", "at": due.isoformat(), "overdue": now > r.due_at}
+    return out

@@ -141,6 +141,8 @@ def test_dry_run_writes_nothing_and_the_window_is_respected(tmp_path: Path, monk
     before = lakes.files(lake.lake, lake.exports)
     waiting = dsr("--policy", str(lake.policy_path), "purge", env=lake.env)  # default window: 168 hours
     assert waiting.returncode == 0 and "no erasure is due" in waiting.stdout and "next purge due" in waiting.stdout
+    listed = dsr("--policy", str(lake.policy_path), "requests", env=lake.env)
+    assert listed.stdout.count("purge due") == len(lakes.ERASE) and "PURGE OVERDUE" not in listed.stdout
     assert lakes.files(lake.lake, lake.exports) == before
     lake.policy_path.write_text(lake.policy_path.read_text() + "purge_after_hours: 0\n", encoding="utf-8")
     dry = dsr("--policy", str(lake.policy_path), "purge", "--dry-run", "--json", env=lake.env)
@@ -243,3 +245,10 @@ def test_documents_older_than_the_export_ttl_are_deleted(tmp_path: Path, monkeyp
     assert done.exports == {"erased": 0, "expired": 1}
     assert not old.exists() and new.exists()
     assert [e["event"] for e in audit.events(policy, request_id=old.stem)] == ["export_deleted"]
+
+
+def test_dsr_requests_shows_each_erasure_purged(purged: dict[str, Any]) -> None:
+    lake: lakes.Lake = purged["lake"]
+    out = dsr("--policy", str(lake.policy_path), "requests", "--json", env=lake.env)
+    states = {r["request_id"]: (r["kind"], (r["purge"] or {}).get("state")) for r in json.loads(out.stdout)}
+    assert states == {rid: (kind, "purged" if kind == "erase" else None) for (kind, _), rid in purged["ids"].items()}

@@ -1,0 +1,41 @@
+"""``dsr requests``: the requests table, with each completed erasure's purge state."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from dsr.core import control
+from dsr.core.policy import Policy
+from dsr.steps.purge import purge_states
+
+__all__ = ["print_requests"]
+
+
+def print_requests(policy: Policy, *, status: str | None, as_json: bool) -> int:
+    """The requests table (or JSON), with each completed erasure's purge: done, or due (overdue when past the
+    request's own due date)."""
+    now = dt.datetime.now(dt.UTC)
+    rows = control.list_requests(policy, status=status)
+    purges = purge_states(policy, rows, now)
+    if as_json:
+        print(json.dumps([{**r.public(now), "purge": purges.get(r.request_id)} for r in rows], indent=2))
+        return 0
+    if not rows:
+        print("no requests" + (f" with status {status}" if status else ""))
+        return 0
+    print(f"{'REQUEST':22} {'KIND':6} {'STATUS':9} {'DUE':10} {'TRIES':>5}  TICKET")
+    for r in rows:
+        flag = "  OVERDUE" if r.overdue(now) else ""
+        print(f"{r.request_id:22} {r.kind:6} {r.status:9} {r.due_at:%Y-%m-%d} {r.attempts:>5}  {r.ticket or '-'}{flag}")
+        outcome = r.result_json().get("outcome") if r.status == "completed" else None
+        if outcome == "no data found":
+            print(f"{'':22} outcome: no data found (the subject id matched no row in any table)")
+        purge = purges.get(r.request_id)
+        if purge:
+            late = "  PURGE OVERDUE" if purge.get("overdue") else ""
+            print(f"{'':22} {'purged' if purge['state'] == 'purged' else 'purge due'} {purge['at'][:16]} UTC{late}")
+        if r.status == "failed" and r.error:
+            for i, part in enumerate(r.error.replace("\n", " ").split("; ")):
+                print(f"{'':22} {'error: ' if i == 0 else '       '}{part}")
+    return 0
