@@ -177,22 +177,31 @@ def _literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def _canonical(path: str) -> str:
+    """A file path with every level of percent-escaping undone (delta-rs escapes partition paths twice in the
+    log, ``k=a%2520b``, for the directory ``k=a%20b``), so log paths and vacuumed paths compare equal."""
+    from urllib.parse import unquote
+
+    while (decoded := unquote(path)) != path:
+        path = decoded
+    return path
+
+
 def _drop_tombstones(filesys: Any, path: str, gone: set[str]) -> None:
     """Rewrite a parquet checkpoint without the ``remove`` rows of files that no longer exist."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     with filesys.open_input_file(path) as f:
         data = pq.read_table(f)
     if "remove" not in data.column_names:
         return
-    paths = pc.struct_field(data.column("remove"), "path")
-    keep = pc.invert(pc.fill_null(pc.is_in(paths, value_set=pa.array(sorted(gone), pa.string())), False))
-    if pc.all(keep).as_py():
+    removed = {_canonical(g) for g in gone}
+    keep = [not (r and _canonical(str(r["path"])) in removed) for r in data.column("remove").to_pylist()]
+    if all(keep):
         return
     with filesys.open_output_stream(path) as f:
-        pq.write_table(data.filter(keep), f)
+        pq.write_table(data.filter(pa.array(keep)), f)
 
 
 def _remove_empty_dirs(uri: str) -> None:
@@ -212,8 +221,6 @@ def _remove_empty_dirs(uri: str) -> None:
 def purge_through(uri: str, version: int) -> PurgePlan:
     """Remove every version before ``version`` (or before the deletion-vector rewrite, when one is needed);
     returns what was removed."""
-    from urllib.parse import unquote
-
     dv = _dv_files(uri)
     if dv:
         version = _rewrite_dv_files(uri, dv)
@@ -228,12 +235,11 @@ def purge_through(uri: str, version: int) -> PurgePlan:
     access.open_table(uri, version).create_checkpoint()
     for rel in done.log_files:
         _delete(filesys, f"{base}/{rel}")
-    gone = set(done.data_files)
     _, _, files = _listing(uri)
     for rel in files:
         name = rel.split("/", 1)[1] if rel.startswith("_delta_log/") else ""
         if (m := _CHECKPOINT.match(name)) and m.group(2) == "parquet":
-            _drop_tombstones(filesys, f"{base}/{rel}", gone | {unquote(g) for g in gone})
+            _drop_tombstones(filesys, f"{base}/{rel}", set(done.data_files))
     _remove_empty_dirs(uri)
     return done
 
