@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from dsr.core import control
-from dsr.core.masks import SUBJECT_DIGEST_PREFIX
 from dsr.core.policy import Policy
 from dsr.core.requests import Request, check_request_id
 from dsr.errors import InputError
@@ -21,7 +20,7 @@ def erasures_to_scan(policy: Policy, request_ids: Sequence[str]) -> list[Request
     minimised), else every completed erasure whose id is still known."""
     if not request_ids:
         return [r for r in control.list_requests(policy, status="completed")
-                if r.kind == "erase" and not r.subject_id.startswith(SUBJECT_DIGEST_PREFIX)]
+                if r.kind == "erase" and not r.minimised]
     wanted = [check_request_id(rid) for rid in request_ids]
     found = {r.request_id: r for r in control.list_requests(policy, ids=wanted)}
     for rid in wanted:
@@ -29,7 +28,7 @@ def erasures_to_scan(policy: Policy, request_ids: Sequence[str]) -> list[Request
             raise InputError(f"no request {rid}")
         if found[rid].kind != "erase":
             raise InputError(f"request {rid} is an export: residue is searched for erasures")
-        if found[rid].subject_id.startswith(SUBJECT_DIGEST_PREFIX):
+        if found[rid].minimised:
             raise InputError(f"request {rid} is purged and its subject id minimised: the purge's residue scan is "
                              "in its table_purged and minimised audit events (dsr receipt)")
     return [found[rid] for rid in dict.fromkeys(wanted)]

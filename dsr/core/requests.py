@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from dsr.core.masks import SUBJECT_DIGEST_PREFIX
 from dsr.core.policy import Policy
 from dsr.delta import tables as deltautil
 from dsr.errors import InputError
@@ -86,6 +87,11 @@ class Request:
     error: str | None
     export_uri: str | None
     result: str | None
+
+    @property
+    def minimised(self) -> bool:
+        """Its subject id was replaced by a keyed digest after a purge: the raw id is no longer known."""
+        return self.subject_id.startswith(SUBJECT_DIGEST_PREFIX)
 
     def overdue(self, now: dt.datetime) -> bool:
         return self.status != "completed" and self.due_at < now

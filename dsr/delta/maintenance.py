@@ -18,18 +18,15 @@ versions held, keeping every version from ``version`` on readable:
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsr.delta import access, storage
+from dsr.delta import access, rawlog, storage
 
 __all__ = ["PurgePlan", "plan", "purge_through"]
 
-_COMMIT = re.compile(r"^(\d{20})\.(json|crc)$")
-_CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(?:\.\d{10}\.\d{10}|\.[0-9A-Za-z-]+)?\.(parquet|json)$")
+_CHECKSUM = re.compile(r"^(\d{20})\.crc$")  # a commit's checksum file, beside its JSON
 
 
 @dataclass
@@ -55,13 +52,9 @@ def _span(first: int, last: int) -> str:
 
 
 def _listing(uri: str) -> tuple[Any, str, dict[str, int]]:
-    from pyarrow import fs
-
+    """The table's filesystem, its base path, and every file below it (relative path -> size)."""
     filesys, base = storage.filesystem(uri)
-    files = {i.path[len(base):].lstrip("/"): int(i.size or 0)
-             for i in filesys.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True))
-             if i.type == fs.FileType.File}
-    return filesys, base, files
+    return filesys, base, {rel: size for _, _, rel, size in storage.walk(uri)}
 
 
 def _log_entries(filesys: Any, base: str, files: dict[str, int], through: int) -> list[str]:
@@ -72,7 +65,8 @@ def _log_entries(filesys: Any, base: str, files: dict[str, int], through: int) -
         if not rel.startswith("_delta_log/") or rel.count("/") != 1:
             continue
         name = rel.split("/", 1)[1]
-        commit, checkpoint = _COMMIT.match(name), _CHECKPOINT.match(name)
+        commit = rawlog.COMMIT.match(name) or _CHECKSUM.match(name)
+        checkpoint = rawlog.CHECKPOINT.match(name)
         if (commit and int(commit.group(1)) <= through) or (checkpoint and int(checkpoint.group(1)) < through):
             out.append(rel)
         elif checkpoint:
@@ -84,18 +78,7 @@ def _log_entries(filesys: Any, base: str, files: dict[str, int], through: int) -
 
 def _sidecars_of(filesys: Any, path: str) -> set[str]:
     """File names of the sidecars a (v2) checkpoint references."""
-    import pyarrow.parquet as pq
-
-    if path.endswith(".json"):
-        with filesys.open_input_stream(path) as f:
-            actions = [json.loads(line) for line in f.read().decode("utf-8").splitlines() if line.strip()]
-        return {str(a["sidecar"]["path"]).rsplit("/", 1)[-1] for a in actions if "sidecar" in a}
-    with filesys.open_input_file(path) as f:
-        pf = pq.ParquetFile(f)
-        if "sidecar" not in pf.schema_arrow.names:
-            return set()
-        rows = pf.read(columns=["sidecar"]).column("sidecar").to_pylist()
-    return {str(r["path"]).rsplit("/", 1)[-1] for r in rows if r}
+    return {str(a["path"]).rsplit("/", 1)[-1] for _, a in rawlog.log_actions(filesys, path, ("sidecar",))}
 
 
 def _cdc_files(filesys: Any, base: str, files: dict[str, int], through: int) -> list[str]:
@@ -105,13 +88,9 @@ def _cdc_files(filesys: Any, base: str, files: dict[str, int], through: int) -> 
     found = []
     for rel in files:
         name = rel.split("/", 1)[1] if rel.startswith("_delta_log/") else ""
-        if (m := _COMMIT.match(name)) and m.group(2) == "json" and int(m.group(1)) <= through:
-            with filesys.open_input_stream(f"{base}/{rel}") as f:
-                for line in f.read().decode("utf-8").splitlines():
-                    if line.strip() and "cdc" in (action := json.loads(line)):
-                        path = unquote(action["cdc"]["path"])
-                        if path in files:
-                            found.append(path)
+        if (m := rawlog.COMMIT.match(name)) and int(m.group(1)) <= through:
+            found += [path for _, a in rawlog.log_actions(filesys, f"{base}/{rel}", ("cdc",))
+                      if (path := unquote(a["path"])) in files]
     return sorted(found)
 
 
@@ -125,11 +104,13 @@ def _dv_files(uri: str) -> list[str]:
     return sorted(_relative(str(p), base) for p in rows)
 
 
-def plan(uri: str, version: int) -> PurgePlan:
-    """What ``purge_through(uri, version)`` would remove, without writing anything."""
+def plan(uri: str, version: int, dv_files: list[str] | None = None) -> PurgePlan:
+    """What ``purge_through(uri, version)`` would remove, without writing anything (``dv_files``: the files
+    carrying deletion vectors, when the caller listed them already)."""
     table = access.open_table(uri)
     current = int(table.version())
-    out = PurgePlan(uri=uri, version=version, current=current, dv_files=_dv_files(uri))
+    out = PurgePlan(uri=uri, version=version, current=current,
+                    dv_files=_dv_files(uri) if dv_files is None else dv_files)
     filesys, base, files = _listing(uri)
     keep = list(range(version, current + 1))
     removed = table.vacuum(retention_hours=0, dry_run=True, enforce_retention_duration=False, keep_versions=keep)
@@ -224,9 +205,8 @@ def purge_through(uri: str, version: int) -> PurgePlan:
     dv = _dv_files(uri)
     if dv:
         version = _rewrite_dv_files(uri, dv)
-    done = plan(uri, version)
-    done.dv_files = dv
-    filesys, base, _ = _listing(uri)
+    done = plan(uri, version, dv)
+    filesys, base = storage.filesystem(uri)
     table = access.open_table(uri)
     table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False,
                  keep_versions=list(range(version, int(table.version()) + 1)))
@@ -238,7 +218,7 @@ def purge_through(uri: str, version: int) -> PurgePlan:
     _, _, files = _listing(uri)
     for rel in files:
         name = rel.split("/", 1)[1] if rel.startswith("_delta_log/") else ""
-        if (m := _CHECKPOINT.match(name)) and m.group(2) == "parquet":
+        if (m := rawlog.CHECKPOINT.match(name)) and m.group(2) == "parquet":
             _drop_tombstones(filesys, f"{base}/{rel}", set(done.data_files))
     _remove_empty_dirs(uri)
     return done
@@ -249,8 +229,3 @@ def _delete(filesys: Any, path: str) -> None:
 
     if filesys.get_file_info(path).type == fs.FileType.File:
         filesys.delete_file(path)
-
-
-def versions_of(paths: Iterable[str]) -> list[int]:
-    """The versions of log entries among paths."""
-    return sorted({int(m.group(1)) for p in paths if (m := _COMMIT.match(p.rsplit("/", 1)[-1]))})

@@ -18,26 +18,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from dsr.delta import storage
+from dsr.delta import rawlog, storage
 
 __all__ = ["PLACES", "find_keys"]
 
 PLACES = ("data files", "change data", "log statistics", "partition values", "file names")
 _ACTIONS = ("add", "remove", "cdc")
-
-
-def _files(uri: str) -> Iterator[tuple[Any, str, str]]:
-    """(filesystem, full path, path relative to the table) of every file under the table's directory."""
-    from pyarrow import fs
-
-    filesys, base = storage.filesystem(uri)
-    for info in filesys.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True)):
-        if info.type == fs.FileType.File:
-            yield filesys, info.path, info.path[len(base):].lstrip("/")
 
 
 def _in_names(rel: str, names: set[str], keys: Mapping[str, Any], seen: set[str]) -> Counter[Any]:
@@ -75,25 +65,6 @@ def _in_action(action: Mapping[str, Any], names: set[str], keys: Mapping[str, An
     return stats_hits, part_hits
 
 
-def _log_actions(filesys: Any, path: str) -> Iterator[Mapping[str, Any]]:
-    """The add/remove/cdc actions of one log file: a JSON commit or checkpoint, or a parquet checkpoint/sidecar."""
-    if path.endswith(".json"):
-        with filesys.open_input_stream(path) as f:
-            for line in f.read().decode("utf-8").splitlines():
-                if line.strip():
-                    action = json.loads(line)
-                    yield from (action[k] for k in _ACTIONS if isinstance(action.get(k), Mapping))
-    elif path.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        with filesys.open_input_file(path) as f:
-            pf = pq.ParquetFile(f)
-            columns = [c for c in _ACTIONS if c in pf.schema_arrow.names]
-            if columns:
-                for row in pf.read(columns=columns).to_pylist():
-                    yield from (row[c] for c in columns if row.get(c))
-
-
 def _in_rows(filesys: Any, path: str, column: str, keys: Mapping[str, Any]) -> Counter[Any]:
     """Rows of one parquet data file whose ``column`` holds a key (every row of the file, masked or not)."""
     import pyarrow.parquet as pq
@@ -127,10 +98,10 @@ def find_keys(uri: str, names: Iterable[str], keys: Iterable[Any]) -> dict[Any, 
 
     if not by_text:
         return found
-    for filesys, path, rel in _files(uri):
+    for filesys, path, rel, _ in storage.walk(uri):
         add("file names", _in_names(rel, wanted, by_text, seen_dirs))
         if rel.startswith("_delta_log/"):
-            for action in _log_actions(filesys, path):
+            for _, action in rawlog.log_actions(filesys, path, _ACTIONS):
                 stats_hits, part_hits = _in_action(action, wanted, by_text)
                 add("log statistics", stats_hits)
                 add("partition values", part_hits)

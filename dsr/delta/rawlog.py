@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from dsr.delta import storage
 from dsr.delta.tableinfo import TableInfo
 
-__all__ = ["raw_log_info"]
+__all__ = ["CHECKPOINT", "COMMIT", "log_actions", "raw_log_info"]
 
 
-_COMMIT = re.compile(r"^(\d{20})\.json$")
+COMMIT = re.compile(r"^(\d{20})\.json$")
 # classic (single or multi-part parquet) and v2 (parquet or JSON, named by a uuid) checkpoints
-_CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(?:\.\d{10}\.\d{10}|\.[0-9A-Za-z-]+)?\.(parquet|json)$")
+CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(?:\.\d{10}\.\d{10}|\.[0-9A-Za-z-]+)?\.(parquet|json)$")
 
 Actions = tuple[dict[str, Any] | None, dict[str, Any] | None]  # (protocol, metaData), either None when absent
 
@@ -30,11 +30,11 @@ def raw_log_info(uri: str, version: int | None, error: str) -> TableInfo | None:
     try:
         filesys, base = storage.filesystem(uri)
         entries = filesys.get_file_info(fs.FileSelector(f"{base}/_delta_log", allow_not_found=True))
-        commits = {int(m.group(1)): e.path for e in entries if (m := _COMMIT.match(e.base_name))}
-        checkpoints: dict[int, list[tuple[str, str]]] = {}
+        commits = {int(m.group(1)): e.path for e in entries if (m := COMMIT.match(e.base_name))}
+        checkpoints: dict[int, list[str]] = {}
         for e in entries:
-            if m := _CHECKPOINT.match(e.base_name):
-                checkpoints.setdefault(int(m.group(1)), []).append((e.path, m.group(2)))
+            if m := CHECKPOINT.match(e.base_name):
+                checkpoints.setdefault(int(m.group(1)), []).append(e.path)
         known = set(commits) | set(checkpoints)
         if not known or (version is not None and version not in known):
             return None  # never another version's metadata in place of the one asked for
@@ -43,7 +43,7 @@ def raw_log_info(uri: str, version: int | None, error: str) -> TableInfo | None:
         newer = [commits[v] for v in sorted(commits, reverse=True) if start < v <= target]
         protocol, metadata = _newest(filesys, newer)
         if (protocol is None or metadata is None) and start >= 0:
-            found = _checkpoint(filesys, checkpoints[start])
+            found = _newest(filesys, sorted(checkpoints[start]))
             protocol, metadata = protocol or found[0], metadata or found[1]
         if protocol is None or metadata is None:
             return None
@@ -52,42 +52,39 @@ def raw_log_info(uri: str, version: int | None, error: str) -> TableInfo | None:
         return None
 
 
-def _newest(filesys: Any, paths: list[str]) -> Actions:
-    """The newest protocol and metaData actions in these commit files (newest first)."""
-    protocol: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
-    for path in paths:
+def log_actions(filesys: Any, path: str, kinds: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(kind, action) for the actions of these ``kinds`` in one log file: a JSON commit or checkpoint (an action
+    per line), or a parquet checkpoint or v2 sidecar (an action per row, in its column; only those are read)."""
+    if path.endswith(".json"):
         with filesys.open_input_stream(path) as f:
-            lines = f.read().decode("utf-8").splitlines()
-        for line in lines:
-            if line.strip():
-                action = json.loads(line)
-                protocol = protocol or action.get("protocol")
-                metadata = metadata or action.get("metaData")
-        if protocol is not None and metadata is not None:
+            for line in f.read().decode("utf-8").splitlines():
+                if line.strip():
+                    action = json.loads(line)
+                    yield from ((k, action[k]) for k in kinds if isinstance(action.get(k), dict))
+    elif path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        with filesys.open_input_file(path) as f:
+            pf = pq.ParquetFile(f)
+            columns = [k for k in kinds if k in pf.schema_arrow.names]
+            rows = pf.read(columns=columns).to_pylist() if columns else []
+        for row in rows:
+            yield from ((k, row[k]) for k in columns if row.get(k))
+
+
+def _newest(filesys: Any, paths: list[str]) -> Actions:
+    """The newest protocol and metaData actions in these log files (newest first; the parts of one checkpoint
+    in any order)."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        for kind, action in log_actions(filesys, path, ("protocol", "metaData")):
+            found.setdefault(kind, action)
+        if len(found) == 2:
             break
-    return protocol, metadata
-
-
-def _checkpoint(filesys: Any, parts: list[tuple[str, str]]) -> Actions:
-    """The protocol and metaData actions of one checkpoint (all its parts)."""
-    import pyarrow.parquet as pq
-
-    protocol: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
-    for path, kind in sorted(parts):
-        if kind == "json":
-            found = _newest(filesys, [path])
-        else:
-            with filesys.open_input_file(path) as f:
-                table = pq.read_table(f, columns=["protocol", "metaData"])
-            rows = table.to_pylist()
-            found = (next((r["protocol"] for r in rows if r["protocol"]), None),
-                     next((r["metaData"] for r in rows if r["metaData"]), None))
-        protocol, metadata = protocol or found[0], metadata or found[1]
+    metadata = found.get("metaData")
     if metadata is not None and isinstance(metadata.get("configuration"), list):  # a parquet map: (key, value) pairs
         metadata = {**metadata, "configuration": dict(metadata["configuration"])}
-    return protocol, metadata
+    return found.get("protocol"), metadata
 
 
 def _info_from_actions(

@@ -19,6 +19,7 @@ __all__ = [
     "list_delta_tables",
     "local_path",
     "storage_options",
+    "walk",
 ]
 
 
@@ -95,6 +96,16 @@ def filesystem(uri: str) -> tuple[Any, str]:
         kwargs["endpoint_override"] = host
         kwargs["scheme"] = scheme_part
     return fs.S3FileSystem(**kwargs), rest.rstrip("/")
+
+
+def walk(uri: str) -> Iterator[tuple[Any, str, str, int]]:
+    """(filesystem, full path, path relative to ``uri``, size) of every file below ``uri`` (none when missing)."""
+    from pyarrow import fs
+
+    filesys, base = filesystem(uri)
+    for info in filesys.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True)):
+        if info.type == fs.FileType.File:
+            yield filesys, info.path, info.path[len(base):].lstrip("/"), int(info.size or 0)
 
 
 def delta_table_exists(uri: str) -> bool:

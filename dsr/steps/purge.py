@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dsr.core import audit, control
-from dsr.core.masks import SUBJECT_DIGEST_PREFIX, Strategy, subject_digest
+from dsr.core.masks import Strategy, subject_digest
 from dsr.core.policy import Policy, TableSpec
 from dsr.core.requests import Request
 from dsr.delta import access, maintenance, physical
@@ -176,7 +176,7 @@ def _fully_purged(policy: Policy, requests: Sequence[Request]) -> list[Request]:
     """The erasures whose every delete/anonymise table has a ``table_purged`` event, id not yet digested."""
     tables = {t.name for t in policy.tables if t.erase is not Strategy.RETAIN}
     events = audit.events_by_request(policy, [r.request_id for r in requests])
-    return [r for r in requests if not r.subject_id.startswith(SUBJECT_DIGEST_PREFIX) and tables <= {
+    return [r for r in requests if not r.minimised and tables <= {
         e["table_name"] for e in events[r.request_id] if e["event"] == "table_purged"}]
 
 

@@ -93,14 +93,12 @@ def _strings(value: Any) -> Iterator[str]:
 def _audit_residue(policy: Policy, ids: Mapping[str, re.Pattern[str]]) -> Counter[str]:
     """Text values of every parquet file of the audit table (referenced or not) that hold a subject id."""
     import pyarrow.parquet as pq
-    from pyarrow import fs
 
     found: Counter[str] = Counter()
-    filesys, base = storage.filesystem(policy.audit_uri)
-    for info in filesys.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True)):
-        if info.type != fs.FileType.File or not info.path.endswith(".parquet") or "/_delta_log/" in info.path:
+    for filesys, path, rel, _ in storage.walk(policy.audit_uri):
+        if not rel.endswith(".parquet") or rel.startswith("_delta_log/"):
             continue
-        with filesys.open_input_file(info.path) as f:
+        with filesys.open_input_file(path) as f:
             for row in pq.read_table(f).to_pylist():
                 texts = [s for v in row.values() for s in _strings(v)]
                 for sid, pattern in ids.items():
@@ -110,22 +108,17 @@ def _audit_residue(policy: Policy, ids: Mapping[str, re.Pattern[str]]) -> Counte
 
 def _export_residue(policy: Policy, ids: Mapping[str, re.Pattern[str]]) -> Counter[str]:
     """Export documents of the subject, part-file lines naming it, and file names holding it."""
-    from pyarrow import fs
-
     found: Counter[str] = Counter()
-    filesys, base = storage.filesystem(policy.exports)
-    for info in filesys.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True)):
-        if info.type != fs.FileType.File:
-            continue
+    for filesys, path, rel, _ in storage.walk(policy.exports):
         for sid, pattern in ids.items():
-            found[sid] += bool(pattern.search(info.path[len(base):]))
-        if info.path.endswith((".json", ".jsonl")):
-            with filesys.open_input_stream(info.path) as f:
+            found[sid] += bool(pattern.search(rel))
+        if path.endswith((".json", ".jsonl")):
+            with filesys.open_input_stream(path) as f:
                 text = f.read().decode("utf-8", errors="replace")
+            subject = _document_subject(text) if path.endswith(".json") else None
             for sid in ids:
-                if info.path.endswith(".json"):
-                    with_id = _document_subject(text) == sid
-                    found[sid] += with_id
+                if path.endswith(".json"):
+                    found[sid] += subject == sid
                 else:
                     found[sid] += sum(1 for line in text.splitlines() if json.dumps(sid) in line)
     return found
