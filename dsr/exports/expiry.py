@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
 
 from dsr.delta import storage
@@ -48,16 +48,16 @@ def expired_documents(exports: str, now: dt.datetime, ttl_days: int) -> dict[str
     return out
 
 
-def delete_documents(exports: str, paths: Iterable[str]) -> int:
-    """Delete these documents (paths inside the exports' filesystem, or their URIs); returns how many were
-    there."""
+def delete_documents(exports: str, documents: Mapping[str, str]) -> set[str]:
+    """Delete these documents (request id -> path inside the exports' filesystem, or its URI); returns the
+    request ids whose document was there."""
     from pyarrow import fs
 
     filesys, _ = storage.filesystem(exports)
-    gone = 0
-    for path in paths:
+    gone = set()
+    for rid, path in documents.items():
         inside = path.split("://", 1)[1] if "://" in path else path
         if filesys.get_file_info(inside).type == fs.FileType.File:
             filesys.delete_file(inside)
-            gone += 1
+            gone.add(rid)
     return gone

@@ -164,7 +164,7 @@ def _expire_exports(policy: Policy, now: dt.datetime, erased: dict[str, str], *,
     expired = {rid: path for rid, path in expiry.expired_documents(policy.exports, now, policy.export_ttl_days).items()
                if rid not in erased}
     if not dry_run:
-        gone = {rid for rid, path in {**erased, **expired}.items() if expiry.delete_documents(policy.exports, [path])}
+        gone = expiry.delete_documents(policy.exports, {**erased, **expired})
         ttl = f"older than {policy.export_ttl_days} day(s)"
         audit.append(policy, [audit.AuditEvent("export_deleted", request_id=rid, details={
             "why": "erased" if rid in erased else ttl}) for rid in sorted(gone)])
