@@ -96,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
                       "rows) once purge_after_hours has passed; versions before the erase become unreadable"
     )
     prg.add_argument("--dry-run", action="store_true", help="list what would be removed, write nothing")
+    prg.add_argument("--engine", choices=("delta-rs", "spark"), default=None,
+                     help="who rewrites files carrying deletion vectors: delta-rs (default), or spark, whose "
+                          "REORG TABLE ... APPLY (PURGE) is used on delta-spark and Databricks (Sail: delta-rs); "
+                          "VACUUM and the log cleanup are delta-rs on both")
+    prg.add_argument("--remote", metavar="sc://HOST:PORT", help="Spark Connect endpoint (implies --engine spark)")
     prg.add_argument("--json", action="store_true")
 
     aud = sub.add_parser("audit", help="audit log: 'audit verify' recomputes the hash chain")
@@ -167,7 +172,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         policy = _policy(args, lake=False)
         check_against_lake(policy, key=False)  # maintenance computes no pseudonym: no key needed
-        return cli_purge(policy, dry_run=args.dry_run, as_json=args.json)
+        return cli_purge(policy, dry_run=args.dry_run, as_json=args.json, engine=args.engine, remote=args.remote)
     if cmd == "residue":
         from dsr.cli.residue import cli_residue
 

@@ -13,10 +13,21 @@ from dsr.steps import purge as purging
 __all__ = ["cli_purge", "purge_lines"]
 
 
-def cli_purge(policy: Policy, *, dry_run: bool, as_json: bool) -> int:
+def cli_purge(policy: Policy, *, dry_run: bool, as_json: bool, engine: str | None = None,
+              remote: str | None = None) -> int:
     """Purge (or, dry run, list what a purge would remove); exit 1 when a table failed or residue is left in a
-    purged table's files."""
-    report = purging.purge(policy, dry_run=dry_run)
+    purged table's files. A Spark engine (``engine``/``remote``) is opened only to write, only when asked."""
+    from dsr.engines import engine_name, make_engine
+
+    spark = None
+    if not dry_run and engine_name(engine, remote) == "spark":
+        policy.pseudonym_key()  # the purge needs it: refuse before a session is opened
+        spark = make_engine("spark", remote=remote)
+    try:
+        report = purging.purge(policy, dry_run=dry_run, engine=spark)
+    finally:
+        if spark is not None:
+            spark.close()
     if as_json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
         return report.exit_code
@@ -30,12 +41,13 @@ def cli_purge(policy: Policy, *, dry_run: bool, as_json: bool) -> int:
             continue
         r = t.removed
         if t.version is None:
-            print(f"{head}: nothing committed here for them; nothing to remove")
+            print(f"{head}: nothing of them on disk here; nothing to remove")
             continue
         print(f"{head}: versions {r['unreadable_versions']} {'would become' if dry_run else 'are now'} "
               f"unreadable (oldest readable: {t.version}); {verb} {r['data_files_removed']} data file(s), "
               f"{r['log_files_removed']} log file(s), {r['bytes_removed']} bytes; "
-              f"{'would rewrite' if dry_run else 'rewrote'} {r['dv_files_rewritten']} file(s) with deletion vectors")
+              f"{'would rewrite' if dry_run else 'rewrote'} {r['dv_files_rewritten']} file(s) with deletion vectors"
+              + (f" ({r['dv_rewrite']})" if r.get("dv_rewrite") else ""))
         if t.residue is not None:
             print(f"{'':20} residue: {t.residue}")
     if report.minimised:

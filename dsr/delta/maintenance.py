@@ -3,9 +3,11 @@
 ``purge_through(uri, version)`` makes every version before ``version`` unreadable and removes what only those
 versions held, keeping every version from ``version`` on readable:
 
-1. files that still carry deletion vectors are rewritten without the masked rows (a delta-rs UPDATE that sets
-   each row to itself, over the partitions of those files); the purge point moves to that commit, since the
-   versions before it reference the old files;
+1. files that still carry deletion vectors are rewritten without the masked rows: by the caller's ``rewrite``
+   when given (the Spark engine's ``REORG TABLE ... APPLY (PURGE)`` on delta-spark and Databricks), else by a
+   delta-rs UPDATE that sets each row to itself, over the partitions of those files (over the whole table when
+   a partition column is personal: the UPDATE's predicate goes into the commit info, which is kept); the purge
+   point moves to that commit, since the versions before it reference the old files;
 2. VACUUM with zero retention, keeping the files of the versions from the purge point on: every data file
    removed at or before it goes; change-data files written at or before it too;
 3. a checkpoint at the purge point; then the JSON commits through it, older checkpoints and their sidecars are
@@ -19,6 +21,7 @@ versions held, keeping every version from ``version`` on readable:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,10 +43,12 @@ class PurgePlan:
     data_files: list[str] = field(default_factory=list)  # removed data and change-data files, to delete
     log_files: list[str] = field(default_factory=list)  # commits, checkpoints, sidecars before the purge point
     bytes: int = 0
+    dv_rewrite: str = "delta-rs"  # what rewrote the deletion-vector files: delta-rs, or the caller's rewrite
 
     def as_dict(self) -> dict[str, Any]:
         return {"version": self.version, "unreadable_versions": _span(0, self.version - 1),
-                "dv_files_rewritten": len(self.dv_files), "data_files_removed": len(self.data_files),
+                "dv_files_rewritten": len(self.dv_files), "dv_rewrite": self.dv_rewrite if self.dv_files else None,
+                "data_files_removed": len(self.data_files),
                 "log_files_removed": len(self.log_files), "bytes_removed": self.bytes}
 
 
@@ -130,15 +135,16 @@ def _relative(path: str, base: str) -> str:
     return path
 
 
-def _rewrite_dv_files(uri: str, dv_files: list[str]) -> int:
-    """Rewrite the files carrying deletion vectors (each row set to itself, over their partitions): the new
-    files hold only the live rows. Returns the version of that commit."""
+def _rewrite_dv_files(uri: str, dv_files: list[str], private: Collection[str]) -> int:
+    """Rewrite the files carrying deletion vectors (each row set to itself, over their partitions, or over the
+    whole table when a partition column is in ``private``): the new files hold only the live rows. Returns the
+    version of that commit."""
     table = access.open_table(uri)
     meta = table.metadata()
     schema = table.schema()
     first = schema.fields[0].name
     predicate = "true"
-    if meta.partition_columns:
+    if meta.partition_columns and not set(meta.partition_columns) & set(private):
         from urllib.parse import unquote
 
         import pyarrow as pa
@@ -199,13 +205,17 @@ def _remove_empty_dirs(uri: str) -> None:
             filesys.delete_dir(d)
 
 
-def purge_through(uri: str, version: int) -> PurgePlan:
+def purge_through(uri: str, version: int, *, private: Collection[str] = (),
+                  rewrite: tuple[str, Callable[[str], int]] | None = None) -> PurgePlan:
     """Remove every version before ``version`` (or before the deletion-vector rewrite, when one is needed);
-    returns what was removed."""
+    returns what was removed. ``private``: the table's personal columns (never put in a rewrite's predicate);
+    ``rewrite``: (its name, a function that rewrites the table's deletion-vector files and returns the version
+    it committed), used instead of delta-rs."""
     dv = _dv_files(uri)
     if dv:
-        version = _rewrite_dv_files(uri, dv)
+        version = rewrite[1](uri) if rewrite else _rewrite_dv_files(uri, dv, private)
     done = plan(uri, version, dv)
+    done.dv_rewrite = rewrite[0] if rewrite else "delta-rs"
     filesys, base = storage.filesystem(uri)
     table = access.open_table(uri)
     table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False,

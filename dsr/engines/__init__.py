@@ -7,12 +7,13 @@ import os
 from dsr.delta.support import ENGINE_SUPPORT, Support
 from dsr.engines.base import KEY_COLUMN, CommitResult, Engine, ErasePlan
 
-__all__ = ["KEY_COLUMN", "CommitResult", "Engine", "ErasePlan", "engine_support", "make_engine"]
+__all__ = ["KEY_COLUMN", "CommitResult", "Engine", "ErasePlan", "engine_name", "engine_support", "make_engine"]
 
 _DELTA_RS = ("delta-rs", "deltars", "delta_rs")
 
 
-def _name(name: str | None, remote: str | None) -> str:
+def engine_name(name: str | None, remote: str | None) -> str:
+    """'delta-rs' or 'spark': the engine a command's ``--engine``/``--remote`` (else $DSR_ENGINE) picks."""
     from dsr.errors import InputError
 
     name = name or ("spark" if remote else os.environ.get("DSR_ENGINE", "delta-rs"))
@@ -30,7 +31,7 @@ def make_engine(name: str | None = None, *, remote: str | None = None) -> Engine
 
     $DSR_ENGINE picks the engine when name is None.
     """
-    if _name(name, remote) == "delta-rs":
+    if engine_name(name, remote) == "delta-rs":
         from dsr.engines.deltars import DeltaRsEngine
 
         return DeltaRsEngine()
@@ -43,7 +44,7 @@ def engine_support(name: str | None = None, *, remote: str | None = None) -> Sup
     """What the configured engine writes correctly, for ``dsr check``: delta-rs at once; Spark by
     ``$DSR_SPARK_SERVER``, else by asking the Connect server (``remote`` or $SPARK_REMOTE), else delta-spark
     (a classic session)."""
-    if _name(name, remote) == "delta-rs":
+    if engine_name(name, remote) == "delta-rs":
         return ENGINE_SUPPORT["delta-rs"]
     from dsr.engines.spark import declared_server
 

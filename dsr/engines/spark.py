@@ -183,6 +183,25 @@ class SparkEngine:
                 self.spark.catalog.dropTempView(view)
         return self._commit_result(plan.uri, before, token)
 
+    # --- maintenance ---------------------------------------------------------------------------------------
+
+    @property
+    def rewrites_deletion_vectors(self) -> bool:
+        """Whether the server runs ``REORG TABLE ... APPLY (PURGE)`` (delta-spark and Databricks; Sail does
+        not, so a purge rewrites with delta-rs there)."""
+        return self.server in ("delta-spark", "databricks")
+
+    def rewrite_deletion_vectors(self, uri: str) -> int:
+        """``REORG TABLE delta.`path` APPLY (PURGE)``: rewrite the files carrying deletion vectors so the rows
+        they mask are physically gone; returns the table's version afterwards."""
+        statement = f"REORG TABLE delta.`{self._path(uri)}` APPLY (PURGE)"
+        self.statements.append(statement)
+        try:
+            self.spark.sql(statement).collect()
+        except Exception as exc:
+            raise error_for(f"REORG of {uri}", exc, []) from None
+        return int(access.open_table(uri).version())
+
     @contextlib.contextmanager
     def _conf(self, values: Mapping[str, str]) -> Iterator[None]:
         """Set session confs for the duration of a block, then put the previous values back."""

@@ -135,13 +135,18 @@ def _policy() -> Any:
     return policy
 
 
-def _engine() -> Any:
-    from dsr.engines import make_engine
+def _engine(*, spark_only: bool = False) -> Any:
+    """The run's engine (its params, else $DSR_ENGINE / $SPARK_REMOTE); ``spark_only``: None unless it is
+    Spark (the purge needs an engine only for Spark's REORG)."""
+    from dsr.engines import engine_name, make_engine
 
     params = _params()
     name = params.get("engine") or None
     remote = params.get("spark_remote") or None
-    return make_engine(name, remote=remote if name in (None, "spark") else None)
+    remote = remote if name in (None, "spark") else None
+    if spark_only and engine_name(name, remote) != "spark":
+        return None
+    return make_engine(name, remote=remote)
 
 
 def batch_id() -> str:
@@ -235,7 +240,13 @@ def purge() -> dict[str, Any]:
     from dsr.steps import purge as purging
 
     with _final_errors():
-        report = purging.purge(_policy())
+        policy = _policy()
+        engine = _engine(spark_only=True)
+        try:
+            report = purging.purge(policy, engine=engine)
+        finally:
+            if engine is not None:
+                engine.close()
     out = {t.table: {k: v for k, v in t.as_dict().items() if k != "requests"} for t in report.tables}
     log.info("purge: %s", out)
     if report.exit_code != 0:

@@ -16,7 +16,7 @@ ids still in memory. Tables without due erasures are never touched.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from dsr.core.masks import Strategy, subject_digest
 from dsr.core.policy import Policy, TableSpec
 from dsr.core.requests import Request
 from dsr.delta import access, maintenance, physical
+from dsr.engines.base import Engine
 from dsr.errors import DsrError
 from dsr.exports import expiry
 from dsr.verify import residue
@@ -67,72 +68,110 @@ class PurgeReport:
                 "exit_code": self.exit_code}
 
 
-def _erase_versions(events: Sequence[Mapping[str, Any]], table: str) -> tuple[int | None, dt.datetime | None, bool]:
-    """(newest erase commit version, when, purged already) of one request in one table, from its events."""
+@dataclass
+class _Erased:
+    """One request's erasure in one table, from its events: the version it left (its erase commit, or the
+    version it found nothing to change in), when, whether it committed, whether it was purged already."""
+
     version: int | None = None
     at: dt.datetime | None = None
-    purged = False
+    committed: bool = False
+    purged: bool = False
+
+
+def _erase_versions(events: Sequence[Mapping[str, Any]], table: str) -> _Erased:
+    out = _Erased()
     for e in events:
         if e["table_name"] != table:
             continue
         if e["event"] == "table_purged":
-            purged = True
+            out.purged = True
         elif e["event"] == "table_erased":
             d = e["details"]
-            if int(d.get("version_after", -1)) > int(d.get("version_before", -1)):
-                version = max(version or -1, int(d["version_after"]))
-            at = e["at"] if at is None or e["at"] > at else at
-    return version, at, purged
+            if d.get("version_after") is not None:
+                out.version = max(out.version if out.version is not None else -1, int(d["version_after"]))
+                out.committed |= int(d["version_after"]) > int(d.get("version_before", -1))
+            out.at = e["at"] if out.at is None or e["at"] > out.at else out.at
+    return out
 
 
-def due_purges(
-    policy: Policy, now: dt.datetime
-) -> tuple[dict[str, tuple[int | None, list[str]]], dict[str, str]]:
-    """table -> (purge-through version, request ids) for the due erasures; table -> when the next one is due."""
+@dataclass
+class _Due:
+    """A table's due erasures: the version to purge through, the requests, whether any of them committed."""
+
+    version: int | None
+    request_ids: list[str]
+    committed: bool
+
+
+def due_purges(policy: Policy, now: dt.datetime) -> tuple[dict[str, _Due], dict[str, str]]:
+    """table -> its due erasures; table -> when the next one is due."""
     completed: list[Request] = [r for r in control.list_requests(policy, status="completed") if r.kind == "erase"]
     events = audit.events_by_request(policy, [r.request_id for r in completed])
-    due: dict[str, tuple[int | None, list[str]]] = {}
+    due: dict[str, _Due] = {}
     waiting: dict[str, str] = {}
     for table in policy.tables:
         if table.erase is Strategy.RETAIN:
             continue
         window = dt.timedelta(hours=policy.purge_window_hours(table))
-        version: int | None = None
-        ids: list[str] = []
+        todo = _Due(None, [], False)
         for r in completed:
-            v, at, purged = _erase_versions(events[r.request_id], table.name)
-            if purged or at is None:
+            e = _erase_versions(events[r.request_id], table.name)
+            if e.purged or e.at is None:
                 continue
-            if at + window > now:
-                waiting[table.name] = min(waiting.get(table.name, "~"), (at + window).strftime("%Y-%m-%d %H:%M"))
+            if e.at + window > now:
+                waiting[table.name] = min(waiting.get(table.name, "~"), (e.at + window).strftime("%Y-%m-%d %H:%M"))
                 continue
-            ids.append(r.request_id)
-            if v is not None:
-                version = max(version or -1, v)
-        if ids:
-            due[table.name] = (version, ids)
+            todo.request_ids.append(r.request_id)
+            todo.committed |= e.committed
+            if e.version is not None:
+                todo.version = max(todo.version if todo.version is not None else -1, e.version)
+        if todo.request_ids:
+            due[table.name] = todo
     return due, waiting
 
 
-def _purge_table(policy: Policy, table: TableSpec, version: int | None, ids: list[str], dry_run: bool) -> TablePurge:
-    out = TablePurge(table.name, version, ids)
-    if version is None:  # nothing was committed for these subjects here: nothing of them to remove
+def _purge_table(policy: Policy, table: TableSpec, due: _Due, dry_run: bool,
+                 rewrite: tuple[str, Callable[[str], int]] | None) -> TablePurge:
+    """Purge one table through the due version. When none of the erasures committed here (their people had no
+    live row), their rows may still be in old versions or behind deletion vectors someone else wrote: the
+    table's files are searched first, and its history is cut only if one of them is found."""
+    out = TablePurge(table.name, due.version, due.request_ids)
+    if due.version is not None and not due.committed:
+        found = residue.table_counts(table, control.list_requests(policy, ids=due.request_ids))
+        if not any(sum(c.values()) for c in found.values()):
+            out.version = None
+    if out.version is None:  # nothing of these people is on disk here: nothing to remove
         out.removed = {"unreadable_versions": "none"}
     elif dry_run:
-        out.removed = maintenance.plan(table.uri, version).as_dict()
+        out.removed = maintenance.plan(table.uri, out.version).as_dict()
     else:
-        done = maintenance.purge_through(table.uri, version)
+        private = {table.subject, *table.mask_map}
+        done = maintenance.purge_through(table.uri, out.version, private=private, rewrite=rewrite)
         out.version = done.version
         out.removed = done.as_dict()
     if not dry_run:
         audit.append(policy, [audit.AuditEvent("table_purged", request_id=rid, table_name=table.name,
-                                               details={**out.removed, "version": out.version}) for rid in ids])
+                                               details={**out.removed, "version": out.version})
+                              for rid in due.request_ids])
     return out
 
 
-def purge(policy: Policy, *, dry_run: bool = False, now: dt.datetime | None = None) -> PurgeReport:
+def _rewriter(engine: Engine | None) -> tuple[str, Callable[[str], int]] | None:
+    """The engine's own rewrite of deletion-vector files, when it has one (Spark's REORG ... APPLY (PURGE) on
+    delta-spark and Databricks); None: delta-rs rewrites them."""
+    if engine is not None and getattr(engine, "rewrites_deletion_vectors", False):
+        return "REORG TABLE ... APPLY (PURGE)", engine.rewrite_deletion_vectors  # type: ignore[attr-defined]
+    return None
+
+
+def purge(policy: Policy, *, dry_run: bool = False, now: dt.datetime | None = None,
+          engine: Engine | None = None) -> PurgeReport:
     """Purge every table with due erasures (or, ``dry_run``, say what that would remove, writing nothing).
-    Writing needs the pseudonym key (for the digests): PolicyError before anything is written when unset."""
+    Writing needs the pseudonym key (for the digests): PolicyError before anything is written when unset.
+    ``engine``: a Spark engine whose server rewrites deletion-vector files itself (REORG); the rest of the
+    maintenance is delta-rs on every engine (VACUUM, checkpoints and log cleanup are not Spark SQL on every
+    server)."""
     key = None if dry_run else policy.pseudonym_key()
     now = now or dt.datetime.now(dt.UTC)
     due, waiting = due_purges(policy, now)
@@ -140,13 +179,13 @@ def purge(policy: Policy, *, dry_run: bool = False, now: dt.datetime | None = No
     for table in policy.tables:
         if table.name not in due:
             continue
-        version, ids = due[table.name]
+        todo = due[table.name]
         try:
-            report.tables.append(_purge_table(policy, table, version, ids, dry_run))
+            report.tables.append(_purge_table(policy, table, todo, dry_run, _rewriter(engine)))
         except DsrError as exc:
-            report.tables.append(TablePurge(table.name, version, ids, error=str(exc)))
+            report.tables.append(TablePurge(table.name, todo.version, todo.request_ids, error=str(exc)))
         except Exception as exc:  # a foreign failure mid-purge: report it in one line, never an id
-            report.tables.append(TablePurge(table.name, version, ids, error=access.error_line(exc)))
+            report.tables.append(TablePurge(table.name, todo.version, todo.request_ids, error=access.error_line(exc)))
     erased_docs: dict[str, str] = {}
     purged: list[Request] = []
     if not dry_run and report.tables and key is not None:

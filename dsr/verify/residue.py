@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dsr.core.masks import Strategy
-from dsr.core.policy import Policy
+from dsr.core.policy import Policy, TableSpec
 from dsr.core.requests import Request
 from dsr.delta import access, physical, storage
 from dsr.plan import erasure
 
-__all__ = ["RETAINED", "Residue", "scan"]
+__all__ = ["RETAINED", "Residue", "scan", "table_counts"]
 
 RETAINED = "retained"
 OWN_PLACES = ("control table", "audit table", "exports")
@@ -48,21 +48,29 @@ class Residue:
         return {"request_id": self.request_id, "tables": self.tables, "own": self.own, "total": self.total()}
 
 
+def table_counts(table: TableSpec, requests: Sequence[Request]) -> dict[str, dict[str, int]]:
+    """request id -> place -> how often its subject's key is on disk in one (delete/anonymise) table."""
+    info = access.table_info(table.uri)
+    keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in requests],
+                                info.schema.field(table.subject).type)
+    names = {table.subject, info.physical_name(table.subject)}
+    found = physical.find_keys(table.uri, names, keys.keys.to_pylist())
+    out: dict[str, dict[str, int]] = {}
+    for r in requests:
+        key = keys.by_request.get(r.request_id)
+        counts = found.get(key, Counter()) if key is not None else Counter()
+        out[r.request_id] = {p: int(counts.get(p, 0)) for p in physical.PLACES}
+    return out
+
+
 def _table_residue(policy: Policy, requests: Sequence[Request], out: Mapping[str, Residue]) -> None:
     for table in policy.tables:
         if table.erase == Strategy.RETAIN:
             for r in requests:
                 out[r.request_id].tables[table.name] = RETAINED
             continue
-        info = access.table_info(table.uri)
-        keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in requests],
-                                    info.schema.field(table.subject).type)
-        names = {table.subject, info.physical_name(table.subject)}
-        found = physical.find_keys(table.uri, names, keys.keys.to_pylist())
-        for r in requests:
-            key = keys.by_request.get(r.request_id)
-            counts = found.get(key, Counter()) if key is not None else Counter()
-            out[r.request_id].tables[table.name] = {p: int(counts.get(p, 0)) for p in physical.PLACES}
+        for rid, counts in table_counts(table, requests).items():
+            out[rid].tables[table.name] = counts
 
 
 def _token(subject_id: str) -> re.Pattern[str]:

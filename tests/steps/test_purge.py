@@ -263,3 +263,28 @@ def test_dsr_requests_shows_each_erasure_purged(purged: dict[str, Any]) -> None:
     out = dsr("--policy", str(lake.policy_path), "requests", "--json", env=lake.env)
     states = {r["request_id"]: (r["kind"], (r["purge"] or {}).get("state")) for r in json.loads(out.stdout)}
     assert states == {rid: (kind, "purged" if kind == "erase" else None) for (kind, _), rid in purged["ids"].items()}
+
+
+def test_a_table_the_erasure_found_nobody_in_keeps_its_history_unless_the_person_is_in_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No erase commit in a table: its files are searched first. events never held u9: untouched. users held
+    u9 until an earlier delete by someone else: time travel still reads the row, so its history goes."""
+    lake = lakes.small(tmp_path)
+    lake.policy_path.write_text(lake.policy_path.read_text() + "purge_after_hours: 0\n", encoding="utf-8")
+    policy = lake.use(monkeypatch).policy()
+    users = policy.table("users").uri
+    lakes.write_table(users, {"user_id": ["u9"], "email": ["u9@example.org"], "full_name": ["Nine"],
+                              "birth_date": [dt.date(1990, 1, 1)], "last_ip": ["10.9.9.9"], "password_hash": ["h9"]},
+                      schema=pa.schema(pq.read_schema(next(Path(users).glob("*.parquet")))))
+    DeltaTable(users).delete("user_id = 'u9'")  # deleted by another job: still in version 1
+    control.submit(policy, "erase", "u9")
+    assert steps.run(policy, DeltaRsEngine()).exit_code == 0
+    events_before = lakes.files(Path(policy.table("events").uri))
+    report = purging.purge(policy)
+    assert report.exit_code == 0, report.as_dict()
+    by_table = {t.table: t for t in report.tables}
+    assert by_table["events"].version is None and by_table["events"].removed == {"unreadable_versions": "none"}
+    assert lakes.files(Path(policy.table("events").uri)) == events_before
+    assert by_table["users"].version == 2 and by_table["users"].removed["unreadable_versions"] == "0..1"
+    assert _on_disk(Path(users), "user_id", {"u9"}) == Counter()
