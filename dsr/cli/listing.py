@@ -34,7 +34,9 @@ def print_requests(policy: Policy, *, status: str | None, as_json: bool) -> int:
         purge = purges.get(r.request_id)
         if purge:
             late = "  PURGE OVERDUE" if purge.get("overdue") else ""
-            print(f"{'':22} {'purged' if purge['state'] == 'purged' else 'purge due'} {purge['at'][:16]} UTC{late}")
+            scanned = f", residue {purge['residue']}" if purge.get("residue") is not None else ""
+            print(f"{'':22} {'purged' if purge['state'] == 'purged' else 'purge due'} {purge['at'][:16]} UTC"
+                  f"{scanned}{late}")
         if r.status == "failed" and r.error:
             for i, part in enumerate(r.error.replace("\n", " ").split("; ")):
                 print(f"{'':22} {'error: ' if i == 0 else '       '}{part}")

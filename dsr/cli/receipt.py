@@ -82,11 +82,16 @@ def build_receipt(policy: Policy, request_id: str) -> dict[str, Any]:
             ]
             if d.get("notes"):
                 entry["ge_notes"] = d["notes"]
+    scans = [e["details"] for e in events if e["event"] == "residue_scanned"]
+    if scans:  # the purge's scan: per table, the findings left (or "retained")
+        for name, found in scans[-1].get("tables", {}).items():
+            tables.setdefault(name, {})["residue"] = found if isinstance(found, str) else sum(found.values())
     return {
         "request_id": r.request_id, "kind": r.kind, "status": r.status, "ticket": r.ticket,
         "requested_by": r.requested_by, "received_at": r.received_at.isoformat(), "due_at": r.due_at.isoformat(),
         "updated_at": r.updated_at.isoformat(), "attempts": r.attempts, "run_id": r.run_id, "error": r.error,
         "export_uri": r.export_uri, "outcome": r.result_json().get("outcome"), "tables": tables,
+        "own_residue": scans[-1].get("own") if scans else None,
         "events": [{"seq": e["seq"], "at": e["at"].isoformat(), "event": e["event"], "table": e["table_name"],
                     "run_id": e["run_id"], "hash": e["hash"]} for e in events],
     }
@@ -126,9 +131,14 @@ def print_receipt(policy: Policy, request_id: str, *, as_json: bool) -> int:
             purged = t["purged"]
             parts.append(f"purged {purged['at'][:10]} (versions {purged['unreadable_versions']} unreadable, "
                          f"{purged.get('data_files_removed') or 0} old file(s) removed)")
+        if isinstance(t.get("residue"), int):
+            parts.append(f"residue: {t['residue']}")
         if t.get("error"):
             parts.append(f"FAILED: {t['error']}")
         print(f"  {name:20} " + "; ".join(parts))
+    if rec["own_residue"] is not None:
+        own = ", ".join(f"{place} {n}" for place, n in rec["own_residue"].items())
+        print(f"  {'residue elsewhere':20} {own}")
     last = rec["events"][-1]["hash"][:16] if rec["events"] else "-"
     print(f"  audit events: {len(rec['events'])} (last hash {last})")
     return 0

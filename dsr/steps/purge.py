@@ -240,8 +240,10 @@ def _minimise(policy: Policy, requests: Sequence[Request], key: bytes) -> tuple[
 
 def _scan(policy: Policy, report: PurgeReport, purged: Sequence[Request]) -> None:
     """The residue scan on the purged requests (their raw ids read before the digest): per purged table, and
-    dsr's own places."""
+    dsr's own places; a ``residue_scanned`` audit event per request keeps its counts (per table and place)."""
     found = residue.scan(policy, purged)
+    audit.append(policy, [audit.AuditEvent("residue_scanned", request_id=r.request_id, details={
+        "tables": r.tables, "own": r.own, "total": r.total()}) for r in found])
     for t in report.tables:
         if t.error is None:
             counts = [r.tables.get(t.table) for r in found if r.request_id in t.request_ids]
@@ -251,7 +253,7 @@ def _scan(policy: Policy, report: PurgeReport, purged: Sequence[Request]) -> Non
 
 
 def purge_states(policy: Policy, requests: Sequence[Request], now: dt.datetime) -> dict[str, dict[str, Any]]:
-    """For each completed erasure: ``{"state": "purged", "at": ...}`` or ``{"state": "due", "at": when,
+    """For each completed erasure: ``{"state": "purged", "at": ..., "residue": the last scan's total}`` or ``{"state": "due", "at": when,
     "overdue": bool}`` (a purge not done by the request's own due date is overdue like the request)."""
     todo = [r for r in requests if r.kind == "erase" and r.status == "completed"]
     events = audit.events_by_request(policy, [r.request_id for r in todo])
@@ -259,8 +261,10 @@ def purge_states(policy: Policy, requests: Sequence[Request], now: dt.datetime) 
     out: dict[str, dict[str, Any]] = {}
     for r in todo:
         purged = {e["table_name"]: e["at"] for e in events[r.request_id] if e["event"] == "table_purged"}
+        scans = [e["details"] for e in events[r.request_id] if e["event"] == "residue_scanned"]
         if all(t.name in purged for t in tables):
-            out[r.request_id] = {"state": "purged", "at": max(purged.values(), default=r.updated_at).isoformat()}
+            out[r.request_id] = {"state": "purged", "at": max(purged.values(), default=r.updated_at).isoformat(),
+                                 "residue": scans[-1].get("total") if scans else None}
             continue
         due = max((e["at"] + dt.timedelta(hours=policy.purge_window_hours(t))
                    for t in tables if t.name not in purged

@@ -288,3 +288,19 @@ def test_a_table_the_erasure_found_nobody_in_keeps_its_history_unless_the_person
     assert lakes.files(Path(policy.table("events").uri)) == events_before
     assert by_table["users"].version == 2 and by_table["users"].removed["unreadable_versions"] == "0..1"
     assert _on_disk(Path(users), "user_id", {"u9"}) == Counter()
+
+
+def test_the_receipt_and_the_listing_show_the_purge_s_residue_scan(purged: dict[str, Any]) -> None:
+    lake: lakes.Lake = purged["lake"]
+    rid = purged["ids"][("erase", "1007")]
+    rec = json.loads(dsr("--policy", str(lake.policy_path), "receipt", rid, "--json", env=lake.env).stdout)
+    assert {name: t.get("residue") for name, t in rec["tables"].items()} == {
+        "events": 0, "users": 0, "orders": 0, "consents": "retained"}
+    assert rec["own_residue"] == {"control table": 0, "audit table": 0, "exports": 0}
+    text = dsr("--policy", str(lake.policy_path), "receipt", rid, env=lake.env).stdout
+    assert [line.split()[0] for line in text.splitlines() if "residue: 0" in line] == ["events", "users", "orders"]
+    assert "residue elsewhere" in text
+    listing = dsr("--policy", str(lake.policy_path), "requests", env=lake.env).stdout
+    assert listing.count(", residue 0") == len(lakes.ERASE)
+    scans = [e for e in audit.events(purged["policy"], request_id=rid) if e["event"] == "residue_scanned"]
+    assert len(scans) == 1 and scans[0]["details"]["total"] == 0
