@@ -253,8 +253,9 @@ def _scan(policy: Policy, report: PurgeReport, purged: Sequence[Request]) -> Non
 
 
 def purge_states(policy: Policy, requests: Sequence[Request], now: dt.datetime) -> dict[str, dict[str, Any]]:
-    """For each completed erasure: ``{"state": "purged", "at": ..., "residue": the last scan's total}`` or ``{"state": "due", "at": when,
-    "overdue": bool}`` (a purge not done by the request's own due date is overdue like the request)."""
+    """For each completed erasure: ``{"state": "purged", "at": ..., "residue": the last scan's total}`` or
+    ``{"state": "due", "at": when, "overdue": bool}`` (a purge not done by the request's own due date is overdue
+    like the request)."""
     todo = [r for r in requests if r.kind == "erase" and r.status == "completed"]
     events = audit.events_by_request(policy, [r.request_id for r in todo])
     tables = [t for t in policy.tables if t.erase is not Strategy.RETAIN]
