@@ -11,7 +11,9 @@ where the step fans out:
 4. **erase** — one mapped task per table: one Delta commit deleting, anonymising or retaining the rows;
 5. **verify** — one mapped task per table: Great Expectations suites prove no erased id survives;
 6. **complete** — mark the requests completed (or failed), write receipts and audit events;
-7. **purge** — once `purge_after_hours` has passed since an erasure's commit, physically remove the old
+7. **sweep** — apply every past erasure again to the files added since each table's last sweep (late or
+   replayed rows, restored files), and in full to a table added to the policy (`dsr sweep`);
+8. **purge** — once `purge_after_hours` has passed since an erasure's commit, physically remove the old
    files and log entries that still hold the person, and digest their id in the control table (`dsr purge`;
    runs when the batch completed or there was none; after a failed batch the next run purges).
 
@@ -35,6 +37,7 @@ from pathlib import Path
 from airflow.sdk import dag, task
 
 from dsr.orchestrate import airflow_dag as kit
+from dsr.orchestrate import sweep_tasks as sweeps
 from dsr.steps.run import STEPS
 
 kit.refuse_spark_submit_switch()
@@ -50,7 +53,9 @@ def dsr_process() -> None:
         # every step also hangs on the claim, so a step after one skipped for an empty table list still runs
         [batch, previous] >> current
         previous = current
-    previous >> task(**kit.PURGE_OPTIONS)(kit.purge)()  # not a step of `dsr run`: the DAG purges, on its window
+    # not steps of `dsr run`: the DAG sweeps (every past erasure, on the files added since) and purges (on its
+    # window); a failed sweep leaves the purge for the next run
+    previous >> task(**sweeps.SWEEP_OPTIONS)(sweeps.sweep_all)() >> task(**kit.PURGE_OPTIONS)(kit.purge)()
 
 
 dsr_process()

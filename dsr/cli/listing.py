@@ -12,6 +12,14 @@ from dsr.steps.purge import purge_states
 __all__ = ["print_requests"]
 
 
+def _pending_sweeps(policy: Policy) -> None:
+    from dsr.steps.sweep_state import pending_tables
+
+    for name, n in pending_tables(policy).items():
+        print(f"table {name}: pending its first sweep ({n} past erasure(s) not applied yet; dsr sweep applies "
+              "them)")
+
+
 def print_requests(policy: Policy, *, status: str | None, as_json: bool) -> int:
     """The requests table (or JSON), with each completed erasure's purge: done, or due (overdue when past the
     request's own due date)."""
@@ -24,6 +32,7 @@ def print_requests(policy: Policy, *, status: str | None, as_json: bool) -> int:
     if not rows:
         print("no requests" + (f" with status {status}" if status else ""))
         return 0
+    _pending_sweeps(policy)
     print(f"{'REQUEST':22} {'KIND':6} {'STATUS':9} {'DUE':10} {'TRIES':>5}  TICKET")
     for r in rows:
         flag = "  OVERDUE" if r.overdue(now) else ""

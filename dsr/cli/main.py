@@ -79,8 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("--remote", metavar="sc://HOST:PORT")
     ver.add_argument("--json", action="store_true")
 
-    rec = sub.add_parser("receipt", help="what was done for a request: tables, strategy, rows, versions, GE result")
-    rec.add_argument("request_id", metavar="REQUEST_ID")
+    rec = sub.add_parser("receipt", help="what was done for a request (tables, strategy, rows, versions, GE "
+                                         "result), or by a sweep (SWEEP_ID)")
+    rec.add_argument("request_id", metavar="REQUEST_ID|SWEEP_ID")
     rec.add_argument("--json", action="store_true")
 
     res = sub.add_parser(
@@ -102,6 +103,23 @@ def _parser() -> argparse.ArgumentParser:
                           "VACUUM and the log cleanup are delta-rs on both")
     prg.add_argument("--remote", metavar="sc://HOST:PORT", help="Spark Connect endpoint (implies --engine spark)")
     prg.add_argument("--json", action="store_true")
+
+    swp = sub.add_parser(
+        "sweep", help="apply every past erasure again (late, replayed or restored rows; tables added later): "
+                      "incremental by default, from each table's last sweep; exit 1 if a table fails"
+    )
+    swp.add_argument("--table", dest="tables", metavar="NAME", action="append", default=[],
+                     help="a table of the policy (repeatable; default: every delete/anonymise table)")
+    since = swp.add_mutually_exclusive_group()
+    since.add_argument("--since-version", type=int, metavar="V",
+                       help="read the files added after Delta version V (instead of since the last sweep)")
+    since.add_argument("--since", metavar="TIMESTAMP",
+                       help="read the files added after the version current at this time (ISO, UTC)")
+    since.add_argument("--full", action="store_true", help="read every live file")
+    swp.add_argument("--dry-run", action="store_true", help="count what would change (rows, files), write nothing")
+    swp.add_argument("--engine", choices=("delta-rs", "spark"), default=None)
+    swp.add_argument("--remote", metavar="sc://HOST:PORT", help="Spark Connect endpoint (implies --engine spark)")
+    swp.add_argument("--json", action="store_true")
 
     aud = sub.add_parser("audit", help="audit log: 'audit verify' recomputes the hash chain")
     asub = aud.add_subparsers(dest="audit_command", metavar="verify", parser_class=_Parser)
@@ -165,7 +183,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "receipt":
         from dsr.cli.receipt import print_receipt
 
+        if args.request_id.startswith("swp_"):
+            from dsr.cli.sweep import print_sweep_receipt
+            from dsr.steps.sweep_state import check_sweep_id
+
+            return print_sweep_receipt(_policy(args, lake=False), check_sweep_id(args.request_id), as_json=args.json)
         return print_receipt(_policy(args, lake=False), args.request_id, as_json=args.json)
+    if cmd == "sweep":
+        from dsr.cli.sweep import cli_sweep
+
+        return cli_sweep(_policy(args), tables=args.tables, since_version=args.since_version, since=args.since,
+                         full=args.full, dry_run=args.dry_run, as_json=args.json, engine=args.engine,
+                         remote=args.remote)
     if cmd == "purge":
         from dsr.cli.purge import cli_purge
         from dsr.core.policy import check_against_lake
@@ -202,13 +231,17 @@ def _check(args: argparse.Namespace) -> int:
     verdicts = check_tables(policy, support)
     refused = [v for v in verdicts if not v.ok]
     missing = uncovered_tables(policy)
-    ok = not refused and not missing
+    from dsr.steps.sweep_state import pending_tables
+
+    pending = pending_tables(policy)
+    ok = not refused and not missing and not pending
     if args.json:
         print(json.dumps({
             "ok": ok, "engine": support.name, "tables": [v.as_dict() for v in verdicts],
             "unsupported": [v.as_dict() for v in refused],
             "uncovered": [{"path": path, "columns": cols} for path, cols in missing],
             "exempt": [{"path": e.path, "reason": e.reason} for e in policy.exempt],
+            "pending_first_sweep": [{"table": t, "erasures": n} for t, n in pending.items()],
         }, indent=2))
         return 0 if ok else 1
     if refused:
@@ -226,6 +259,11 @@ def _check(args: argparse.Namespace) -> int:
             print(f"  {path}  (subject-like column: {', '.join(cols)})")
         print("add each to 'tables' (with an erase strategy) or to 'exempt' (with a reason); until then "
               "dsr run claims nothing")
+    if pending:
+        print(f"dsr check: {len(pending)} table(s) pending their first sweep (not covered until then):")
+        for name, n in pending.items():
+            print(f"  {name}: {n} past erasure(s) not applied; the next sweep (dsr sweep, or the dsr_process "
+                  "DAG) applies them")
     if ok:
         print(f"dsr check: policy OK; {len(policy.tables)} table(s) covered, {len(policy.exempt)} exempt; "
               f"every table's Delta features handled on engine {support.name}")

@@ -17,9 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from dsr.delta.newfiles import DataFile
 from dsr.delta.support import Support
+from dsr.engines.matching import Matches
 
-__all__ = ["KEY_COLUMN", "CommitResult", "Engine", "ErasePlan"]
+__all__ = ["KEY_COLUMN", "CommitResult", "Engine", "ErasePlan", "Search"]
 
 KEY_COLUMN = "__dsr_key"
 """Name of the MERGE source column holding the subject ids cast to the subject column's type."""
@@ -39,6 +41,21 @@ class ErasePlan:
     operation: str
     updates: Mapping[str, str] = field(default_factory=dict)
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Search:
+    """What a sweep asks an engine to search: a table's subject column (logical and physical name, Arrow type)
+    in some of its files (``full``: the whole current version) for values whose digest, with ``secret``, is one
+    of ``digests`` (a pyarrow string array)."""
+
+    column: str
+    physical: str
+    arrow_type: Any
+    files: list[DataFile]
+    full: bool
+    digests: Any
+    secret: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -73,6 +90,11 @@ class Engine(Protocol):
 
     def history(self, uri: str, limit: int = 20) -> list[dict[str, Any]]:
         """Recent commit infos, newest first, each with 'version', 'operationMetrics' and custom metadata."""
+        ...
+
+    def find_suppressed(self, uri: str, search: Search) -> Matches:
+        """The subject values in the table (its whole current version, or ``search.files``) whose keyed digest
+        is on the suppression list, computed by this engine's SQL (:mod:`dsr.engines.matching`)."""
         ...
 
     def close(self) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 
 from dsr.delta import access, commits
 from dsr.delta.support import DELETE, DELTA_RS, UPDATE, Support
-from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan
+from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan, Search
+from dsr.engines.matching import Matches, datafusion_matches
 from dsr.errors import TableError
 
 __all__ = ["DeltaRsEngine"]
@@ -29,6 +30,10 @@ class DeltaRsEngine:
 
     def history(self, uri: str, limit: int = 20) -> list[dict[str, Any]]:
         return commits.history(uri, limit)
+
+    def find_suppressed(self, uri: str, search: Search) -> Matches:
+        return datafusion_matches(uri, search.files, search.physical, search.column, search.arrow_type,
+                                  search.digests, search.secret)
 
     def erase(self, plan: ErasePlan, source: Any) -> CommitResult:
         from deltalake import CommitProperties

@@ -44,7 +44,8 @@ from typing import Any
 
 from dsr.delta import access, commits, storage
 from dsr.delta.support import ENGINE_SUPPORT, Support
-from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan
+from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan, Search
+from dsr.engines.matching import Matches, match_sql
 from dsr.engines.spark_session import (
     SERVER_ENV,
     SERVER_KINDS,
@@ -182,6 +183,42 @@ class SparkEngine:
             with contextlib.suppress(Exception):
                 self.spark.catalog.dropTempView(view)
         return self._commit_result(plan.uri, before, token)
+
+    # --- the sweep's search -----------------------------------------------------------------------------------
+
+    def find_suppressed(self, uri: str, search: Search) -> Matches:
+        """The match of :mod:`dsr.engines.matching` on the cluster: the whole table read as Delta (``full``),
+        else the new files' subject column as parquet (or, for a partition column, their partition values from
+        the log); the secret and the digests are DataFrames, the SQL names views only."""
+        import pyarrow as pa
+
+        views = {name: f"__dsr_{name}_{uuid.uuid4().hex}" for name in ("cand", "sec", "dig")}
+        path = self._path(uri)
+        found = Matches(files_scanned=len(search.files), files_matched=None, rows_scanned=None)
+        if search.full:
+            frame = self.spark.read.format("delta").load(path).selectExpr(f"{quote(search.column)} AS v")
+        elif any(search.column in f.partition or search.physical in f.partition for f in search.files):
+            values = [f.partition.get(search.column, f.partition.get(search.physical)) for f in search.files]
+            frame = key_frame(self.spark, pa.table({"v": pa.array(values, pa.string())}))
+        elif search.files:
+            paths = [f"{path.rstrip('/')}/{f.path}" for f in search.files]
+            frame = self.spark.read.parquet(*paths).selectExpr(f"{quote(search.physical)} AS v")
+        else:
+            return found
+        try:
+            frame.createOrReplaceTempView(views["cand"])
+            key_frame(self.spark, pa.table({"secret": [search.secret]})).createOrReplaceTempView(views["sec"])
+            key_frame(self.spark, pa.table({"d": search.digests.cast(pa.string())})).createOrReplaceTempView(
+                views["dig"])
+            rows = self.spark.sql(match_sql("spark", **views)).collect()
+        except Exception as exc:
+            raise error_for(f"the sweep's search of {uri}", exc, []) from None
+        finally:
+            for view in views.values():
+                with contextlib.suppress(Exception):
+                    self.spark.catalog.dropTempView(view)
+        found.values = {str(r[0]) for r in rows}
+        return found
 
     # --- maintenance ---------------------------------------------------------------------------------------
 

@@ -24,12 +24,16 @@ __all__ = [
     "batch_id",
     "claim",
     "dag_arguments",
+    "final_errors",
     "purge",
     "refuse_spark_submit_switch",
     "safe_batch_id",
     "schedule",
     "step_task",
+    "task_engine",
     "task_options",
+    "task_params",
+    "task_policy",
     "work_items",
 ]
 
@@ -64,9 +68,11 @@ def refuse_spark_submit_switch() -> None:
         )
 
 
-def dag_arguments(doc: str | None, *, engine_param: bool = True) -> dict[str, Any]:
-    """The ``@dag`` arguments both DAGs share: schedule, retries, one run at a time, the trigger form's Params
-    (policy, engine when the DAG chooses one, Spark Connect address), and the ``dsr_batch_id`` filter."""
+def dag_arguments(doc: str | None, *, engine_param: bool = True, scheduled: bool = True,
+                  extra_params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``@dag`` arguments the DAGs share: schedule (none when not ``scheduled``: manual triggers only),
+    retries, one run at a time, the trigger form's Params (policy, engine when the DAG chooses one, Spark
+    Connect address, then ``extra_params``), and the ``dsr_batch_id`` filter."""
     import pendulum
     from airflow.sdk import Param
 
@@ -85,9 +91,10 @@ def dag_arguments(doc: str | None, *, engine_param: bool = True) -> dict[str, An
         os.environ.get("SPARK_REMOTE") or None, type=["null", "string"],
         title="Spark Connect address", description="sc://host:port; only used with engine spark.",
     )
+    params.update(extra_params or {})
     return {
         "doc_md": doc,
-        "schedule": schedule(),
+        "schedule": schedule() if scheduled else None,
         "start_date": pendulum.datetime(2026, 1, 1, tz="UTC"),
         "catchup": False,
         "max_active_runs": 1,
@@ -121,26 +128,26 @@ def task_options(index: int, step: Step) -> dict[str, Any]:
 # --- what the tasks run (on a worker, when the task starts) ---------------------------------------------------
 
 
-def _params() -> dict[str, Any]:
+def task_params() -> dict[str, Any]:
     from airflow.sdk import get_current_context
 
     return dict(get_current_context()["params"])
 
 
-def _policy() -> Any:
+def task_policy() -> Any:
     from dsr.core.policy import check_against_lake, load_policy, resolve_policy_path
 
-    policy = load_policy(resolve_policy_path(_params().get("policy") or None))
+    policy = load_policy(resolve_policy_path(task_params().get("policy") or None))
     check_against_lake(policy)
     return policy
 
 
-def _engine(*, spark_only: bool = False) -> Any:
+def task_engine(*, spark_only: bool = False) -> Any:
     """The run's engine (its params, else $DSR_ENGINE / $SPARK_REMOTE); ``spark_only``: None unless it is
     Spark (the purge needs an engine only for Spark's REORG)."""
     from dsr.engines import engine_name, make_engine
 
-    params = _params()
+    params = task_params()
     name = params.get("engine") or None
     remote = params.get("spark_remote") or None
     remote = remote if name in (None, "spark") else None
@@ -158,7 +165,7 @@ def batch_id() -> str:
 
 
 @contextmanager
-def _final_errors() -> Iterator[None]:
+def final_errors() -> Iterator[None]:
     """A bad policy or input, or a failed verification, fails the task at once: a retry would fail the same way.
 
     dsr error messages name tables, columns and request ids, never subject ids; other errors are re-raised
@@ -176,7 +183,7 @@ def _final_errors() -> Iterator[None]:
         from dsr.steps import safe_error
 
         try:
-            policy = _policy()
+            policy = task_policy()
         except Exception:
             policy = None
         raise safe_error(exc, policy, batch_id()) from None
@@ -191,8 +198,8 @@ def claim() -> list[dict[str, Any]]:
 
     from dsr.steps import claim_batch
 
-    with _final_errors():
-        batch = claim_batch(_policy(), batch_id())
+    with final_errors():
+        batch = claim_batch(task_policy(), batch_id())
     log.info("claim: run %s, %d request(s) (%d export, %d erase)", batch["run_id"], batch["requests"],
              batch["exports"], batch["erasures"])
     if not batch["requests"]:
@@ -212,10 +219,10 @@ def _run(step: Step, table: str | None) -> dict[str, Any]:
     """Run one step (for one table when it fans out), with an engine only if it writes; log its metrics."""
     from dsr import steps
 
-    with _final_errors():
-        engine = _engine() if step.engine else None
+    with final_errors():
+        engine = task_engine() if step.engine else None
         try:
-            out = steps.call(step, _policy(), batch_id(), engine, table)
+            out = steps.call(step, task_policy(), batch_id(), engine, table)
         finally:
             if engine is not None:
                 engine.close()
@@ -239,9 +246,9 @@ def purge() -> dict[str, Any]:
 
     from dsr.steps import purge as purging
 
-    with _final_errors():
-        policy = _policy()
-        engine = _engine(spark_only=True)
+    with final_errors():
+        policy = task_policy()
+        engine = task_engine(spark_only=True)
         try:
             report = purging.purge(policy, engine=engine)
         finally:

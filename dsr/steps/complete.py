@@ -86,6 +86,22 @@ def _request_result(
     return {"kind": "erase", "tables": tables}, ("; ".join(problems) if problems else None), final
 
 
+def _suppress(policy: Policy, requests: list[control.Request]) -> None:
+    """The completed erasures' suppression-list entries, now when the key is set; without it, the next
+    ``dsr sweep`` or ``dsr purge`` (which need the key) adds them, from the ids still in the control table."""
+    from dsr.core import suppression
+    from dsr.errors import PolicyError
+
+    try:
+        key = policy.pseudonym_key()
+    except PolicyError:
+        if any(r.kind == "erase" and r.status == "completed" for r in requests):
+            log.warning("no pseudonym key: the suppression-list entries of completed erasures wait for the next "
+                        "dsr sweep or dsr purge")
+        return
+    suppression.ensure(policy, key, requests)
+
+
 def complete_batch(policy: Policy, run_id: str, errors: dict[str, str] | None = None) -> dict[str, Any]:
     """Complete every erasure of the run that is erased and verified everywhere; fail the rest (a refused
     table fails its requests for good: retrying cannot help until the table or the engine changes)."""
@@ -122,6 +138,7 @@ def complete_batch(policy: Policy, run_id: str, errors: dict[str, str] | None = 
         deltautil.compact_small_files(uri)
     # the whole batch: exports completed earlier in the run count too
     mine = control.list_requests(policy, run_id=run_id)
+    _suppress(policy, mine)
     n_completed = sum(1 for r in mine if r.status == "completed")
     n_failed = sum(1 for r in mine if r.status == "failed")
     log.info("run %s: %d request(s) completed, %d failed", run_id, n_completed, n_failed)

@@ -23,8 +23,9 @@ from dsr.delta import access, commits
 from dsr.engines.base import CommitResult, Engine, ErasePlan
 from dsr.plan import erasure
 from dsr.steps.batch import Batch, scrub
+from dsr.steps.sweep_state import spec_of
 
-__all__ = ["erase_table"]
+__all__ = ["erase_table", "plan_commit"]
 
 log = logging.getLogger("dsr.steps")
 
@@ -99,7 +100,7 @@ def _recover_from_history(batch: Batch, engine: Engine, table: TableSpec, pendin
                     "rows_deleted": result.rows_deleted, "rows_updated": result.rows_updated,
                     **_commit_effect(table.uri, result),
                     "version_before": version - 1, "version_after": version,
-                    "subject_matchable": True, "engine": engine.name,
+                    "subject_matchable": True, "engine": engine.name, "spec": spec_of(table),
                     "recovered_from_commit": True, "commit_run_id": commit.get("dsr.run_id"),
                 },
             ))
@@ -151,7 +152,7 @@ def _retain(batch: Batch, table: TableSpec, todo: Sequence[control.Request]) -> 
     batch.record([
         audit.AuditEvent("table_retained", request_id=r.request_id, run_id=batch.run_id, table_name=table.name,
                          details={"strategy": Strategy.RETAIN.value, "reason": table.reason,
-                                  "rows": retained.get(r.request_id)})
+                                  "rows": retained.get(r.request_id), "spec": spec_of(table)})
         for r in todo
     ])
     return {"table": table.name, "requests": len(todo), "strategy": Strategy.RETAIN.value}
@@ -173,7 +174,7 @@ def _commit(
                 "dsr.run_id": batch.run_id, "dsr.table": table.name, "dsr.request_ids": ",".join(request_ids),
                 "dsr.rows_by_request": json.dumps(rows_by_request, sort_keys=True), "dsr.rows_matched": str(matched),
             }
-            result = engine.erase(*_plan(batch.policy, engine, table, info, todo_keys, metadata))
+            result = engine.erase(*plan_commit(batch.policy, engine, table, info, todo_keys, metadata))
         else:
             result = CommitResult(version_before=info.version, version_after=info.version)
     except Exception as exc:
@@ -190,7 +191,7 @@ def _commit(
                 "rows_deleted": result.rows_deleted, "rows_updated": result.rows_updated, **effect,
                 "version_before": result.version_before, "version_after": result.version_after,
                 "subject_matchable": r.request_id not in todo_keys.uncastable, "engine": engine.name,
-                "repeat": r.request_id in done,
+                "repeat": r.request_id in done, "spec": spec_of(table),
             },
         )
         for r in todo
@@ -204,7 +205,7 @@ def _commit(
             "dv_marked": effect["dv_marked"], "version_after": result.version_after}
 
 
-def _plan(
+def plan_commit(
     policy: Policy, engine: Engine, table: TableSpec, info: access.TableInfo, keys: erasure.SubjectKeys,
     metadata: dict[str, str],
 ) -> tuple[ErasePlan, Any]:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsr.core import audit, control
+from dsr.core import audit, control, suppression
 from dsr.core.masks import Strategy, subject_digest
 from dsr.core.policy import Policy, TableSpec
 from dsr.core.requests import Request
@@ -226,6 +226,7 @@ def _minimise(policy: Policy, requests: Sequence[Request], key: bytes) -> tuple[
     done = _fully_purged(policy, requests)
     if not done:
         return {}, {}
+    suppression.ensure(policy, key, done)  # re-applying the erasure later needs its entry: before the id goes
     people = {r.subject_id for r in done}  # their completed exports name them too
     rows = [r for r in control.list_requests(policy, status="completed") if r.subject_id in people]
     version = control.minimise(policy, {r.request_id: subject_digest(key, r.subject_id) for r in rows})

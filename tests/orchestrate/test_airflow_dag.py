@@ -52,18 +52,19 @@ def dag(bag: Any) -> Any:
 
 def test_dags_import_without_errors(bag: Any) -> None:
     assert bag.import_errors == {}
-    assert set(bag.dags) == {"dsr_process", "dsr_process_spark_submit"}
+    assert set(bag.dags) == {"dsr_backfill", "dsr_process", "dsr_process_spark_submit"}
 
 
-def test_the_dag_runs_the_claim_then_every_step_of_steps_in_order_then_the_purge(dag: Any) -> None:
+def test_the_dag_runs_the_claim_then_every_step_of_steps_in_order_then_the_sweep_and_the_purge(dag: Any) -> None:
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
     from dsr.steps.run import STEPS
 
     order = [t.task_id for t in dag.topological_sort()]
-    assert order == ["claim", *(s.name for s in STEPS), "purge"]
-    purge = dag.get_task("purge")
-    assert purge.upstream_task_ids == {STEPS[-1].name} and purge.trigger_rule == "all_success"
+    assert order == ["claim", *(s.name for s in STEPS), "sweep", "purge"]
+    sweep, purge = dag.get_task("sweep"), dag.get_task("purge")
+    assert sweep.upstream_task_ids == {STEPS[-1].name} and sweep.trigger_rule == "all_success"
+    assert purge.upstream_task_ids == {"sweep"} and purge.trigger_rule == "all_success"
     for previous, step in zip(order, STEPS, strict=False):
         task = dag.get_task(step.name)
         assert isinstance(task, MappedOperator) == bool(step.per_table), step.name
@@ -135,8 +136,25 @@ def test_tasks_claim_export_finish_erase_verify_complete_purge_in_order(dag: Any
     assert "finish_exports" in dag.get_task("erase").get_flat_relative_ids(upstream=True)
     assert "erase" in up["verify"]
     assert "verify" in up["complete"]
-    assert "complete" in up["purge"]
+    assert "complete" in up["sweep"] and "sweep" in up["purge"]
     assert [t.task_id for t in dag.tasks if not t.downstream_task_ids] == ["purge"]
+
+
+def test_the_backfill_dag_is_manual_with_a_typed_form_and_maps_per_table(bag: Any) -> None:
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    dag = bag.dags["dsr_backfill"]
+    assert dag.timetable.can_be_scheduled is False and dag.max_active_runs == 1
+    assert [t.task_id for t in dag.topological_sort()] == ["tables", "sweep", "summary"]
+    assert isinstance(dag.get_task("sweep"), MappedOperator)
+    assert dag.get_task("summary").trigger_rule == "all_done"
+    params = dag.params
+    assert params["dry_run"] is True and params["tables"] == [] and params["full"] is False
+    assert params["since_version"] is None and params["since_date"] is None
+    assert params.get_param("tables").schema["type"] == "array"
+    assert params.get_param("since_version").schema["type"] == ["null", "integer"]
+    assert params.get_param("since_date").schema["format"] == "date"
+    assert params.get_param("engine").schema["enum"] == ["delta-rs", "spark"]
 
 
 def test_per_table_steps_are_mapped_and_complete_always_runs(dag: Any) -> None:
@@ -164,7 +182,7 @@ def test_parsing_the_dags_imports_nothing_heavy(tmp_path: Path) -> None:
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     dags, errors, heavy = json.loads(done.stdout.strip().splitlines()[-1])
-    assert dags == ["dsr_process", "dsr_process_spark_submit"] and errors == []
+    assert dags == ["dsr_backfill", "dsr_process", "dsr_process_spark_submit"] and errors == []
     assert heavy == []
 
 
@@ -254,7 +272,7 @@ def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]
 def test_the_spark_submit_dag_is_one_spark_submit_task(parsed: dict[str, dict[str, Any]]) -> None:
     res = parsed["submit"]
     assert res["import_errors"] == {}
-    assert res["dags"] == ["dsr_process", "dsr_process_spark_submit"]
+    assert res["dags"] == ["dsr_backfill", "dsr_process", "dsr_process_spark_submit"]
     assert res["dag"]["tasks"] == ["spark_submit"]
     task = res["task"]
     assert task["class"] == f"{SPARK_PROVIDER}.SparkSubmitOperator"
@@ -310,7 +328,7 @@ def test_without_the_spark_provider_only_the_spark_submit_dag_fails_to_import(
     parsed: dict[str, dict[str, Any]]
 ) -> None:
     res = parsed["without_provider"]
-    assert res["dags"] == ["dsr_process"]
+    assert res["dags"] == ["dsr_backfill", "dsr_process"]
     errors = res["import_errors"]
     assert list(errors) == [SUBMIT_FILE.name] and "apache-airflow-providers-apache-spark" in errors[SUBMIT_FILE.name]
 
@@ -319,7 +337,7 @@ def test_the_old_spark_submit_switch_is_refused_loudly(parsed: dict[str, dict[st
     """DSR_SPARK_SUBMIT used to change dsr_process's shape at parse time: now dsr_process refuses to load
     while it is set, naming the DAG to deploy instead (never silently TaskFlow where spark-submit was meant)."""
     res = parsed["legacy_switch"]
-    assert res["dags"] == ["dsr_process_spark_submit"]
+    assert res["dags"] == ["dsr_backfill", "dsr_process_spark_submit"]
     assert list(res["import_errors"]) == [DAG_FILE.name]
     assert "dsr_process_spark_submit" in res["import_errors"][DAG_FILE.name]
     assert parsed["legacy_switch_off"]["import_errors"] == {}

@@ -358,3 +358,27 @@ def test_the_purge_task_left_no_file_of_an_erased_person(run: Run) -> None:
             values = {str(v) for v in pq.read_table(f, columns=[spec.subject]).column(0).to_pylist()}
             assert not values & erased, (spec.name, f.name)
     assert not {r.subject_id for r in run.requests if r.kind == "erase"} & set(run.demo.subjects("erase"))
+
+
+def test_rows_of_an_erased_person_appended_later_are_swept_by_the_next_run(run: Run) -> None:
+    """An ingestion job replays events of a person erased (and purged: the control table keeps only a digest)
+    in the first run; the next DAG run's sweep task erases them again, reading only the new file."""
+    from deltalake import write_deltalake
+
+    events = _read(run.demo, "events")
+    erased = sorted(_erased(run, events, "user_id"))
+    template = events.slice(0, 2).to_pylist()
+    late = [{**template[0], "user_id": erased[0]}, {**template[1], "user_id": template[1]["user_id"]}]
+    write_deltalake(os.path.join(run.demo.lake, "events"), pa.Table.from_pylist(late, schema=events.schema),
+                    mode="append")
+    done = _airflow(["dags", "test", "dsr_process"], _env(run), timeout=300)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-5000:]
+    assert erased[0] not in set(_read(run.demo, "events").column("user_id").to_pylist())
+    assert Counter(_read(run.demo, "events").column("user_id").to_pylist())[template[1]["user_id"]] == \
+        Counter(events.column("user_id").to_pylist())[template[1]["user_id"]] + 1
+    with sqlite3.connect(run.home / "airflow.db") as con:
+        (state,) = con.execute("SELECT state FROM task_instance WHERE task_id = 'sweep' ORDER BY start_date DESC "
+                               "LIMIT 1").fetchone()
+    assert state == "success"
+    assert not re.search(r"(?<![\w.])" + re.escape(str(erased[0])) + r"(?!\w)", out)
