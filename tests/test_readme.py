@@ -34,6 +34,8 @@ def test_every_dsr_command_in_the_readme_parses(line: str) -> None:
     text = " ".join(words).replace("REQUEST_ID", "req_x").replace("sc://HOST:PORT", "sc://h:1")
     text = re.sub(r"\[--status [^\]]+\]", "--status failed", text)
     text = re.sub(r"\[--engine [^\]]+\]", "--engine spark", text)
+    text = re.sub(r"\[([^\]|]+?) \|[^\]]*\]", r"\1", text)  # [A | B | C]: the first choice
+    text = text.replace("--since-version V", "--since-version 3").replace("NAME ...", "NAME")
     text = text.replace("[", "").replace("]", "")
     _parser().parse_args(text.split())
 
