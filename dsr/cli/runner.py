@@ -29,10 +29,11 @@ def cli_run(policy: Policy, *, engine: str | None, remote: str | None, run_id: s
     eng = make_engine(engine, remote=remote)
     try:
         report = steps.run(policy, eng, run_id=run_id)
+        swept = _first_sweeps(policy, eng)
     finally:
         eng.close()
     if as_json:
-        print(json.dumps(report.as_dict(), indent=2, default=str))
+        print(json.dumps({**report.as_dict(), "first_sweeps": swept}, indent=2, default=str))
     else:
         s = report.summary
         c = report.claimed
@@ -41,7 +42,32 @@ def cli_run(policy: Policy, *, engine: str | None, remote: str | None, run_id: s
               f"{s.get('completed', 0)} completed, {s.get('failed', 0)} failed")
         for e in report.errors:
             print(f"  error: {e}")
-    return report.exit_code
+        if swept:
+            print(f"  {swept['note']}")
+    failed_sweep = swept is not None and swept.get("exit_code", 0) != 0
+    return report.exit_code or (1 if failed_sweep else 0)
+
+
+def _first_sweeps(policy: Policy, engine: Any) -> dict[str, Any] | None:
+    """The tables pending their first sweep (added to the policy after erasures) are swept in full by the run
+    that finds them; without the key the run says so and leaves them to ``dsr sweep``."""
+    from dsr.errors import PolicyError
+    from dsr.steps import sweep as sweeping
+    from dsr.steps.sweep_state import new_sweep_id, pending_tables
+
+    pending = pending_tables(policy)
+    if not pending:
+        return None
+    try:
+        policy.pseudonym_key()
+    except PolicyError:
+        return {"tables": sorted(pending), "exit_code": 1,
+                "note": f"{len(pending)} table(s) pending their first sweep ({', '.join(sorted(pending))}): set "
+                        f"${policy.pseudonym_key_env} and run dsr sweep"}
+    report = sweeping.sweep(policy, engine, new_sweep_id(), tables=sorted(pending))
+    rows = sum(t.rows for t in report.tables)
+    return {**report.as_dict(), "note": f"first sweep {report.sweep_id} of {', '.join(sorted(pending))}: "
+                                        f"{rows} row(s) of past erasures erased (dsr receipt {report.sweep_id})"}
 
 
 def verify_all(policy: Policy) -> list[dict[str, Any]]:

@@ -86,7 +86,7 @@ def _erase_versions(events: Sequence[Mapping[str, Any]], table: str) -> _Erased:
             continue
         if e["event"] == "table_purged":
             out.purged = True
-        elif e["event"] == "table_erased":
+        elif e["event"] in ("table_erased", "table_swept"):
             d = e["details"]
             if d.get("version_after") is not None:
                 out.version = max(out.version if out.version is not None else -1, int(d["version_after"]))
@@ -104,10 +104,28 @@ class _Due:
     committed: bool
 
 
+def _sweeps(events: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Sweep id -> its events, for the sweeps that committed (their removed files hold the swept rows)."""
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for e in events:
+        out.setdefault(e["request_id"], []).append(e)
+    return {sid: evs for sid, evs in out.items() if any(
+        e["event"] == "table_swept" and e["details"].get("version_after", -1) != e["details"].get("version_before")
+        for e in evs)}
+
+
 def due_purges(policy: Policy, now: dt.datetime) -> tuple[dict[str, _Due], dict[str, str]]:
-    """table -> its due erasures; table -> when the next one is due."""
+    """table -> its due erasures (and sweeps that committed: they are purged the same way, under their sweep
+    id); table -> when the next one is due."""
     completed: list[Request] = [r for r in control.list_requests(policy, status="completed") if r.kind == "erase"]
-    events = audit.events_by_request(policy, [r.request_id for r in completed])
+    everything = audit.events(policy)
+    events: dict[str, list[Mapping[str, Any]]] = {r.request_id: [] for r in completed}
+    for ev in everything:
+        if ev["request_id"] in events:
+            events[ev["request_id"]].append(ev)
+    sweeps = _sweeps(everything)
+    events.update(sweeps)
+    ids = [r.request_id for r in completed] + sorted(sweeps)
     due: dict[str, _Due] = {}
     waiting: dict[str, str] = {}
     for table in policy.tables:
@@ -115,14 +133,14 @@ def due_purges(policy: Policy, now: dt.datetime) -> tuple[dict[str, _Due], dict[
             continue
         window = dt.timedelta(hours=policy.purge_window_hours(table))
         todo = _Due(None, [], False)
-        for r in completed:
-            e = _erase_versions(events[r.request_id], table.name)
-            if e.purged or e.at is None:
+        for rid in ids:
+            e = _erase_versions(events[rid], table.name)
+            if e.purged or e.at is None or (rid in sweeps and not e.committed):
                 continue
             if e.at + window > now:
                 waiting[table.name] = min(waiting.get(table.name, "~"), (e.at + window).strftime("%Y-%m-%d %H:%M"))
                 continue
-            todo.request_ids.append(r.request_id)
+            todo.request_ids.append(rid)
             todo.committed |= e.committed
             if e.version is not None:
                 todo.version = max(todo.version if todo.version is not None else -1, e.version)

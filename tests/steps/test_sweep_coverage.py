@@ -97,6 +97,61 @@ def test_the_spark_engine_sweeps_on_sail(three_erased: lakes.Lake, spark_remote:
                   if r["user_id"] in {"a-1", "c-3"}) == []
     assert sorted(r["page"] for r in lakes.rows(lake.lake / "events") if r["user_id"] == "u2") == [
         "/cart", "/l2", "/l4"]
+    lakes.write_table(lake.lake / "events", {"user_id": ["b-2", "u2"], "page": ["/l5", "/l6"]})
     again = json.loads(_cli(lake, "sweep", "--table", "events", "--engine", "spark", "--remote", spark_remote,
                             "--json").stdout)["tables"][0]
-    assert again["mode"] == "incremental" and again["rows"] == 0
+    assert (again["mode"], again["files_scanned"], again["rows"]) == ("incremental", 1, 1)  # the new file, as parquet
+    assert "b-2" not in {r["user_id"] for r in lakes.rows(lake.lake / "events")}
+
+
+def test_the_files_a_sweep_removed_are_purged_like_an_erasure_s(three_erased: lakes.Lake) -> None:
+    """A sweep's commit removes files holding the swept rows: time travel reads them until the purge, which
+    takes the sweep like an erasure (its window, its versions) and records it under the sweep id."""
+    from tests import bytescan
+
+    lake = three_erased
+    lake.policy_path.write_text(lake.policy_path.read_text(encoding="utf-8") + "purge_after_hours: 0\n",
+                                encoding="utf-8")
+    assert _cli(lake, "purge").returncode == 0
+    lakes.write_table(lake.lake / "events", {"user_id": ["c-3", "u2"], "page": ["/replayed", "/x"]})
+    swept = json.loads(_cli(lake, "sweep", "--table", "events", "--json").stdout)
+    assert swept["tables"][0]["rows"] == 1
+    events = lake.lake / "events"
+    assert bytescan.scan([events], ["c-3"])[f"{events}: parquet values"] > 0  # the removed file, still there
+    purge = _cli(lake, "purge", "--json")
+    assert purge.returncode == 0, purge.stdout + purge.stderr
+    tables = {t["table"]: t for t in json.loads(purge.stdout)["tables"]}
+    assert tables["events"]["requests"] == [swept["sweep_id"]] and tables["events"]["data_files_removed"] >= 1
+    assert bytescan.scan([events], ["c-3"]) == {}
+
+
+def test_the_next_dsr_run_sweeps_a_table_added_to_the_policy(three_erased: lakes.Lake) -> None:
+    lake = three_erased
+    text = lake.policy_path.read_text(encoding="utf-8")
+    lake.policy_path.write_text(text.replace("  - name: consents", NEW_TABLE + "  - name: consents"), encoding="utf-8")
+    run = _cli(lake, "run")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "first sweep swp_" in run.stdout and "of clicks: 3 row(s) of past erasures erased" in run.stdout
+    assert [r["user_id"] for r in lakes.rows(lake.lake / "clicks")] == ["keep-9"]
+    assert _cli(lake, "check").returncode == 0
+
+
+@pytest.mark.spark
+def test_the_spark_engine_sweeps_a_table_partitioned_by_the_subject(three_erased: lakes.Lake, spark_remote: str
+                                                                   ) -> None:
+    """First in full (the table joined the policy later), then incrementally: the new files' partition values
+    come from the log, no file is read for them."""
+    lake = three_erased
+    visits = lake.lake / "visits"
+    lakes.write_table(visits, {"user_id": ["a-1", "keep-9"], "n": [5, 6]}, partition_by=["user_id"])
+    text = lake.policy_path.read_text(encoding="utf-8")
+    lake.policy_path.write_text(text.replace("  - name: consents", NEW_TABLE.replace("clicks", "visits")
+                                             + "  - name: consents"), encoding="utf-8")
+    spark = ("--engine", "spark", "--remote", spark_remote)
+    first = json.loads(_cli(lake, "sweep", "--table", "visits", *spark, "--json").stdout)["tables"][0]
+    assert (first["mode"], first["rows"]) == ("full", 1)
+    lakes.write_table(visits, {"user_id": ["c-3", "keep-9", "c-3"], "n": [7, 8, 9]}, partition_by=["user_id"])
+    out = _cli(lake, "sweep", "--table", "visits", *spark, "--json")
+    again = json.loads(out.stdout)["tables"][0]
+    assert (again["mode"], again["rows"], again["success"]) == ("incremental", 2, True), out.stdout + out.stderr
+    assert sorted(r["n"] for r in lakes.rows(visits)) == [6, 8]
