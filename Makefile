@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install check test test-fast demo bench clean
+.PHONY: help install check test test-fast demo bench bench-quick bench-steps clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install the project with everything the tests need
 
 check: $(STAMP) ## ruff + mypy
-	$(BIN)/ruff check dsr dags jobs tests
+	$(BIN)/ruff check dsr dags jobs tests bench
 	$(BIN)/mypy
 
 test: $(STAMP) ## the whole test suite (Delta, GE, Spark Connect on Sail, Airflow, S3 on moto)
@@ -33,7 +33,13 @@ test-fast: $(STAMP) ## the suite without the slow end-to-end tests
 demo: $(STAMP) ## build a demo lake and run the Airflow DAG on it end to end (./demo)
 	$(BIN)/dsr demo --dir demo
 
-bench: $(STAMP) ## benchmarks: export and erase speed and memory on a generated lake
+bench: $(STAMP) ## dsr against its competitors (2M rows, 2 layouts, K=1..10,000; BENCH_ARGS=--large for 20M)
+	$(BIN)/python bench/compare.py $(BENCH_ARGS)
+
+bench-quick: $(STAMP) ## the comparative benchmark on a small lake (under a minute)
+	$(BIN)/python bench/compare.py --quick
+
+bench-steps: $(STAMP) ## every step of one run timed, with scans and peak memory
 	$(BIN)/python bench/run.py
 
 clean: ## remove the venv, the demo and caches

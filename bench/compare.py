@@ -1,0 +1,183 @@
+"""Comparative benchmark (``make bench``; ``make bench-quick`` for a small size): dsr against its competitors.
+
+A generated events table (``--rows``, 100 files over 10 day partitions), in two layouts: *random* (every file
+holds every kind of subject) and *clustered* (rows sorted by subject id, so a subject's rows sit in one or two
+files). For each layout and each K (subjects erased in one batch), every competitor runs in its own process
+(``bench/compete.py``) on a fresh copy of the table, ``--reps`` times (median):
+
+* ``dsr_erase`` dsr's erase step; ``dsr_verify`` its verify step; ``dsr_run`` the whole ``dsr run`` (claim,
+  erase, verify, complete; the Great Expectations import included); ``dsr_export`` an export of the K subjects;
+* ``loop_delete`` one delta-rs DELETE per subject (at most ``--loop-cap``, the rest extrapolated: stated);
+  ``delete_in`` one DELETE with an IN list; ``full_rewrite`` read, filter, overwrite; ``sail_merge`` MERGE on a
+  Sail Spark Connect server; ``bound`` pyarrow reading exactly the files that hold the rows, filtering, writing
+  them back (no commit, no check: the floor); ``export_bound`` one filtered scan;
+* ``ge_import`` importing Great Expectations and making its context, on its own (a floor of GE itself).
+
+Prints a table of medians, the ratios dsr / competitor and dsr / bound, files removed vs files holding rows,
+peak RSS per competitor; writes JSON to ``bench/out/compare-<time>.json``. Times are measured here, never
+asserted in a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ERASERS = ("dsr_erase", "dsr_run", "loop_delete", "delete_in", "full_rewrite", "sail_merge", "bound")
+
+
+def build(base: Path, rows: int, users: int, files: int, days: int, clustered: bool, seed: int = 7) -> None:
+    """The events table: ``files`` files over ``days`` day partitions; ids random, or sorted (clustered)."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    rng = random.Random(seed)
+    per_file = max(1, rows // files)
+    ids = sorted(f"u{rng.randrange(users):07d}" for _ in range(per_file * files)) if clustered else None
+    for n in range(files):
+        chunk = ids[n * per_file:(n + 1) * per_file] if ids else [f"u{rng.randrange(users):07d}"
+                                                                  for _ in range(per_file)]
+        day = (dt.date(2026, 1, 1) + dt.timedelta(days=n * days // files)).isoformat()
+        write_deltalake(str(base), pa.table({
+            "user_id": chunk, "event_date": [day] * per_file,
+            "page": [("/", "/cart", "/help", "/search")[i % 4] for i in range(per_file)],
+            "value": [rng.random() for _ in range(per_file)],
+        }), mode="append", partition_by=["event_date"])
+
+
+def holding(base: Path, ids: list[str]) -> list[str]:
+    """The live files of the table that hold rows of the ids (what the bound reads)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+
+    keys = pa.array(ids)
+    paths = pa.table(DeltaTable(str(base)).get_add_actions(flatten=True)).column("path").to_pylist()
+    from urllib.parse import unquote
+
+    return [p for p in paths if pc.any(pc.is_in(pq.read_table(base / unquote(p), columns=["user_id"])["user_id"],
+                                                 keys)).as_py()]
+
+
+def run_one(name: str, base: Path | None, job: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    """One competitor in its own process on a fresh copy of the table (``base`` None: it needs none)."""
+    work = Path(tempfile.mkdtemp(dir=scratch))
+    table = work / "lake" / "events"
+    if base is not None:
+        shutil.copytree(base, table)
+    (work / "job.json").write_text(json.dumps({**job, "table": str(table)}), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    done = subprocess.run([sys.executable, str(HERE / "compete.py"), name, str(work)], capture_output=True,
+                          text=True, env=env, timeout=7200)
+    shutil.rmtree(work, ignore_errors=True)
+    if done.returncode != 0:
+        return {"name": name, "error": (done.stderr.strip().splitlines() or ["?"])[-1][:300]}
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _median(results: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in results if "error" not in r]
+    if not ok:
+        return results[0]
+    out = dict(ok[len(ok) // 2])
+    out["seconds"] = round(statistics.median(r["seconds"] for r in ok), 3)
+    out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in ok)
+    return out
+
+
+def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
+    if not a or not b or "error" in a or "error" in b or not b.get("seconds"):
+        return None
+    return round(a["seconds"] / b["seconds"], 2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=2_000_000)
+    ap.add_argument("--large", action="store_true", help="20,000,000 rows")
+    ap.add_argument("--quick", action="store_true", help="a small run for CI and a first look (under a minute)")
+    ap.add_argument("--k", type=int, nargs="+", default=None,
+                    help="subjects per batch (default 1 100 1000 10000; --quick: 1 100)")
+    ap.add_argument("--layouts", nargs="+", default=["random", "clustered"], choices=["random", "clustered"])
+    ap.add_argument("--competitors", nargs="+", default=[*ERASERS, "dsr_verify", "dsr_export", "export_bound"])
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--files", type=int, default=100)
+    ap.add_argument("--loop-cap", type=int, default=25, help="per-subject DELETEs measured; the rest extrapolated")
+    ap.add_argument("--out", type=Path, default=HERE / "out")
+    args = ap.parse_args(argv)
+    if args.large:
+        args.rows = 20_000_000
+    if args.quick:
+        args.rows, args.reps, args.files, args.loop_cap = 50_000, 1, 20, 5
+    args.k = args.k or ([1, 100] if args.quick else [1, 100, 1000, 10000])
+    users = max(1000, args.rows // 20)
+    result: dict[str, Any] = {
+        "at": dt.datetime.now(dt.UTC).isoformat(), "machine": _machine(), "params": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "cases": []}
+    with tempfile.TemporaryDirectory(prefix="dsr-compare-") as tmp:
+        scratch = Path(tmp)
+        result["ge_import"] = _median([run_one("ge_import", None, {"ids": []}, scratch) for _ in range(args.reps)])
+        for layout in args.layouts:
+            base = scratch / f"base-{layout}"
+            build(base, args.rows, users, args.files, 10, layout == "clustered")
+            rng = random.Random(11)
+            for k in args.k:
+                ids = sorted({f"u{rng.randrange(users):07d}" for _ in range(k * 2)})[:k]
+                job = {"ids": ids, "holding": holding(base, ids), "loop_cap": args.loop_cap}
+                case: dict[str, Any] = {"layout": layout, "k": k, "files_holding_rows": len(job["holding"]),
+                                        "files_live": args.files, "results": {}}
+                for name in args.competitors:
+                    case["results"][name] = _median([run_one(name, base, job, scratch) for _ in range(args.reps)])
+                case["ratios"] = _ratios(case["results"], result["ge_import"])
+                result["cases"].append(case)
+                _print_case(case)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"compare-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"GE import and context: {result['ge_import'].get('seconds')} s (a floor of GE itself)")
+    print(f"written to {path}")
+    return 0
+
+
+def _ratios(r: dict[str, dict[str, Any]], ge: dict[str, Any]) -> dict[str, float | None]:
+    erase = r.get("dsr_erase")
+    out = {f"dsr_erase/{n}": _ratio(erase, r.get(n)) for n in ERASERS if n not in ("dsr_erase", "dsr_run")}
+    out["dsr_export/export_bound"] = _ratio(r.get("dsr_export"), r.get("export_bound"))
+    run = r.get("dsr_run")
+    if run and erase and "error" not in run and "error" not in erase and ge.get("seconds") is not None:
+        out["(dsr_run - ge_import)/dsr_erase"] = round((run["seconds"] - ge["seconds"]) / erase["seconds"], 2)
+    return out
+
+
+def _print_case(case: dict[str, Any]) -> None:
+    print(f"\n{case['layout']}, K={case['k']}: {case['files_holding_rows']} of {case['files_live']} files hold rows")
+    for name, r in case["results"].items():
+        if "error" in r:
+            print(f"  {name:14} ERROR {r['error']}")
+            continue
+        touched = f"  files removed {r['files_removed']}" if "files_removed" in r else ""
+        extra = f"  (extrapolated from {r['measured']})" if r.get("extrapolated") else ""
+        print(f"  {name:14} {r['seconds']:9.3f} s  {r['peak_rss_mb']:8.1f} MB{touched}{extra}")
+    print("  ratios: " + ", ".join(f"{k} {v}" for k, v in case["ratios"].items() if v is not None))
+
+
+def _machine() -> dict[str, Any]:
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,240 @@
+"""One competitor of ``bench/compare.py``, in its own process, on its own copy of the table.
+
+``python bench/compete.py NAME WORKDIR`` reads ``WORKDIR/job.json`` (the table, the subject ids, the files that
+hold their rows), does one thing, and prints one JSON line: the seconds the operation took (measured inside this
+process, imports and set-up excluded unless they are the point), its peak RSS, and what it touched. The driver
+never imports the competitors, so each peak RSS is that competitor's alone.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+POLICY = """\
+lake: ./lake
+exports: ./exports
+pseudonym_key_env: DSR_PSEUDONYM_KEY
+tables:
+  - {name: events, path: events, subject: user_id, erase: delete}
+"""
+
+
+def _rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _in_list(ids: list[str]) -> str:
+    return "user_id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in ids) + ")"
+
+
+def _files_changed(table: str, before: int) -> dict[str, int]:
+    """Files removed and added by the commits after ``before`` (from the log)."""
+    removed = added = 0
+    for v in range(before + 1, _version(table) + 1):
+        with open(f"{table}/_delta_log/{v:020d}.json", encoding="utf-8") as f:
+            for line in f:
+                removed += '"remove"' in line[:12]
+                added += '"add"' in line[:9]
+    return {"files_removed": removed, "files_added": added}
+
+
+def _version(table: str) -> int:
+    from deltalake import DeltaTable
+
+    return int(DeltaTable(table).version())
+
+
+def loop_delete(job: dict[str, Any]) -> dict[str, Any]:
+    """One DELETE per subject, at most ``loop_cap`` of them; the rest extrapolated from their mean."""
+    from deltalake import DeltaTable
+
+    ids = job["ids"][: job["loop_cap"]]
+    t = time.perf_counter()
+    for i in ids:
+        DeltaTable(job["table"]).delete(_in_list([i]))
+    spent = time.perf_counter() - t
+    return {"seconds": spent * len(job["ids"]) / len(ids), "measured": len(ids),
+            "extrapolated": len(ids) < len(job["ids"])}
+
+
+def delete_in(job: dict[str, Any]) -> dict[str, Any]:
+    from deltalake import DeltaTable
+
+    before = _version(job["table"])
+    t = time.perf_counter()
+    DeltaTable(job["table"]).delete(_in_list(job["ids"]))
+    return {"seconds": time.perf_counter() - t, **_files_changed(job["table"], before)}
+
+
+def full_rewrite(job: dict[str, Any]) -> dict[str, Any]:
+    """Read the whole table, drop the subjects' rows, overwrite it (one commit)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable, QueryBuilder, write_deltalake
+
+    t = time.perf_counter()
+    table = pa.table(QueryBuilder().register("t", DeltaTable(job["table"])).execute("SELECT * FROM t").read_all())
+    kept = table.filter(pc.invert(pc.fill_null(pc.is_in(table["user_id"], pa.array(job["ids"])), False)))
+    write_deltalake(job["table"], kept, mode="overwrite", partition_by=["event_date"])
+    return {"seconds": time.perf_counter() - t}
+
+
+def bound(job: dict[str, Any]) -> dict[str, Any]:
+    """The floor: pyarrow reads exactly the files that hold the subjects' rows, filters them, writes them back
+    (no Delta commit, no check)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    keys = pa.array(job["ids"])
+    t = time.perf_counter()
+    for rel in job["holding"]:
+        path = f"{job['table']}/{rel}"
+        data = pq.read_table(path)
+        kept = data.filter(pc.invert(pc.fill_null(pc.is_in(data["user_id"], keys), False)))
+        pq.write_table(kept, path + ".bound.parquet")
+    return {"seconds": time.perf_counter() - t, "files_read": len(job["holding"])}
+
+
+def export_bound(job: dict[str, Any]) -> dict[str, Any]:
+    """The floor of an export: one filtered scan of the subjects' rows."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, QueryBuilder
+
+    t = time.perf_counter()
+    rows = pa.table(QueryBuilder().register("t", DeltaTable(job["table"])).execute(
+        f"SELECT * FROM t WHERE {_in_list(job['ids'])}").read_all())
+    return {"seconds": time.perf_counter() - t, "rows": rows.num_rows}
+
+
+def sail_merge(job: dict[str, Any]) -> dict[str, Any]:
+    """MERGE ... WHEN MATCHED THEN DELETE on a Sail Spark Connect server (started here, not timed)."""
+    import pyarrow as pa
+    from pysail.spark import SparkConnectServer
+    from pyspark.sql.connect.session import SparkSession
+
+    server = SparkConnectServer(ip="127.0.0.1", port=0)
+    server.start(background=True)
+    host, port = server.listening_address
+    spark = SparkSession.builder.remote(f"sc://{host}:{port}").create()
+    spark.createDataFrame(pa.table({"k": job["ids"]}).to_pandas()).createOrReplaceTempView("src")
+    before = _version(job["table"])
+    t = time.perf_counter()
+    spark.sql(f"MERGE INTO delta.`{job['table']}` t USING src s ON t.user_id = s.k WHEN MATCHED THEN DELETE").collect()
+    spent = time.perf_counter() - t
+    spark.stop()
+    server.stop()
+    return {"seconds": spent, **_files_changed(job["table"], before)}
+
+
+def ge_import(job: dict[str, Any]) -> dict[str, Any]:
+    t = time.perf_counter()
+    import great_expectations as gx
+
+    gx.get_context(mode="ephemeral")
+    return {"seconds": time.perf_counter() - t}
+
+
+def _dsr_lake(job: dict[str, Any], kind: str) -> tuple[Any, str]:
+    """The copy as a dsr lake: policy, the subjects' requests filed and claimed (not timed)."""
+    import os
+
+    from dsr import steps
+    from dsr.core.policy import check_against_lake, load_policy
+
+    root = Path(job["table"]).parent.parent
+    os.environ.setdefault("DSR_PSEUDONYM_KEY", "bench-key-0123456789abcdef")
+    (root / "dsr.yml").write_text(POLICY, encoding="utf-8")
+    policy = load_policy(root / "dsr.yml")
+    check_against_lake(policy)
+    _file(policy, root, kind, job["ids"])
+    return policy, steps.claim_batch(policy)["run_id"]
+
+
+def _file(policy: Any, root: Path, kind: str, ids: list[str]) -> None:
+    """File the requests in one import (one commit), as a team files a backlog."""
+    from dsr.core import control
+
+    csv = root / "requests.csv"
+    csv.write_text("kind,subject_id\n" + "".join(f"{kind},{i}\n" for i in ids), encoding="utf-8")
+    control.import_csv(policy, str(csv))
+
+
+def dsr_erase(job: dict[str, Any]) -> dict[str, Any]:
+    """dsr's erase step alone (the MERGE with its pre-count and audit events)."""
+    from dsr import steps
+    from dsr.engines.deltars import DeltaRsEngine
+
+    policy, run_id = _dsr_lake(job, "erase")
+    before = _version(job["table"])
+    t = time.perf_counter()
+    steps.erase_table(policy, DeltaRsEngine(), run_id, "events")
+    spent = time.perf_counter() - t
+    return {"seconds": spent, **_files_changed(job["table"], before)}
+
+
+def dsr_verify(job: dict[str, Any]) -> dict[str, Any]:
+    """dsr's verify step alone, after its erase step (not timed); GE imported before the clock starts."""
+    from dsr import steps
+    from dsr.engines.deltars import DeltaRsEngine
+    from dsr.verify.ge import Validator
+
+    policy, run_id = _dsr_lake(job, "erase")
+    steps.erase_table(policy, DeltaRsEngine(), run_id, "events")
+    Validator.shared()
+    t = time.perf_counter()
+    steps.verify_table(policy, run_id, "events")
+    return {"seconds": time.perf_counter() - t}
+
+
+def dsr_export(job: dict[str, Any]) -> dict[str, Any]:
+    """dsr's export: the table's scan and the documents."""
+    from dsr import steps
+    from dsr.engines.deltars import DeltaRsEngine
+
+    policy, run_id = _dsr_lake(job, "export")
+    t = time.perf_counter()
+    steps.export_table(policy, DeltaRsEngine(), run_id, "events")
+    steps.finish_exports(policy, run_id)
+    return {"seconds": time.perf_counter() - t}
+
+
+def dsr_run(job: dict[str, Any]) -> dict[str, Any]:
+    """The whole ``dsr run`` (CLI entry point, in this process): claim, erase, verify, complete, GE import
+    included."""
+    import io
+    import os
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from dsr.cli.main import main
+    from dsr.core.policy import load_policy
+
+    root = Path(job["table"]).parent.parent
+    os.environ.setdefault("DSR_PSEUDONYM_KEY", "bench-key-0123456789abcdef")
+    (root / "dsr.yml").write_text(POLICY, encoding="utf-8")
+    _file(load_policy(root / "dsr.yml"), root, "erase", job["ids"])
+    before = _version(job["table"])
+    t = time.perf_counter()
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        code = main(["--policy", str(root / "dsr.yml"), "run"])
+    return {"seconds": time.perf_counter() - t, "exit_code": code, **_files_changed(job["table"], before)}
+
+
+COMPETITORS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "dsr_erase": dsr_erase, "dsr_verify": dsr_verify, "dsr_run": dsr_run, "dsr_export": dsr_export,
+    "loop_delete": loop_delete, "delete_in": delete_in, "full_rewrite": full_rewrite, "sail_merge": sail_merge,
+    "bound": bound, "export_bound": export_bound, "ge_import": ge_import,
+}
+
+
+if __name__ == "__main__":
+    name, work = sys.argv[1], Path(sys.argv[2])
+    job = json.loads((work / "job.json").read_text(encoding="utf-8"))
+    out = COMPETITORS[name](job)
+    print(json.dumps({"name": name, **out, "peak_rss_mb": _rss_mb()}))
