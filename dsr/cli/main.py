@@ -117,7 +117,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="read the files added after the version current at this time (ISO, UTC)")
     since.add_argument("--full", action="store_true", help="read every live file")
     swp.add_argument("--dry-run", action="store_true", help="count what would change (rows, files), write nothing")
-    swp.add_argument("--engine", choices=("delta-rs", "spark"), default=None)
+    swp.add_argument("--engine", choices=("delta-rs", "spark"), default=None,
+                     help="who searches (the digest match runs in its SQL) and rewrites: delta-rs (default, "
+                          "in-process) or spark")
     swp.add_argument("--remote", metavar="sc://HOST:PORT", help="Spark Connect endpoint (implies --engine spark)")
     swp.add_argument("--json", action="store_true")
 
