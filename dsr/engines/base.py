@@ -33,7 +33,9 @@ class ErasePlan:
 
     ``operation`` is ``features.DELETE`` (delete the matched rows) or ``features.UPDATE`` (set ``updates``:
     column -> SQL expression in the engine's dialect; the target alias is ``t``, the source alias ``s``).
-    ``metadata`` goes into the Delta commit (run id, request ids; never subject ids).
+    ``metadata`` goes into the Delta commit (run id, request ids; never subject ids). ``partitions``: the
+    values of non-personal partition columns where the subjects' rows are (read just before); the MERGE is
+    restricted to them, so it reads only those partitions' files (empty: the whole table).
     """
 
     uri: str
@@ -41,6 +43,7 @@ class ErasePlan:
     operation: str
     updates: Mapping[str, str] = field(default_factory=dict)
     metadata: Mapping[str, str] = field(default_factory=dict)
+    partitions: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from dsr.delta import access, commits
 from dsr.delta.support import DELETE, DELTA_RS, UPDATE, Support
 from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan, Search
 from dsr.engines.matching import Matches, datafusion_matches
+from dsr.engines.pruning import partition_predicate
 from dsr.errors import TableError
 
 __all__ = ["DeltaRsEngine"]
@@ -40,9 +41,10 @@ class DeltaRsEngine:
 
         dt = access.open_table(plan.uri)
         before = int(dt.version())
+        within = partition_predicate(plan.partitions, _q)
         merger = dt.merge(
             source,
-            predicate=f"t.{_q(plan.subject)} = s.{_q(KEY_COLUMN)}",
+            predicate=f"t.{_q(plan.subject)} = s.{_q(KEY_COLUMN)}" + (f" AND {within}" if within else ""),
             source_alias="s",
             target_alias="t",
             streamed_exec=True,

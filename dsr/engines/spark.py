@@ -165,7 +165,8 @@ class SparkEngine:
 
     def erase(self, plan: ErasePlan, source: Any) -> CommitResult:
         view = f"__dsr_src_{uuid.uuid4().hex}"
-        statement = merge_statement(self._path(plan.uri), view, plan.subject, plan.operation, plan.updates)
+        statement = merge_statement(self._path(plan.uri), view, plan.subject, plan.operation, plan.updates,
+                                    plan.partitions)
         before = int(access.open_table(plan.uri).version())
         if source.num_rows == 0:
             return CommitResult(version_before=before, version_after=before)

@@ -11,6 +11,7 @@ from typing import Any
 
 from dsr.delta.support import DELETE, UPDATE
 from dsr.engines.base import KEY_COLUMN
+from dsr.engines.pruning import partition_predicate
 from dsr.errors import ConflictError
 
 __all__ = ["commit_metrics", "error_for", "find_commit", "key_frame", "merge_statement", "normalise_commit",
@@ -23,13 +24,15 @@ def quote(name: str) -> str:
 
 
 def merge_statement(
-    path: str, view: str, subject: str, operation: str, updates: Mapping[str, str] | None = None
+    path: str, view: str, subject: str, operation: str, updates: Mapping[str, str] | None = None,
+    partitions: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """The MERGE of one erase commit (``operation``: DELETE or UPDATE). Holds names and mask expressions only,
-    never a subject id."""
+    """The MERGE of one erase commit (``operation``: DELETE or UPDATE), restricted to ``partitions`` when given
+    (non-personal partition values). Holds names, mask expressions and those values only, never a subject id."""
+    within = partition_predicate(partitions, quote)
     head = (
         f"MERGE INTO delta.{quote(path)} AS t USING {quote(view)} AS s "
-        f"ON t.{quote(subject)} = s.{quote(KEY_COLUMN)}"
+        f"ON t.{quote(subject)} = s.{quote(KEY_COLUMN)}" + (f" AND {within}" if within else "")
     )
     if operation == DELETE:
         return f"{head} WHEN MATCHED THEN DELETE"

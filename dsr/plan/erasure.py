@@ -15,7 +15,7 @@ from dsr.core.policy import TableSpec
 from dsr.core.subjects import cast_subject
 from dsr.engines.base import KEY_COLUMN
 
-__all__ = ["SubjectKeys", "build_source", "build_updates", "pseudonyms", "subject_keys"]
+__all__ = ["SubjectKeys", "build_source", "build_updates", "prunable_partitions", "pseudonyms", "subject_keys"]
 
 
 @dataclass(frozen=True)
@@ -83,3 +83,18 @@ def build_source(table: TableSpec, schema: Any, keys: SubjectKeys, key: bytes | 
 def build_updates(table: TableSpec, schema: Any, dialect: str) -> dict[str, str]:
     """column -> SQL expression of its mask, in the engine's dialect."""
     return {col: mask_sql(mask, col, schema.field(col), dialect) for col, mask in table.masks}
+
+
+def prunable_partitions(table: TableSpec, schema: Any, partition_columns: Sequence[str]) -> list[str]:
+    """Partition columns an erase commit may name to prune its MERGE: not personal (not the subject column,
+    not masked: their values go into the commit's predicate) and of a type with a plain literal."""
+    import pyarrow as pa
+
+    personal = {table.subject, *table.mask_map}
+    out = []
+    for c in partition_columns:
+        t = schema.field(c).type
+        if c not in personal and (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t)
+                                  or pa.types.is_date32(t)):
+            out.append(c)
+    return out

@@ -41,16 +41,35 @@ def _erase_events(batch: Batch, table: str) -> dict[str, dict[str, Any]]:
 
 
 def _rows_now(
-    table: TableSpec, info: access.TableInfo, reqs: Sequence[control.Request]
-) -> tuple[erasure.SubjectKeys, dict[Any, int], dict[str, int]]:
-    """The subjects' rows in the table now, by one projected, pushed-down read of the subject column:
-    (keys, rows per key, rows per request)."""
+    table: TableSpec, info: access.TableInfo, reqs: Sequence[control.Request], *, partitions: bool = False,
+) -> tuple[erasure.SubjectKeys, dict[Any, int], dict[str, int], dict[Any, set[tuple[Any, ...]]]]:
+    """The subjects' rows in the table now, by one projected, pushed-down read of the subject column (and,
+    with ``partitions``, the table's prunable partition columns): (keys, rows per key, rows per request,
+    per key the partitions holding its rows)."""
     keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in reqs], info.schema.field(table.subject).type)
+    columns = erasure.prunable_partitions(table, info.schema, info.partition_columns) if partitions else []
     per_key: dict[Any, int] = defaultdict(int)
-    for batch in access.scan(table.uri, [table.subject], where_in=(table.subject, keys.keys), info=info):
-        for value in batch.column(0).to_pylist():
+    where: dict[Any, set[tuple[Any, ...]]] = defaultdict(set)
+    scanned = [table.subject, *columns]
+    for batch in access.scan(table.uri, scanned, where_in=(table.subject, keys.keys), info=info):
+        values = batch.column(0).to_pylist()
+        parts = list(zip(*(batch.column(i).to_pylist() for i in range(1, len(scanned))), strict=True)) \
+            if columns else [()] * len(values)
+        for value, part in zip(values, parts, strict=True):
             per_key[value] += 1
-    return keys, per_key, {r.request_id: per_key.get(keys.by_request.get(r.request_id), 0) for r in reqs}
+            where[value].add(part)
+    rows = {r.request_id: per_key.get(keys.by_request.get(r.request_id), 0) for r in reqs}
+    return keys, per_key, rows, dict(where)
+
+
+def _partitions(table: TableSpec, info: access.TableInfo, where: dict[Any, set[tuple[Any, ...]]],
+                keys: Any) -> tuple[dict[str, Any], ...]:
+    """The partitions (prunable columns -> values) holding the rows of ``keys``: the MERGE reads only them."""
+    columns = erasure.prunable_partitions(table, info.schema, info.partition_columns)
+    if not columns:
+        return ()
+    found = sorted({p for k in keys for p in where.get(k, ())}, key=repr)
+    return tuple(dict(zip(columns, p, strict=True)) for p in found)
 
 
 def _retained_rows(table: TableSpec, reqs: Sequence[control.Request]) -> dict[str, int | None]:
@@ -134,7 +153,7 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
 
     info = verdict.info
     assert info is not None
-    _, per_key, rows_now = _rows_now(table, info, reqs)
+    _, per_key, rows_now, where = _rows_now(table, info, reqs, partitions=True)
     todo = [r for r in reqs if r.request_id not in done or rows_now[r.request_id] > 0]
     if not todo:
         return {"table": table_name, "requests": 0, "already_done": len(reqs)}
@@ -143,7 +162,7 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
     todo = [r for r in todo if r.request_id not in recovered]
     if not todo:
         return {"table": table_name, "requests": 0, "recovered": len(recovered)}
-    return _commit(batch, engine, table, info, todo, per_key, rows_now, done)
+    return _commit(batch, engine, table, info, todo, per_key, rows_now, done, where)
 
 
 def _retain(batch: Batch, table: TableSpec, todo: Sequence[control.Request]) -> dict[str, Any]:
@@ -161,6 +180,7 @@ def _retain(batch: Batch, table: TableSpec, todo: Sequence[control.Request]) -> 
 def _commit(
     batch: Batch, engine: Engine, table: TableSpec, info: access.TableInfo, todo: Sequence[control.Request],
     per_key: dict[Any, int], rows_now: dict[str, int], done: dict[str, dict[str, Any]],
+    where: dict[Any, set[tuple[Any, ...]]],
 ) -> dict[str, Any]:
     """The erase commit of ``todo`` (when any of their rows exist), then its audit events."""
     ctype = info.schema.field(table.subject).type
@@ -174,7 +194,8 @@ def _commit(
                 "dsr.run_id": batch.run_id, "dsr.table": table.name, "dsr.request_ids": ",".join(request_ids),
                 "dsr.rows_by_request": json.dumps(rows_by_request, sort_keys=True), "dsr.rows_matched": str(matched),
             }
-            result = engine.erase(*plan_commit(batch.policy, engine, table, info, todo_keys, metadata))
+            within = _partitions(table, info, where, set(todo_keys.by_request.values()))
+            result = engine.erase(*plan_commit(batch.policy, engine, table, info, todo_keys, metadata, within))
         else:
             result = CommitResult(version_before=info.version, version_after=info.version)
     except Exception as exc:
@@ -207,15 +228,16 @@ def _commit(
 
 def plan_commit(
     policy: Policy, engine: Engine, table: TableSpec, info: access.TableInfo, keys: erasure.SubjectKeys,
-    metadata: dict[str, str],
+    metadata: dict[str, str], partitions: tuple[dict[str, Any], ...] = (),
 ) -> tuple[ErasePlan, Any]:
-    """The engine's plan (operation, mask SQL in its dialect, commit metadata) and the MERGE source."""
+    """The engine's plan (operation, mask SQL in its dialect, commit metadata, the partitions to restrict the
+    MERGE to) and the MERGE source."""
     anonymise = table.erase is Strategy.ANONYMISE
     key = policy.pseudonym_key() if policy.needs_key and anonymise else None
     source = erasure.build_source(table, info.schema, keys, key)
     plan = ErasePlan(
         uri=table.uri, subject=table.subject, operation=str(table.erase.operation),
         updates=erasure.build_updates(table, info.schema, engine.dialect) if anonymise else {},
-        metadata=metadata,
+        metadata=metadata, partitions=partitions,
     )
     return plan, source
