@@ -158,7 +158,11 @@ def _ratios(r: dict[str, dict[str, Any]], ge: dict[str, Any]) -> dict[str, float
     out["dsr_export/export_bound"] = _ratio(r.get("dsr_export"), r.get("export_bound"))
     run = r.get("dsr_run")
     if run and erase and "error" not in run and "error" not in erase and ge.get("seconds") is not None:
-        out["(dsr_run - ge_import)/dsr_erase"] = round((run["seconds"] - ge["seconds"]) / erase["seconds"], 2)
+        paid = run.get("ge_seconds", ge["seconds"])  # the import as the run paid it, else measured alone
+        out["(dsr_run - ge_import)/dsr_erase"] = round((run["seconds"] - paid) / erase["seconds"], 2)
+        out["dsr_run/dsr_erase"] = round(run["seconds"] / erase["seconds"], 2)
+    if erase and "merge_seconds" in erase and r.get("bound", {}).get("seconds"):
+        out["merge/bound"] = round(erase["merge_seconds"] / r["bound"]["seconds"], 2)
     return out
 
 
@@ -170,6 +174,10 @@ def _print_case(case: dict[str, Any]) -> None:
             continue
         touched = f"  files removed {r['files_removed']}" if "files_removed" in r else ""
         extra = f"  (extrapolated from {r['measured']})" if r.get("extrapolated") else ""
+        if "merge_seconds" in r:
+            extra += f"  [MERGE {r['merge_seconds']} s, pre-count and bookkeeping {r['rest_seconds']} s]"
+        if "ge_seconds" in r:
+            extra += f"  [of which GE import and context {r['ge_seconds']} s]"
         print(f"  {name:14} {r['seconds']:9.3f} s  {r['peak_rss_mb']:8.1f} MB{touched}{extra}")
     print("  ratios: " + ", ".join(f"{k} {v}" for k, v in case["ratios"].items() if v is not None))
 

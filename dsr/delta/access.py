@@ -122,6 +122,12 @@ def in_predicate(column: str, keys: Any) -> str:
     return f"{_quote(column)} IN ({', '.join(_literal(v) for v in values)})"
 
 
+BIG_IN = 500
+"""Above this many keys, a ``where_in`` read is not a SQL ``IN`` list (the reader evaluates a long literal list
+row by row, slower than reading the column): the projected column is read whole and filtered by Arrow's hashed
+``is_in``."""
+
+
 def scan(
     uri: str, columns: Sequence[str] | None = None, *, where_in: tuple[str, Any] | None = None,
     version: int | None = None, info: TableInfo | None = None,
@@ -129,30 +135,46 @@ def scan(
     """Record batches (plain arrow types, logical names) of the table at ``version`` (current when None).
 
     ``where_in`` = (column, pyarrow Array of keys) keeps only rows whose column equals one of the keys
-    (pushed down to partition and file-statistics pruning). No keys: nothing is read, nothing yielded.
+    (pushed down to partition and file-statistics pruning up to ``BIG_IN`` keys; beyond, filtered in Arrow).
+    No keys: nothing is read, nothing yielded.
     """
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     keys: list[Any] = []
     predicate = None
+    dt = open_table(uri, version)
+    info = info or table_info(uri, version)
+    wanted = list(columns) if columns is not None else list(info.schema.names)
+    read = list(wanted)
+    value_set = None
     if where_in is not None:
         keys = [k for k in where_in[1].to_pylist() if k is not None]
         if not keys:
             return
-        predicate = in_predicate(where_in[0], where_in[1])
-    dt = open_table(uri, version)
-    info = info or table_info(uri, version)
-    wanted = list(columns) if columns is not None else list(info.schema.names)
-    unknown = [c for c in wanted if c not in info.schema.names]
+        if len(keys) <= BIG_IN:
+            predicate = in_predicate(where_in[0], where_in[1])
+        else:
+            value_set = pa.array(keys, info.schema.field(where_in[0]).type)
+            read += [] if where_in[0] in read else [where_in[0]]
+    unknown = [c for c in read if c not in info.schema.names]
     if unknown:
         raise TableError(f"the Delta table at {uri} has no column(s) {', '.join(map(repr, unknown))}")
-    target = pa.schema([info.schema.field(c) for c in wanted])
+    target = pa.schema([info.schema.field(c) for c in read])
     scans[uri] += 1
     try:
-        reader = pa.RecordBatchReader.from_stream(dt.scan(columns=wanted, predicate=predicate))
+        reader = pa.RecordBatchReader.from_stream(dt.scan(columns=read, predicate=predicate))
         for batch in reader:
-            if batch.num_rows:
-                yield _conform(batch, target)
+            if not batch.num_rows:
+                continue
+            batch = _conform(batch, target)
+            if value_set is not None:
+                assert where_in is not None
+                batch = batch.filter(pc.is_in(batch.column(read.index(where_in[0])), value_set=value_set))
+                if not batch.num_rows:
+                    continue
+                batch = batch.select(wanted) if read != wanted else batch
+            yield batch
     except TableError:
         raise
     except Exception as exc:
@@ -185,6 +207,8 @@ def count_rows(
         keys = [k for k in where_in[1].to_pylist() if k is not None]
         if not keys:
             return 0
+        if len(keys) > BIG_IN:  # a long IN list is slower than a projected read filtered in Arrow
+            return sum(b.num_rows for b in scan(uri, [where_in[0]], where_in=where_in, version=version))
         sql += " WHERE " + in_predicate(where_in[0], where_in[1])
     elif null_column is not None:
         sql += f" WHERE {_quote(null_column)} IS NULL"

@@ -46,18 +46,20 @@ def _rows_now(
     """The subjects' rows in the table now, by one projected, pushed-down read of the subject column (and,
     with ``partitions``, the table's prunable partition columns): (keys, rows per key, rows per request,
     per key the partitions holding its rows)."""
+    import pyarrow as pa
+
     keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in reqs], info.schema.field(table.subject).type)
     columns = erasure.prunable_partitions(table, info.schema, info.partition_columns) if partitions else []
     per_key: dict[Any, int] = defaultdict(int)
     where: dict[Any, set[tuple[Any, ...]]] = defaultdict(set)
     scanned = [table.subject, *columns]
     for batch in access.scan(table.uri, scanned, where_in=(table.subject, keys.keys), info=info):
-        values = batch.column(0).to_pylist()
-        parts = list(zip(*(batch.column(i).to_pylist() for i in range(1, len(scanned))), strict=True)) \
-            if columns else [()] * len(values)
-        for value, part in zip(values, parts, strict=True):
-            per_key[value] += 1
-            where[value].add(part)
+        # counted per (key, partition) in Arrow: the Python loop runs over groups, not rows
+        groups = pa.Table.from_batches([batch]).group_by(scanned, use_threads=False).aggregate([([], "count_all")])
+        for row in groups.to_pylist():
+            value = row[table.subject]
+            per_key[value] += int(row["count_all"])
+            where[value].add(tuple(row[c] for c in columns))
     rows = {r.request_id: per_key.get(keys.by_request.get(r.request_id), 0) for r in reqs}
     return keys, per_key, rows, dict(where)
 

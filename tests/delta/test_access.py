@@ -331,3 +331,24 @@ def test_scanning_a_column_the_table_lacks_is_a_table_error(tmp_path: Path) -> N
     path = lakes.write_table(tmp_path / "t", {"user_id": ["a"]})
     with pytest.raises(TableError, match="no column\\(s\\) 'no_such_column'"):
         list(access.scan(str(path), ["no_such_column"]))
+
+
+@pytest.mark.parametrize("column", ["user_id", "user_no"])
+def test_a_long_key_list_is_filtered_in_arrow_with_the_same_rows_and_counts(tmp_path: Path, column: str) -> None:
+    """Past BIG_IN keys the read is projected and filtered by Arrow instead of a SQL IN list; the rows (and the
+    deletion-vector and column choices) are the same."""
+    n = access.BIG_IN * 3
+    path = tmp_path / "t"
+    lakes.write_table(path, {"user_id": [f"u{i}" for i in range(n)], "user_no": list(range(n)),
+                             "note": [str(i % 7) for i in range(n)]})
+    lakes.write_table(path, {"user_id": [None, "u3"], "user_no": [None, 3], "note": ["x", "y"]})
+    many = [*range(0, n, 2), n + 5]  # more than BIG_IN keys, one not in the table
+    keys = pa.array([f"u{i}" for i in many]) if column == "user_id" else pa.array(many, pa.int64())
+    assert len(keys) > access.BIG_IN
+    got = _rows(access.scan(str(path), ["note"], where_in=(column, keys)))
+    expected = [r for r in lakes.rows(path) if r[column] is not None and r[column] in set(keys.to_pylist())]
+    assert _bag(got) == _bag({"note": r["note"]} for r in expected)
+    assert access.count_rows(str(path), where_in=(column, keys)) == len(expected) == n // 2
+    with_odd = pa.concat_arrays([keys, pa.array(["u3"] if column == "user_id" else [3], keys.type)])
+    assert access.count_rows(str(path), where_in=(column, with_odd)) == n // 2 + 2  # u3 is in both appends
+    assert access.count_rows(str(path), where_in=(column, keys.slice(0, 10))) == 10  # the IN list path
