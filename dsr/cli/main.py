@@ -7,7 +7,6 @@ nothing written).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -175,7 +174,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_demo(args.dir)
     if cmd == "check":
-        return _check(args)
+        from dsr.cli.check import cli_check
+
+        return cli_check(_policy(args), engine=args.engine, remote=args.remote, as_json=args.json)
     if cmd == "request":
         return _request(args)
     if cmd == "requests":
@@ -183,14 +184,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "audit":
         return _audit_verify(args)
     if cmd == "receipt":
-        from dsr.cli.receipt import print_receipt
-
-        if args.request_id.startswith("swp_"):
-            from dsr.cli.sweep import print_sweep_receipt
-            from dsr.steps.sweep_state import check_sweep_id
-
-            return print_sweep_receipt(_policy(args, lake=False), check_sweep_id(args.request_id), as_json=args.json)
-        return print_receipt(_policy(args, lake=False), args.request_id, as_json=args.json)
+        return _receipt(args)
     if cmd == "sweep":
         from dsr.cli.sweep import cli_sweep
 
@@ -221,55 +215,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(cmd)
 
 
-def _check(args: argparse.Namespace) -> int:
-    from dsr.core.coverage import uncovered_tables
-    from dsr.core.gate import check_tables
-    from dsr.engines import engine_support
-    from dsr.exports import check_location
+def _receipt(args: argparse.Namespace) -> int:
+    """A request's receipt, or a sweep's (``swp_`` ids)."""
+    from dsr.cli.receipt import print_receipt
 
-    policy = _policy(args)
-    check_location(policy.exports)
-    support = engine_support(args.engine, remote=args.remote)
-    verdicts = check_tables(policy, support)
-    refused = [v for v in verdicts if not v.ok]
-    missing = uncovered_tables(policy)
-    from dsr.steps.sweep_state import pending_tables
+    if args.request_id.startswith("swp_"):
+        from dsr.cli.sweep import print_sweep_receipt
+        from dsr.steps.sweep_state import check_sweep_id
 
-    pending = pending_tables(policy)
-    ok = not refused and not missing and not pending
-    if args.json:
-        print(json.dumps({
-            "ok": ok, "engine": support.name, "tables": [v.as_dict() for v in verdicts],
-            "unsupported": [v.as_dict() for v in refused],
-            "uncovered": [{"path": path, "columns": cols} for path, cols in missing],
-            "exempt": [{"path": e.path, "reason": e.reason} for e in policy.exempt],
-            "pending_first_sweep": [{"table": t, "erasures": n} for t, n in pending.items()],
-        }, indent=2))
-        return 0 if ok else 1
-    if refused:
-        print(f"dsr check: {len(refused)} table(s) cannot be processed on engine {support.name}:")
-        for v in refused:
-            print(f"  {v.table} (path {v.path}, {v.strategy}):")
-            if v.error:
-                print(f"    {v.error}")
-            for r in v.refusals:
-                print(f"    {r.text()}")
-        print("  requests touching these tables fail with this reason; change the engine, the table or the policy")
-    if missing:
-        print(f"dsr check: {len(missing)} personal table(s) neither in 'tables' nor 'exempt':")
-        for path, cols in missing:
-            print(f"  {path}  (subject-like column: {', '.join(cols)})")
-        print("add each to 'tables' (with an erase strategy) or to 'exempt' (with a reason); until then "
-              "dsr run claims nothing")
-    if pending:
-        print(f"dsr check: {len(pending)} table(s) pending their first sweep (not covered until then):")
-        for name, n in pending.items():
-            print(f"  {name}: {n} past erasure(s) not applied; the next sweep (dsr sweep, or the dsr_process "
-                  "DAG) applies them")
-    if ok:
-        print(f"dsr check: policy OK; {len(policy.tables)} table(s) covered, {len(policy.exempt)} exempt; "
-              f"every table's Delta features handled on engine {support.name}")
-    return 0 if ok else 1
+        return print_sweep_receipt(_policy(args, lake=False), check_sweep_id(args.request_id), as_json=args.json)
+    return print_receipt(_policy(args, lake=False), args.request_id, as_json=args.json)
 
 
 def _request(args: argparse.Namespace) -> int:

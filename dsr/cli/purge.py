@@ -17,12 +17,7 @@ def cli_purge(policy: Policy, *, dry_run: bool, as_json: bool, engine: str | Non
               remote: str | None = None) -> int:
     """Purge (or, dry run, list what a purge would remove); exit 1 when a table failed or residue is left in a
     purged table's files. A Spark engine (``engine``/``remote``) is opened only to write, only when asked."""
-    from dsr.engines import engine_name, make_engine
-
-    spark = None
-    if not dry_run and engine_name(engine, remote) == "spark":
-        policy.pseudonym_key()  # the purge needs it: refuse before a session is opened
-        spark = make_engine("spark", remote=remote)
+    spark = _spark(policy, engine, remote) if not dry_run else None
     try:
         report = purging.purge(policy, dry_run=dry_run, engine=spark)
     finally:
@@ -64,6 +59,16 @@ def cli_purge(policy: Policy, *, dry_run: bool, as_json: bool, engine: str | Non
         own = ", ".join(f"{place} {n}" for place, n in report.own_residue.items())
         print(f"dsr's own places still naming the purged subjects: {own}")
     return report.exit_code
+
+
+def _spark(policy: Policy, engine: str | None, remote: str | None) -> Any:
+    """The Spark engine when one is asked for (its server may REORG), else None (delta-rs does it all)."""
+    from dsr.engines import engine_name, make_engine
+
+    if engine_name(engine, remote) != "spark":
+        return None
+    policy.pseudonym_key()  # the purge needs it: refuse before a session is opened
+    return make_engine("spark", remote=remote)
 
 
 def purge_lines(policy: Policy, erased: Mapping[str, str]) -> tuple[bool, list[str]]:

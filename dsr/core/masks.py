@@ -51,14 +51,11 @@ __all__ = [
     "Strategy",
     "apply_mask",
     "check_mask_type",
-    "key_check",
     "mask_sql",
     "pseudonym",
     "pseudonym_column",
     "pseudonym_kind",
     "subject_digest",
-    "suppression_digest",
-    "suppression_secret",
 ]
 
 
@@ -127,25 +124,6 @@ def subject_digest(key: bytes, subject_id: str) -> str:
     that carry the id later; not the id."""
     d = hmac.new(key, b"dsr-lake/subject/v1:" + subject_id.encode("utf-8"), hashlib.sha256).hexdigest()
     return SUBJECT_DIGEST_PREFIX + d[:32]
-
-
-def suppression_secret(key: bytes) -> str:
-    """The secret of the suppression list's digests (derived from the key in its own domain, hex): what the
-    engines hash a subject value with, as data; never the key itself."""
-    return hmac.new(key, b"dsr-lake/suppression/v1", hashlib.sha256).hexdigest()
-
-
-def suppression_digest(secret: str, text: str) -> str:
-    """A suppression entry's digest of one subject value in its text form: hex SHA-256 of ``secret:text``. The
-    engines compute the same in SQL (``sha256(concat(secret, ':', CAST(value AS string)))``) over a table's
-    rows; without the secret it cannot be computed for a guessed id."""
-    return hashlib.sha256(f"{secret}:{text}".encode()).hexdigest()
-
-
-def key_check(key: bytes) -> str:
-    """A fingerprint of the key (16 hex digits, its own domain) stored with each suppression entry, so a sweep
-    with another key fails instead of matching nothing."""
-    return hmac.new(key, b"dsr-lake/key-check/v1", hashlib.sha256).hexdigest()[:16]
 
 
 def pseudonym_kind(arrow_type: Any) -> str | None:

@@ -3,7 +3,7 @@ apply it again (a sweep) without keeping the person's id readable.
 
 One entry per completed erasure: its request id, when it was added, and keyed digests of the subject id in the
 forms a subject column can hold it -- as text (string columns) and as a canonical integer (integer columns,
-when the id is one) -- plus a fingerprint of the key. The digests (:func:`dsr.core.masks.suppression_digest`)
+when the id is one) -- plus a fingerprint of the key. The digests (:func:`dsr.core.digests.suppression_digest`)
 are computed by the engines over a table's rows in SQL, so a sweep finds the erased people's rows without their
 ids. Entries survive the purge's data minimisation (they never held the id); the key is the pseudonym key.
 
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dsr.core.masks import key_check, suppression_digest, suppression_secret
+from dsr.core.digests import key_check, suppression_digest, suppression_secret
 from dsr.core.policy import Policy
 from dsr.core.requests import Request
 from dsr.core.subjects import cast_subject

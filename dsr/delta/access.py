@@ -157,10 +157,7 @@ def scan(
         else:
             value_set = pa.array(keys, info.schema.field(where_in[0]).type)
             read += [] if where_in[0] in read else [where_in[0]]
-    unknown = [c for c in read if c not in info.schema.names]
-    if unknown:
-        raise TableError(f"the Delta table at {uri} has no column(s) {', '.join(map(repr, unknown))}")
-    target = pa.schema([info.schema.field(c) for c in read])
+    target = _target(uri, info, read)
     scans[uri] += 1
     try:
         reader = pa.RecordBatchReader.from_stream(dt.scan(columns=read, predicate=predicate))
@@ -179,6 +176,16 @@ def scan(
         raise
     except Exception as exc:
         raise TableError(f"reading the Delta table at {uri} failed ({error_line(exc, keys)})") from None
+
+
+def _target(uri: str, info: TableInfo, columns: Sequence[str]) -> Any:
+    """The logical schema of ``columns``; TableError naming the ones the table lacks."""
+    import pyarrow as pa
+
+    unknown = [c for c in columns if c not in info.schema.names]
+    if unknown:
+        raise TableError(f"the Delta table at {uri} has no column(s) {', '.join(map(repr, unknown))}")
+    return pa.schema([info.schema.field(c) for c in columns])
 
 
 def _conform(batch: Any, target: Any) -> Any:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dsr.core import audit, control, gate, suppression
-from dsr.core.masks import Strategy, suppression_digest, suppression_secret
+from dsr.core.digests import suppression_digest, suppression_secret
+from dsr.core.masks import Strategy
 from dsr.core.policy import Policy, TableSpec
 from dsr.delta import access, newfiles
 from dsr.engines.base import CommitResult, Engine, Search
