@@ -154,18 +154,25 @@ def ge_import(job: dict[str, Any]) -> dict[str, Any]:
 
 def _dsr_lake(job: dict[str, Any], kind: str) -> tuple[Any, str]:
     """The copy as a dsr lake: policy, the subjects' requests filed and claimed (not timed)."""
+    from dsr import steps
+    from dsr.core.policy import check_against_lake
+
+    root, policy = _policy_in(job)
+    check_against_lake(policy)
+    _file(policy, root, kind, job["ids"])
+    return policy, steps.claim_batch(policy)["run_id"]
+
+
+def _policy_in(job: dict[str, Any]) -> tuple[Path, Any]:
+    """The copy's lake root with the bench policy written into it, and the policy loaded (the key set)."""
     import os
 
-    from dsr import steps
-    from dsr.core.policy import check_against_lake, load_policy
+    from dsr.core.policy import load_policy
 
     root = Path(job["table"]).parent.parent
     os.environ.setdefault("DSR_PSEUDONYM_KEY", "bench-key-0123456789abcdef")
     (root / "dsr.yml").write_text(POLICY, encoding="utf-8")
-    policy = load_policy(root / "dsr.yml")
-    check_against_lake(policy)
-    _file(policy, root, kind, job["ids"])
-    return policy, steps.claim_batch(policy)["run_id"]
+    return root, load_policy(root / "dsr.yml")
 
 
 def _file(policy: Any, root: Path, kind: str, ids: list[str]) -> None:
@@ -240,17 +247,13 @@ def dsr_run(job: dict[str, Any]) -> dict[str, Any]:
     """The whole ``dsr run`` (CLI entry point, in this process): claim, erase, verify, complete, GE import
     included."""
     import io
-    import os
     from contextlib import redirect_stderr, redirect_stdout
 
     from dsr.cli.main import main
-    from dsr.core.policy import load_policy
-
-    root = Path(job["table"]).parent.parent
-    os.environ.setdefault("DSR_PSEUDONYM_KEY", "bench-key-0123456789abcdef")
-    (root / "dsr.yml").write_text(POLICY, encoding="utf-8")
-    _file(load_policy(root / "dsr.yml"), root, "erase", job["ids"])
     from dsr.verify.ge import Validator
+
+    root, policy = _policy_in(job)
+    _file(policy, root, "erase", job["ids"])
 
     ge = {"seconds": 0.0}
     shared = Validator.shared.__func__  # type: ignore[attr-defined]

@@ -84,7 +84,8 @@ def load(policy: Policy, key: bytes, also: Sequence[Request] = ()) -> Entries:
 
     table = deltautil.open_table(uri(policy))
     rows = [] if table is None else deltautil.read_all(table, schema=_schema()).to_pylist()
-    rows += _new_rows(key, [r for r in _todo(also) if r.request_id not in {row["request_id"] for row in rows}])
+    listed = {row["request_id"] for row in rows}
+    rows += _new_rows(key, [r for r in _todo(also) if r.request_id not in listed])
     check = key_check(key)
     if any(r["key_check"] != check for r in rows):
         raise PolicyError(f"the suppression list at {uri(policy)} was written with another key than "

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from dsr.delta import access
+from dsr.delta import access, commits
 from dsr.errors import TableError
 
 __all__ = ["DataFile", "Files", "files_since"]
@@ -61,7 +61,7 @@ def files_since(uri: str, since: int | None) -> Files:
         return Files(version, list(live.values()), len(live), None,
                      f"version {since} is newer than the table's {version}: every file read")
     try:
-        _, before = _live(uri, since)
+        before = commits.live_files(uri, since)
     except TableError:
         return Files(version, list(live.values()), len(live), None,
                      f"version {since} cannot be read (purged?): every file read")

@@ -150,7 +150,8 @@ def sweep_table(policy: Policy, engine: Engine, sweep_id: str, table_name: str, 
     out.mode, since = _baseline(table, ctx.states[table.name], window)
     files = newfiles.files_since(table.uri, since)
     out.since_version, out.note, out.files_live = files.since, files.note, files.live
-    out.mode = out.mode if files.since is not None or out.mode == "full" else "full"
+    if files.since is None:  # every live file read (asked, or the baseline version is gone)
+        out.mode = "full"
     out.version_before = out.version_after = files.version
     secret = suppression_secret(ctx.key)
     found = engine.find_suppressed(table.uri, Search(
