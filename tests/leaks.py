@@ -4,8 +4,8 @@ Invariant 3 says personal data never reaches logs, XCom, exception messages, Del
 Every test that checks it scans through :class:`Leaks`, so "found" means the same thing everywhere: the id as a
 whole token (``1003`` is found in ``"row 1003 of"`` and ``"part_1003.json"`` but not in ``"21003"`` nor after
 a dot, as in a timestamp's ``09.1003Z``), or, for ids that cannot occur by chance (``whole_token=False``),
-anywhere as a substring. Written independently of dsr's own
-scrubbing, which is what it checks.
+anywhere as a substring. UUIDs (Delta table ids, data file names) are blanked first: a random one holds a group
+such as ``-1007-`` by chance. Written independently of dsr's own scrubbing, which is what it checks.
 """
 
 from __future__ import annotations
@@ -33,6 +33,22 @@ def _log_files(*roots: Path | str) -> Iterator[Path]:
         yield from sorted(Path(root).rglob("_delta_log/*.json"))
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+class _Pattern:
+    """The ids' pattern, searched in a text whose UUIDs are blanked."""
+
+    def __init__(self, ids: re.Pattern[str]) -> None:
+        self.ids = ids
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self.ids.search(_UUID.sub("<uuid>", text))
+
+    def finditer(self, text: str) -> Iterator[re.Match[str]]:
+        return self.ids.finditer(_UUID.sub("<uuid>", text))
+
+
 class Leaks:
     """Scans texts, file names, file contents and Delta logs for any of ``ids``."""
 
@@ -42,7 +58,7 @@ class Leaks:
         parts = [re.escape(i) for i in self.ids]
         if whole_token:
             parts = [rf"(?<![0-9A-Za-z.]){p}(?![0-9A-Za-z])" for p in parts]
-        self._pattern = re.compile("|".join(parts))
+        self._pattern = _Pattern(re.compile("|".join(parts)))
 
     def found_in(self, text: str) -> list[str]:
         """The ids found in one text."""
