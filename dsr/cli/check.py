@@ -17,7 +17,7 @@ def cli_check(policy: Policy, *, engine: str | None, remote: str | None, as_json
     from dsr.core.gate import check_tables
     from dsr.engines import engine_support
     from dsr.exports import check_location
-    from dsr.steps.sweep_state import pending_tables
+    from dsr.steps.sweep_pending import pending_tables
 
     check_location(policy.exports)
     support = engine_support(engine, remote=remote)

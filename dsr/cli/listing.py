@@ -13,7 +13,7 @@ __all__ = ["print_requests"]
 
 
 def _pending_sweeps(policy: Policy) -> None:
-    from dsr.steps.sweep_state import pending_tables
+    from dsr.steps.sweep_pending import pending_tables
 
     for name, n in pending_tables(policy).items():
         print(f"table {name}: pending its first sweep ({n} past erasure(s) not applied yet; dsr sweep applies "

@@ -53,7 +53,8 @@ def _first_sweeps(policy: Policy, engine: Any) -> dict[str, Any] | None:
     that finds them; without the key the run says so and leaves them to ``dsr sweep``."""
     from dsr.errors import PolicyError
     from dsr.steps import sweep as sweeping
-    from dsr.steps.sweep_state import new_sweep_id, pending_tables
+    from dsr.steps.sweep_pending import pending_tables
+    from dsr.steps.sweep_state import new_sweep_id
 
     pending = pending_tables(policy)
     if not pending:

@@ -54,8 +54,8 @@ from dsr.core.policy import Policy
 from dsr.delta import tables as deltautil
 
 __all__ = [
-    "ANCHORED", "EVENTS", "GENESIS", "AuditEvent", "ChainBreak", "anchor_uri", "append", "canonical", "events",
-    "events_by_request", "verify_chain",
+    "ANCHORED", "EVENTS", "GENESIS", "AuditEvent", "ChainBreak", "anchor_uri", "append", "canonical",
+    "event_columns", "events", "events_by_request", "verify_chain",
 ]
 
 
@@ -169,14 +169,26 @@ def append(policy: Policy, batch: Sequence[AuditEvent], *, now: dt.datetime | No
     return ids
 
 
-def _read(policy: Policy, request_ids: Sequence[str] | None) -> list[dict[str, Any]]:
-    """Audit rows (of the given requests, or all), in chain order, details decoded."""
+SKEW = dt.timedelta(days=1)
+"""How far an event's time may be behind its request's ``received_at`` (writers' clocks differ): reads of a
+request's events start this much before it was received."""
+
+
+def _read(
+    policy: Policy, request_ids: Sequence[str] | None, since: dt.datetime | None = None
+) -> list[dict[str, Any]]:
+    """Audit rows (of the given requests, or all), in chain order, details decoded. With ``since`` (the oldest
+    of the requests' ``received_at``), files whose events all predate it by more than :data:`SKEW` are skipped
+    by their statistics: the read stays flat as the log grows."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
 
     table = deltautil.open_table(policy.audit_uri)
     if table is None or request_ids == []:
         return []
+    recent = None if since is None else ds.field("at") >= pa.scalar(since - SKEW, pa.timestamp("us", tz="UTC"))
     data = (deltautil.read_all(table) if request_ids is None
-            else deltautil.read_where(table, "request_id", request_ids))
+            else deltautil.read_where(table, "request_id", request_ids, also=recent))
     rows = sorted(data.to_pylist(), key=lambda r: r["seq"])
     for r in rows:
         r["details"] = json.loads(r["details"]) if r["details"] else {}
@@ -188,11 +200,27 @@ def events(policy: Policy, *, request_id: str | None = None) -> list[dict[str, A
     return _read(policy, None if request_id is None else [request_id])
 
 
-def events_by_request(policy: Policy, request_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
-    """The audit rows of several requests, read in one pass: request id -> rows in chain order."""
+def event_columns(policy: Policy, kinds: Sequence[str]) -> Any:
+    """The audit rows of the given events as a pyarrow Table of at, event, request_id, table_name and details
+    (raw JSON text): a projected, filtered read for questions asked over the whole history in Arrow."""
+    import pyarrow as pa
+
+    columns = ["at", "event", "request_id", "table_name", "details"]
+    table = deltautil.open_table(policy.audit_uri)
+    if table is None:
+        return _schema().empty_table().select(columns)
+    data = deltautil.read_where(table, "event", kinds, columns=columns)
+    return data.cast(pa.schema([_schema().field(c) for c in columns]))
+
+
+def events_by_request(
+    policy: Policy, request_ids: Iterable[str], *, since: dt.datetime | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """The audit rows of several requests, read in one pass: request id -> rows in chain order. ``since``: the
+    oldest ``received_at`` of the requests (their events are not older, give or take :data:`SKEW`)."""
     wanted = sorted(set(request_ids))
     out: dict[str, list[dict[str, Any]]] = {rid: [] for rid in wanted}
-    for r in _read(policy, wanted):
+    for r in _read(policy, wanted, since):
         out[r["request_id"]].append(r)
     return out
 

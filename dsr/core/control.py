@@ -32,6 +32,7 @@ from dsr.core.requests import (
     new_run_id,
     open_requests,
     read_requests,
+    request_ids,
     utc_now,
 )
 from dsr.delta import tables as deltautil
@@ -52,6 +53,7 @@ __all__ = [
     "new_run_id",
     "release",
     "renew_lease",
+    "request_ids",
     "submit",
 ]
 
@@ -91,7 +93,7 @@ def claim(
         at = now or utc_now()
         lease = at + dt.timedelta(minutes=policy.claim_ttl_minutes)
         table.update_incremental()
-        everything = read_requests(table)
+        everything = read_requests(table, open_in=policy)  # claimable and live requests are all open
         if live is not None:
             live.clear()
             live.update(live_runs(everything, at))

@@ -15,7 +15,6 @@ from dsr.core.policy import Policy
 from dsr.core.requests import (
     KINDS,
     audit_readable,
-    is_open,
     new_request_id,
     open_requests,
     read_requests,
@@ -112,7 +111,7 @@ def _add(policy: Policy, items: Sequence[_Intake]) -> list[tuple[str, bool]]:
 
     def attempt() -> tuple[list[tuple[str, bool]], list[dict[str, Any]]]:
         table.update_incremental()
-        open_ids = {(r.kind, r.subject_id): r.request_id for r in read_requests(table) if is_open(r, policy)}
+        open_ids = {(r.kind, r.subject_id): r.request_id for r in read_requests(table, open_in=policy)}
         out: list[tuple[str, bool]] = []
         new_rows: list[dict[str, Any]] = []
         for rid, it in zip(fresh_ids, items, strict=True):

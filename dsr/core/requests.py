@@ -38,6 +38,7 @@ __all__ = [
     "new_run_id",
     "open_requests",
     "read_requests",
+    "request_ids",
     "schema",
     "utc_now",
 ]
@@ -150,11 +151,39 @@ def open_requests(policy: Policy) -> Any:
     )
 
 
-def read_requests(table: Any, where: tuple[str, Iterable[str]] | None = None) -> list[Request]:
-    """Requests of the table's loaded version: all (a full read), or those whose column is in the values."""
+def read_requests(
+    table: Any, where: tuple[str, Iterable[str]] | None = None, *, statuses: Iterable[str] | None = None,
+    open_in: Policy | None = None,
+) -> list[Request]:
+    """Requests of the table's loaded version: all (a full read), or those whose column is in the values; only
+    those with one of ``statuses``, or only the open ones (:func:`is_open` under the policy ``open_in``), when
+    given. The status filters run on the Arrow columns, so a long history of completed requests is never turned
+    into Python objects."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     data = (deltautil.read_all(table, schema=schema()) if where is None
             else deltautil.read_where(table, where[0], where[1], schema=schema()))
+    if statuses is not None:
+        data = data.filter(pc.is_in(data["status"], value_set=pa.array(sorted(set(statuses)), pa.string())))
+    if open_in is not None:
+        retried = pc.and_(pc.equal(data["status"], "failed"), pc.less(data["attempts"], open_in.max_attempts))
+        data = data.filter(pc.or_(pc.is_in(data["status"], value_set=pa.array(OPEN, pa.string())), retried))
     return [Request(**r) for r in data.to_pylist()]
+
+
+def request_ids(policy: Policy, *, status: str, kind: str) -> list[str]:
+    """The ids of the requests of one kind and status, oldest first, read as three columns (no row becomes a
+    Python object but the ids)."""
+    import pyarrow.compute as pc
+
+    table = deltautil.open_table(policy.requests_uri)
+    if table is None:
+        return []
+    data = deltautil.read_all(table, columns=["request_id", "kind", "status", "received_at"])
+    data = data.filter(pc.and_(pc.equal(data["status"], status), pc.equal(data["kind"], kind)))
+    data = data.sort_by([("received_at", "ascending"), ("request_id", "ascending")])
+    return [str(i) for i in data["request_id"].to_pylist()]
 
 
 def list_requests(
@@ -170,14 +199,15 @@ def list_requests(
         return []
     wanted = set(ids) if ids is not None else None
     people = set(subjects) if subjects is not None else None
+    statuses = None if status is None else [status]
     if run_id is not None:
-        found = read_requests(table, ("run_id", [run_id]))
+        found = read_requests(table, ("run_id", [run_id]), statuses=statuses)
     elif wanted is not None:
-        found = read_requests(table, ("request_id", wanted))
+        found = read_requests(table, ("request_id", wanted), statuses=statuses)
     elif people is not None:
-        found = read_requests(table, ("subject_id", people))
+        found = read_requests(table, ("subject_id", people), statuses=statuses)
     else:
-        found = read_requests(table)
+        found = read_requests(table, statuses=statuses)
     rows = [
         r for r in found
         if (status is None or r.status == status) and (wanted is None or r.request_id in wanted)

@@ -129,10 +129,12 @@ def read_all(dt: Any, columns: list[str] | None = None, *, schema: Any = None) -
 
 
 def read_where(
-    dt: Any, column: str, values: Iterable[str], columns: list[str] | None = None, *, schema: Any = None
+    dt: Any, column: str, values: Iterable[str], columns: list[str] | None = None, *, schema: Any = None,
+    also: Any = None,
 ) -> Any:
     """The rows whose ``column`` is one of ``values`` (a pushed-down filter: files and row groups whose
-    statistics rule the values out are not read). Errors as :func:`read_all`."""
+    statistics rule the values out are not read), and that match the dataset expression ``also`` when given (on
+    a column whose statistics prune, such as an append time). Errors as :func:`read_all`."""
     import pyarrow as pa
     import pyarrow.dataset as ds
 
@@ -140,6 +142,8 @@ def read_where(
     wanted = pa.array(sorted(set(values)), pa.string())
     # cast: files MERGE rewrote may store string_view, which pyarrow's statistics pruning cannot compare
     flt = ds.field(column).cast(pa.string()).isin(wanted)
+    if also is not None:
+        flt = also & flt
     try:
         table = pyarrow_dataset(dt).to_table(columns=columns, filter=flt)
     except Exception as exc:

@@ -54,7 +54,8 @@ class Batch:
     def events(self) -> dict[str, list[dict[str, Any]]]:
         """request id -> its audit events in chain order (one filtered read, kept until the next record)."""
         if self._events is None:
-            self._events = audit.events_by_request(self.policy, self.ids)
+            since = min((r.received_at for r in self.requests), default=None)
+            self._events = audit.events_by_request(self.policy, self.ids, since=since)
         return self._events
 
     def record(self, events: Sequence[audit.AuditEvent]) -> None:

@@ -23,8 +23,7 @@ from dsr.core.masks import Strategy
 from dsr.core.policy import Policy, TableSpec
 from dsr.errors import InputError
 
-__all__ = ["SWEEP_ID", "TableState", "check_sweep_id", "new_sweep_id", "pending_tables", "spec_of", "states",
-           "sweep_id_for"]
+__all__ = ["SWEEP_ID", "TableState", "check_sweep_id", "new_sweep_id", "spec_of", "states", "sweep_id_for"]
 
 SWEEP_ID = re.compile(r"swp_[0-9a-f]{16}")
 
@@ -116,15 +115,3 @@ def states(policy: Policy, erasures: Iterable[str], events: Sequence[Mapping[str
             state.since = since
         out[table.name] = state
     return out
-
-
-def pending_tables(policy: Policy) -> dict[str, int]:
-    """Tables pending their first sweep -> how many completed erasures are not applied to them (reads the
-    control table and the audit log; no key needed)."""
-    from dsr.core import audit, control
-
-    erasures = [r.request_id for r in control.list_requests(policy, status="completed") if r.kind == "erase"]
-    if not erasures:
-        return {}
-    found = states(policy, erasures, audit.events(policy))
-    return {name: len(s.unapplied) for name, s in found.items() if s.pending_first_sweep}

@@ -1,0 +1,102 @@
+"""Which tables are pending their first sweep, counted over the audit log's columns (Arrow), not event by event.
+
+The same rule as :func:`dsr.steps.sweep_state.states` (a completed erasure is applied to a table when the table
+has its ``table_erased`` or ``table_retained`` event under the table's current spec — or, for events older than
+specs, under its strategy — or when a successful full sweep under that spec started after the erasure completed),
+asked by every ``dsr run``, ``dsr check`` and ``dsr requests``. Those must not slow down as the history grows:
+the control table is read as three columns, the audit log as the rows of four events (projected), and the
+comparison is done on Arrow arrays; only the few ``table_swept`` rows become Python objects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from typing import Any
+
+from dsr.core.masks import Strategy
+from dsr.core.policy import Policy
+from dsr.steps.sweep_state import spec_of
+
+__all__ = ["EVENTS", "pending_tables", "unapplied"]
+
+EVENTS = ("completed", "table_erased", "table_retained", "table_swept")
+"""The audit events the rule reads."""
+
+
+def pending_tables(policy: Policy) -> dict[str, int]:
+    """Tables pending their first sweep -> how many completed erasures are not applied to them (reads the
+    control table and the audit log; no key needed)."""
+    from dsr.core import audit, control
+
+    erasures = control.request_ids(policy, status="completed", kind="erase")
+    if not erasures:
+        return {}
+    return {name: n for name, n in unapplied(policy, erasures, audit.event_columns(policy, EVENTS)).items() if n}
+
+
+def _details(column: Any) -> Any:
+    """The ``spec`` and ``strategy`` of every details JSON text, parsed by Arrow's JSON reader (one object per
+    line: dsr writes details as compact JSON, so a text holds no line break)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyarrow import json as pajson
+
+    fields = pa.schema([("spec", pa.string()), ("strategy", pa.string())])
+    texts = pa.concat_arrays([c.cast(pa.large_string()) for c in column.chunks] or
+                             [pa.array([], pa.large_string())]).fill_null("{}")
+    if len(texts) == 0:
+        return fields.empty_table()
+    joined = pc.binary_join(pa.LargeListArray.from_arrays(pa.array([0, len(texts)], pa.int64()), texts),
+                            pa.scalar("\n", pa.large_string()))
+    parsed = pajson.read_json(io.BytesIO(joined[0].as_buffer()), parse_options=pajson.ParseOptions(
+        explicit_schema=fields, unexpected_field_behavior="ignore", newlines_in_values=False))
+    if parsed.num_rows != len(texts):
+        raise ValueError("audit details are not one JSON object per event")
+    return parsed
+
+
+def _last_full_sweep(events: Any, table: str, spec: str) -> dt.datetime | None:
+    """When the newest successful full sweep of the table under the spec loaded its suppression list."""
+    import pyarrow.compute as pc
+
+    rows = events.filter(pc.and_(pc.equal(events["event"], "table_swept"), pc.equal(events["table_name"], table)))
+    starts = []
+    for r in rows.to_pylist():
+        d = json.loads(r["details"]) if r["details"] else {}
+        if d.get("spec") == spec and d.get("success", True) and d.get("mode") == "full":
+            starts.append(dt.datetime.fromisoformat(d["started_at"]) if d.get("started_at") else r["at"])
+    return max(starts, default=None)
+
+
+def unapplied(policy: Policy, erasures: list[str], events: Any) -> dict[str, int]:
+    """Delete/anonymise table -> how many of the completed erasures (request ids) are not applied to it, given
+    the audit rows of :data:`EVENTS` (columns at, event, request_id, table_name, details). Pure."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = pa.array(erasures, pa.string())
+    done = events.filter(pc.and_(pc.equal(events["event"], "completed"), pc.is_in(events["request_id"], ids)))
+    latest = done.group_by("request_id").aggregate([("at", "max")])
+    at_type = events.schema.field("at").type
+    completed_at = pc.take(latest["at_max"], pc.index_in(ids, value_set=latest["request_id"]))
+    completed_at = completed_at.fill_null(pa.scalar(dt.datetime.min.replace(tzinfo=dt.UTC), at_type))
+    out: dict[str, int] = {}
+    for table in policy.tables:
+        if table.erase is Strategy.RETAIN:
+            continue
+        spec = spec_of(table)
+        mine = events.filter(pc.and_(pc.equal(events["table_name"], table.name),
+                                     pc.is_in(events["event"], pa.array(["table_erased", "table_retained"]))))
+        details = _details(mine["details"])
+        legacy = pc.and_(pc.is_null(details["spec"]), pc.equal(details["strategy"], str(table.erase)))
+        # Kleene logic: a legacy event's spec is null, and a null must not hide its strategy's match
+        applied = mine["request_id"].filter(
+            pc.fill_null(pc.or_kleene(pc.equal(details["spec"], spec), legacy), False))
+        missing = pc.invert(pc.is_in(ids, pa.array(applied.to_pylist(), pa.string()).unique()))
+        full = _last_full_sweep(events, table.name, spec)
+        if full is not None:
+            missing = pc.and_(missing, pc.greater(completed_at, pa.scalar(full, at_type)))
+        out[table.name] = int(pc.sum(pc.cast(missing, pa.int64())).as_py() or 0)
+    return out

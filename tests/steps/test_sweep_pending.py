@@ -1,0 +1,123 @@
+"""The Arrow count of tables pending their first sweep agrees with the per-event rule in ``sweep_state.states``.
+
+``dsr run``, ``dsr check`` and ``dsr requests`` ask it on every call, so it reads columns instead of events; the
+rule must stay the same: generated histories (policy changes, legacy events without a spec, retained tables,
+failed and incremental sweeps, erasures without a completed event) are counted both ways.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from dsr.core import audit, control
+from dsr.core.policy import Policy, load_policy
+from dsr.steps.sweep_pending import EVENTS, pending_tables, unapplied
+from dsr.steps.sweep_state import spec_of, states
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+POLICY = """\
+lake: ./lake
+tables:
+  - {name: events, path: events, subject: user_id, erase: delete}
+  - {name: users, path: users, subject: id, erase: anonymise, mask: {id: nullify, email: redact}}
+  - {name: orders, path: orders, subject: user_id, erase: retain, reason: tax law}
+"""
+
+
+@pytest.fixture
+def policy(tmp_path: Path) -> Policy:
+    (tmp_path / "dsr.yml").write_text(POLICY, encoding="utf-8")
+    return load_policy(tmp_path / "dsr.yml")
+
+
+def _event(kind: str, rid: str | None, table: str | None, at: dt.datetime, details: dict[str, Any]
+           ) -> dict[str, Any]:
+    return {"at": at, "event": kind, "request_id": rid, "table_name": table,
+            "details": json.dumps(details, sort_keys=True, separators=(",", ":"))}
+
+
+def _history(policy: Policy, seed: int) -> tuple[list[str], list[dict[str, Any]]]:
+    """Erasures whose table events carry the current spec, an old spec, only a strategy (legacy) or nothing,
+    and full and incremental sweeps (some failed) between them."""
+    rng = random.Random(seed)
+    erasures: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for n in range(60):
+        at = T0 + dt.timedelta(hours=n)
+        if rng.random() < 0.15:  # a sweep of one table
+            table = rng.choice(["events", "users"])
+            spec = spec_of(policy.table(table)) if rng.random() < 0.7 else "0123456789abcdef"
+            details = {"spec": spec, "mode": rng.choice(["full", "since"]), "checked_version": 3,
+                       "success": rng.random() < 0.8}
+            if rng.random() < 0.5:
+                details["started_at"] = (at - dt.timedelta(minutes=30)).isoformat()
+            rows.append(_event("table_swept", f"swp_{n:016x}", table, at, details))
+            continue
+        rid = f"req_{n:016x}"
+        erasures.append(rid)
+        for table in ("events", "users", "orders"):
+            how = rng.choice(["current", "old", "legacy", "legacy-other", "none"])
+            kind = "table_retained" if table == "orders" else "table_erased"
+            strategy = str(policy.table(table).erase)
+            details: dict[str, Any] = {"rows": 1, "version_after": n}
+            if how == "current":
+                details |= {"spec": spec_of(policy.table(table)), "strategy": strategy}
+            elif how == "old":
+                details |= {"spec": "fedcba9876543210", "strategy": strategy}
+            elif how == "legacy":
+                details |= {"strategy": strategy}
+            elif how == "legacy-other":
+                details |= {"strategy": "retain" if strategy != "retain" else "delete"}
+            if how != "none":
+                rows.append(_event(kind, rid, table, at, details))
+        if rng.random() < 0.9:  # some erasures have no completed event: they count as completed at the dawn
+            rows.append(_event("completed", rid, None, at + dt.timedelta(minutes=rng.choice([1, 90])), {}))
+        rows.append(_event("verified", rid, "events", at, {"spec": "noise"}))
+    return erasures, rows
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_arrow_count_agrees_with_the_rule_event_by_event(policy: Policy, seed: int) -> None:
+    erasures, rows = _history(policy, seed)
+    table = pa.Table.from_pylist([r for r in rows if r["event"] in EVENTS], schema=pa.schema([
+        ("at", pa.timestamp("us", tz="UTC")), ("event", pa.string()), ("request_id", pa.string()),
+        ("table_name", pa.string()), ("details", pa.string())]))
+    decoded = [{**r, "details": json.loads(r["details"])} for r in rows]
+
+    expected = {name: len(s.unapplied) for name, s in states(policy, erasures, decoded).items()}
+    got = unapplied(policy, erasures, table)
+
+    assert got == expected
+    assert set(got) == {"events", "users"}  # retained tables are never pending
+
+
+def test_no_history_no_erasure_and_no_event(policy: Policy) -> None:
+    empty = audit.event_columns(policy, EVENTS)
+
+    assert empty.num_rows == 0
+    assert unapplied(policy, [], empty) == {"events": 0, "users": 0}
+    assert unapplied(policy, ["req_0000000000000001"], empty) == {"events": 1, "users": 1}
+    assert pending_tables(policy) == {}
+
+
+def test_a_table_added_to_the_policy_counts_every_past_erasure_from_the_tables(
+    policy: Policy, tmp_path: Path
+) -> None:
+    """Through the real control table and audit log: completed erasures with events for ``events`` only."""
+    ids = [control.submit(policy, "erase", f"subject-{i}")[0] for i in range(3)]
+    run = control.new_run_id()
+    control.claim(policy, run)
+    spec = spec_of(policy.table("events"))
+    audit.append(policy, [audit.AuditEvent("table_erased", request_id=rid, run_id=run, table_name="events",
+                                           details={"spec": spec, "strategy": "delete", "rows": 1})
+                          for rid in ids])
+    control.complete(policy, run, [{"request_id": rid, "result": {}} for rid in ids])
+
+    assert pending_tables(policy) == {"users": 3}
