@@ -162,6 +162,10 @@ def read_requests(
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if where is None and open_in is not None:
+        where = ("status", [*OPEN, "failed"])  # pushed down: files of completed requests only are skipped
+    elif where is None and statuses is not None:
+        where = ("status", statuses)
     data = (deltautil.read_all(table, schema=schema()) if where is None
             else deltautil.read_where(table, where[0], where[1], schema=schema()))
     if statuses is not None:

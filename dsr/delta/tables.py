@@ -140,14 +140,20 @@ def read_where(
 
     reads[(table_key(dt), "filtered")] += 1
     wanted = pa.array(sorted(set(values)), pa.string())
-    # cast: files MERGE rewrote may store string_view, which pyarrow's statistics pruning cannot compare
-    flt = ds.field(column).cast(pa.string()).isin(wanted)
-    if also is not None:
-        flt = also & flt
-    try:
-        table = pyarrow_dataset(dt).to_table(columns=columns, filter=flt)
-    except Exception as exc:
-        raise _broken(str(dt.table_uri), exc) from None
+    # First without a cast on the column, so that the files' statistics prune (a cast hides the column from
+    # them). Files that MERGE rewrote store string_view, whose statistics pyarrow cannot compare with strings
+    # (ArrowNotImplementedError, never a wrong answer): then again with the cast, reading every file.
+    dataset = pyarrow_dataset(dt)
+    for flt in (ds.field(column).isin(wanted), ds.field(column).cast(pa.string()).isin(wanted)):
+        try:
+            table = dataset.to_table(columns=columns, filter=flt if also is None else also & flt)
+            break
+        except pa.ArrowNotImplementedError:
+            continue
+        except Exception as exc:
+            raise _broken(str(dt.table_uri), exc) from None
+    else:
+        raise _broken(str(dt.table_uri), RuntimeError(f"no filter on {column!r} could be evaluated"))
     return _checked(dt, table, schema)
 
 
