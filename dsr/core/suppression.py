@@ -57,23 +57,43 @@ def digests_of(secret: str, subject_id: str) -> tuple[str, str | None]:
 
 @dataclass(frozen=True)
 class Entries:
-    """The suppression list as loaded: digests to match, and what they stand for (counts and request ids)."""
+    """The suppression list as loaded: digests to match, and what they stand for (counts and request ids).
+    Arrow arrays throughout: the list grows with every erasure ever done, and only matched digests are ever
+    looked up one by one."""
 
-    request_ids: tuple[str, ...]
-    text: Any  # pyarrow string array: one text digest per entry
-    integer: Any  # pyarrow string array: the integer digests (entries whose id is an integer)
-    by_text: dict[str, str]  # digest -> request id
-    by_int: dict[str, str]
+    request_ids: Any  # pyarrow string array: one per request (its first entry)
+    text: Any  # pyarrow string array: the text digest of each of request_ids
+    integer: Any  # pyarrow string array: the integer digest of each (null when the id is no integer)
     added_through: dt.datetime | None  # the newest entry's time
 
     def __len__(self) -> int:
         return len(self.request_ids)
 
     def digests(self, as_int: bool) -> Any:
-        return self.integer if as_int else self.text
+        """The distinct digests to match, sorted (nulls dropped)."""
+        import pyarrow.compute as pc
+
+        return pc.unique((self.integer if as_int else self.text).drop_null()).sort()
 
     def request_of(self, digest: str, as_int: bool) -> str | None:
-        return (self.by_int if as_int else self.by_text).get(digest)
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        at = pc.index(self.integer if as_int else self.text, pa.scalar(digest, pa.string())).as_py()
+        return None if at < 0 else str(self.request_ids[at].as_py())
+
+
+def unlisted(policy: Policy, request_ids: Sequence[str]) -> list[str]:
+    """The request ids among ``request_ids`` that have no entry (one column read, compared in Arrow)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = deltautil.open_table(uri(policy))
+    if table is None or not request_ids:
+        return list(request_ids)
+    listed = deltautil.read_all(table, ["request_id"]).column(0)
+    wanted = pa.array(request_ids, pa.string())
+    return [str(i) for i in wanted.filter(pc.invert(pc.is_in(wanted, value_set=listed))).to_pylist()]
 
 
 def load(policy: Policy, key: bytes, also: Sequence[Request] = ()) -> Entries:
@@ -81,23 +101,24 @@ def load(policy: Policy, key: bytes, also: Sequence[Request] = ()) -> Entries:
     have none yet (a dry run adds nothing to the table). PolicyError when an entry was written with another
     key: a sweep with the wrong key would match nobody and report a clean table."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     table = deltautil.open_table(uri(policy))
-    rows = [] if table is None else deltautil.read_all(table, schema=_schema()).to_pylist()
-    listed = {row["request_id"] for row in rows}
-    rows += _new_rows(key, [r for r in _todo(also) if r.request_id not in listed])
-    check = key_check(key)
-    if any(r["key_check"] != check for r in rows):
+    data = _schema().empty_table() if table is None else deltautil.read_all(table, schema=_schema())
+    todo = _todo(also)
+    if todo:
+        listed = pc.is_in(pa.array([r.request_id for r in todo], pa.string()), value_set=data["request_id"])
+        new = _new_rows(key, [r for r, known in zip(todo, listed.to_pylist(), strict=True) if not known])
+        data = pa.concat_tables([data, pa.Table.from_pylist(new, schema=_schema())])
+    if data.num_rows and not pc.all(pc.equal(data["key_check"], key_check(key))).as_py():
         raise PolicyError(f"the suppression list at {uri(policy)} was written with another key than "
                           f"${policy.pseudonym_key_env}: set the key its entries were made with")
-    first: dict[str, dict[str, Any]] = {}
-    for r in sorted(rows, key=lambda r: r["added_at"]):
-        first.setdefault(r["request_id"], r)
-    by_text = {r["digest_text"]: rid for rid, r in first.items()}
-    by_int = {r["digest_int"]: rid for rid, r in first.items() if r["digest_int"]}
-    return Entries(request_ids=tuple(first), text=pa.array(sorted(by_text), pa.string()),
-                   integer=pa.array(sorted(by_int), pa.string()), by_text=by_text, by_int=by_int,
-                   added_through=max((r["added_at"] for r in first.values()), default=None))
+    first = (data.sort_by([("added_at", "ascending")])
+             .group_by("request_id", use_threads=False)
+             .aggregate([("digest_text", "first"), ("digest_int", "first"), ("added_at", "first")]))
+    newest = pc.max(first["added_at_first"]).as_py() if first.num_rows else None
+    return Entries(request_ids=first["request_id"].combine_chunks(), text=first["digest_text_first"].combine_chunks(),
+                   integer=first["digest_int_first"].combine_chunks(), added_through=newest)
 
 
 def _todo(requests: Sequence[Request]) -> list[Request]:

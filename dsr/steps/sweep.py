@@ -29,7 +29,8 @@ from dsr.engines.base import CommitResult, Engine, Search
 from dsr.errors import DsrError, InputError
 from dsr.plan import erasure
 from dsr.steps.erase import plan_commit
-from dsr.steps.sweep_state import TableState, spec_of, states
+from dsr.steps.sweep_pending import table_states
+from dsr.steps.sweep_state import TableState, spec_of
 from dsr.steps.verify import failed_suites
 from dsr.verify.checks import check_table
 
@@ -104,11 +105,13 @@ def load_context(policy: Policy, *, dry_run: bool) -> Context:
     that lack one; in memory only on a dry run), and every table's state."""
     key = policy.pseudonym_key()
     started = dt.datetime.now(dt.UTC)
-    erasures = [r for r in control.list_requests(policy, status="completed") if r.kind == "erase"]
+    erasures = control.request_ids(policy, status="completed", kind="erase")
+    lacking = suppression.unlisted(policy, erasures)  # normally none: complete adds the entry when the key is set
+    unlisted = control.list_requests(policy, ids=lacking) if lacking else []
     if not dry_run:
-        suppression.ensure(policy, key, erasures)
-    entries = suppression.load(policy, key, also=erasures)
-    return Context(key, entries, states(policy, [r.request_id for r in erasures], audit.events(policy)), started)
+        suppression.ensure(policy, key, unlisted)
+    entries = suppression.load(policy, key, also=unlisted)
+    return Context(key, entries, table_states(policy, erasures), started)
 
 
 def _version_at(uri: str, when: dt.datetime) -> int:

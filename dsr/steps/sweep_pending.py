@@ -17,9 +17,9 @@ from typing import Any
 
 from dsr.core.masks import Strategy
 from dsr.core.policy import Policy
-from dsr.steps.sweep_state import spec_of
+from dsr.steps.sweep_state import TableState, spec_of, states
 
-__all__ = ["EVENTS", "pending_tables", "unapplied"]
+__all__ = ["EVENTS", "pending_tables", "reduced_states", "table_states", "unapplied"]
 
 EVENTS = ("completed", "table_erased", "table_retained", "table_swept")
 """The audit events the rule reads."""
@@ -70,19 +70,18 @@ def _last_full_sweep(events: Any, table: str, spec: str) -> dt.datetime | None:
     return max(starts, default=None)
 
 
-def unapplied(policy: Policy, erasures: list[str], events: Any) -> dict[str, int]:
-    """Delete/anonymise table -> how many of the completed erasures (request ids) are not applied to it, given
-    the audit rows of :data:`EVENTS` (columns at, event, request_id, table_name, details). Pure."""
+def _missing(policy: Policy, ids: Any, events: Any) -> tuple[dict[str, Any], Any]:
+    """Per delete/anonymise table, a boolean array over ``ids``: the erasure is not applied to the table; and
+    every erasure's completion time (its newest ``completed`` event; the dawn of time when it has none)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    ids = pa.array(erasures, pa.string())
     done = events.filter(pc.and_(pc.equal(events["event"], "completed"), pc.is_in(events["request_id"], ids)))
     latest = done.group_by("request_id").aggregate([("at", "max")])
     at_type = events.schema.field("at").type
     completed_at = pc.take(latest["at_max"], pc.index_in(ids, value_set=latest["request_id"]))
     completed_at = completed_at.fill_null(pa.scalar(dt.datetime.min.replace(tzinfo=dt.UTC), at_type))
-    out: dict[str, int] = {}
+    out: dict[str, Any] = {}
     for table in policy.tables:
         if table.erase is Strategy.RETAIN:
             continue
@@ -98,5 +97,64 @@ def unapplied(policy: Policy, erasures: list[str], events: Any) -> dict[str, int
         full = _last_full_sweep(events, table.name, spec)
         if full is not None:
             missing = pc.and_(missing, pc.greater(completed_at, pa.scalar(full, at_type)))
-        out[table.name] = int(pc.sum(pc.cast(missing, pa.int64())).as_py() or 0)
-    return out
+        out[table.name] = missing
+    return out, completed_at
+
+
+def unapplied(policy: Policy, erasures: list[str], events: Any) -> dict[str, int]:
+    """Delete/anonymise table -> how many of the completed erasures (request ids) are not applied to it, given
+    the audit rows of :data:`EVENTS` (columns at, event, request_id, table_name, details). Pure."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    missing, _ = _missing(policy, pa.array(erasures, pa.string()), events)
+    return {name: int(pc.sum(pc.cast(m, pa.int64())).as_py() or 0) for name, m in missing.items()}
+
+
+def _last_sweep_start(policy: Policy, rows: list[dict[str, Any]]) -> dt.datetime | None:
+    """The oldest, over the tables, of when each table's newest successful sweep under its spec started (the
+    erasures completed since can move that table's incremental start); None when no table has one."""
+    starts = []
+    for table in policy.tables:
+        spec = spec_of(table)
+        mine = [r for r in rows if r["table_name"] == table.name and r["details"].get("spec") == spec
+                and r["details"].get("success", True)]
+        if mine:
+            last = mine[-1]
+            started = last["details"].get("started_at")
+            starts.append(dt.datetime.fromisoformat(started) if started else last["at"])
+    return min(starts, default=None)
+
+
+def reduced_states(policy: Policy, erasures: list[str], events: Any) -> dict[str, TableState]:
+    """:func:`~dsr.steps.sweep_state.states` of every table, decoding only the events that can matter: every
+    sweep, and those of the erasures not applied to some table or completed since a table's last sweep. The
+    others are applied everywhere and older than every last sweep, so they change no table's state. ``events``
+    as for :func:`unapplied`, plus ``seq`` (chain order). Pure."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = pa.array(erasures, pa.string())
+    missing, completed_at = _missing(policy, ids, events)
+    relevant = pa.array([False] * len(ids), pa.bool_())
+    for m in missing.values():
+        relevant = pc.or_(relevant, m)
+    events = events.sort_by([("seq", "ascending")])
+    swept = events.filter(pc.equal(events["event"], "table_swept"))
+    since = _last_sweep_start(policy, _decoded(swept))
+    if since is not None:
+        relevant = pc.or_(relevant, pc.greater_equal(completed_at, pa.scalar(since, completed_at.type)))
+    keep = ids.filter(relevant)
+    rows = events.filter(pc.or_(pc.equal(events["event"], "table_swept"), pc.is_in(events["request_id"], keep)))
+    return states(policy, keep.to_pylist(), _decoded(rows))
+
+
+def _decoded(rows: Any) -> list[dict[str, Any]]:
+    return [{**r, "details": json.loads(r["details"]) if r["details"] else {}} for r in rows.to_pylist()]
+
+
+def table_states(policy: Policy, erasures: list[str]) -> dict[str, TableState]:
+    """Every table's state for the completed erasures (request ids), read as :func:`reduced_states` needs."""
+    from dsr.core import audit
+
+    return reduced_states(policy, erasures, audit.event_columns(policy, EVENTS))

@@ -18,7 +18,7 @@ import pytest
 
 from dsr.core import audit, control
 from dsr.core.policy import Policy, load_policy
-from dsr.steps.sweep_pending import EVENTS, pending_tables, unapplied
+from dsr.steps.sweep_pending import EVENTS, pending_tables, reduced_states, unapplied
 from dsr.steps.sweep_state import spec_of, states
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -45,8 +45,10 @@ def _event(kind: str, rid: str | None, table: str | None, at: dt.datetime, detai
 
 def _history(policy: Policy, seed: int) -> tuple[list[str], list[dict[str, Any]]]:
     """Erasures whose table events carry the current spec, an old spec, only a strategy (legacy) or nothing,
-    and full and incremental sweeps (some failed) between them."""
+    and full and incremental sweeps (some failed) between them. Odd seeds: almost every event under the current
+    spec, so tables are covered and their incremental start is computed."""
     rng = random.Random(seed)
+    covered = 0.995 if seed % 2 else 0.0
     erasures: list[str] = []
     rows: list[dict[str, Any]] = []
     for n in range(60):
@@ -63,7 +65,8 @@ def _history(policy: Policy, seed: int) -> tuple[list[str], list[dict[str, Any]]
         rid = f"req_{n:016x}"
         erasures.append(rid)
         for table in ("events", "users", "orders"):
-            how = rng.choice(["current", "old", "legacy", "legacy-other", "none"])
+            how = "current" if rng.random() < covered else rng.choice(
+                ["current", "old", "legacy", "legacy-other", "none"])
             kind = "table_retained" if table == "orders" else "table_erased"
             strategy = str(policy.table(table).erase)
             details: dict[str, Any] = {"rows": 1, "version_after": n}
@@ -83,12 +86,19 @@ def _history(policy: Policy, seed: int) -> tuple[list[str], list[dict[str, Any]]
     return erasures, rows
 
 
+def _columns(rows: list[dict[str, Any]]) -> pa.Table:
+    """The rows as ``audit.event_columns`` reads them: the four kinds of event, in chain order (seq)."""
+    return pa.Table.from_pylist([{"seq": i, **r} for i, r in enumerate(rows) if r["event"] in EVENTS],
+                                schema=pa.schema([
+                                    ("seq", pa.int64()), ("at", pa.timestamp("us", tz="UTC")), ("event", pa.string()),
+                                    ("request_id", pa.string()), ("table_name", pa.string()),
+                                    ("details", pa.string())]))
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_the_arrow_count_agrees_with_the_rule_event_by_event(policy: Policy, seed: int) -> None:
     erasures, rows = _history(policy, seed)
-    table = pa.Table.from_pylist([r for r in rows if r["event"] in EVENTS], schema=pa.schema([
-        ("at", pa.timestamp("us", tz="UTC")), ("event", pa.string()), ("request_id", pa.string()),
-        ("table_name", pa.string()), ("details", pa.string())]))
+    table = _columns(rows)
     decoded = [{**r, "details": json.loads(r["details"])} for r in rows]
 
     expected = {name: len(s.unapplied) for name, s in states(policy, erasures, decoded).items()}
@@ -96,6 +106,29 @@ def test_the_arrow_count_agrees_with_the_rule_event_by_event(policy: Policy, see
 
     assert got == expected
     assert set(got) == {"events", "users"}  # retained tables are never pending
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_sweep_s_states_from_the_events_that_matter_equal_those_from_every_event(
+    policy: Policy, seed: int
+) -> None:
+    """A sweep decodes only the events of erasures not applied somewhere or completed since a table's last
+    sweep: the state of every table (what is unapplied, where the incremental read starts, the last sweep)
+    is the same as from the whole log."""
+    erasures, rows = _history(policy, seed)
+    decoded = [{**r, "details": json.loads(r["details"])} for r in rows]
+
+    assert reduced_states(policy, erasures, _columns(rows)) == states(policy, erasures, decoded)
+
+
+def test_the_generated_histories_exercise_both_pending_tables_and_incremental_starts(policy: Policy) -> None:
+    found = []
+    for seed in range(12):
+        erasures, rows = _history(policy, seed)
+        found += states(policy, erasures, [{**r, "details": json.loads(r["details"])} for r in rows]).values()
+
+    assert sum(s.pending_first_sweep for s in found) >= 6
+    assert sum(s.since is not None for s in found) >= 3
 
 
 def test_no_history_no_erasure_and_no_event(policy: Policy) -> None:
