@@ -28,6 +28,7 @@ from deltalake import DeltaTable
 from dsr.cli.demo import DemoInfo, build_demo_lake
 from tests import expect
 from tests.leaks import Leaks
+from tests.packages import document
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
@@ -199,13 +200,13 @@ def test_exports_hold_exactly_each_subjects_rows_minus_never_export(run: Run) ->
 
     for req in exports:
         uri = by_id[req.request_id].export_uri
-        assert uri and Path(uri).name == f"{req.request_id}.json"
+        assert uri and Path(uri).name == f"{req.request_id}.zip"
         if req.subject_id in erased:  # also erased: the DAG's purge task deleted the copy with the erasure
             assert not Path(uri).exists()
             assert [e["details"]["why"] for e in audit.events(policy, request_id=req.request_id)
                     if e["event"] == "export_deleted"] == ["erased"]
             continue
-        doc = json.loads(Path(uri).read_text(encoding="utf-8"))
+        doc = document(uri)
         assert doc["request_id"] == req.request_id and doc["subject_id"] == req.subject_id
         assert set(doc["tables"]) == {t.name for t in policy.tables if t.export}
         for spec in policy.tables:

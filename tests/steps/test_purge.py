@@ -235,8 +235,8 @@ def test_the_export_of_an_erased_person_goes_with_the_purge(purged: dict[str, An
     report = purged["report"]
     assert report.exports == {"erased": 1, "expired": 0}  # 1003 was exported, then erased
     assert report.own_residue == {"control table": 0, "audit table": 0, "exports": 0}
-    docs = {p.name for p in Path(policy.exports).glob("*.json")}
-    assert docs == {f"{purged['ids'][('export', s)]}.json" for s in ("1005", "1030")}
+    docs = {p.name for p in Path(policy.exports).glob("*.zip")}
+    assert docs == {f"{purged['ids'][('export', s)]}.zip" for s in ("1005", "1030")}
     why = [e["details"]["why"] for e in audit.events(policy, request_id=purged["ids"][("export", "1003")])
            if e["event"] == "export_deleted"]
     assert why == ["erased"]
