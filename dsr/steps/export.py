@@ -15,6 +15,7 @@ from typing import Any
 
 from dsr import exports as exporting
 from dsr.core import audit, control, gate
+from dsr.core.cooldown import erase_waits
 from dsr.core.policy import Policy
 from dsr.core.subjects import uncastable_note
 from dsr.delta import access
@@ -139,7 +140,7 @@ def finish_exports(policy: Policy, run_id: str) -> dict[str, Any]:
     exporting.remove_run_parts(policy.exports, run_id)
     if failed:
         control.fail(policy, run_id, failed, final=final)
-    released = _hold_back_erasures(policy, batch)
+    released = _hold_back_erasures(policy, batch, now)
     log.info("run %s: %d export document(s) written, %d failed, %d erasure(s) wait for an export",
              run_id, len(done), len(failed), released)
     return {"documents": len(done), "failed": len(failed), "erasures_waiting": released}
@@ -152,18 +153,23 @@ def _package_options(events: Sequence[dict[str, Any]], policy_key: str | None) -
                                     recipient_key=filed.get("recipient_key") or policy_key)
 
 
-def _hold_back_erasures(policy: Policy, batch: Batch) -> int:
-    """With export_before_erase, an erasure whose subject has an unfinished export goes back to pending."""
-    if not policy.export_before_erase:
-        return 0
+def _hold_back_erasures(policy: Policy, batch: Batch, now: dt.datetime) -> int:
+    """With export_before_erase, an erasure whose subject has an unfinished export goes back to pending; so does
+    one whose subject's export this run has just completed, for its cool-down (``erase_cooldown_days``; the
+    claim keeps later runs from taking it before its time)."""
     erasures = batch.of("erase")
-    if not erasures:
+    if not erasures or not (policy.export_before_erase or policy.erase_cooldown_days):
         return 0
-    blocking = {
-        r.subject_id for r in control.list_requests(policy, subjects={r.subject_id for r in erasures})
-        if r.kind == "export" and control.is_open(r, policy)
-    }
+    theirs = control.list_requests(policy, subjects={r.subject_id for r in erasures})
+    blocking = {r.subject_id for r in theirs if r.kind == "export" and control.is_open(r, policy)
+                } if policy.export_before_erase else set()
+    cooling = erase_waits([r for r in theirs if r.kind == "erase" or r.run_id == batch.run_id],
+                          policy.erase_cooldown_days, now)
     waiting = [r.request_id for r in erasures if r.subject_id in blocking]
     if waiting:
         control.release(policy, batch.run_id, waiting, "waiting for an unfinished export of the same subject")
-    return len(waiting)
+    later = [r.request_id for r in erasures if r.request_id in cooling and r.request_id not in waiting]
+    if later:
+        control.release(policy, batch.run_id, later, "cooling down after an export of the same subject "
+                                                     f"(erase_cooldown_days {policy.erase_cooldown_days})")
+    return len(waiting) + len(later)
