@@ -3,6 +3,7 @@ document of a json package."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import zipfile
@@ -36,3 +37,17 @@ def document(uri: str | None) -> Any:
 
 def manifest(uri: str | bytes) -> Any:
     return json.loads(members(uri)["manifest.json"])
+
+
+def tables(uri: str) -> dict[str, list[dict[str, Any]]]:
+    """Each table's rows in a package of either format: a json package's objects as written, a csv package's
+    rows as text (an empty cell is None)."""
+    files = members(uri)
+    m = json.loads(files["manifest.json"])
+    if m["format"] == "json":
+        return dict(json.loads(files["export.json"])["tables"])
+    out = {}
+    for t in m["tables"]:
+        reader = csv.DictReader(io.StringIO(files[t["file"]].decode("utf-8"), newline=""))
+        out[t["name"]] = [{k: (v if v != "" else None) for k, v in row.items()} for row in reader]
+    return out
