@@ -181,6 +181,7 @@ def _policy(args: argparse.Namespace, *, lake: bool = True) -> Any:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    """One branch per command, each importing its handler when it runs (``dsr --help`` loads nothing heavy)."""
     cmd = args.command
     if cmd == "demo":
         from dsr.cli.demo import run_demo

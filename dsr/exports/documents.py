@@ -104,7 +104,8 @@ def finish_documents(
     :class:`PartWriter` of this run whose request ids include every request here (else ``StepError``, before
     any package is written). ``notes`` maps a request id to its notes ({} when absent), ``options`` to its
     :class:`PackageOptions` (json, unencrypted when absent). Returns request_id -> package URI. Each package is
-    complete or absent: a failure removes the one being written.
+    complete or absent: a failure removes the one being written. Long because every check comes before the
+    first write, and the cursors must outlive the whole pass.
     """
     check_id(run_id, "run id")
     reqs = sorted(requests, key=SORT_KEY)

@@ -137,11 +137,10 @@ def _export_residue(policy: Policy, ids: Mapping[str, re.Pattern[str]]) -> Count
 
 
 def _package_subject(filesys: Any, path: str) -> str | None:
-    import io
     import zipfile
 
     try:
-        with filesys.open_input_stream(path) as f, zipfile.ZipFile(io.BytesIO(f.read())) as z:
+        with filesys.open_input_file(path) as f, zipfile.ZipFile(f) as z:  # seekable: reads the manifest only
             return _document_subject(z.read("manifest.json").decode("utf-8", errors="replace"))
     except (OSError, KeyError, zipfile.BadZipFile):
         return None
