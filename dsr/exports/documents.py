@@ -139,12 +139,15 @@ def finish_documents(
             opts = options.get(rid) or PackageOptions()
             uri = document_uri(exports, rid, sealed=opts.recipient_key is not None)
             sink = _Sink(store, uri, run_id, stored)
+            pkg: PackageZip | None = None
             try:
-                out = Sealer(sink, opts.recipient_key) if opts.recipient_key else sink
-                _write_package(PackageZip(out), run_id, rid, subject_id, head, opts.format, tables, cursors,
+                pkg = PackageZip(Sealer(sink, opts.recipient_key) if opts.recipient_key else sink)
+                _write_package(pkg, run_id, rid, subject_id, head, opts.format, tables, cursors,
                                notes.get(rid) or {})
             except BaseException:
                 sink.abort()
+                if pkg is not None:
+                    pkg.discard()
                 raise
             sink.commit()
             written[rid] = uri
@@ -164,22 +167,27 @@ class _Sink:
         self._tmp = f"{self._final}.{run_id}.tmp"
         self._s3 = S3Upload(uri, stored.sse, stored.kms_key_id) if store.remote else None
         self._f = self._s3 if self._s3 is not None else store.open_write(self._tmp)
+        self._aborted = False
 
     def write(self, data: bytes) -> int:
-        self._f.write(data)
+        if not self._aborted:  # after abort, what the zip still writes as it is discarded goes nowhere
+            self._f.write(data)
         return len(data)
 
     def flush(self) -> None:
-        self._f.flush()
+        if not self._aborted:
+            self._f.flush()
 
     def close(self) -> None:
-        self._f.close()
+        if not self._aborted:
+            self._f.close()
 
     def commit(self) -> None:
         if self._s3 is None:
             os.replace(self._tmp, self._final)
 
     def abort(self) -> None:
+        self._aborted = True
         if self._s3 is not None:
             with contextlib.suppress(Exception):
                 self._s3.abort()

@@ -14,6 +14,7 @@ The zip is streamed to its destination; members are written one at a time and ha
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -118,6 +119,11 @@ class PackageZip:
                 w.writerow([csv_cell(values.get(c)) for c in columns])
                 n += 1
         return n
+
+    def discard(self) -> None:
+        """After a failure (the destination already aborted): close the zip quietly, so it writes nothing later."""
+        with contextlib.suppress(Exception):
+            self._zip.close()
 
     def finish(self, head: Mapping[str, Any], tables: Mapping[str, Mapping[str, Any]],
                notes: Mapping[str, str]) -> None:
