@@ -62,7 +62,8 @@ def readme(request_id: str, fmt: str, expires_at: str, tables: Sequence[str]) ->
         f"This package holds a copy of the personal data we keep about you, in a machine-readable format.\n\n"
         f"Files:\n{files}\n  manifest.json  the list of files with their size and SHA-256 checksum, and row counts\n\n"
         f"{how}\nTimes are ISO-8601 (UTC when they end in Z), amounts are exact decimal text, binary values are\n"
-        f"base64 text.\n\nThis package is deleted on {expires_at}: keep your own copy if you need it.\n"
+        f"base64 text.\n\nThis package is deleted on {expires_at[:16].replace('T', ' ')} UTC: keep your own copy "
+        f"if you need it.\n"
     )
 
 

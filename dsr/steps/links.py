@@ -72,8 +72,10 @@ def issue_link(
         raise InputError("--for must name who receives the link (a name or role), not the subject id")
     at = now or dt.datetime.now(dt.UTC)
     left = expires_at(r, policy) - at
-    if left <= dt.timedelta(0):
-        raise InputError(f"export {request_id} has expired: its package is deleted (export_ttl_days)")
+    deleted = any(e["event"] == "export_deleted" for e in audit.events_by_request(policy, [request_id])[request_id])
+    if left <= dt.timedelta(0) or deleted:
+        raise InputError(f"export {request_id} has expired: its package is deleted (export_ttl_days, or the "
+                         "person's erasure was purged)")
     ttl = min(ttl or MAX_TTL, MAX_TTL, left)
     seconds = max(1, int(ttl.total_seconds()))
     url = presign(r.export_uri, seconds)

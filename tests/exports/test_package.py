@@ -123,7 +123,7 @@ def test_the_manifest_lists_every_file_with_size_and_sha256_and_the_readme_expla
     doc = json.loads(files["export.json"])
     assert doc["schema_version"] == 1 and len(doc["tables"]["events"]) == 2 and doc["tables"]["empty"] == []
     readme = files["README.txt"].decode("utf-8")
-    assert "req_a" in readme and "2025-01-16T03:04:05Z" in readme and "u1" not in readme
+    assert "req_a" in readme and "deleted on 2025-01-16 03:04 UTC" in readme and "u1" not in readme
     assert stat.S_IMODE(os.stat(uri).st_mode) == 0o600
     assert sorted(os.listdir(tmp_path / "exports")) == ["_parts", "req_a.zip"]  # no temporary file left
 

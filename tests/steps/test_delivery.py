@@ -21,6 +21,8 @@ import pytest
 from dsr import steps
 from dsr.core import audit, control
 from dsr.engines.deltars import DeltaRsEngine
+from dsr.errors import InputError
+from dsr.steps.links import issue_link
 from tests import lakes
 from tests.invoke import dsr
 from tests.packages import members
@@ -123,6 +125,8 @@ def test_s3_packages_are_encrypted_linked_and_announced(
     too_long = dsr("export-link", rid, "--ttl", "8d")
     assert too_long.returncode == 2 and too_long.stdout == ""
     assert too_long.stderr.strip().splitlines() == ["dsr: error: --ttl: a link lasts at most 7 days (7d)"]
+    with pytest.raises(InputError, match="has expired"):  # a package past export_ttl_days gets no link
+        issue_link(policy, rid, now=dt.datetime.now(dt.UTC) + dt.timedelta(days=31))
     assert len(_events(policy, rid, "export_link_issued")) == 2  # nothing recorded for bad input
 
 
