@@ -7,7 +7,9 @@ where the step fans out:
 
 1. **claim** the pending (and retryable failed or expired) requests as one batch;
 2. **export** — one mapped task per export-enabled table: one scan for all requested subjects;
-3. **finish_exports** — write one export document per request;
+3. **finish_exports** — write one export package per request; on success an `ExportReadyNotifier`
+   (`dsr.orchestrate.export_notifier`, an Airflow `BaseNotifier`) tells the policy's webhook, or the channel a
+   deployment plugs in, that the packages are ready (never the data);
 4. **erase** — one mapped task per table: one Delta commit deleting, anonymising or retaining the rows;
 5. **verify** — one mapped task per table: Great Expectations suites prove no erased id survives;
 6. **complete** — mark the requests completed (or failed), write receipts and audit events;
@@ -37,6 +39,7 @@ from pathlib import Path
 from airflow.sdk import dag, task
 
 from dsr.orchestrate import airflow_dag as kit
+from dsr.orchestrate import export_notifier
 from dsr.orchestrate import sweep_tasks as sweeps
 from dsr.steps.run import STEPS
 
@@ -48,7 +51,7 @@ def dsr_process() -> None:
     batch = task(task_id="claim")(kit.claim)()  # one item per table: its name and the steps that process it
     previous = batch
     for index, step in enumerate(STEPS):
-        run = task(**kit.task_options(index, step))(kit.step_task(step))
+        run = task(**kit.task_options(index, step), **export_notifier.callbacks(step.name))(kit.step_task(step))
         current = run.expand(work=batch) if step.per_table else run()
         # every step also hangs on the claim, so a step after one skipped for an empty table list still runs
         [batch, previous] >> current

@@ -11,7 +11,6 @@ quotes, backslashes, non-ASCII letters and inner blanks.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import unicodedata
@@ -28,6 +27,7 @@ from dsr.core import control
 from dsr.core.policy import check_against_lake, load_policy
 from dsr.engines.deltars import DeltaRsEngine
 from tests import expect, lakes
+from tests.packages import document
 
 KEY = "property-test-key-0123456789"
 _LETTERS = "abcXYZ019'\"\\é中🙂ß- _."
@@ -123,7 +123,7 @@ def test_after_a_run_the_invariants_hold(spec: dict[str, Any], monkeypatch: pyte
             req = control.list_requests(policy, ids=[rid])[0]
             assert req.status == "completed", (kind, req.error)
             if kind == "export":
-                doc = json.loads(Path(str(req.export_uri)).read_text(encoding="utf-8"))
+                doc = document(req.export_uri)
                 assert doc["subject_id"] == sid
                 for t in policy.tables:
                     expected = [r for r in before[t.name] if _is(r["subject"], sid)]

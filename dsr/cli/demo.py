@@ -184,6 +184,9 @@ def run_demo(dir: str) -> int:
     rc = _stream([airflow_bin(), "dags", "test", DAG_ID], env, home / "dags-test.log")
     _say(f"      airflow exited with {rc}")
 
+    from dsr.cli.demopackages import package_lines
+    from dsr.core.policy import load_policy
+
     _say("[5/6] summary")
     ok = _summary(info) and rc == 0
     leaks = subject_id_leaks(info.subjects("erase") + info.subjects("export"), airflow_texts(home))
@@ -192,10 +195,12 @@ def run_demo(dir: str) -> int:
         _say(f"  subject ids FOUND in: {', '.join(leaks)}")
     else:
         _say("  no subject id in the Airflow output, task logs or XCom table")
+    _say("  export packages (zip: README.txt, the data files, manifest.json)")
+    for line in package_lines(load_policy(info.policy_path)):
+        _say(f"    {line}")
     _say("[6/6] purge: the DAG's purge task ran (the demo policy sets purge_after_hours: 0); a residue scan with "
          "the ids the demo filed:")
     from dsr.cli.purge import purge_lines
-    from dsr.core.policy import load_policy
 
     erased = {r.request_id: r.subject_id for r in info.requests if r.kind == "erase"}
     purged, lines = purge_lines(load_policy(info.policy_path), erased)

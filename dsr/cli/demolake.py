@@ -8,7 +8,7 @@ Layout of DIR::
     dsr.yml          the policy (lake: ./lake, exports: ./exports)
     demo.env         DSR_POLICY and DSR_PSEUDONYM_KEY, to ``source`` before using ``dsr`` on the demo
     lake/            users, events (partitioned by event_date), orders, consents, support_tickets, geo_lookup
-    exports/         the export documents (after the run)
+    exports/         the export packages (after the run)
     airflow/         the throw-away AIRFLOW_HOME (SQLite metadata DB, task logs)
 """
 
@@ -230,7 +230,8 @@ def _environ(values: Mapping[str, str]) -> Iterator[None]:
 
 
 def _file_requests(info: DemoInfo, rng: random.Random, user_ids: list[str], customers: list[int]) -> list[DemoRequest]:
-    """Five erasures and three exports; one user asks for both (the export runs first)."""
+    """Five erasures and three exports (the first as CSV, the others JSON); one user asks for both (the export
+    runs first)."""
     from dsr.core import control
     from dsr.core.policy import load_policy
 
@@ -246,6 +247,7 @@ def _file_requests(info: DemoInfo, rng: random.Random, user_ids: list[str], cust
     with _environ(info.env):
         policy = load_policy(info.policy_path)
         for n, (kind, subject, hint) in enumerate(plan, start=1):
-            rid, _ = control.submit(policy, kind, subject, ticket=f"DEMO-{n:03d}", requested_by="privacy@example.com")
+            rid, _ = control.submit(policy, kind, subject, ticket=f"DEMO-{n:03d}", requested_by="privacy@example.com",
+                                    export_format="csv" if n == 1 else None)
             out.append(DemoRequest(rid, kind, subject, hint))
     return out

@@ -1,4 +1,5 @@
-"""``dsr requests``: the requests table, with each completed erasure's purge state."""
+"""``dsr requests``: the requests table, with each completed erasure's purge state and, for an erasure cooling
+down after an export, when it will proceed."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 
 from dsr.core import control
 from dsr.core.policy import Policy
+from dsr.steps.claim import cooling_erasures
 from dsr.steps.purge import purge_states
 
 __all__ = ["print_requests"]
@@ -26,8 +28,11 @@ def print_requests(policy: Policy, *, status: str | None, as_json: bool) -> int:
     now = dt.datetime.now(dt.UTC)
     rows = control.list_requests(policy, status=status)
     purges = purge_states(policy, rows, now)
+    cooling = cooling_erasures(policy, now) if any(r.kind == "erase" for r in rows) else {}
     if as_json:
-        print(json.dumps([{**r.public(now), "purge": purges.get(r.request_id)} for r in rows], indent=2))
+        print(json.dumps([{**r.public(now), "purge": purges.get(r.request_id),
+                           "proceeds_at": cooling[r.request_id].isoformat() if r.request_id in cooling else None}
+                          for r in rows], indent=2))
         return 0
     if not rows:
         print("no requests" + (f" with status {status}" if status else ""))
@@ -38,6 +43,9 @@ def print_requests(policy: Policy, *, status: str | None, as_json: bool) -> int:
         flag = "  OVERDUE" if r.overdue(now) else ""
         print(f"{r.request_id:22} {r.kind:6} {r.status:9} {r.due_at:%Y-%m-%d} {r.attempts:>5}  {r.ticket or '-'}{flag}")
         outcome = r.result_json().get("outcome") if r.status == "completed" else None
+        if r.request_id in cooling:
+            print(f"{'':22} cooling down after an export: proceeds {cooling[r.request_id]:%Y-%m-%d %H:%M} UTC "
+                  f"(erase_cooldown_days {policy.erase_cooldown_days})")
         if outcome == "no data found":
             print(f"{'':22} outcome: no data found (the subject id matched no row in any table)")
         purge = purges.get(r.request_id)

@@ -55,8 +55,13 @@ def _parser() -> argparse.ArgumentParser:
         r.add_argument("subject", metavar="SUBJECT", help="the subject id as stored in the tables")
         r.add_argument("--ticket", metavar="T", help="your ticket or case reference")
         r.add_argument("--by", metavar="WHO", help="who files the request")
+        if kind == "export":
+            r.add_argument("--format", choices=("json", "csv"), help="the package's data files (default json)")
+            r.add_argument("--recipient-key", metavar="FILE.pem",
+                           help="encrypt the package to this X25519 or RSA public key (PEM)")
     imp = rsub.add_parser(
-        "import", help="file every request of a CSV (header kind,subject_id[,ticket,requested_by]); all or nothing"
+        "import", help="file every request of a CSV (header kind,subject_id[,ticket,requested_by,format]); all or "
+                       "nothing"
     )
     imp.add_argument("file", metavar="FILE.csv")
 
@@ -127,6 +132,14 @@ def _parser() -> argparse.ArgumentParser:
     asub.required = True
     asub.add_parser("verify", help="recompute the hash chain; exit 1 naming the first bad event")
 
+    lnk = sub.add_parser("export-link", help="print a presigned HTTPS link to a completed export's package (S3 "
+                                             "exports only); the audit log records to whom and until when")
+    lnk.add_argument("request_id", metavar="REQUEST_ID")
+    lnk.add_argument("--ttl", metavar="24h", help="how long the link works: s, m, h or d, at most 7d (default: "
+                                                  "until the package expires, at most 7 days)")
+    lnk.add_argument("--for", dest="issued_for", metavar="WHO", help="who receives the link (recorded)")
+    lnk.add_argument("--json", action="store_true")
+
     demo = sub.add_parser("demo", help="demo lake + policy + requests, then the Airflow DAG end to end")
     demo.add_argument("--dir", metavar="DIR", default="demo", help="where to build the demo (default ./demo)")
     return p
@@ -168,6 +181,7 @@ def _policy(args: argparse.Namespace, *, lake: bool = True) -> Any:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    """One branch per command, each importing its handler when it runs (``dsr --help`` loads nothing heavy)."""
     cmd = args.command
     if cmd == "demo":
         from dsr.cli.demo import run_demo
@@ -178,7 +192,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return cli_check(_policy(args), engine=args.engine, remote=args.remote, as_json=args.json)
     if cmd == "request":
-        return _request(args)
+        from dsr.cli.filing import cli_request
+
+        return cli_request(args, lambda: _policy(args, lake=False))
+    if cmd == "export-link":
+        from dsr.cli.exportlink import cli_export_link
+
+        return cli_export_link(args, lambda: _policy(args, lake=False))
     if cmd == "requests":
         return _requests(args)
     if cmd == "audit":
@@ -225,28 +245,6 @@ def _receipt(args: argparse.Namespace) -> int:
 
         return print_sweep_receipt(_policy(args, lake=False), check_sweep_id(args.request_id), as_json=args.json)
     return print_receipt(_policy(args, lake=False), args.request_id, as_json=args.json)
-
-
-def _request(args: argparse.Namespace) -> int:
-    from dsr.core import control
-
-    if args.kind == "import":
-        policy = _policy(args, lake=False)
-        results = control.import_csv(policy, args.file)
-        added = sum(1 for _, created in results if created)
-        for rid, created in results:
-            print(f"{rid}\t{'added' if created else 'duplicate of an open request'}")
-        print(f"imported {added} new request(s), {len(results) - added} duplicate(s)", file=sys.stderr)
-        return 0
-    from dsr.core.subjects import check_subject_id
-
-    check_subject_id(args.subject)
-    policy = _policy(args, lake=False)
-    rid, created = control.submit(policy, args.kind, args.subject, ticket=args.ticket, requested_by=args.by)
-    print(rid)
-    if not created:
-        print(f"dsr: an open {args.kind} request for this subject exists already: {rid}", file=sys.stderr)
-    return 0
 
 
 def _requests(args: argparse.Namespace) -> int:

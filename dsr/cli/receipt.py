@@ -91,6 +91,8 @@ def build_receipt(policy: Policy, request_id: str) -> dict[str, Any]:
         "requested_by": r.requested_by, "received_at": r.received_at.isoformat(), "due_at": r.due_at.isoformat(),
         "updated_at": r.updated_at.isoformat(), "attempts": r.attempts, "run_id": r.run_id, "error": r.error,
         "export_uri": r.export_uri, "outcome": r.result_json().get("outcome"), "tables": tables,
+        "package": {k: r.result_json().get(k) for k in ("format", "sealed", "expires_at")}
+        if r.kind == "export" and r.result_json().get("format") else None,
         "own_residue": own_residue,
         "events": [{"seq": e["seq"], "at": e["at"].isoformat(), "event": e["event"], "table": e["table_name"],
                     "run_id": e["run_id"], "hash": e["hash"]} for e in events],
@@ -122,7 +124,10 @@ def print_receipt(policy: Policy, request_id: str, *, as_json: bool) -> int:
     if rec["error"]:
         print(f"  error: {rec['error']}")
     if rec["export_uri"]:
-        print(f"  export: {rec['export_uri']}")
+        package = rec.get("package") or {}
+        about = (f"  ({package['format']}{', sealed' if package.get('sealed') else ''}, expires "
+                 f"{str(package['expires_at'])[:16]})") if package else ""
+        print(f"  export: {rec['export_uri']}{about}")
     for name, t in rec["tables"].items():
         parts = []
         if "exported_rows" in t:

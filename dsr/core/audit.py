@@ -62,7 +62,7 @@ __all__ = [
 EVENTS = (
     "received", "claimed", "released", "table_exported", "exported", "table_erased", "table_retained",
     "table_failed", "verified", "completed", "failed", "table_purged", "minimised",
-    "export_deleted", "residue_scanned", "table_swept",
+    "export_deleted", "residue_scanned", "table_swept", "export_link_issued", "notified", "notify_failed",
 )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from dsr.core import audit
@@ -73,11 +73,12 @@ def _claimable(r: Request, policy: Policy, now: dt.datetime) -> bool:
 
 def claim(
     policy: Policy, run_id: str, *, limit: int | None = None, now: dt.datetime | None = None,
-    ids: Iterable[str] | None = None, live: set[str] | None = None,
+    ids: Iterable[str] | None = None, live: set[str] | None = None, skip: Collection[str] = (),
 ) -> list[Request]:
     """Atomically move claimable requests to ``running`` for this run. Returns what this run got.
 
     ``live``, when given, is filled from the same read with the runs that still hold an unexpired lease.
+    Requests in ``skip`` are left alone (erasures cooling down).
 
     Long because the read, the choice and the MERGE form one optimistic attempt (retried as a whole).
     """
@@ -98,7 +99,8 @@ def claim(
             live.clear()
             live.update(live_runs(everything, at))
         rows = sorted(
-            (r for r in everything if _claimable(r, policy, at) and (wanted is None or r.request_id in wanted)),
+            (r for r in everything if _claimable(r, policy, at) and (wanted is None or r.request_id in wanted)
+             and r.request_id not in skip),
             key=lambda r: (r.received_at, r.request_id),
         )
         if limit is not None:

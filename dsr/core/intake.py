@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsr.core import audit
+from dsr.core.delivery import check_format
 from dsr.core.policy import Policy
 from dsr.core.requests import (
     KINDS,
@@ -34,33 +35,41 @@ class _Intake:
     subject_id: str
     ticket: str | None
     requested_by: str | None
+    format: str = "json"  # exports only
+    recipient_key: str | None = None  # exports only: PEM of the person's public key (client-side encryption)
 
 
-def _check_intake(kind: str, subject_id: str, ticket: str | None, by: str | None, where: str) -> _Intake:
+def _check_intake(kind: str, subject_id: str, ticket: str | None, by: str | None, where: str,
+                  fmt: str | None = None, recipient_key: str | None = None) -> _Intake:
     if kind not in KINDS:
         raise InputError(f"{where}: unknown kind {kind!r} (use erase or export)")
     check_subject_id(subject_id, f"{where}: subject id")
     for label, text in (("ticket", ticket), ("requested_by", by)):
         check_text(text, f"{where}: {label}")
-    return _Intake(kind, subject_id, ticket or None, by or None)
+    if kind != "export" and (fmt or recipient_key):
+        raise InputError(f"{where}: a format or recipient key applies to export requests only")
+    fmt = check_format(fmt or "json", f"{where}: format")
+    return _Intake(kind, subject_id, ticket or None, by or None, fmt, recipient_key)
 
 
 def submit(
-    policy: Policy, kind: str, subject_id: str, *, ticket: str | None = None, requested_by: str | None = None
+    policy: Policy, kind: str, subject_id: str, *, ticket: str | None = None, requested_by: str | None = None,
+    export_format: str | None = None, recipient_key: str | None = None,
 ) -> tuple[str, bool]:
-    """File one request. Returns (request id, created); an open duplicate returns its id, created False."""
-    item = _check_intake(kind, subject_id, ticket, requested_by, "request")
+    """File one request. Returns (request id, created); an open duplicate returns its id, created False.
+    An export's format (json, csv) and recipient public key (PEM) are kept in its ``received`` audit event."""
+    item = _check_intake(kind, subject_id, ticket, requested_by, "request", export_format, recipient_key)
     (rid, created), = _add(policy, [item])
     return rid, created
 
 
 def import_csv(policy: Policy, path: str) -> list[tuple[str, bool]]:
-    """Import ``kind,subject_id[,ticket,requested_by]`` rows: all or nothing."""
+    """Import ``kind,subject_id[,ticket,requested_by,format]`` rows: all or nothing."""
     items = _read_csv(path)
     return _add(policy, items)
 
 
-_CSV_HEADER = "kind,subject_id[,ticket,requested_by]"
+_CSV_HEADER = "kind,subject_id[,ticket,requested_by,format]"
 
 
 def _read_csv(path: str) -> list[_Intake]:
@@ -72,7 +81,7 @@ def _read_csv(path: str) -> list[_Intake]:
             except StopIteration:
                 raise InputError(f"{path}: empty file (expected header {_CSV_HEADER})") from None
             header = [h.strip().lstrip("\ufeff") for h in header]
-            allowed = ["kind", "subject_id", "ticket", "requested_by"]
+            allowed = ["kind", "subject_id", "ticket", "requested_by", "format"]
             if (header[:2] != ["kind", "subject_id"] or any(h not in allowed for h in header)
                     or len(set(header)) != len(header)):
                 raise InputError(f"{path}: line 1: header must be {_CSV_HEADER}")
@@ -86,7 +95,7 @@ def _read_csv(path: str) -> list[_Intake]:
                 rec = dict(zip(header, row, strict=True))
                 items.append(_check_intake(
                     rec["kind"].strip(), rec["subject_id"], rec.get("ticket") or None,
-                    rec.get("requested_by") or None, f"{path}: line {line}",
+                    rec.get("requested_by") or None, f"{path}: line {line}", rec.get("format", "").strip() or None,
                 ))
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
@@ -108,6 +117,7 @@ def _add(policy: Policy, items: Sequence[_Intake]) -> list[tuple[str, bool]]:
     now = utc_now()
     due = now + dt.timedelta(days=policy.due_days)
     fresh_ids = [new_request_id() for _ in items]
+    options: dict[str, dict[str, str]] = {}
 
     def attempt() -> tuple[list[tuple[str, bool]], list[dict[str, Any]]]:
         table.update_incremental()
@@ -121,6 +131,8 @@ def _add(policy: Policy, items: Sequence[_Intake]) -> list[tuple[str, bool]]:
                 continue
             open_ids[(it.kind, it.subject_id)] = rid
             out.append((rid, True))
+            options[rid] = ({"format": it.format} if it.kind == "export" else {}) | (
+                {"recipient_key": it.recipient_key} if it.recipient_key else {})
             new_rows.append({
                 "request_id": rid, "kind": it.kind, "subject_id": it.subject_id, "status": "pending",
                 "ticket": it.ticket, "requested_by": it.requested_by, "received_at": now, "due_at": due,
@@ -138,7 +150,8 @@ def _add(policy: Policy, items: Sequence[_Intake]) -> list[tuple[str, bool]]:
     audit.append(policy, [
         audit.AuditEvent(
             "received", request_id=r["request_id"],
-            details={"kind": r["kind"], "ticket": r["ticket"], "due_at": r["due_at"].isoformat()},
+            details={"kind": r["kind"], "ticket": r["ticket"], "due_at": r["due_at"].isoformat(),
+                     **options[r["request_id"]]},
         )
         for r in new_rows
     ], now=now)

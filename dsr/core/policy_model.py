@@ -6,8 +6,9 @@ The HMAC key is not part of it: ``Policy.pseudonym_key()`` reads it from the env
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from dsr.core.delivery import Delivery
 from dsr.core.masks import MASKS, Mask, Strategy
 from dsr.delta import storage
 from dsr.errors import PolicyError
@@ -18,8 +19,6 @@ SUBJECT_MASKS = tuple(name for name, kind in MASKS.items() if kind.masks_subject
 
 MIN_KEY_BYTES = 16
 _KEY_RULE = f"at least {MIN_KEY_BYTES} bytes, not counting white space"
-
-
 
 
 @dataclass(frozen=True)
@@ -62,6 +61,8 @@ class Policy:
     due_days: int = 30
     purge_after_hours: int = 168
     export_ttl_days: int = 30
+    erase_cooldown_days: int = 0
+    delivery: Delivery = field(default_factory=Delivery)
 
     def purge_window_hours(self, table: TableSpec) -> int:
         """Hours after an erase commit before ``dsr purge`` removes what it left (the table's, else the policy's)."""

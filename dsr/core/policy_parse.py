@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dsr.core.delivery import DELIVERY_KEYS, parse_delivery
 from dsr.core.masks import Mask, Strategy
 from dsr.core.policy_model import ERASE_STRATEGIES, MASK_STRATEGIES, SUBJECT_MASKS, Exempt, Policy, TableSpec
 from dsr.core.policy_paths import (
@@ -27,7 +28,7 @@ from dsr.errors import PolicyError
 _TOP_KEYS = {
     "lake", "control", "exports", "pseudonym_key_env", "export_before_erase", "tables", "exempt",
     "subject_columns", "max_attempts", "claim_ttl_minutes", "due_days", "purge_after_hours",
-    "export_ttl_days",
+    "export_ttl_days", "erase_cooldown_days", *DELIVERY_KEYS,
 }
 _TABLE_KEYS = {"name", "path", "subject", "erase", "mask", "reason", "never_export", "export", "purge_after_hours"}
 
@@ -42,18 +43,8 @@ _INT_RANGES = (
     ("due_days", 30, 1, 3650),
     ("purge_after_hours", 168, 0, 87600),  # 10 years
     ("export_ttl_days", 30, 1, 3650),
+    ("erase_cooldown_days", 0, 0, 90),
 )
-
-
-
-
-
-
-
-
-
-
-
 
 
 def parse(raw: Mapping[str, Any], p: Path) -> Policy:
@@ -102,6 +93,7 @@ def parse(raw: Mapping[str, Any], p: Path) -> Policy:
         exempt=_parse_exempt(raw.get("exempt") or [], lake, p), subject_columns=tuple(subject_columns),
         max_attempts=ints["max_attempts"], claim_ttl_minutes=ints["claim_ttl_minutes"], due_days=ints["due_days"],
         purge_after_hours=ints["purge_after_hours"], export_ttl_days=ints["export_ttl_days"],
+        erase_cooldown_days=ints["erase_cooldown_days"], delivery=parse_delivery(raw, p, exports),
     )
 
 
@@ -252,8 +244,6 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
         export=export,
         purge_after_hours=window,
     )
-
-
 
 
 def _parse_mask(spec: Any, label: str) -> Mask:

@@ -11,8 +11,10 @@ the table's manifest (part file names and the row count of every request). The l
 
 (``<table>`` is the table name, percent-encoded if it holds anything but letters, digits, ``_ . - ~``). A
 table's parts count only once its manifest exists, so an interrupted or failed export of a table is never
-read. :func:`finish_documents` then writes one document per request, ``<exports>/<request_id>.json``, in one
-streaming pass: a cursor per table walks its sorted part while the requests are taken in request-id order::
+read. :func:`finish_documents` then writes one package per request, ``<exports>/<request_id>.zip`` (see
+:mod:`dsr.exports.package`; ``.zip.sealed`` when encrypted to a recipient key, :mod:`dsr.exports.sealing`), in
+one streaming pass: a cursor per table walks its sorted part while the requests are taken in request-id order.
+A json package holds the document::
 
     {"schema_version": 1, "request_id": ..., "subject_id": ..., "exported_at": ...,
      "tables": {"<name>": [row, ...], ...}, "notes": {...}}
@@ -24,14 +26,15 @@ Bounds: a writer holds no file open between calls; spilling holds 1 file open, a
 buffer (``buffer_bytes``, 8 MiB by default) plus a 1 MiB read buffer per file being merged, and a row count per
 request (per table) — never all the exported rows.
 
-Files and folders: local documents are written to ``<request_id>.json.<run_id>.tmp`` in the same folder and
-renamed; on S3 an object appears only when its upload completes (one that failed half way is deleted). Every
+Files and folders: local packages are written to ``<request_id>.zip.<run_id>.tmp`` in the same folder and
+renamed; on S3 (boto3, with the policy's server-side encryption) an object appears only when its upload
+completes (one that failed half way is aborted). Every
 local file dsr writes here is mode 0600 and every folder it creates 0700, whatever the umask. Paths are built
 from request ids, run ids, table names and counters only — never subject ids.
 """
 
 
-from dsr.exports.documents import finish_documents
+from dsr.exports.documents import PackageOptions, Stored, finish_documents
 from dsr.exports.location import check_location, remove_run_parts, remove_stale_parts
 from dsr.exports.parts import BUFFER_BYTES, FAN_IN, PartWriter
 from dsr.exports.store import SCHEMA_VERSION, document_uri, json_value
@@ -40,7 +43,9 @@ __all__ = [
     "BUFFER_BYTES",
     "FAN_IN",
     "SCHEMA_VERSION",
+    "PackageOptions",
     "PartWriter",
+    "Stored",
     "check_location",
     "document_uri",
     "finish_documents",

@@ -1,16 +1,22 @@
-"""Export documents: one per request, written in one streaming pass over the tables' sorted parts."""
+"""Export packages: one per request (see :mod:`dsr.exports.package`), written in one streaming pass over the
+tables' sorted parts."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 import heapq
+import itertools
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dsr.errors import StepError
+from dsr.exports.package import JSON_NAME, PackageZip, csv_name, readme
+from dsr.exports.s3upload import S3Upload
+from dsr.exports.sealing import Sealer
 from dsr.exports.store import (
     MANIFEST,
     SCHEMA_VERSION,
@@ -48,6 +54,7 @@ class _Cursor:
         if not isinstance(manifest, dict) or manifest.get("table") != table:
             raise _parts_error(table, run_id, "have a corrupt manifest: export the table again")
         self.expected: dict[str, int] = manifest["rows"]
+        self.columns: list[str] | None = manifest.get("columns")
         self._sources = [entries(store, f"{folder}/{name}") for name in manifest["parts"]]
         self._it = heapq.merge(*self._sources, key=SORT_KEY)
         self._head: tuple[bytes, bytes] | None = None
@@ -69,16 +76,36 @@ class _Cursor:
             s.close()
 
 
+@dataclass(frozen=True)
+class PackageOptions:
+    """How one request's package is made: its format (json, csv) and the recipient public key (PEM) it is
+    encrypted to, if any."""
+
+    format: str = "json"
+    recipient_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Where packages go: server-side encryption on S3 (ignored locally)."""
+
+    sse: str | None = None
+    kms_key_id: str | None = None
+
+
 def finish_documents(
     exports: str, run_id: str, requests: Sequence[tuple[str, str]], tables: Sequence[str],
-    *, exported_at: dt.datetime, notes: Mapping[str, Mapping[str, str]] | None = None,
+    *, exported_at: dt.datetime, notes: Mapping[str, Mapping[str, str]] | None = None, ttl_days: int = 30,
+    options: Mapping[str, PackageOptions] | None = None, stored: Stored = Stored(),
 ) -> dict[str, str]:
-    """Write one document per (request_id, subject_id) from the tables' parts, in one streaming pass.
+    """Write one package per (request_id, subject_id) from the tables' parts, in one streaming pass.
 
-    ``tables`` gives the tables of every document, in order; each must have been written by a closed
+    ``tables`` gives the tables of every package, in order; each must have been written by a closed
     :class:`PartWriter` of this run whose request ids include every request here (else ``StepError``, before
-    any document is written). ``notes`` maps a request id to its notes ({} when absent). Returns
-    request_id -> document URI. Each document is complete or absent: a failure removes the one being written.
+    any package is written). ``notes`` maps a request id to its notes ({} when absent), ``options`` to its
+    :class:`PackageOptions` (json, unencrypted when absent). Returns request_id -> package URI. Each package is
+    complete or absent: a failure removes the one being written. Long because every check comes before the
+    first write, and the cursors must outlive the whole pass.
     """
     check_id(run_id, "run id")
     reqs = sorted(requests, key=SORT_KEY)
@@ -92,6 +119,7 @@ def finish_documents(
     if not reqs:
         return {}
     notes = notes or {}
+    options = options or {}
     store = Store(exports)
     cursors: list[_Cursor] = []
     try:
@@ -104,52 +132,110 @@ def finish_documents(
         for cursor in cursors:
             cursor.start()
         store.makedirs(store.root)
-        stamp = json_value(exported_at)
-        folder = document_uri(exports, "x")[:-len("x.json")]
+        head = {"generated_at": json_value(exported_at),
+                "expires_at": json_value(exported_at + dt.timedelta(days=ttl_days))}
         written: dict[str, str] = {}
         for rid, subject_id in reqs:
-            _write_document(store, run_id, rid, subject_id, stamp, tables, cursors, notes.get(rid) or {})
-            written[rid] = f"{folder}{rid}.json"
+            opts = options.get(rid) or PackageOptions()
+            uri = document_uri(exports, rid, sealed=opts.recipient_key is not None)
+            sink = _Sink(store, uri, run_id, stored)
+            pkg: PackageZip | None = None
+            try:
+                pkg = PackageZip(Sealer(sink, opts.recipient_key) if opts.recipient_key else sink)
+                _write_package(pkg, run_id, rid, subject_id, head, opts.format, tables, cursors,
+                               notes.get(rid) or {})
+            except BaseException:
+                sink.abort()
+                if pkg is not None:
+                    pkg.discard()
+                raise
+            sink.commit()
+            written[rid] = uri
         return written
     finally:
         for cursor in cursors:
             cursor.close()
 
 
-def _write_document(
-    store: Store, run_id: str, request_id: str, subject_id: str, stamp: Any, tables: Sequence[str],
-    cursors: Sequence[_Cursor], notes: Mapping[str, str],
+class _Sink:
+    """A package's destination: locally a 0600 temporary file renamed into place; on S3 an upload that
+    appears only when complete (with server-side encryption)."""
+
+    def __init__(self, store: Store, uri: str, run_id: str, stored: Stored) -> None:
+        self._store = store
+        self._final = store.path(os.path.basename(uri))
+        self._tmp = f"{self._final}.{run_id}.tmp"
+        self._s3 = S3Upload(uri, stored.sse, stored.kms_key_id) if store.remote else None
+        self._f = self._s3 if self._s3 is not None else store.open_write(self._tmp)
+        self._aborted = False
+
+    def write(self, data: bytes) -> int:
+        if not self._aborted:  # after abort, what the zip still writes as it is discarded goes nowhere
+            self._f.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        if not self._aborted:
+            self._f.flush()
+
+    def close(self) -> None:
+        if not self._aborted:
+            self._f.close()
+
+    def commit(self) -> None:
+        if self._s3 is None:
+            os.replace(self._tmp, self._final)
+
+    def abort(self) -> None:
+        self._aborted = True
+        if self._s3 is not None:
+            with contextlib.suppress(Exception):
+                self._s3.abort()
+            return
+        with contextlib.suppress(Exception):
+            self._f.close()
+        self._store.delete_file(self._tmp)
+
+
+def _write_package(
+    pkg: PackageZip, run_id: str, request_id: str, subject_id: str, head: Mapping[str, Any], fmt: str,
+    tables: Sequence[str], cursors: Sequence[_Cursor], notes: Mapping[str, str],
 ) -> None:
-    final = store.path(f"{request_id}.json")
-    path = final if store.remote else store.path(f"{request_id}.json.{run_id}.tmp")
     key = request_id.encode("ascii")
-    f = store.open_write(path)
-    try:
-        out = Output(f)
-        head = {"schema_version": SCHEMA_VERSION, "request_id": request_id, "subject_id": subject_id,
-                "exported_at": stamp}
-        out.write(dumps(head)[:-1].encode("utf-8") + b',\n"tables": {')
-        for i, (table, cursor) in enumerate(zip(tables, cursors, strict=True)):
-            out.write((("," if i else "") + "\n " + dumps(table) + ": [").encode("utf-8"))
-            n = 0
-            for row in cursor.rows(key):
-                out.write((b",\n  " if n else b"\n  ") + row)
-                n += 1
-            if n != cursor.expected[request_id]:
-                raise _parts_error(table, run_id, f"are inconsistent for request {request_id}: "
-                                                  f"{cursor.expected[request_id]} row(s) expected, {n} found")
-            out.write(b"]")
-        out.write(b"\n},\n\"notes\": " + dumps(dict(notes)).encode("utf-8") + b"}\n")
-        out.flush()
-        f.close()
-        if path != final:
-            os.replace(path, final)
-    except BaseException:
-        # S3: closing completes the upload, so the half object is deleted; local: the temporary file goes
-        with contextlib.suppress(Exception):
-            f.close()
-        with contextlib.suppress(Exception):
-            store.delete_file(path)
-        raise
+    pkg.text("README.txt", readme(request_id, fmt, str(head["expires_at"]), tables))
+    counts: dict[str, dict[str, Any]] = {}
+    if fmt == "csv":
+        for table, cursor in zip(tables, cursors, strict=True):
+            rows = cursor.rows(key)
+            columns = cursor.columns
+            if columns is None:  # parts written before the manifest named its columns: the first row's keys
+                first = next(rows, None)
+                columns = list(json.loads(first)) if first is not None else []
+                rows = itertools.chain([first] if first is not None else [], rows)
+            n = pkg.csv_rows(csv_name(table), columns, rows)
+            _check_count(table, run_id, request_id, cursor, n)
+            counts[table] = {"rows": n, "file": csv_name(table)}
+    else:
+        with pkg.member(JSON_NAME) as m:
+            out = Output(m)
+            doc = {"schema_version": SCHEMA_VERSION, "request_id": request_id, "subject_id": subject_id,
+                   "exported_at": head["generated_at"]}
+            out.write(dumps(doc)[:-1].encode("utf-8") + b',\n"tables": {')
+            for i, (table, cursor) in enumerate(zip(tables, cursors, strict=True)):
+                out.write((("," if i else "") + "\n " + dumps(table) + ": [").encode("utf-8"))
+                n = 0
+                for row in cursor.rows(key):
+                    out.write((b",\n  " if n else b"\n  ") + row)
+                    n += 1
+                _check_count(table, run_id, request_id, cursor, n)
+                counts[table] = {"rows": n, "file": JSON_NAME}
+                out.write(b"]")
+            out.write(b"\n},\n\"notes\": " + dumps(dict(notes)).encode("utf-8") + b"}\n")
+            out.flush()
+    pkg.finish({"request_id": request_id, "subject_id": subject_id, "format": fmt, **head}, counts, notes)
 
 
+def _check_count(table: str, run_id: str, request_id: str, cursor: _Cursor, n: int) -> None:
+    if n != cursor.expected[request_id]:
+        raise _parts_error(table, run_id, f"are inconsistent for request {request_id}: "
+                                          f"{cursor.expected[request_id]} row(s) expected, {n} found")

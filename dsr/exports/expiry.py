@@ -1,6 +1,6 @@
-"""Export documents that must go: those older than ``export_ttl_days``, and those of people whose erasure was
-purged (the erasure supersedes the copy they were given). Names and counts only; never reads a person's rows
-beyond the document's ``exported_at``."""
+"""Export packages (and documents from before packages) that must go: those older than ``export_ttl_days``,
+and those of people whose erasure was purged (the erasure supersedes the copy they were given). Names and
+counts only; never reads a person's rows (a package's age is its file's modification time)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from dsr.delta import storage
 
 __all__ = ["delete_documents", "expired_documents"]
 
-_DOCUMENT = re.compile(r"^(req_[0-9a-f]{16})\.json$")
+_DOCUMENT = re.compile(r"^(req_[0-9a-f]{16})\.(?:json|zip|zip\.sealed)$")  # documents (before packages), packages
 
 
 def _exported_at(filesys: Any, path: str, mtime: dt.datetime | None) -> dt.datetime | None:
-    """When the document was written: its ``exported_at``, else the file's modification time."""
+    """When the document was written: its ``exported_at``, else (a package) the file's modification time."""
+    if not path.endswith(".json"):
+        return mtime
     try:
         with filesys.open_input_stream(path) as f:
             stamp = json.loads(f.read().decode("utf-8")).get("exported_at")

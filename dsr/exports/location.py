@@ -112,7 +112,12 @@ def _fail_fast_s3(exports: str) -> tuple[Any, str]:
 
 
 def _check_s3(exports: str, label: str) -> None:
+    import importlib.util
+
     from pyarrow import fs
+
+    if importlib.util.find_spec("boto3") is None:  # packages and links go through boto3
+        raise InputError(f"{label}: S3 exports need boto3 (pip install 'dsr-lake[s3]')")
 
     filesys, path = _fail_fast_s3(exports)
     bucket, _, prefix = path.partition("/")

@@ -36,12 +36,13 @@ class PartWriter:
 
     def __init__(
         self, exports: str, run_id: str, table: str, request_ids: Iterable[str],
-        *, buffer_bytes: int = BUFFER_BYTES, fan_in: int = FAN_IN,
+        *, buffer_bytes: int = BUFFER_BYTES, fan_in: int = FAN_IN, columns: Sequence[str] | None = None,
     ) -> None:
         if buffer_bytes < 1 or fan_in < 2:
             raise ValueError("buffer_bytes must be >= 1 and fan_in >= 2")
         check_id(run_id, "run id")
         self.table = table
+        self.columns = list(columns) if columns is not None else None  # the CSV header of a package
         self.rows: dict[str, int] = {}
         self._keys: dict[str, bytes] = {}
         for rid in request_ids:
@@ -81,7 +82,7 @@ class PartWriter:
             merged = self._merge([name for _, name in group])
             self._chunks[-len(group):] = [(group[0][0] + 1, merged)]
         manifest = {"format": 1, "table": self.table, "parts": [name for _, name in self._chunks],
-                    "rows": self.rows}
+                    "rows": self.rows, **({"columns": self.columns} if self.columns is not None else {})}
         self._store.write_atomic(f"{self._dir}/{MANIFEST}", dumps(manifest).encode("utf-8"))
         self._closed = True
 

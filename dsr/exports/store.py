@@ -29,7 +29,7 @@ _ID_RE = r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}"  # request ids
 _RUN_ID_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}"  # run ids (Airflow's carry a '.' before the microseconds)
 _ID = re.compile(_ID_RE)
 _RUN_ID = re.compile(_RUN_ID_RE)
-TMP_DOCUMENT = re.compile(rf"({_ID_RE})\.json\.({_RUN_ID_RE})\.tmp")
+TMP_DOCUMENT = re.compile(rf"({_ID_RE})\.(?:json|zip|zip\.sealed)\.({_RUN_ID_RE})\.tmp")
 LEGACY_TMP_DOCUMENT = re.compile(rf"{_ID_RE}\.json\.tmp")
 MANIFEST = "manifest.json"
 SORT_KEY = itemgetter(0)
@@ -86,8 +86,9 @@ def table_folder(table: str) -> str:
     return "%2E" + name[1:] if name.startswith(".") else name
 
 
-def document_uri(exports: str, request_id: str) -> str:
-    return storage.join(exports, f"{check_id(request_id, 'request id')}.json")
+def document_uri(exports: str, request_id: str, *, sealed: bool = False) -> str:
+    """Where a request's export package is: ``<exports>/<request_id>.zip`` (``.zip.sealed`` when encrypted)."""
+    return storage.join(exports, f"{check_id(request_id, 'request id')}.zip" + (".sealed" if sealed else ""))
 
 
 # --- storage: a local folder or an S3 prefix ----------------------------------------------------------------

@@ -2,40 +2,58 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
 from dsr import exports as exporting
 from dsr.core import control, coverage
+from dsr.core.cooldown import erase_waits
 from dsr.core.policy import Policy
 from dsr.steps.batch import Batch
 
-__all__ = ["claim_batch"]
+__all__ = ["claim_batch", "cooling_erasures"]
 
 log = logging.getLogger("dsr.steps")
 
 
-def claim_batch(policy: Policy, run_id: str | None = None) -> dict[str, Any]:
+def claim_batch(policy: Policy, run_id: str | None = None, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """Claim every claimable request for this run. Returns run id, counts and the tables to process.
 
     Refuses (CoverageError, nothing claimed) while a personal table is neither covered nor exempt, and
     (InputError) when the exports location is unusable. Then removes the export parts of runs no longer alive
-    (they hold personal data), with the live runs known from the claim's own read.
+    (they hold personal data), with the live runs known from the claim's own read. Erasures still in their
+    cool-down after an export (``erase_cooldown_days``) are not claimed; ``now`` (default: the clock) decides.
     """
     coverage.require_covered(policy)
     exporting.check_location(policy.exports)
     run_id = control.check_run_id(run_id) if run_id else control.new_run_id()
     live: set[str] = set()
-    control.claim(policy, run_id, live=live)
+    at = now or dt.datetime.now(dt.UTC)
+    cooling = cooling_erasures(policy, at)
+    control.claim(policy, run_id, live=live, now=at, skip=cooling)
     exporting.remove_stale_parts(policy.exports, live | {run_id})
     batch = Batch.load(policy, run_id)  # includes what an earlier attempt of this same run claimed
     exports, erasures = batch.of("export"), batch.of("erase")
-    log.info("run %s: %d export and %d erase request(s) claimed", run_id, len(exports), len(erasures))
+    log.info("run %s: %d export and %d erase request(s) claimed, %d erasure(s) cooling down", run_id, len(exports),
+             len(erasures), len(cooling))
     return {
         "run_id": run_id,
         "requests": len(batch.requests),
         "exports": len(exports),
         "erasures": len(erasures),
+        "cooling_down": len(cooling),
         "export_tables": [t.name for t in policy.tables if t.export] if exports else [],
         "erase_tables": [t.name for t in policy.tables] if erasures else [],
     }
+
+
+def cooling_erasures(policy: Policy, now: dt.datetime) -> dict[str, dt.datetime]:
+    """Open erasure request id -> when it may proceed, for those still cooling down after an export."""
+    if policy.erase_cooldown_days <= 0:
+        return {}
+    erasures = [r for r in control.list_requests(policy) if r.kind == "erase" and control.is_open(r, policy)]
+    if not erasures:
+        return {}
+    people = control.list_requests(policy, subjects={r.subject_id for r in erasures})
+    return erase_waits(people, policy.erase_cooldown_days, now)

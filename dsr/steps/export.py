@@ -15,13 +15,14 @@ from typing import Any
 
 from dsr import exports as exporting
 from dsr.core import audit, control, gate
+from dsr.core.cooldown import erase_waits
 from dsr.core.policy import Policy
 from dsr.core.subjects import uncastable_note
 from dsr.delta import access
 from dsr.delta.support import READ
 from dsr.engines.base import Engine
 from dsr.plan import erasure
-from dsr.steps import nearmatch
+from dsr.steps import nearmatch, notify
 from dsr.steps.batch import Batch, table_failures
 
 __all__ = ["export_table", "finish_exports"]
@@ -52,7 +53,8 @@ def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
     for rid, value in keys.by_request.items():
         by_key[value].append(rid)
     columns = [c for c in schema.names if c not in table.never_export]
-    with exporting.PartWriter(policy.exports, run_id, table.name, [r.request_id for r in reqs]) as parts:
+    with exporting.PartWriter(policy.exports, run_id, table.name, [r.request_id for r in reqs],
+                              columns=columns) as parts:
         if len(keys.keys):
             for rows in access.scan(table.uri, columns, where_in=(table.subject, keys.keys), info=info):
                 for row in rows.to_pylist():
@@ -114,41 +116,60 @@ def finish_exports(policy: Policy, run_id: str) -> dict[str, Any]:
               for t in tables if not exported[t].get("subject_matchable", True)}
         for rid, (_, exported) in ready.items()
     }
+    delivery = policy.delivery
+    options = {rid: _package_options(events[rid], delivery.recipient_key) for rid in outcomes}
     uris = exporting.finish_documents(
         policy.exports, run_id, [(rid, ready[rid][0].subject_id) for rid in sorted(outcomes)], tables,
-        exported_at=now, notes=notes,
+        exported_at=now, notes=notes, ttl_days=policy.export_ttl_days,
+        options=options,
+        stored=exporting.Stored(delivery.sse, delivery.kms_key_id),
     ) if outcomes else {}
     for rid, outcome in outcomes.items():
         exported = ready[rid][1]
         rows = {t: exported[t].get("rows", 0) for t in tables}
         done.append({"request_id": rid, "export_uri": uris[rid],
                      "result": {"kind": "export", "export_uri": uris[rid], "tables": rows, "notes": notes[rid],
-                                "outcome": outcome}})
+                                "outcome": outcome, "format": options[rid].format,
+                                "sealed": options[rid].recipient_key is not None,
+                                "expires_at": (now + dt.timedelta(days=policy.export_ttl_days)).isoformat()}})
     if done:
         control.complete(policy, run_id, done)
+        notify.packages_ready(policy, [d["request_id"] for d in done])
     # every export of the run is now done or failed (a failed one is scanned again by its next attempt):
     # no part file of the run outlives this step
     exporting.remove_run_parts(policy.exports, run_id)
     if failed:
         control.fail(policy, run_id, failed, final=final)
-    released = _hold_back_erasures(policy, batch)
+    released = _hold_back_erasures(policy, batch, now)
     log.info("run %s: %d export document(s) written, %d failed, %d erasure(s) wait for an export",
              run_id, len(done), len(failed), released)
     return {"documents": len(done), "failed": len(failed), "erasures_waiting": released}
 
 
-def _hold_back_erasures(policy: Policy, batch: Batch) -> int:
-    """With export_before_erase, an erasure whose subject has an unfinished export goes back to pending."""
-    if not policy.export_before_erase:
-        return 0
+def _package_options(events: Sequence[dict[str, Any]], policy_key: str | None) -> exporting.PackageOptions:
+    """A request's format and recipient key, as filed (its ``received`` event); the policy's key otherwise."""
+    filed = next((e["details"] for e in events if e["event"] == "received"), None) or {}
+    return exporting.PackageOptions(format=str(filed.get("format") or "json"),
+                                    recipient_key=filed.get("recipient_key") or policy_key)
+
+
+def _hold_back_erasures(policy: Policy, batch: Batch, now: dt.datetime) -> int:
+    """With export_before_erase, an erasure whose subject has an unfinished export goes back to pending; so does
+    one whose subject's export this run has just completed, for its cool-down (``erase_cooldown_days``; the
+    claim keeps later runs from taking it before its time)."""
     erasures = batch.of("erase")
-    if not erasures:
+    if not erasures or not (policy.export_before_erase or policy.erase_cooldown_days):
         return 0
-    blocking = {
-        r.subject_id for r in control.list_requests(policy, subjects={r.subject_id for r in erasures})
-        if r.kind == "export" and control.is_open(r, policy)
-    }
+    theirs = control.list_requests(policy, subjects={r.subject_id for r in erasures})
+    blocking = {r.subject_id for r in theirs if r.kind == "export" and control.is_open(r, policy)
+                } if policy.export_before_erase else set()
+    cooling = erase_waits([r for r in theirs if r.kind == "erase" or r.run_id == batch.run_id],
+                          policy.erase_cooldown_days, now)
     waiting = [r.request_id for r in erasures if r.subject_id in blocking]
     if waiting:
         control.release(policy, batch.run_id, waiting, "waiting for an unfinished export of the same subject")
-    return len(waiting)
+    later = [r.request_id for r in erasures if r.request_id in cooling and r.request_id not in waiting]
+    if later:
+        control.release(policy, batch.run_id, later, "cooling down after an export of the same subject "
+                                                     f"(erase_cooldown_days {policy.erase_cooldown_days})")
+    return len(waiting) + len(later)

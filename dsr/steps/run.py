@@ -9,6 +9,7 @@ never through return values, so each step can be retried on its own. Steps retur
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,10 +87,10 @@ class RunReport:
                 "errors": self.errors, "summary": self.summary, "exit_code": self.exit_code}
 
 
-def run(policy: Policy, engine: Engine, *, run_id: str | None = None) -> RunReport:
+def run(policy: Policy, engine: Engine, *, run_id: str | None = None, now: dt.datetime | None = None) -> RunReport:
     """Process every claimable request once: the claim, then every step of ``STEPS`` in order. A step that
     fails is recorded (its error scrubbed of subject ids) and the run goes on to settle what it can."""
-    claimed = claim_batch(policy, run_id)
+    claimed = claim_batch(policy, run_id, now=now)
     rid = claimed["run_id"]
     report = RunReport(run_id=rid, engine=engine.name, claimed=claimed)
     if not claimed["requests"]:

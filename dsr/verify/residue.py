@@ -115,12 +115,16 @@ def _audit_residue(policy: Policy, ids: Mapping[str, re.Pattern[str]]) -> Counte
 
 
 def _export_residue(policy: Policy, ids: Mapping[str, re.Pattern[str]]) -> Counter[str]:
-    """Export documents of the subject, part-file lines naming it, and file names holding it."""
+    """Export packages and documents of the subject, part-file lines naming it, and file names holding it."""
     found: Counter[str] = Counter()
     for filesys, path, rel, _ in storage.walk(policy.exports):
         for sid, pattern in ids.items():
             found[sid] += bool(pattern.search(rel))
-        if path.endswith((".json", ".jsonl")):
+        if path.endswith(".zip"):  # a package: its manifest names the subject (a sealed one cannot be read)
+            subject = _package_subject(filesys, path)
+            for sid in ids:
+                found[sid] += subject == sid
+        elif path.endswith((".json", ".jsonl")):
             with filesys.open_input_stream(path) as f:
                 text = f.read().decode("utf-8", errors="replace")
             subject = _document_subject(text) if path.endswith(".json") else None
@@ -130,6 +134,16 @@ def _export_residue(policy: Policy, ids: Mapping[str, re.Pattern[str]]) -> Count
                 else:
                     found[sid] += sum(1 for line in text.splitlines() if json.dumps(sid) in line)
     return found
+
+
+def _package_subject(filesys: Any, path: str) -> str | None:
+    import zipfile
+
+    try:
+        with filesys.open_input_file(path) as f, zipfile.ZipFile(f) as z:  # seekable: reads the manifest only
+            return _document_subject(z.read("manifest.json").decode("utf-8", errors="replace"))
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return None
 
 
 def _document_subject(text: str) -> str | None:

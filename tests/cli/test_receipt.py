@@ -184,7 +184,9 @@ def test_export_receipt_shows_exported_rows_at_the_version_read(processed: dict[
     rid = processed["ids"][("export", "1030")]
     rec = build_receipt(processed["policy"], rid)
     assert rec["status"] == "completed" and rec["outcome"] == "exported"
-    assert rec["export_uri"] and Path(rec["export_uri"]).name == f"{rid}.json"
+    assert rec["export_uri"] and Path(rec["export_uri"]).name == f"{rid}.zip"
+    assert rec["package"]["format"] == "json" and rec["package"]["sealed"] is False
+    assert rec["package"]["expires_at"] > rec["updated_at"]
     for name in ("events", "users", "orders", "consents"):
         assert rec["tables"][name] == {"exported_rows": _subject_rows(processed, name, "1030"),
                                        "export_version": processed["versions"][name]}, name

@@ -26,6 +26,7 @@ from dsr.delta.support import DELTA_RS
 from dsr.engines.deltars import DeltaRsEngine
 from tests import expect, lakes
 from tests import real_tables as rt
+from tests.packages import document
 
 TABLES = rt.table_dirs()
 # What the vendored tables must give on the default engine (a folder from $DSR_REAL_TABLES is judged by
@@ -122,7 +123,7 @@ def test_a_real_table_is_erased_correctly_or_refused_before_any_write(
     others = [r for r in before if not _is_subject(case, r[subject])]
 
     # the export holds exactly the subject's rows
-    doc = json.loads(Path(str(export.export_uri)).read_text(encoding="utf-8"))
+    doc = document(export.export_uri)
     assert expect.multiset(doc["tables"][table.name]) == expect.multiset(mine)
 
     # the erased rows are gone, every other row is unchanged value for value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from dsr.core.policy import check_against_lake, load_policy
 from dsr.delta import storage
 from dsr.engines.deltars import DeltaRsEngine
 from tests import lakes
+from tests.packages import document
 
 pytestmark = pytest.mark.s3
 
@@ -43,14 +43,14 @@ def test_run_on_an_s3_lake_erases_exports_and_verifies(
     assert not [r for r in after if r["user_id"] in lakes.ERASE]
     assert after == [r for r in before if r["user_id"] not in lakes.ERASE]
     uri = control.list_requests(policy, ids=[export_id])[0].export_uri
-    assert uri == f"s3://lake/exports/{export_id}.json"
+    assert uri == f"s3://lake/exports/{export_id}.zip"
     s3 = boto3.client("s3", endpoint_url=s3_env, region_name="us-east-1")
-    doc = json.loads(s3.get_object(Bucket="lake", Key=f"exports/{export_id}.json")["Body"].read())
+    doc = document(f"s3://lake/exports/{export_id}.zip")
     assert doc["subject_id"] == "1005"
     assert len(doc["tables"]["events"]) == sum(1 for r in before if r["user_id"] == "1005")
     objects = s3.list_objects_v2(Bucket="lake", Prefix="exports/").get("Contents", [])
     files = [o["Key"] for o in objects if not o["Key"].endswith("/")]
-    assert files == [f"exports/{export_id}.json"]  # the parts are cleaned up (pyarrow may keep folder markers)
+    assert files == [f"exports/{export_id}.zip"]  # the parts are cleaned up (pyarrow may keep folder markers)
     assert audit.verify_chain(policy)[1] is None
     assert storage.is_remote(policy.audit_uri)
 

@@ -15,6 +15,7 @@ from dsr import exports as exporting
 from dsr.errors import StepError
 from dsr.exports import PartWriter, finish_documents
 from tests.exports.conftest import NOW, SUBJECTS, _expected, _keys, _real, _rows_of, _write
+from tests.packages import document, document_text
 
 # --- format and streaming -----------------------------------------------------------------------------------
 
@@ -31,9 +32,9 @@ def test_a_document_keeps_its_format(tmp_path: Path) -> None:
         pass
     uris = finish_documents(ex, "run_1", [("req_a", "alice")], ["events", "users"], exported_at=NOW,
                             notes={"req_a": {"users": "uncastable"}})
-    assert uris == {"req_a": str(tmp_path / "exports" / "req_a.json")}
+    assert uris == {"req_a": str(tmp_path / "exports" / "req_a.zip")}
     assert w.rows == {"req_a": 2}
-    assert Path(uris["req_a"]).read_text(encoding="utf-8") == (
+    assert document_text(uris["req_a"]) == (
         '{"schema_version":1,"request_id":"req_a","subject_id":"alice","exported_at":"2025-01-02T03:04:05Z",\n'
         '"tables": {\n'
         ' "events": [\n'
@@ -52,8 +53,8 @@ def test_finish_takes_any_subset_and_refuses_uncovered_requests_or_missing_table
     _write(ex, "run_1", "events", plan, buffer_bytes=100, fan_in=2)
     some = [("req_1", "s1"), ("req_4", "s4")]
     uris = finish_documents(ex, "run_1", some, ["events"], exported_at=NOW)
-    assert sorted(p.name for p in (tmp_path / "exports").glob("*.json")) == ["req_1.json", "req_4.json"]
-    assert json.loads(Path(uris["req_4"]).read_text())["tables"]["events"] == plan["req_4"]
+    assert sorted(p.name for p in (tmp_path / "exports").glob("*.zip")) == ["req_1.zip", "req_4.zip"]
+    assert document(uris["req_4"])["tables"]["events"] == plan["req_4"]
 
     with pytest.raises(StepError, match=r"parts of table 'events' for run run_1 do not cover request req_9"):
         finish_documents(ex, "run_1", [("req_0", "s0"), ("req_9", "s9")], ["events"], exported_at=NOW)
@@ -61,7 +62,7 @@ def test_finish_takes_any_subset_and_refuses_uncovered_requests_or_missing_table
         finish_documents(ex, "run_1", [("req_0", "s0")], ["events", "users"], exported_at=NOW)
     with pytest.raises(StepError, match=r"for run run_2 are missing"):
         finish_documents(ex, "run_2", [("req_0", "s0")], ["events"], exported_at=NOW)
-    assert not (tmp_path / "exports" / "req_0.json").exists()  # refused before any document is written
+    assert not (tmp_path / "exports" / "req_0.zip").exists()  # refused before any document is written
     assert finish_documents(ex, "run_1", [], ["events", "users"], exported_at=NOW) == {}
 
 
@@ -72,13 +73,13 @@ def test_inconsistent_parts_fail_without_a_half_document(tmp_path: Path) -> None
     m = json.loads(manifest.read_text())
     m["rows"]["req_2"] += 1
     manifest.write_text(json.dumps(m))
-    (tmp_path / "exports" / "req_2.json").write_text('{"old": true}')  # a document from an earlier attempt
+    (tmp_path / "exports" / "req_2.zip").write_text('{"old": true}')  # a package from an earlier attempt
     with pytest.raises(StepError, match=r"inconsistent for request req_2: 4 row\(s\) expected, 3 found"):
         finish_documents(ex, "run_1", [(f"req_{i}", f"s{i}") for i in range(4)], ["events"], exported_at=NOW)
     names = sorted(p.name for p in (tmp_path / "exports").iterdir())
-    assert names == ["_parts", "req_0.json", "req_1.json", "req_2.json"]  # no .tmp; req_3 not reached
-    assert json.loads((tmp_path / "exports" / "req_2.json").read_text()) == {"old": True}  # untouched
-    assert json.loads((tmp_path / "exports" / "req_1.json").read_text())["tables"]["events"] == _rows_of(
+    assert names == ["_parts", "req_0.zip", "req_1.zip", "req_2.zip"]  # no .tmp; req_3 not reached
+    assert json.loads((tmp_path / "exports" / "req_2.zip").read_text()) == {"old": True}  # untouched
+    assert document(str(tmp_path / "exports" / "req_1.zip"))["tables"]["events"] == _rows_of(
         1, "events", 3)
 
 
@@ -95,13 +96,12 @@ def test_s3_documents_and_cleanup(s3: Any) -> None:
         tables[t] = plan
     _write("s3a://exp/docs", "run_a", "events", {"req_00": [{"n": 1}]})  # a dead run (s3a:// is the same place)
     uris = finish_documents(ex, "run_b", reqs, ["events", "users"], exported_at=NOW)
-    assert uris == {rid: f"s3://exp/docs/{rid}.json" for rid, _ in reqs}
+    assert uris == {rid: f"s3://exp/docs/{rid}.zip" for rid, _ in reqs}
     for rid, sid in reqs:
-        body = s3.get_object(Bucket="exp", Key=f"docs/{rid}.json")["Body"].read()
-        assert json.loads(body) == _expected(rid, sid, tables)
+        assert document(f"s3://exp/docs/{rid}.zip") == _expected(rid, sid, tables)
     keys = _real(_keys(s3, "docs/"))
     assert not [k for k in keys if any(sid in k for sid in SUBJECTS[:4])]
-    assert sorted(k for k in keys if "/_parts/" not in k) == sorted(f"docs/{rid}.json" for rid, _ in reqs)
+    assert sorted(k for k in keys if "/_parts/" not in k) == sorted(f"docs/{rid}.zip" for rid, _ in reqs)
     assert {k.split("/")[2] for k in keys if "/_parts/" in k} == {"run_a", "run_b"}
 
     assert exporting.remove_stale_parts(ex, ["run_b", "run_z"]) == 1
@@ -109,7 +109,7 @@ def test_s3_documents_and_cleanup(s3: Any) -> None:
     exporting.remove_run_parts(ex, "run_b")
     exporting.remove_run_parts(ex, "run_b")
     assert _real(_keys(s3, "docs/_parts/")) == []
-    assert sorted(_real(_keys(s3, "docs/"))) == sorted(f"docs/{rid}.json" for rid, _ in reqs)
+    assert sorted(_real(_keys(s3, "docs/"))) == sorted(f"docs/{rid}.zip" for rid, _ in reqs)
     assert exporting.remove_stale_parts(ex, []) == 0
 
 
@@ -123,6 +123,6 @@ def test_s3_a_failed_document_leaves_no_object(s3: Any) -> None:
     s3.put_object(Bucket="exp", Key=key, Body=json.dumps(m).encode())
     with pytest.raises(StepError, match="inconsistent for request req_1"):
         finish_documents(ex, "run_1", [(f"req_{i}", f"s{i}") for i in range(3)], ["events"], exported_at=NOW)
-    assert [k for k in _real(_keys(s3, "failing/")) if "_parts" not in k] == ["failing/req_0.json"]
+    assert [k for k in _real(_keys(s3, "failing/")) if "_parts" not in k] == ["failing/req_0.zip"]
     exporting.remove_run_parts(ex, "run_1")
-    assert _real(_keys(s3, "failing/")) == ["failing/req_0.json"]
+    assert _real(_keys(s3, "failing/")) == ["failing/req_0.zip"]

@@ -34,22 +34,22 @@ def test_remove_run_parts_and_stale_parts_locally(tmp_path: Path) -> None:
     root = tmp_path / "exports"
     ex = str(root)
     _three_runs(ex)
-    for name in ("req_7.json.run_a.tmp", "req_8.json.run_b.tmp", "req_9.json.run_c.tmp", "req_6.json.tmp"):
+    for name in ("req_7.zip.run_a.tmp", "req_8.zip.run_b.tmp", "req_9.zip.sealed.run_c.tmp", "req_6.json.tmp"):
         (root / name).write_text("{")  # a run died while writing documents
-    docs = {p.name: p.read_bytes() for p in root.glob("*.json")}
-    assert sorted(docs) == ["req_1.json", "req_2.json"]
+    docs = {p.name: p.read_bytes() for p in root.glob("*.zip")}
+    assert sorted(docs) == ["req_1.zip", "req_2.zip"]
 
     assert exporting.remove_stale_parts(ex, ["run_b"]) == 2
     assert sorted(os.listdir(root / "_parts")) == ["run_b"]
-    assert sorted(p.name for p in root.glob("*.tmp")) == ["req_6.json.tmp", "req_8.json.run_b.tmp"]
-    assert {p.name: p.read_bytes() for p in root.glob("*.json")} == docs
+    assert sorted(p.name for p in root.glob("*.tmp")) == ["req_6.json.tmp", "req_8.zip.run_b.tmp"]
+    assert {p.name: p.read_bytes() for p in root.glob("*.zip")} == docs
 
     assert exporting.remove_stale_parts(ex, ["run_b"]) == 0
     exporting.remove_run_parts(ex, "run_b")
     assert not (root / "_parts").exists()  # the empty _parts folder is tidied too
     exporting.remove_run_parts(ex, "run_b")  # idempotent
     assert exporting.remove_stale_parts(ex, []) == 0
-    assert sorted(os.listdir(root)) == ["req_1.json", "req_2.json"]  # no live run: the old-style .tmp goes too
+    assert sorted(os.listdir(root)) == ["req_1.zip", "req_2.zip"]  # no live run: the old-style .tmp goes too
     assert exporting.remove_stale_parts(str(tmp_path / "missing"), []) == 0
     assert not (tmp_path / "missing").exists()
 

@@ -17,6 +17,7 @@ from dsr import exports as exporting
 from dsr.errors import StepError
 from dsr.exports import PartWriter, finish_documents
 from tests.exports.conftest import NOW, _expected, _rows_of, _write
+from tests.packages import document
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,7 +43,7 @@ def test_rows_come_back_per_request_in_scan_order_however_often_they_spill(
                             notes={"req_001": {"orders": "n"}})
     assert list(uris) == sorted(uris) and len(uris) == len(reqs)
     for rid, sid in reqs:
-        doc = json.loads(Path(uris[rid]).read_text(encoding="utf-8"))
+        doc = document(uris[rid])
         assert doc == _expected(rid, sid, tables, {"orders": "n"} if rid == "req_001" else None)
 
 
@@ -59,14 +60,14 @@ def test_a_failed_export_of_a_table_leaves_no_parts_and_a_retry_replaces_earlier
     _write(ex, "run_1", "events", {"req_a": [{"n": 1}, {"n": 2}], "req_b": [{"n": 3}]}, buffer_bytes=1)
     _write(ex, "run_1", "events", {"req_a": [{"n": 4}], "req_b": []})  # the task ran again
     uris = finish_documents(ex, "run_1", [("req_a", "a"), ("req_b", "b")], ["events"], exported_at=NOW)
-    assert json.loads(Path(uris["req_a"]).read_text())["tables"]["events"] == [{"n": 4}]
-    assert json.loads(Path(uris["req_b"]).read_text())["tables"]["events"] == []
+    assert document(uris["req_a"])["tables"]["events"] == [{"n": 4}]
+    assert document(uris["req_b"])["tables"]["events"] == []
 
 
 # --- bounded open files ---------------------------------------------------------------------------------------
 
 _MANY = textwrap.dedent("""
-    import datetime as dt, json, os, random, resource, sys
+    import datetime as dt, json, os, random, resource, sys, zipfile
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     limit = 256 if hard == resource.RLIM_INFINITY else min(256, hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
@@ -98,8 +99,8 @@ _MANY = textwrap.dedent("""
     after = fds()
     bad = []
     for i, (rid, sid) in enumerate(reqs):
-        with open(uris[rid], encoding="utf-8") as f:
-            doc = json.load(f)
+        with zipfile.ZipFile(uris[rid]) as z:
+            doc = json.loads(z.read("export.json"))
         want = {"schema_version": 1, "request_id": rid, "subject_id": sid, "exported_at": "2025-01-02T00:00:00Z",
                 "tables": {t: rows(i, k, t) for k, t in enumerate(tables)},
                 "notes": {"users": "x"} if i == 1 else {}}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import json
 import os
 import stat
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from dsr.exports import PartWriter, finish_documents, remove_run_parts, remove_stale_parts
 from dsr.exports.store import json_value
 from tests.exports.conftest import NOW, SUBJECTS, _rows_of, _write
+from tests.packages import document
 
 
 def _all_paths(root: Path) -> list[Path]:
@@ -60,7 +60,7 @@ def test_ids_that_are_not_file_names_are_refused_without_echoing_them(tmp_path: 
         finish_documents(ex, "run_1", [("a/../b", "s")], [], exported_at=NOW)
     with pytest.raises(ValueError, match="listed twice"):
         finish_documents(ex, "run_1", [("req_a", "s"), ("req_a", "t")], [], exported_at=NOW)
-    assert not (tmp_path / "exports").exists() or not any((tmp_path / "exports").rglob("*.json"))
+    assert not (tmp_path / "exports").exists() or not any((tmp_path / "exports").rglob("*.zip"))
     with PartWriter(ex, "run_1", "../../evil", ["req_a"]) as w:  # a table name is never a path
         w.write("req_a", {"n": 1})
     assert [p.name for p in (tmp_path / "exports" / "_parts" / "run_1").iterdir()] == ["%2E.%2F..%2Fevil"]
@@ -74,7 +74,7 @@ def test_an_airflow_batch_id_with_a_dot_is_a_run_id(tmp_path: Path) -> None:
     with PartWriter(ex, run, "events", ["req_a"]) as w:
         w.write("req_a", {"n": 1})
     uris = finish_documents(ex, run, [("req_a", "s")], ["events"], exported_at=NOW)
-    assert json.loads(Path(uris["req_a"]).read_text(encoding="utf-8"))["tables"] == {"events": [{"n": 1}]}
+    assert document(uris["req_a"])["tables"] == {"events": [{"n": 1}]}
     remove_stale_parts(ex, [run])
     assert (tmp_path / "exports" / "_parts" / run).is_dir()
     remove_run_parts(ex, run)
@@ -90,9 +90,9 @@ def test_an_airflow_batch_id_with_a_dot_is_a_run_id(tmp_path: Path) -> None:
 def test_files_are_0600_and_folders_0700_whatever_the_umask(tmp_path: Path, umask: int) -> None:
     root = tmp_path / "exports"  # exists, world-readable, holds a world-readable earlier document
     root.mkdir()
-    (root / "req_1.json").write_text("{}")
+    (root / "req_1.zip").write_text("{}")
     os.chmod(root, 0o755)
-    os.chmod(root / "req_1.json", 0o644)
+    os.chmod(root / "req_1.zip", 0o644)
     fresh = tmp_path / "fresh"  # created by dsr, with the folders below it
     old = os.umask(umask)
     try:
@@ -111,7 +111,7 @@ def test_files_are_0600_and_folders_0700_whatever_the_umask(tmp_path: Path, umas
     paths = [*_all_paths(root), fresh, *_all_paths(fresh)]
     modes = {str(p.relative_to(tmp_path)): oct(stat.S_IMODE(p.lstat().st_mode)) for p in paths}
     assert modes == {str(p.relative_to(tmp_path)): "0o700" if p.is_dir() else "0o600" for p in paths}
-    assert len([p for p in paths if p.is_file()]) == 9  # 3 documents, 3 parts, 3 manifests
+    assert len([p for p in paths if p.is_file()]) == 9  # 3 packages, 3 parts, 3 manifests
     assert stat.S_IMODE(root.stat().st_mode) == 0o755  # an existing exports folder is left as it is
 
 
@@ -125,7 +125,7 @@ def test_paths_never_hold_subject_ids(tmp_path: Path) -> None:
         _write(ex, "run_9", t, {rid: [{"user_id": sid, "n": 1}] for rid, sid in reqs}, buffer_bytes=1, fan_in=2)
     uris = finish_documents(ex, "run_9", reqs, ["events", "users"], exported_at=NOW)
     for rid, sid in reqs:
-        assert json.loads(Path(uris[rid]).read_text())["subject_id"] == sid
+        assert document(uris[rid])["subject_id"] == sid
         assert sid not in uris[rid]
     paths = [str(p.relative_to(tmp_path)) for p in _all_paths(tmp_path / "exports")]
     assert any("_parts" in p for p in paths)

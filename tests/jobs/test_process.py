@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests import lakes
+from tests.packages import document
 
 pytestmark = pytest.mark.spark
 
@@ -59,8 +60,8 @@ def _lake_with_requests(root: Path) -> lakes.Lake:
 def _exports(lake: lakes.Lake) -> dict[str, dict[str, list[str]]]:
     """subject -> table -> sorted rows as JSON (the engines may return a table's rows in another order)."""
     out = {}
-    for doc_path in lake.exports.glob("*.json"):
-        doc = json.loads(doc_path.read_text(encoding="utf-8"))
+    for doc_path in lake.exports.glob("*.zip"):
+        doc = document(str(doc_path))
         out[doc["subject_id"]] = {t: sorted(json.dumps(r, sort_keys=True) for r in rows)
                                   for t, rows in doc["tables"].items()}
     return out

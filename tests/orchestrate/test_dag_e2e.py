@@ -28,6 +28,8 @@ from deltalake import DeltaTable
 from dsr.cli.demo import DemoInfo, build_demo_lake
 from tests import expect
 from tests.leaks import Leaks
+from tests.packages import manifest
+from tests.packages import tables as package_tables
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
@@ -197,16 +199,19 @@ def test_exports_hold_exactly_each_subjects_rows_minus_never_export(run: Run) ->
     erased = set(run.demo.subjects("erase"))
     from dsr.core import audit
 
+    formats: list[str] = []
     for req in exports:
         uri = by_id[req.request_id].export_uri
-        assert uri and Path(uri).name == f"{req.request_id}.json"
+        assert uri and Path(uri).name == f"{req.request_id}.zip"
         if req.subject_id in erased:  # also erased: the DAG's purge task deleted the copy with the erasure
             assert not Path(uri).exists()
             assert [e["details"]["why"] for e in audit.events(policy, request_id=req.request_id)
                     if e["event"] == "export_deleted"] == ["erased"]
             continue
-        doc = json.loads(Path(uri).read_text(encoding="utf-8"))
-        assert doc["request_id"] == req.request_id and doc["subject_id"] == req.subject_id
+        m = manifest(uri)
+        formats.append(m["format"])
+        assert m["request_id"] == req.request_id and m["subject_id"] == req.subject_id
+        doc = {"tables": package_tables(uri)}
         assert set(doc["tables"]) == {t.name for t in policy.tables if t.export}
         for spec in policy.tables:
             before = run.before[spec.name]
@@ -218,6 +223,7 @@ def test_exports_hold_exactly_each_subjects_rows_minus_never_export(run: Run) ->
             assert all(set(r) == set(cols) for r in got), spec.name
             key = lambda r: json.dumps(r, sort_keys=True, default=str)  # noqa: E731
             assert sorted(got, key=key) == sorted(expected, key=key), spec.name
+    assert sorted(formats) == ["csv", "json"]  # the demo's first export is CSV; the one also erased is gone
     assert Leaks(run.demo.subjects("export")).in_file_names(run.demo.exports) == []
 
 
@@ -233,6 +239,8 @@ def _from_json(row: dict[str, Any], schema: pa.Schema) -> dict[str, Any]:
             out[col] = dt.date.fromisoformat(v)
         elif pa.types.is_decimal(t):
             out[col] = Decimal(v)
+        elif pa.types.is_integer(t):  # a CSV cell is text
+            out[col] = int(v)
         else:
             out[col] = v
     return out

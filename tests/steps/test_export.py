@@ -3,7 +3,6 @@ open-file limit is 256 (the point of the test: parts are spilled, not held open 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 
 from tests import lakes
 from tests.invoke import dsr
+from tests.packages import document
 
 
 @pytest.mark.slow
@@ -36,9 +36,9 @@ def test_ten_thousand_exports_in_one_run_under_ulimit_256(tmp_path: Path) -> Non
                          capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "10000 completed, 0 failed" in out.stdout
-    docs = sorted((tmp_path / "exports").glob("*.json"))
+    docs = sorted((tmp_path / "exports").glob("*.zip"))
     assert len(docs) == 10_000
-    sample = json.loads(docs[123].read_text(encoding="utf-8"))
+    sample = document(str(docs[123]))
     sid = sample["subject_id"]
     assert [r["user_id"] for r in sample["tables"]["users"]] == [sid]
     assert len(sample["tables"]["events"]) == (2 if int(sid[1:]) < 5000 else 1)

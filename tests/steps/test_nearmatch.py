@@ -50,4 +50,4 @@ def test_a_near_match_fails_for_review_and_erases_nothing(small: Policy, typed: 
         assert f"events ({rows} row(s))" in (r.error or "")
         assert stored.strip() not in (r.error or "") and typed not in (r.error or "")
     assert [r["user_id"] for r in lakes.rows(uri)].count(stored) == rows  # nothing erased: a person reviews it
-    assert not list(Path(small.exports).glob("*.json"))  # and no export document for it
+    assert not list(Path(small.exports).glob("*.zip"))  # and no export document for it

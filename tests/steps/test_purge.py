@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import json
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -235,8 +236,8 @@ def test_the_export_of_an_erased_person_goes_with_the_purge(purged: dict[str, An
     report = purged["report"]
     assert report.exports == {"erased": 1, "expired": 0}  # 1003 was exported, then erased
     assert report.own_residue == {"control table": 0, "audit table": 0, "exports": 0}
-    docs = {p.name for p in Path(policy.exports).glob("*.json")}
-    assert docs == {f"{purged['ids'][('export', s)]}.json" for s in ("1005", "1030")}
+    docs = {p.name for p in Path(policy.exports).glob("*.zip")}
+    assert docs == {f"{purged['ids'][('export', s)]}.zip" for s in ("1005", "1030")}
     why = [e["details"]["why"] for e in audit.events(policy, request_id=purged["ids"][("export", "1003")])
            if e["event"] == "export_deleted"]
     assert why == ["erased"]
@@ -249,13 +250,19 @@ def test_documents_older_than_the_export_ttl_are_deleted(tmp_path: Path, monkeyp
     old, new = lake.exports / "req_00000000000000aa.json", lake.exports / "req_00000000000000bb.json"
     old.write_text(json.dumps({"request_id": old.stem, "exported_at": "2026-01-01T00:00:00Z"}), encoding="utf-8")
     new.write_text(json.dumps({"request_id": new.stem, "exported_at": "2026-11-20T00:00:00Z"}), encoding="utf-8")
+    old_zip, new_sealed = lake.exports / "req_00000000000000cc.zip", lake.exports / "req_00000000000000dd.zip.sealed"
+    for package, day in ((old_zip, dt.datetime(2026, 10, 1, tzinfo=dt.UTC)),
+                         (new_sealed, dt.datetime(2026, 11, 25, tzinfo=dt.UTC))):
+        package.write_bytes(b"PK")  # a package's age is its file's modification time
+        os.utime(package, (day.timestamp(), day.timestamp()))
     now = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)  # export_ttl_days: 30 by default
     dry = purging.purge(policy, dry_run=True, now=now)
-    assert dry.exports == {"erased": 0, "expired": 1} and old.exists()
+    assert dry.exports == {"erased": 0, "expired": 2} and old.exists() and old_zip.exists()
     done = purging.purge(policy, now=now)
-    assert done.exports == {"erased": 0, "expired": 1}
-    assert not old.exists() and new.exists()
+    assert done.exports == {"erased": 0, "expired": 2}
+    assert not old.exists() and new.exists() and not old_zip.exists() and new_sealed.exists()
     assert [e["event"] for e in audit.events(policy, request_id=old.stem)] == ["export_deleted"]
+    assert [e["event"] for e in audit.events(policy, request_id="req_00000000000000cc")] == ["export_deleted"]
 
 
 def test_dsr_requests_shows_each_erasure_purged(purged: dict[str, Any]) -> None:

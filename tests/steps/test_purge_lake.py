@@ -134,7 +134,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         out["after_purge"] = _rows()
         out["scan_after"] = bytescan.scan([f"s3://{BUCKET}", f"s3://{EXPORTS}"], TEXT_ERASED, {"id": set(DV_ERASED)})
         out["residue_after"] = _cli(lake, "residue", "--json")
-        out["docs"] = sorted(key for key, _ in bytescan.objects(DOCS) if key.endswith(".json"))
+        out["docs"] = sorted(key for key, _ in bytescan.objects(DOCS) if key.endswith(".zip"))
         yield out
 
 
@@ -182,7 +182,7 @@ def test_after_the_purge_no_byte_anywhere_names_an_erased_person(story: dict[str
         assert any(line.startswith(table) and "are now unreadable" in line for line in purge.stdout.splitlines()), \
             (table, purge.stdout)
     assert "residue: 0" in purge.stdout and "rewrote 1 file(s) with deletion vectors (delta-rs)" in purge.stdout
-    assert story["docs"] == [f"{story['kept_export']}.json"]  # the erased people's documents went with them
+    assert story["docs"] == [f"{story['kept_export']}.zip"]  # the erased people's documents went with them
 
 
 def test_every_other_row_is_as_the_run_left_it(story: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from dsr.core import audit, control
 from dsr.core.policy import Policy
 from dsr.engines.deltars import DeltaRsEngine
 from tests import lakes
+from tests.packages import document
 
 CHILD = textwrap.dedent("""
     import os, sys
@@ -74,7 +75,7 @@ def _state(policy: Policy) -> dict[str, Any]:
     for r in control.list_requests(policy):
         assert r.status == "completed", (r.request_id, r.status, r.error)
         if r.kind == "export":
-            doc = json.loads(Path(r.export_uri or "").read_text(encoding="utf-8"))
+            doc = document(r.export_uri)
             # the reader streams files in parallel: rows within a table come in no fixed order
             docs[r.subject_id] = {t: sorted(rows, key=lambda x: json.dumps(x, sort_keys=True))
                                   for t, rows in doc["tables"].items()}

@@ -19,6 +19,7 @@ from dsr.delta import access
 from dsr.engines.deltars import DeltaRsEngine
 from tests import expect, invoke, lakes
 from tests.leaks import Leaks
+from tests.packages import document
 
 
 def dsr(lake: lakes.Lake, *args: str) -> subprocess.CompletedProcess[str]:
@@ -112,8 +113,8 @@ def test_exports_hold_exactly_each_subjects_rows(processed: dict[str, Any]) -> N
     for sid in lakes.EXPORT:
         rid = processed["ids"][("export", sid)]
         req = control.list_requests(policy, ids=[rid])[0]
-        assert req.export_uri and Path(req.export_uri).name == f"{rid}.json"
-        doc = json.loads(Path(req.export_uri).read_text(encoding="utf-8"))
+        assert req.export_uri and Path(req.export_uri).name == f"{rid}.zip"
+        doc = document(req.export_uri)
         assert doc["schema_version"] == 1 and doc["request_id"] == rid and doc["subject_id"] == sid
         for t in policy.tables:
             mine = [r for r in processed["before"][t.name] if _is(sid, r[t.subject])]

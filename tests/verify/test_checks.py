@@ -35,6 +35,7 @@ from dsr.verify.ge import SuiteOutcome, Validator
 from tests import expect, lakes
 from tests import real_tables as rt
 from tests.leaks import Leaks
+from tests.packages import document
 
 ABSENCE = ["dsr_erased_rows", "dsr_erased_absent", "dsr_read_sighted"]
 MASK_SUITES = ["dsr_mask_pseudonymise[user_id]", "dsr_mask_nullify[email]", "dsr_mask_redact[full_name]",
@@ -427,7 +428,7 @@ def test_dsr_now_exports_and_erases_the_row(lake: dict[str, Any]) -> None:
     assert report.exit_code == 0, report.as_dict()
     assert lakes.rows(uri) == []
     export = control.list_requests(policy, ids=[export_id])[0]
-    doc = json.loads(Path(str(export.export_uri)).read_text(encoding="utf-8"))
+    doc = document(export.export_uri)
     assert [row["as_int"] for row in doc["tables"][policy.tables[0].name]] == [0]
     result = control.list_requests(policy, ids=[erase_id])[0].result_json()
     assert result["tables"][policy.tables[0].name]["rows"] == 1

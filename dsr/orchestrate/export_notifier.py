@@ -1,0 +1,65 @@
+"""The Airflow side of "your export is ready": :class:`ExportReadyNotifier`, a ``BaseNotifier`` on the
+``finish_exports`` task's success.
+
+It sends one message per export the DAG run completed — request id, ticket, when the package expires and,
+with ``notify.link: true`` on S3 exports, a presigned link; never the data or the subject id — through
+:meth:`ExportReadyNotifier.send`. By default ``send`` posts to the policy's ``notify.webhook`` (the step has
+usually done that already, and nothing is sent twice on a channel). A deployment plugs in e-mail or Slack by
+subclassing and overriding ``send`` (the ``channel`` names it in the audit log)::
+
+    class MailDesk(ExportReadyNotifier):
+        channel = "mail-desk"
+
+        def send(self, message):
+            SmtpNotifier(to="privacy@example.com", subject=f"export {message['request_id']} ready", ...).notify({})
+
+Deliveries are retried (``notify.attempts``) and recorded (``notified`` / ``notify_failed``); a failure never
+fails the task. ``callbacks(step)`` gives the ``@task`` keyword arguments that attach it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.sdk import BaseNotifier
+
+__all__ = ["ExportReadyNotifier", "callbacks"]
+
+STEP = "finish_exports"
+
+
+class ExportReadyNotifier(BaseNotifier):
+    """Tells the person's side that the run's export packages are ready."""
+
+    channel = "webhook"
+
+    def send(self, message: Mapping[str, Any]) -> Any:
+        """Deliver one message (raise to have it retried); default: POST it to the policy's webhook."""
+        from dsr.steps import notify
+
+        cfg = self._policy.delivery.notify
+        if cfg is None:
+            raise RuntimeError("no notify.webhook in the policy: override send() to deliver elsewhere")
+        return notify.post_json(cfg.webhook, message, cfg.timeout_seconds)
+
+    def notify(self, context: Any) -> None:
+        from dsr.core import control
+        from dsr.orchestrate.airflow_dag import batch_id, task_policy
+        from dsr.steps import notify
+
+        self._policy = task_policy()
+        cfg = self._policy.delivery.notify
+        if cfg is None and type(self).send is ExportReadyNotifier.send:
+            return  # nothing configured and nothing plugged in
+        ready = [r.request_id for r in control.list_requests(self._policy, run_id=batch_id())
+                 if r.kind == "export" and r.status == "completed"]
+        sent = notify.deliver(self._policy, ready, self.send, channel=self.channel,
+                              attempts=cfg.attempts if cfg else 3, link=bool(cfg and cfg.link))
+        self.log.info("export notifications (%s): %d sent, %d failed", self.channel,
+                      sum(sent.values()), sum(not ok for ok in sent.values()))
+
+
+def callbacks(step_name: str, notifier: BaseNotifier | None = None) -> dict[str, Any]:
+    """``@task`` keyword arguments for a step: the notifier on ``finish_exports``' success, nothing elsewhere."""
+    return {"on_success_callback": [notifier or ExportReadyNotifier()]} if step_name == STEP else {}

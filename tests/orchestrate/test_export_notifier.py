@@ -1,0 +1,56 @@
+"""The Airflow notifier of ready exports (dsr/orchestrate/export_notifier.py): attached to finish_exports in
+dsr_process, it delivers one message per completed export of the DAG run through a plugged-in channel or the
+policy's webhook (a real local HTTP server), records it, and never sends twice on a channel."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dsr import steps
+from dsr.core import audit, control
+from dsr.engines.deltars import DeltaRsEngine
+from tests.steps.test_delivery import _lake, hook  # noqa: F401 (the webhook server fixture)
+
+pytestmark = pytest.mark.airflow
+
+
+def test_the_notifier_sends_each_ready_export_once_per_channel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook: Any  # noqa: F811
+) -> None:
+    from dsr.orchestrate import airflow_dag, export_notifier
+
+    url = f"http://127.0.0.1:{hook.server_address[1]}/hook"
+    lake = _lake(tmp_path, monkeypatch, f"notify: {{webhook: {url}}}\n")
+    policy = lake.policy()
+    rid, _ = control.submit(policy, "export", "u1", ticket="T-5")
+    report = steps.run(policy, DeltaRsEngine(), run_id="af_manual_1")
+    assert report.exit_code == 0 and len(hook.received) == 1  # the step told the webhook
+    # the task's context (policy and batch id of the DAG run) as the worker would give it
+    monkeypatch.setattr(airflow_dag, "task_policy", lambda: policy)
+    monkeypatch.setattr(airflow_dag, "batch_id", lambda: "af_manual_1")
+
+    export_notifier.ExportReadyNotifier().notify({})
+    assert len(hook.received) == 1  # already notified on the webhook: not again
+
+    sent: list[Mapping[str, Any]] = []
+
+    class Desk(export_notifier.ExportReadyNotifier):
+        channel = "desk"
+
+        def send(self, message: Mapping[str, Any]) -> None:
+            sent.append(message)
+
+    Desk().notify({})
+    Desk().notify({})
+    assert [(m["request_id"], m["ticket"]) for m in sent] == [(rid, "T-5")]
+    assert "u1" not in json.dumps(sent)
+    channels = [e["details"]["channel"] for e in audit.events(policy, request_id=rid) if e["event"] == "notified"]
+    assert channels == ["webhook", "desk"]
+    assert export_notifier.callbacks("erase") == {}
+    (attached,) = export_notifier.callbacks("finish_exports")["on_success_callback"]
+    assert isinstance(attached, export_notifier.ExportReadyNotifier)

@@ -1,0 +1,195 @@
+"""Export delivery end to end on real parts: packages on moto's S3 server carry server-side encryption on
+read-back, ``dsr export-link`` gives a presigned URL that downloads the package over plain HTTP with
+``X-Amz-Expires`` equal to the TTL (and the manifest's checksums match), a webhook on a local HTTP server is
+told (never the data), and an erasure filed with an export waits for its cool-down (a settable clock)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import http.server
+import json
+import threading
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dsr import steps
+from dsr.core import audit, control
+from dsr.engines.deltars import DeltaRsEngine
+from dsr.errors import InputError
+from dsr.steps.links import issue_link
+from tests import lakes
+from tests.invoke import dsr
+from tests.packages import members
+
+# --- a real local HTTP server for the webhook ----------------------------------------------------------------
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    received: list[bytes]
+    status: int
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append(body)  # type: ignore[attr-defined]
+        self.send_response(self.server.status)  # type: ignore[attr-defined]
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture()
+def hook() -> Iterator[Any]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    server.received = []  # type: ignore[attr-defined]
+    server.status = 204  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, exports: str = "./exports") -> lakes.Lake:
+    lake = lakes.small(tmp_path / "w")
+    text = lake.policy_path.read_text(encoding="utf-8").replace("exports: ./exports", f"exports: {exports}")
+    lake.policy_path.write_text(text + extra, encoding="utf-8")
+    return lake.use(monkeypatch)
+
+
+def _events(policy: Any, rid: str, kind: str) -> list[dict[str, Any]]:
+    return [e for e in audit.events(policy, request_id=rid) if e["event"] == kind]
+
+
+# --- S3: SSE on read-back, presigned links, the webhook with a link ------------------------------------------
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("sse", ["AES256", "aws:kms"])
+def test_s3_packages_are_encrypted_linked_and_announced(
+    s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook: Any, sse: str
+) -> None:
+    import boto3
+
+    kms = "exports_kms_key_id: alias/dsr-exports\n" if sse == "aws:kms" else ""
+    url = f"http://127.0.0.1:{hook.server_address[1]}/hook"
+    lake = _lake(tmp_path, monkeypatch, f"exports_sse: {sse}\n{kms}notify: {{webhook: {url}, link: true}}\n",
+                 exports=f"s3://exp/{sse.replace(':', '-')}")
+    policy = lake.policy()
+    rid, _ = control.submit(policy, "export", "u1", ticket="T-9", export_format="csv")
+    assert steps.run(policy, DeltaRsEngine()).exit_code == 0
+    req = control.list_requests(policy, ids=[rid])[0]
+    assert req.export_uri == f"s3://exp/{sse.replace(':', '-')}/{rid}.zip"
+
+    s3 = boto3.client("s3", endpoint_url=s3_env, region_name="us-east-1")
+    bucket, key = req.export_uri[5:].split("/", 1)
+    head = s3.head_object(Bucket=bucket, Key=key)
+    assert head["ServerSideEncryption"] == sse
+    if sse == "aws:kms":
+        assert head["SSEKMSKeyId"].endswith("alias/dsr-exports")
+
+    out = dsr("export-link", rid, "--ttl", "2h", "--for", "support desk", "--json")
+    assert out.returncode == 0, out.stderr
+    link = json.loads(out.stdout)
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(link["url"]).query)
+    assert query["X-Amz-Expires"] == ["7200"] and link["ttl_seconds"] == 7200
+    with urllib.request.urlopen(link["url"], timeout=10) as resp:  # plain HTTP to the S3 server
+        data = resp.read()
+    files = members(data)
+    manifest = json.loads(files["manifest.json"])
+    assert {f["name"] for f in manifest["files"]} == {"README.txt", "events.csv", "users.csv", "consents.csv"}
+    for f in manifest["files"]:
+        assert hashlib.sha256(files[f["name"]]).hexdigest() == f["sha256"] and len(files[f["name"]]) == f["size"]
+    issued = _events(policy, rid, "export_link_issued")
+    assert [e["details"]["for"] for e in issued] == ["notification", "support desk"]
+    signature = query["X-Amz-Signature"][0]
+    assert signature not in json.dumps([e["details"] for e in audit.events(policy)], default=str)
+
+    (body,) = hook.received  # the run's webhook: no data, a link that works
+    note = json.loads(body)
+    assert note["request_id"] == rid and note["ticket"] == "T-9" and note["format"] == "csv"
+    assert note["expires_at"] == manifest["expires_at"].replace("Z", "+00:00")
+    assert b"u1" not in body and b"@example" not in body
+    with urllib.request.urlopen(note["link"], timeout=10) as resp:
+        assert resp.read() == data
+    assert [e["details"]["channel"] for e in _events(policy, rid, "notified")] == ["webhook"]
+
+    too_long = dsr("export-link", rid, "--ttl", "8d")
+    assert too_long.returncode == 2 and too_long.stdout == ""
+    assert too_long.stderr.strip().splitlines() == ["dsr: error: --ttl: a link lasts at most 7 days (7d)"]
+    with pytest.raises(InputError, match="has expired"):  # a package past export_ttl_days gets no link
+        issue_link(policy, rid, now=dt.datetime.now(dt.UTC) + dt.timedelta(days=31))
+    assert len(_events(policy, rid, "export_link_issued")) == 2  # nothing recorded for bad input
+
+
+def test_links_need_an_s3_exports_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lake = _lake(tmp_path, monkeypatch, "")
+    policy = lake.policy()
+    rid, _ = control.submit(policy, "export", "u1")
+    assert steps.run(policy, DeltaRsEngine()).exit_code == 0
+    out = dsr("export-link", rid)
+    assert out.returncode == 2 and out.stdout == ""
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("dsr: error: links need an S3 exports location")
+    assert _events(policy, rid, "export_link_issued") == []
+
+
+# --- the webhook: told once, never the data; failures retried and recorded, never failing the export ------------
+
+
+def test_a_failing_webhook_is_retried_recorded_and_never_fails_the_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook: Any
+) -> None:
+    hook.status = 503
+    url = f"http://127.0.0.1:{hook.server_address[1]}/hook"
+    lake = _lake(tmp_path, monkeypatch, f"notify: {{webhook: {url}, attempts: 2}}\n")
+    policy = lake.policy()
+    rid, _ = control.submit(policy, "export", "u2", ticket="T-2")
+    assert steps.run(policy, DeltaRsEngine()).exit_code == 0
+    assert control.list_requests(policy, ids=[rid])[0].status == "completed"
+    assert len(hook.received) == 2 and all(b"u2" not in b for b in hook.received)
+    (failed,) = _events(policy, rid, "notify_failed")
+    assert failed["details"]["attempts"] == 2 and failed["details"]["error"] == "HTTP 503"
+
+    hook.status = 200  # the Airflow notifier's path: the same call again delivers once, then never twice
+    assert steps.notify.packages_ready(policy, [rid]) == {rid: True}
+    assert steps.notify.packages_ready(policy, [rid]) == {}
+    assert len(hook.received) == 3 and json.loads(hook.received[-1])["ticket"] == "T-2"
+
+
+# --- the cool-down: an erasure filed with an export waits until completed_at + erase_cooldown_days ---------------
+
+
+def test_an_erasure_filed_with_an_export_waits_for_the_cool_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake = _lake(tmp_path, monkeypatch, "erase_cooldown_days: 3\n")
+    policy = lake.policy()
+    export_id, _ = control.submit(policy, "export", "u1")
+    erase_id, _ = control.submit(policy, "erase", "u1")
+    assert steps.run(policy, DeltaRsEngine()).exit_code == 0
+    export, erase = control.list_requests(policy, ids=[export_id, erase_id])
+    assert (export.status, erase.status) == ("completed", "pending")
+    proceeds = export.updated_at + dt.timedelta(days=3)
+
+    listed = {r["request_id"]: r for r in json.loads(dsr("requests", "--json").stdout)}
+    assert dt.datetime.fromisoformat(listed[erase_id]["proceeds_at"]) == proceeds
+    assert f"proceeds {proceeds:%Y-%m-%d %H:%M} UTC" in dsr("requests").stdout
+
+    early = steps.run(policy, DeltaRsEngine(), now=proceeds - dt.timedelta(minutes=1))
+    assert early.claimed["requests"] == 0 and early.claimed["cooling_down"] == 1
+    assert control.list_requests(policy, ids=[erase_id])[0].status == "pending"
+    assert [r for r in lakes.rows(lake.lake / "events") if r["user_id"] == "u1"] != []  # still there
+
+    later = steps.run(policy, DeltaRsEngine(), now=proceeds + dt.timedelta(minutes=1))
+    assert later.exit_code == 0 and later.claimed["erasures"] == 1
+    assert control.list_requests(policy, ids=[erase_id])[0].status == "completed"
+    assert [r for r in lakes.rows(lake.lake / "events") if r["user_id"] == "u1"] == []
