@@ -31,6 +31,7 @@ __all__ = [
     "check_request_id",
     "check_run_id",
     "is_open",
+    "list_open",
     "list_requests",
     "live_run_ids",
     "live_runs",
@@ -218,6 +219,14 @@ def list_requests(
         and (run_id is None or r.run_id == run_id) and (people is None or r.subject_id in people)
     ]
     return sorted(rows, key=lambda r: (r.received_at, r.request_id))
+
+
+def list_open(policy: Policy) -> list[Request]:
+    """The open requests (:func:`is_open`), oldest first: a filtered read, whatever the history's length."""
+    table = deltautil.open_table(policy.requests_uri)
+    if table is None:
+        return []
+    return sorted(read_requests(table, open_in=policy), key=lambda r: (r.received_at, r.request_id))
 
 
 def live_run_ids(policy: Policy, now: dt.datetime | None = None) -> set[str]:

@@ -52,7 +52,7 @@ def cooling_erasures(policy: Policy, now: dt.datetime) -> dict[str, dt.datetime]
     """Open erasure request id -> when it may proceed, for those still cooling down after an export."""
     if policy.erase_cooldown_days <= 0:
         return {}
-    erasures = [r for r in control.list_requests(policy) if r.kind == "erase" and control.is_open(r, policy)]
+    erasures = [r for r in control.list_open(policy) if r.kind == "erase"]
     if not erasures:
         return {}
     people = control.list_requests(policy, subjects={r.subject_id for r in erasures})
