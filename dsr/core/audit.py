@@ -175,7 +175,7 @@ request's events start this much before it was received."""
 
 
 def _read(
-    policy: Policy, request_ids: Sequence[str] | None, since: dt.datetime | None = None
+    policy: Policy, request_ids: Sequence[str] | None, since: dt.datetime | None = None, after_seq: int | None = None
 ) -> list[dict[str, Any]]:
     """Audit rows (of the given requests, or all), in chain order, details decoded. With ``since`` (the oldest
     of the requests' ``received_at``), files whose events all predate it by more than :data:`SKEW` are skipped
@@ -187,6 +187,9 @@ def _read(
     if table is None or request_ids == []:
         return []
     recent = None if since is None else ds.field("at") >= pa.scalar(since - SKEW, pa.timestamp("us", tz="UTC"))
+    if after_seq is not None:  # the chain's order: files whose events all come before are skipped
+        newer = ds.field("seq") > pa.scalar(after_seq, pa.int64())
+        recent = newer if recent is None else recent & newer
     data = (deltautil.read_all(table) if request_ids is None
             else deltautil.read_where(table, "request_id", request_ids, also=recent))
     rows = sorted(data.to_pylist(), key=lambda r: r["seq"])
@@ -214,13 +217,14 @@ def event_columns(policy: Policy, kinds: Sequence[str]) -> Any:
 
 
 def events_by_request(
-    policy: Policy, request_ids: Iterable[str], *, since: dt.datetime | None = None
+    policy: Policy, request_ids: Iterable[str], *, since: dt.datetime | None = None, after_seq: int | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """The audit rows of several requests, read in one pass: request id -> rows in chain order. ``since``: the
-    oldest ``received_at`` of the requests (their events are not older, give or take :data:`SKEW`)."""
+    oldest ``received_at`` of the requests (their events are not older, give or take :data:`SKEW`);
+    ``after_seq``: only the events after that point of the chain (to bring an earlier read up to date)."""
     wanted = sorted(set(request_ids))
     out: dict[str, list[dict[str, Any]]] = {rid: [] for rid in wanted}
-    for r in _read(policy, wanted, since):
+    for r in _read(policy, wanted, since, after_seq):
         out[r["request_id"]].append(r)
     return out
 

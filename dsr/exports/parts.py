@@ -61,10 +61,14 @@ class PartWriter:
         self._store.makedirs(self._dir)
 
     def write(self, request_id: str, row: Mapping[str, Any]) -> None:
+        self.write_json(request_id, {k: json_value(v) for k, v in row.items()})
+
+    def write_json(self, request_id: str, row: Mapping[str, Any]) -> None:
+        """Write a row whose values are JSON-ready already (:func:`~dsr.exports.store.json_columns`)."""
         if self._closed:
             raise ValueError("the part writer is closed")
         prefix = self._keys[request_id]
-        line = prefix + dumps({k: json_value(v) for k, v in row.items()}).encode("utf-8")
+        line = prefix + dumps(row).encode("utf-8")
         self._buf.append((prefix[:-1], line))
         self._buf_size += len(line) + ROW_OVERHEAD
         self.rows[request_id] += 1

@@ -20,11 +20,24 @@ from typing import Any
 from dsr.core import audit, control
 from dsr.core.policy import Policy, TableSpec
 from dsr.delta import access
+from dsr.delta import tables as deltautil
 from dsr.errors import DsrError, StepError
 
 __all__ = ["Batch", "safe_error", "scrub", "table_failures"]
 
 log = logging.getLogger("dsr.steps")
+
+
+@dataclass
+class _Memo:
+    """What the previous step of this process read: one run's requests (by control-table version) and their
+    audit events (up to a seq). One entry each: a process serves one run at a time."""
+
+    requests: tuple[tuple[str, str, int], list[control.Request]] | None = None
+    events: tuple[tuple[str, tuple[str, ...]], int, dict[str, list[dict[str, Any]]]] | None = None
+
+
+_MEMO = _Memo()
 
 
 @dataclass
@@ -38,7 +51,16 @@ class Batch:
 
     @classmethod
     def load(cls, policy: Policy, run_id: str) -> Batch:
-        return cls(policy, run_id, control.list_requests(policy, status="running", run_id=run_id))
+        """The run's requests at the control table's current version: read with a filter, or taken from the
+        previous step of the same process when the table has not changed since (a version is immutable)."""
+        table = deltautil.open_table(policy.requests_uri)
+        if table is None:
+            return cls(policy, run_id, [])
+        key = (policy.requests_uri, run_id, table.version())
+        if _MEMO.requests is None or _MEMO.requests[0] != key:
+            mine = control.read_requests(table, ("run_id", [run_id]), statuses=["running"])
+            _MEMO.requests = (key, sorted(mine, key=lambda r: (r.received_at, r.request_id)))
+        return cls(policy, run_id, list(_MEMO.requests[1]))
 
     def of(self, kind: str) -> list[control.Request]:
         return [r for r in self.requests if r.kind == kind]
@@ -52,10 +74,19 @@ class Batch:
         return [r.subject_id for r in self.requests]
 
     def events(self) -> dict[str, list[dict[str, Any]]]:
-        """request id -> its audit events in chain order (one filtered read, kept until the next record)."""
+        """request id -> its audit events in chain order (one filtered read, kept until the next record). An
+        in-process run's later steps read only the events appended since the previous step's read (the chain's
+        seq orders them; the audit log is append-only)."""
         if self._events is None:
+            key = (self.policy.audit_uri, tuple(sorted(self.ids)))
+            known = _MEMO.events if _MEMO.events is not None and _MEMO.events[0] == key else None
             since = min((r.received_at for r in self.requests), default=None)
-            self._events = audit.events_by_request(self.policy, self.ids, since=since)
+            fresh = audit.events_by_request(self.policy, self.ids, since=since,
+                                            after_seq=None if known is None else known[1])
+            merged = {rid: [*(known[2].get(rid, []) if known else []), *evs] for rid, evs in fresh.items()}
+            last = max((e["seq"] for evs in merged.values() for e in evs), default=-1)
+            _MEMO.events = (key, last, merged)
+            self._events = {rid: list(evs) for rid, evs in merged.items()}
         return self._events
 
     def record(self, events: Sequence[audit.AuditEvent]) -> None:

@@ -57,9 +57,11 @@ def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
                               columns=columns) as parts:
         if len(keys.keys):
             for rows in access.scan(table.uri, columns, where_in=(table.subject, keys.keys), info=info):
-                for row in rows.to_pylist():
-                    for rid in by_key.get(row[table.subject], ()):
-                        parts.write(rid, row)
+                values = exporting.json_columns(rows)  # a column at a time, not cell by cell
+                owners = rows.column(table.subject).to_pylist()
+                for owner, cells in zip(owners, zip(*values, strict=True), strict=True):
+                    for rid in by_key.get(owner, ()):
+                        parts.write_json(rid, dict(zip(columns, cells, strict=True)))
     batch.record([
         audit.AuditEvent(
             "table_exported", request_id=r.request_id, run_id=run_id, table_name=table.name,

@@ -30,7 +30,8 @@ from dsr.engines.deltars import DeltaRsEngine
 from dsr.errors import TableError
 from dsr.plan import erasure
 from dsr.verify import checks as tablecheck
-from dsr.verify.checks import TableCheck, _sighted_bounds, access_schema, check_table, commit_counts
+from dsr.verify.checks import TableCheck, _sighted_bounds, check_table, commit_counts
+from dsr.verify.frames import access_schema
 from dsr.verify.ge import SuiteOutcome, Validator
 from tests import expect, lakes
 from tests import real_tables as rt
