@@ -122,6 +122,12 @@ def _parser() -> argparse.ArgumentParser:
     swp.add_argument("--remote", metavar="sc://HOST:PORT", help="Spark Connect endpoint (implies --engine spark)")
     swp.add_argument("--json", action="store_true")
 
+    sts = sub.add_parser("status", help="backlog, overdue and failed requests, purges due, tables' last runs; "
+                                        "exit 1 if anything is overdue or failed for good")
+    fmt = sts.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--prometheus", action="store_true", help="Prometheus text format (node-exporter textfile)")
+
     aud = sub.add_parser("audit", help="audit log: 'audit verify' recomputes the hash chain")
     asub = aud.add_subparsers(dest="audit_command", metavar="verify", parser_class=_Parser)
     asub.required = True
@@ -185,6 +191,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _audit_verify(args)
     if cmd == "receipt":
         return _receipt(args)
+    if cmd == "status":
+        return _ops(args)
     if cmd == "sweep":
         from dsr.cli.sweep import cli_sweep
 
@@ -213,6 +221,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return cli_verify(_policy(args), engine=args.engine, remote=args.remote, as_json=args.json)
     raise AssertionError(cmd)
+
+
+def _ops(args: argparse.Namespace) -> int:
+    """``dsr status``: it reads the control table and the audit log only."""
+    from dsr.cli.status import cli_status
+
+    return cli_status(_policy(args, lake=False), as_json=args.json, prometheus=args.prometheus)
 
 
 def _receipt(args: argparse.Namespace) -> int:
