@@ -28,6 +28,7 @@ from dsr.delta import access, maintenance, physical
 from dsr.engines.base import Engine
 from dsr.errors import DsrError
 from dsr.exports import expiry
+from dsr.steps import progress
 from dsr.verify import residue
 
 __all__ = ["PurgeReport", "TablePurge", "due_purges", "purge", "purge_states", "purge_states_of"]
@@ -188,8 +189,7 @@ def purge(policy: Policy, *, dry_run: bool = False, now: dt.datetime | None = No
     """Purge every table with due erasures (or, ``dry_run``, say what that would remove, writing nothing).
     Writing needs the pseudonym key (for the digests): PolicyError before anything is written when unset.
     ``engine``: a Spark engine whose server rewrites deletion-vector files itself (REORG); the rest of the
-    maintenance is delta-rs on every engine (VACUUM, checkpoints and log cleanup are not Spark SQL on every
-    server)."""
+    maintenance is delta-rs on every engine (VACUUM, checkpoints and log cleanup are not Spark SQL on all)."""
     key = None if dry_run else policy.pseudonym_key()
     now = now or dt.datetime.now(dt.UTC)
     due, waiting = due_purges(policy, now)
@@ -198,12 +198,13 @@ def purge(policy: Policy, *, dry_run: bool = False, now: dt.datetime | None = No
         if table.name not in due:
             continue
         todo = due[table.name]
+        progress.started("purge", table.name)
         try:
             report.tables.append(_purge_table(policy, table, todo, dry_run, _rewriter(engine)))
-        except DsrError as exc:
-            report.tables.append(TablePurge(table.name, todo.version, todo.request_ids, error=str(exc)))
-        except Exception as exc:  # a foreign failure mid-purge: report it in one line, never an id
-            report.tables.append(TablePurge(table.name, todo.version, todo.request_ids, error=access.error_line(exc)))
+        except Exception as exc:  # a foreign failure mid-purge: reported in one line, never an id
+            error = str(exc) if isinstance(exc, DsrError) else access.error_line(exc)
+            report.tables.append(TablePurge(table.name, todo.version, todo.request_ids, error=error))
+        progress.finished("purge", table.name, report.tables[-1].removed, report.tables[-1].error)
     erased_docs: dict[str, str] = {}
     purged: list[Request] = []
     if not dry_run and report.tables and key is not None:
