@@ -131,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--prometheus", action="store_true", help="Prometheus text format (node-exporter textfile)")
 
+    rpt = sub.add_parser("report", help="write an HTML page per run: tables, strategies, rows, versions, GE, residue")
+    rpt.add_argument("--out", metavar="DIR", default="dsr-report", help="where to write (default ./dsr-report)")
+
     aud = sub.add_parser("audit", help="audit log: 'audit verify' recomputes the hash chain")
     asub = aud.add_subparsers(dest="audit_command", metavar="verify", parser_class=_Parser)
     asub.required = True
@@ -194,7 +197,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _audit_verify(args)
     if cmd == "receipt":
         return _receipt(args)
-    if cmd == "status":
+    if cmd in ("status", "report"):
         return _ops(args)
     if cmd == "sweep":
         from dsr.cli.sweep import cli_sweep
@@ -229,7 +232,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _ops(args: argparse.Namespace) -> int:
-    """``dsr status``: it reads the control table and the audit log only."""
+    """``dsr status`` and ``dsr report``: they read the control table and the audit log only."""
+    if args.command == "report":
+        from dsr.cli.report import cli_report
+
+        return cli_report(_policy(args, lake=False), args.out)
     from dsr.cli.status import cli_status
 
     return cli_status(_policy(args, lake=False), as_json=args.json, prometheus=args.prometheus)
