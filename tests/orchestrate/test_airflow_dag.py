@@ -294,7 +294,7 @@ def test_the_spark_submit_dag_is_one_spark_submit_task(parsed: dict[str, dict[st
     res = parsed["submit"]
     assert res["import_errors"] == {}
     assert res["dags"] == ["dsr_backfill", "dsr_process", "dsr_process_spark_submit"]
-    assert res["dag"]["tasks"] == ["spark_submit"]
+    assert res["dag"]["tasks"] == ["check_deadlines", "spark_submit"]  # check_deadlines: beside the batch
     task = res["task"]
     assert task["class"] == f"{SPARK_PROVIDER}.SparkSubmitOperator"
     fields = task["template_fields"]
@@ -321,7 +321,7 @@ def test_the_spark_submit_dag_keeps_the_dag_settings(parsed: dict[str, dict[str,
     assert dag["max_active_runs"] == 1 and dag["catchup"] is False
     assert dag["schedule"] == "0 * * * *"
     assert "spark-submit" in dag["doc_md"] and "not both" in dag["doc_md"]
-    assert dag["params"] == {"policy": "dsr.yml", "spark_remote": None}  # always the Spark engine
+    assert dag["params"] == {"policy": "dsr.yml", "spark_remote": None, "warn_days": 7}  # always the Spark engine
     assert task["retries"] == 2 and task["backoff"] is True and task["retry_delay"] == 60
     assert task["owner"] == "privacy-engineering"
 
