@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,13 +101,36 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Ran:
     test = _airflow(["dags", "test", "dsr_process"], env, timeout=400)
     # the scheduler turns the queued asset event into the analyst DAG's run; its task then runs in that run
     # (a worker would need Airflow's API server: `tasks test` runs the task here, against the run's context)
-    scheduler = _airflow(["scheduler", "--num-runs", "1"], env, timeout=180)
-    with sqlite3.connect(home / "airflow.db") as db:
-        runs = db.execute("SELECT run_id FROM dag_run WHERE dag_id = 'analyst_events'").fetchall()
-    assert len(runs) == 1, (scheduler.stdout + scheduler.stderr)[-5000:]
-    rebuild = _airflow(["tasks", "test", "analyst_events", "rebuild", runs[0][0]], env, timeout=180)
+    run_id = _scheduled_run(env, home / "airflow.db", "analyst_events")
+    rebuild = _airflow(["tasks", "test", "analyst_events", "rebuild", run_id], env, timeout=180)
     return Ran(lake, home, alerts, test.stdout + test.stderr, test.returncode,
                rebuild.stdout + rebuild.stderr)
+
+
+def _scheduled_run(env: dict[str, str], db_path: Path, dag_id: str, timeout: float = 120) -> str:
+    """Start the scheduler, wait until it has created a run of ``dag_id``, stop it; the run's id."""
+    exe = str(Path(sys.executable).parent / "airflow")
+    log = db_path.parent / "scheduler.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([exe, "scheduler"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            with sqlite3.connect(db_path, timeout=30) as db:
+                runs = db.execute("SELECT run_id FROM dag_run WHERE dag_id = ?", (dag_id,)).fetchall()
+            if runs:
+                return str(runs[0][0])
+            time.sleep(1)
+        raise AssertionError(f"no run of {dag_id} from the scheduler: " + log.read_text()[-5000:])
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # the scheduler we started, and its children
+            try:  # it would wait for the task it handed to an executor with no API server to talk to
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
 
 
 def _db(ran: Ran) -> sqlite3.Connection:
