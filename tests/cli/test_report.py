@@ -67,6 +67,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> lakes.Lake:
         assert dsr("request", kind, subject, env=lake.env).returncode == 0
     assert dsr("run", "-q", env=lake.env).returncode == 0
     assert dsr("purge", "-q", env=lake.env).returncode == 0
+    assert dsr("sweep", "-q", "--table", "events", "--full", env=lake.env).returncode == 0
     return lake
 
 
@@ -78,7 +79,8 @@ def test_the_report_has_a_page_per_run_with_tables_versions_ge_and_residue(lake:
     assert index.title == "dsr runs"
     requests = control.list_requests(load_policy(lake.policy_path))
     (run_id,) = {r.run_id for r in requests}
-    assert index.links == [f"{run_id}.html"]
+    (sweep,) = [link for link in index.links if link.startswith("swp_")]
+    assert index.links == [sweep, f"{run_id}.html"]  # newest first
     page = _Page((out / f"{run_id}.html").read_text())
     assert page.title == f"dsr run {run_id}"
     assert page.headings == ["Requests", "Tables", "Great Expectations", "Residue scan"]
@@ -96,6 +98,17 @@ def test_the_report_has_a_page_per_run_with_tables_versions_ge_and_residue(lake:
     assert all("ok" in c["suites"] for c in checks)
     erasures = {r.request_id for r in requests if r.kind == "erase"}
     assert {r["request"]: r["findings"] for r in residue} == {rid: "0" for rid in erasures}
+
+
+def test_a_sweep_has_its_page_too(lake: lakes.Lake) -> None:
+    out = lake.root / "report3"
+    assert dsr("report", "--out", str(out), env=lake.env).returncode == 0
+    (sweep,) = (out).glob("swp_*.html")
+    page = _Page(sweep.read_text())
+    assert "No request in this run." in sweep.read_text()
+    (tables,) = [_rows(t) for t in page.tables if "operation" in t[0]]
+    assert [(t["table"], t["operation"], t["strategy"], t["rows"], t["error"]) for t in tables] == [
+        ("events", "sweep", "delete", "0", "")]
 
 
 def test_the_report_names_no_subject(lake: lakes.Lake) -> None:
