@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from dsr.cli import ops
+
 __all__ = ["main"]
 
 _EPILOG = """\
@@ -125,14 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     swp.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr (warnings and errors only)")
     swp.add_argument("--json", action="store_true")
 
-    sts = sub.add_parser("status", help="backlog, overdue and failed requests, purges due, tables' last runs; "
-                                        "exit 1 if anything is overdue or failed for good")
-    fmt = sts.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true")
-    fmt.add_argument("--prometheus", action="store_true", help="Prometheus text format (node-exporter textfile)")
-
-    rpt = sub.add_parser("report", help="write an HTML page per run: tables, strategies, rows, versions, GE, residue")
-    rpt.add_argument("--out", metavar="DIR", default="dsr-report", help="where to write (default ./dsr-report)")
+    ops.add_commands(sub)  # status, report
 
     aud = sub.add_parser("audit", help="audit log: 'audit verify' recomputes the hash chain")
     asub = aud.add_subparsers(dest="audit_command", metavar="verify", parser_class=_Parser)
@@ -197,8 +192,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _audit_verify(args)
     if cmd == "receipt":
         return _receipt(args)
-    if cmd in ("status", "report"):
-        return _ops(args)
+    if cmd in ops.COMMANDS:
+        return ops.cli_ops(args, _policy(args, lake=False))
     if cmd == "sweep":
         from dsr.cli.sweep import cli_sweep
 
@@ -229,17 +224,6 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return cli_verify(_policy(args), engine=args.engine, remote=args.remote, as_json=args.json)
     raise AssertionError(cmd)
-
-
-def _ops(args: argparse.Namespace) -> int:
-    """``dsr status`` and ``dsr report``: they read the control table and the audit log only."""
-    if args.command == "report":
-        from dsr.cli.report import cli_report
-
-        return cli_report(_policy(args, lake=False), args.out)
-    from dsr.cli.status import cli_status
-
-    return cli_status(_policy(args, lake=False), as_json=args.json, prometheus=args.prometheus)
 
 
 def _receipt(args: argparse.Namespace) -> int:
