@@ -28,6 +28,7 @@ from typing import Any
 from airflow.sdk import dag, task
 
 from dsr.orchestrate import airflow_dag as kit
+from dsr.orchestrate import lineage
 from dsr.orchestrate import sweep_tasks as sweeps
 
 
@@ -35,7 +36,7 @@ from dsr.orchestrate import sweep_tasks as sweeps
      **kit.dag_arguments(__doc__, scheduled=False, extra_params=sweeps.backfill_params()))
 def dsr_backfill() -> None:
     tables = task(task_id="tables")(sweeps.backfill_tables)()
-    swept = task(task_id="sweep", max_active_tis_per_dagrun=kit.MAX_TABLES_AT_ONCE,
+    swept = task(task_id="sweep", max_active_tis_per_dagrun=kit.MAX_TABLES_AT_ONCE, outlets=lineage.outlets(),
                  map_index_template="{{ dsr_table }}")(sweeps.backfill_table).expand(table=tables)
     summary: Any = task(task_id="summary", trigger_rule="all_done")(sweeps.backfill_summary)
     summary(swept, tables)

@@ -19,6 +19,13 @@ where the step fans out:
    files and log entries that still hold the person, and digest their id in the control table (`dsr purge`;
    runs when the batch completed or there was none; after a failed batch the next run purges).
 
+Beside them, **check_deadlines** fails (and so alerts through the tasks' `on_failure_callback`, the notifier
+named by `DSR_ON_FAILURE`) when a request is overdue, due within `warn_days` (a Param, default `DSR_WARN_DAYS`
+or 7) or failed with no attempt left; its log names the request ids and why. **erase** and **sweep** emit an
+Airflow Asset event per table they commit to (Asset URI: the table's storage URI, `file:///...` or `s3://...`;
+extra: versions before and after, row and file counts), so DAGs scheduled on a table's Asset rerun after an
+erasure.
+
 The batch id is this DAG run's id (sanitised); XCom carries only table names and counts, never subject
 ids or rows. `complete` runs whatever happened upstream and marks every request it could not finish as
 failed; the next run claims it again, up to `max_attempts`. If a worker dies, the claim's lease
@@ -39,15 +46,16 @@ from pathlib import Path
 from airflow.sdk import dag, task
 
 from dsr.orchestrate import airflow_dag as kit
-from dsr.orchestrate import export_notifier
+from dsr.orchestrate import alerts, export_notifier, lineage
 from dsr.orchestrate import sweep_tasks as sweeps
 from dsr.steps.run import STEPS
 
 kit.refuse_spark_submit_switch()
 
 
-@dag(dag_id=Path(__file__).stem, **kit.dag_arguments(__doc__))
+@dag(dag_id=Path(__file__).stem, **kit.dag_arguments(__doc__, extra_params=alerts.warn_days_param()))
 def dsr_process() -> None:
+    task(**alerts.CHECK_OPTIONS)(alerts.check_deadlines)()  # beside the batch: alerts, never holds it up
     batch = task(task_id="claim")(kit.claim)()  # one item per table: its name and the steps that process it
     previous = batch
     for index, step in enumerate(STEPS):
@@ -58,7 +66,8 @@ def dsr_process() -> None:
         previous = current
     # not steps of `dsr run`: the DAG sweeps (every past erasure, on the files added since) and purges (on its
     # window); a failed sweep leaves the purge for the next run
-    previous >> task(**sweeps.SWEEP_OPTIONS)(sweeps.sweep_all)() >> task(**kit.PURGE_OPTIONS)(kit.purge)()
+    swept = task(**sweeps.SWEEP_OPTIONS, outlets=lineage.outlets())(sweeps.sweep_all)()
+    previous >> swept >> task(**kit.PURGE_OPTIONS)(kit.purge)()
 
 
 dsr_process()

@@ -12,7 +12,8 @@ delta-spark (`DSR_SPARK_PACKAGES`). The batch id is this DAG run's id, sanitised
 The pseudonym key never goes into the command line or a templated field: spark-submit inherits it from the
 worker's environment (client mode), a cluster-mode driver gets it from the cluster's own secrets.
 
-Deploy this file or `dsr_process.py`, not both: each would claim requests on its own schedule
+Beside it, **check_deadlines** alerts on overdue requests as in `dsr_process` (see there). Deploy this file or
+`dsr_process.py`, not both: each would claim requests on its own schedule
 (`DSR_SCHEDULE`, default `@hourly`). Settings read where the DAG is parsed: `DSR_SPARK_CONN_ID`,
 `DSR_SPARK_APPLICATION`, `DSR_SPARK_PACKAGES`, `DSR_SPARK_PYTHON` (the driver's python).
 """
@@ -22,9 +23,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from airflow.sdk import dag
+from airflow.sdk import dag, task
 
 from dsr.orchestrate import airflow_dag as kit
+from dsr.orchestrate import alerts
 
 try:
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
@@ -39,8 +41,10 @@ def _setting(name: str) -> str | None:
     return os.environ.get(name, "").strip() or None
 
 
-@dag(dag_id=Path(__file__).stem, **kit.dag_arguments(__doc__, engine_param=False))
+@dag(dag_id=Path(__file__).stem,
+     **kit.dag_arguments(__doc__, engine_param=False, extra_params=alerts.warn_days_param()))
 def dsr_process_spark_submit() -> None:
+    task(**alerts.CHECK_OPTIONS)(alerts.check_deadlines)()  # beside the batch: alerts, never holds it up
     # Only ids and paths go on the command line: the policy, the batch id and the Spark Connect address (empty
     # means classic Spark). Credentials stay in the environment spark-submit inherits, never in args, conf or
     # env_vars, which are rendered, shown in the UI and put on the command line.

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from dsr.cli import ops
+
 __all__ = ["main"]
 
 _EPILOG = """\
@@ -73,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--engine", choices=("delta-rs", "spark"), default=None,
                      help="delta-rs (default, in-process) or spark (classic with delta-spark, or Spark Connect)")
     run.add_argument("--remote", metavar="sc://HOST:PORT", help="Spark Connect endpoint (implies --engine spark)")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr (warnings and errors only)")
     run.add_argument("--json", action="store_true", help="machine-readable run report on stdout")
     run.add_argument("--run-id", metavar="ID",
                      help="the batch id (default: generated; letters, digits, _ . -); the same id again resumes "
@@ -106,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
                           "REORG TABLE ... APPLY (PURGE) is used on delta-spark and Databricks (Sail: delta-rs); "
                           "VACUUM and the log cleanup are delta-rs on both")
     prg.add_argument("--remote", metavar="sc://HOST:PORT", help="Spark Connect endpoint (implies --engine spark)")
+    prg.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr (warnings and errors only)")
     prg.add_argument("--json", action="store_true")
 
     swp = sub.add_parser(
@@ -125,7 +129,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="who searches (the digest match runs in its SQL) and rewrites: delta-rs (default, "
                           "in-process) or spark")
     swp.add_argument("--remote", metavar="sc://HOST:PORT", help="Spark Connect endpoint (implies --engine spark)")
+    swp.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr (warnings and errors only)")
     swp.add_argument("--json", action="store_true")
+
+    ops.add_commands(sub)  # status, report
 
     aud = sub.add_parser("audit", help="audit log: 'audit verify' recomputes the hash chain")
     asub = aud.add_subparsers(dest="audit_command", metavar="verify", parser_class=_Parser)
@@ -205,19 +212,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _audit_verify(args)
     if cmd == "receipt":
         return _receipt(args)
+    if cmd in ops.COMMANDS:
+        return ops.cli_ops(args, _policy(args, lake=False))
     if cmd == "sweep":
         from dsr.cli.sweep import cli_sweep
 
         return cli_sweep(_policy(args), tables=args.tables, since_version=args.since_version, since=args.since,
                          full=args.full, dry_run=args.dry_run, as_json=args.json, engine=args.engine,
-                         remote=args.remote)
+                         remote=args.remote, quiet=args.quiet)
     if cmd == "purge":
         from dsr.cli.purge import cli_purge
         from dsr.core.policy import check_against_lake
 
         policy = _policy(args, lake=False)
         check_against_lake(policy, key=False)  # maintenance computes no pseudonym: no key needed
-        return cli_purge(policy, dry_run=args.dry_run, as_json=args.json, engine=args.engine, remote=args.remote)
+        return cli_purge(policy, dry_run=args.dry_run, as_json=args.json, engine=args.engine, remote=args.remote,
+                         quiet=args.quiet)
     if cmd == "residue":
         from dsr.cli.residue import cli_residue
 
@@ -227,7 +237,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from dsr.core.requests import check_run_id
 
         run_id = check_run_id(args.run_id) if args.run_id is not None else None
-        return cli_run(_policy(args), engine=args.engine, remote=args.remote, run_id=run_id, as_json=args.json)
+        return cli_run(_policy(args), engine=args.engine, remote=args.remote, run_id=run_id, as_json=args.json,
+                       quiet=args.quiet)
     if cmd == "verify":
         from dsr.cli.runner import cli_verify
 

@@ -14,9 +14,12 @@ __all__ = ["cli_purge", "purge_lines"]
 
 
 def cli_purge(policy: Policy, *, dry_run: bool, as_json: bool, engine: str | None = None,
-              remote: str | None = None) -> int:
+              remote: str | None = None, quiet: bool = False) -> int:
     """Purge (or, dry run, list what a purge would remove); exit 1 when a table failed or residue is left in a
     purged table's files. A Spark engine (``engine``/``remote``) is opened only to write, only when asked."""
+    from dsr.cli.progress import configure
+
+    configure(quiet=quiet)
     spark = _spark(policy, engine, remote) if not dry_run else None
     try:
         report = purging.purge(policy, dry_run=dry_run, engine=spark)

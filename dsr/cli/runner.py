@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from typing import Any
 
@@ -13,19 +12,13 @@ from dsr.core.policy import Policy
 __all__ = ["cli_run", "cli_verify", "verify_all"]
 
 
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    for noisy in ("great_expectations", "py4j", "pyspark", "urllib3", "botocore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def cli_run(policy: Policy, *, engine: str | None, remote: str | None, run_id: str | None = None,
-            as_json: bool) -> int:
+            as_json: bool, quiet: bool = False) -> int:
     from dsr import steps
+    from dsr.cli.progress import configure
     from dsr.engines import make_engine
 
-    _logging()
+    configure(quiet=quiet)
     eng = make_engine(engine, remote=remote)
     try:
         report = steps.run(policy, eng, run_id=run_id)
@@ -92,7 +85,9 @@ def verify_all(policy: Policy) -> list[dict[str, Any]]:
 
 
 def cli_verify(policy: Policy, *, engine: str | None, remote: str | None, as_json: bool) -> int:
-    _logging()
+    from dsr.cli.progress import configure
+
+    configure()
     if engine or remote:
         print("dsr verify: tables are read back through the Delta access layer (delta-rs), whatever engine wrote "
               "them; --engine/--remote are not needed", file=sys.stderr)

@@ -59,7 +59,9 @@ def table_line(t: dict[str, Any], dry_run: bool) -> str:
 
 
 def cli_sweep(policy: Policy, *, tables: Sequence[str], since_version: int | None, since: str | None,
-              full: bool, dry_run: bool, as_json: bool, engine: str | None, remote: str | None) -> int:
+              full: bool, dry_run: bool, as_json: bool, engine: str | None, remote: str | None,
+              quiet: bool = False) -> int:
+    from dsr.cli.progress import configure
     from dsr.engines import make_engine
     from dsr.steps import sweep as sweeping
     from dsr.steps.sweep_state import new_sweep_id
@@ -69,6 +71,7 @@ def cli_sweep(policy: Policy, *, tables: Sequence[str], since_version: int | Non
         raise InputError("--since-version: a Delta version is 0 or more")
     window = sweeping.Window(full=full, since_version=since_version, since=parse_since(since))
     policy.pseudonym_key()  # the digests need it: refuse before anything is opened or written
+    configure(quiet=quiet)
     eng = make_engine(engine, remote=remote)
     try:
         report = sweeping.sweep(policy, eng, new_sweep_id(), tables=names, window=window, dry_run=dry_run)

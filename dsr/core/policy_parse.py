@@ -40,7 +40,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INT_RANGES = (
     ("max_attempts", 3, 1, 100),
     ("claim_ttl_minutes", 60, 1, 10080),  # 7 days
-    ("due_days", 30, 1, 3650),
+    ("due_days", 30, 0, 3650),  # 0: due at once (tests, drills)
     ("purge_after_hours", 168, 0, 87600),  # 10 years
     ("export_ttl_days", 30, 1, 3650),
     ("erase_cooldown_days", 0, 0, 90),

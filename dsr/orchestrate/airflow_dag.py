@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from dsr.orchestrate import alerts, lineage
+from dsr.orchestrate.task_context import (
+    batch_id,
+    final_errors,
+    safe_batch_id,
+    task_engine,
+    task_params,
+    task_policy,
+)
 from dsr.steps.run import STEPS, Step
 
 __all__ = [
@@ -43,18 +50,14 @@ log = logging.getLogger("dsr.dag")
 NONE_FAILED = "none_failed_min_one_success"
 # Mapped tasks of one step running at once in one DAG run (each opens its table and, if it writes, an engine).
 MAX_TABLES_AT_ONCE = 4
+# Steps that commit to data tables: their tasks emit an Asset event per table they change.
+COMMITTING = ("erase",)
 
 
 def schedule() -> str | None:
     """``$DSR_SCHEDULE`` (a cron expression or preset; ``none`` for manual triggers only), default hourly."""
     value = os.environ.get("DSR_SCHEDULE", "").strip() or "@hourly"
     return None if value.lower() in ("none", "manual") else value
-
-
-def safe_batch_id(run_id: str) -> str:
-    """Airflow run id -> dsr batch id, safe for paths and Delta metadata (also the Jinja filter
-    ``dsr_batch_id`` of the spark-submit DAG, so both DAGs name a run's batch the same way)."""
-    return "af_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_")[:120]
 
 
 def refuse_spark_submit_switch() -> None:
@@ -104,6 +107,7 @@ def dag_arguments(doc: str | None, *, engine_param: bool = True, scheduled: bool
             "retry_delay": timedelta(minutes=1),
             "retry_exponential_backoff": True,
             "max_retry_delay": timedelta(minutes=15),
+            "on_failure_callback": alerts.on_failure(),  # $DSR_ON_FAILURE, else a notifier that logs
         },
         "dagrun_timeout": timedelta(hours=6),
         "user_defined_filters": {"dsr_batch_id": safe_batch_id},
@@ -119,74 +123,12 @@ def task_options(index: int, step: Step) -> dict[str, Any]:
     rule = "all_done" if step.always else ("all_success" if index == 0 else NONE_FAILED)
     options: dict[str, Any] = {"task_id": step.name, "trigger_rule": rule,
                                "doc_md": (step.fn.__doc__ or "").strip() or None}
+    if step.name in COMMITTING:
+        options["outlets"] = lineage.outlets()  # an Asset event per table it commits to (dsr.orchestrate.lineage)
     if step.per_table:
         options["max_active_tis_per_dagrun"] = MAX_TABLES_AT_ONCE
         options["map_index_template"] = "{{ dsr_table }}"  # the UI names each mapped instance by its table
     return options
-
-
-# --- what the tasks run (on a worker, when the task starts) ---------------------------------------------------
-
-
-def task_params() -> dict[str, Any]:
-    from airflow.sdk import get_current_context
-
-    return dict(get_current_context()["params"])
-
-
-def task_policy() -> Any:
-    from dsr.core.policy import check_against_lake, load_policy, resolve_policy_path
-
-    policy = load_policy(resolve_policy_path(task_params().get("policy") or None))
-    check_against_lake(policy)
-    return policy
-
-
-def task_engine(*, spark_only: bool = False) -> Any:
-    """The run's engine (its params, else $DSR_ENGINE / $SPARK_REMOTE); ``spark_only``: None unless it is
-    Spark (the purge needs an engine only for Spark's REORG)."""
-    from dsr.engines import engine_name, make_engine
-
-    params = task_params()
-    name = params.get("engine") or None
-    remote = params.get("spark_remote") or None
-    remote = remote if name in (None, "spark") else None
-    if spark_only and engine_name(name, remote) != "spark":
-        return None
-    return make_engine(name, remote=remote)
-
-
-def batch_id() -> str:
-    """The dsr batch id of the running task's DAG run. Every task derives it from its own context, so XCom
-    needs to carry only table names."""
-    from airflow.sdk import get_current_context
-
-    return safe_batch_id(str(get_current_context()["run_id"]))
-
-
-@contextmanager
-def final_errors() -> Iterator[None]:
-    """A bad policy or input, or a failed verification, fails the task at once: a retry would fail the same way.
-
-    dsr error messages name tables, columns and request ids, never subject ids; other errors are re-raised
-    with the batch's subject ids scrubbed (``dsr.steps.safe_error``) and retried by Airflow.
-    """
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from dsr.errors import InputError, VerificationError
-
-    try:
-        yield
-    except (InputError, VerificationError) as exc:
-        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
-    except Exception as exc:
-        from dsr.steps import safe_error
-
-        try:
-            policy = task_policy()
-        except Exception:
-            policy = None
-        raise safe_error(exc, policy, batch_id()) from None
 
 
 def claim() -> list[dict[str, Any]]:
@@ -276,7 +218,10 @@ def step_task(step: Step) -> Callable[..., Any]:
             get_current_context()["dsr_table"] = table  # type: ignore[typeddict-unknown-key]  # map_index_template
             if step.name not in work["steps"]:
                 raise AirflowSkipException(f"{step.name}: nothing to do in table {table} for this batch")
-            _run(step, table)
+            out = _run(step, table)
+            if step.name in COMMITTING:
+                extra = lineage.asset_extra(table, step.name, out, batch_id())
+                lineage.publish(task_policy().table(table).uri, extra)
             return table
 
         return per_table

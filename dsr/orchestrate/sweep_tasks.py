@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from dsr.orchestrate import airflow_dag as kit
+from dsr.orchestrate import lineage
 
 __all__ = ["SWEEP_OPTIONS", "backfill_params", "backfill_summary", "backfill_table", "backfill_tables", "sweep_all"]
 
@@ -61,6 +62,8 @@ def sweep_all() -> dict[str, Any]:
             engine.close()
     out = {t.table: _counts(t.as_dict()) for t in report.tables}
     log.info("sweep %s: %s", report.sweep_id, out)
+    for name, counts in out.items():
+        lineage.publish(policy.table(name).uri, lineage.asset_extra(name, "sweep", counts, report.sweep_id))
     _fail_if(report)
     return out
 
@@ -159,6 +162,8 @@ def backfill_table(table: str) -> dict[str, Any]:
             engine.close()
     counts = {"dry_run": dry_run, **_counts(out.as_dict())}
     log.info("backfill %s: %s", _sweep_id(), counts)
+    if not dry_run:
+        lineage.publish(policy.table(table).uri, lineage.asset_extra(table, "sweep", counts, _sweep_id()))
     if not out.success:
         raise AirflowFailException(f"sweep of table {table}: verification failed ({', '.join(out.suites)})")
     return counts

@@ -225,7 +225,8 @@ def _commit(
              result.version_before, result.version_after)
     return {"table": table.name, "requests": len(todo), "strategy": table.erase, "rows": matched,
             "files_rewritten": effect["files_rewritten"], "files_added": effect["files_added"],
-            "dv_marked": effect["dv_marked"], "version_after": result.version_after}
+            "dv_marked": effect["dv_marked"], "version_before": result.version_before,
+            "version_after": result.version_after}
 
 
 def plan_commit(

@@ -28,9 +28,10 @@ from dsr.delta import access, maintenance, physical
 from dsr.engines.base import Engine
 from dsr.errors import DsrError
 from dsr.exports import expiry
+from dsr.steps import progress
 from dsr.verify import residue
 
-__all__ = ["PurgeReport", "TablePurge", "due_purges", "purge", "purge_states"]
+__all__ = ["PurgeReport", "TablePurge", "due_purges", "purge", "purge_states", "purge_states_of"]
 
 
 @dataclass
@@ -188,8 +189,7 @@ def purge(policy: Policy, *, dry_run: bool = False, now: dt.datetime | None = No
     """Purge every table with due erasures (or, ``dry_run``, say what that would remove, writing nothing).
     Writing needs the pseudonym key (for the digests): PolicyError before anything is written when unset.
     ``engine``: a Spark engine whose server rewrites deletion-vector files itself (REORG); the rest of the
-    maintenance is delta-rs on every engine (VACUUM, checkpoints and log cleanup are not Spark SQL on every
-    server)."""
+    maintenance is delta-rs on every engine (VACUUM, checkpoints and log cleanup are not Spark SQL on all)."""
     key = None if dry_run else policy.pseudonym_key()
     now = now or dt.datetime.now(dt.UTC)
     due, waiting = due_purges(policy, now)
@@ -198,12 +198,13 @@ def purge(policy: Policy, *, dry_run: bool = False, now: dt.datetime | None = No
         if table.name not in due:
             continue
         todo = due[table.name]
+        progress.started("purge", table.name)
         try:
             report.tables.append(_purge_table(policy, table, todo, dry_run, _rewriter(engine)))
-        except DsrError as exc:
-            report.tables.append(TablePurge(table.name, todo.version, todo.request_ids, error=str(exc)))
-        except Exception as exc:  # a foreign failure mid-purge: report it in one line, never an id
-            report.tables.append(TablePurge(table.name, todo.version, todo.request_ids, error=access.error_line(exc)))
+        except Exception as exc:  # a foreign failure mid-purge: reported in one line, never an id
+            error = str(exc) if isinstance(exc, DsrError) else access.error_line(exc)
+            report.tables.append(TablePurge(table.name, todo.version, todo.request_ids, error=error))
+        progress.finished("purge", table.name, report.tables[-1].removed, report.tables[-1].error)
     erased_docs: dict[str, str] = {}
     purged: list[Request] = []
     if not dry_run and report.tables and key is not None:
@@ -272,23 +273,28 @@ def _scan(policy: Policy, report: PurgeReport, purged: Sequence[Request]) -> Non
 
 
 def purge_states(policy: Policy, requests: Sequence[Request], now: dt.datetime) -> dict[str, dict[str, Any]]:
-    """For each completed erasure: ``{"state": "purged", "at": ..., "residue": the last scan's total}`` or
-    ``{"state": "due", "at": when, "overdue": bool}`` (a purge not done by the request's own due date is overdue
-    like the request)."""
+    """Each completed erasure: ``{"state": "purged", "at", "residue": the last scan's total}`` or ``{"state": "due",
+    "at", "overdue"}`` (a purge not done by the request's own due date is overdue like the request)."""
     todo = [r for r in requests if r.kind == "erase" and r.status == "completed"]
-    events = audit.events_by_request(policy, [r.request_id for r in todo])
+    return purge_states_of(policy, todo, audit.events_by_request(policy, [r.request_id for r in todo]), now)
+
+
+def purge_states_of(policy: Policy, requests: Sequence[Request], events: Mapping[str, Sequence[Mapping[str, Any]]],
+                    now: dt.datetime) -> dict[str, dict[str, Any]]:
+    """:func:`purge_states` from audit rows already read (request id -> its rows in chain order): pure."""
     tables = [t for t in policy.tables if t.erase is not Strategy.RETAIN]
     out: dict[str, dict[str, Any]] = {}
-    for r in todo:
-        purged = {e["table_name"]: e["at"] for e in events[r.request_id] if e["event"] == "table_purged"}
-        scans = [e["details"] for e in events[r.request_id] if e["event"] == "residue_scanned"]
+    for r in (r for r in requests if r.kind == "erase" and r.status == "completed"):
+        mine = events.get(r.request_id, ())
+        purged = {e["table_name"]: e["at"] for e in mine if e["event"] == "table_purged"}
+        scans = [e["details"] for e in mine if e["event"] == "residue_scanned"]
         if all(t.name in purged for t in tables):
             out[r.request_id] = {"state": "purged", "at": max(purged.values(), default=r.updated_at).isoformat(),
                                  "residue": scans[-1].get("total") if scans else None}
             continue
         due = max((e["at"] + dt.timedelta(hours=policy.purge_window_hours(t))
                    for t in tables if t.name not in purged
-                   for e in events[r.request_id] if e["event"] == "table_erased" and e["table_name"] == t.name),
+                   for e in mine if e["event"] == "table_erased" and e["table_name"] == t.name),
                   default=r.updated_at)
         out[r.request_id] = {"state": "due", "at": due.isoformat(), "overdue": now > r.due_at}
     return out

@@ -18,6 +18,7 @@ from typing import Any
 from dsr.core.policy import Policy
 from dsr.delta import access
 from dsr.engines.base import Engine
+from dsr.steps import progress
 from dsr.steps.batch import Batch, scrub
 from dsr.steps.claim import claim_batch
 from dsr.steps.complete import complete_batch
@@ -100,6 +101,8 @@ def run(policy: Policy, engine: Engine, *, run_id: str | None = None, now: dt.da
     for step in STEPS:
         for table in claimed[step.per_table] if step.per_table else [None]:
             name = f"{step.name} {table}" if table else step.name
+            if table:
+                progress.started(step.name, table)
             try:
                 out = call(step, policy, rid, engine, table)
             except Exception as exc:  # recorded, scrubbed, and the run goes on to complete what it can
@@ -107,6 +110,8 @@ def run(policy: Policy, engine: Engine, *, run_id: str | None = None, now: dt.da
                 log.error("run %s: %s", rid, msg)
                 report.errors.append(msg)
                 continue
+            if table:
+                progress.finished(step.name, table, out, out.get("refused"))
             if step.always:
                 report.summary = out
             else:

@@ -28,6 +28,7 @@ from dsr.delta import access, newfiles
 from dsr.engines.base import CommitResult, Engine, Search
 from dsr.errors import DsrError, InputError
 from dsr.plan import erasure
+from dsr.steps import progress
 from dsr.steps.erase import plan_commit
 from dsr.steps.sweep_pending import table_states
 from dsr.steps.sweep_state import TableState, spec_of
@@ -216,12 +217,14 @@ def sweep(policy: Policy, engine: Engine, sweep_id: str, *, tables: Sequence[str
     ctx = load_context(policy, dry_run=dry_run)
     report = SweepReport(sweep_id, dry_run)
     for name in names:
+        progress.started("sweep", name)
         try:
             report.tables.append(sweep_table(policy, engine, sweep_id, name, ctx, window=window, dry_run=dry_run))
         except DsrError as exc:
             report.tables.append(_failed(policy, name, str(exc)))
         except Exception as exc:  # a foreign failure: one line, never an id
             report.tables.append(_failed(policy, name, access.error_line(exc)))
+        progress.finished("sweep", name, report.tables[-1].as_dict(), report.tables[-1].error)
     return report
 
 

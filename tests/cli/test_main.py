@@ -198,7 +198,7 @@ def _bad_policy_cases(outside: Path) -> dict[str, tuple[str, str]]:
                          "is outside the lake"),
         "exempt-outside": (SMALL_POLICY + "exempt:\n  - {path: ../../geo, reason: x}\n", "leaves the lake"),
         "due-days-huge": (SMALL_POLICY + "due_days: 1000000000000\n",
-                          "'due_days' must be a whole number from 1 to 3650"),
+                          "'due_days' must be a whole number from 0 to 3650"),
         "claim-ttl-huge": (SMALL_POLICY + "claim_ttl_minutes: 1000000000000\n", "from 1 to 10080"),
     }
 

@@ -13,7 +13,7 @@ from dsr.exports import json_columns, json_value
 
 
 def test_column_at_a_time_equals_cell_by_cell() -> None:
-    utc = dt.timezone.utc
+    utc = dt.UTC
     batch = pa.RecordBatch.from_pydict({
         "text": pa.array(["a", None, "ü\n\"x\""]),
         "big": pa.array([1, None, -(2**62)], pa.int64()),

@@ -60,7 +60,7 @@ def test_the_dag_runs_the_claim_then_every_step_of_steps_in_order_then_the_sweep
 
     from dsr.steps.run import STEPS
 
-    order = [t.task_id for t in dag.topological_sort()]
+    order = [t.task_id for t in dag.topological_sort() if t.task_id != "check_deadlines"]
     assert order == ["claim", *(s.name for s in STEPS), "sweep", "purge"]
     sweep, purge = dag.get_task("sweep"), dag.get_task("purge")
     assert sweep.upstream_task_ids == {STEPS[-1].name} and sweep.trigger_rule == "all_success"
@@ -137,7 +137,28 @@ def test_tasks_claim_export_finish_erase_verify_complete_purge_in_order(dag: Any
     assert "erase" in up["verify"]
     assert "verify" in up["complete"]
     assert "complete" in up["sweep"] and "sweep" in up["purge"]
-    assert [t.task_id for t in dag.tasks if not t.downstream_task_ids] == ["purge"]
+    assert [t.task_id for t in dag.tasks if not t.downstream_task_ids] == ["check_deadlines", "purge"]
+
+
+def test_check_deadlines_stands_beside_the_batch_and_every_task_has_the_notifier(dag: Any) -> None:
+    check = dag.get_task("check_deadlines")
+    assert not check.upstream_task_ids and not check.downstream_task_ids
+    assert dag.params["warn_days"] == 7 and dag.params.get_param("warn_days").schema["type"] == "integer"
+    for t in dag.tasks:
+        callbacks = t.on_failure_callback if isinstance(t.on_failure_callback, list) else [t.on_failure_callback]
+        assert [type(c).__name__ for c in callbacks] == ["LogNotifier"], t.task_id
+
+
+def test_erase_and_sweep_declare_the_erased_tables_alias_as_outlet(bag: Any, dag: Any) -> None:
+    from airflow.sdk import AssetAlias
+
+    from dsr.orchestrate.lineage import ALIAS, asset_uri
+
+    for task in (dag.get_task("erase"), dag.get_task("sweep"), bag.dags["dsr_backfill"].get_task("sweep")):
+        assert task.outlets == [AssetAlias(ALIAS)], task.task_id
+    assert {t.task_id for t in dag.tasks if t.outlets} == {"erase", "sweep"}
+    assert asset_uri("/data/lake/events") == "file:///data/lake/events"
+    assert asset_uri("s3://bucket/lake/events/") == "s3://bucket/lake/events"
 
 
 def test_the_backfill_dag_is_manual_with_a_typed_form_and_maps_per_table(bag: Any) -> None:
@@ -273,7 +294,7 @@ def test_the_spark_submit_dag_is_one_spark_submit_task(parsed: dict[str, dict[st
     res = parsed["submit"]
     assert res["import_errors"] == {}
     assert res["dags"] == ["dsr_backfill", "dsr_process", "dsr_process_spark_submit"]
-    assert res["dag"]["tasks"] == ["spark_submit"]
+    assert res["dag"]["tasks"] == ["check_deadlines", "spark_submit"]  # check_deadlines: beside the batch
     task = res["task"]
     assert task["class"] == f"{SPARK_PROVIDER}.SparkSubmitOperator"
     fields = task["template_fields"]
@@ -300,7 +321,7 @@ def test_the_spark_submit_dag_keeps_the_dag_settings(parsed: dict[str, dict[str,
     assert dag["max_active_runs"] == 1 and dag["catchup"] is False
     assert dag["schedule"] == "0 * * * *"
     assert "spark-submit" in dag["doc_md"] and "not both" in dag["doc_md"]
-    assert dag["params"] == {"policy": "dsr.yml", "spark_remote": None}  # always the Spark engine
+    assert dag["params"] == {"policy": "dsr.yml", "spark_remote": None, "warn_days": 7}  # always the Spark engine
     assert task["retries"] == 2 and task["backoff"] is True and task["retry_delay"] == 60
     assert task["owner"] == "privacy-engineering"
 

@@ -1,0 +1,78 @@
+"""What a running task knows: its Params, the policy and engine they name, the batch id of its DAG run, and how
+its errors reach Airflow. Imported at parse time (Airflow's SDK only); dsr's heavy parts load when a task runs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["batch_id", "final_errors", "safe_batch_id", "task_engine", "task_params", "task_policy"]
+
+
+def safe_batch_id(run_id: str) -> str:
+    """Airflow run id -> dsr batch id, safe for paths and Delta metadata (also the Jinja filter
+    ``dsr_batch_id`` of the spark-submit DAG, so both DAGs name a run's batch the same way)."""
+    return "af_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_")[:120]
+
+
+def task_params() -> dict[str, Any]:
+    from airflow.sdk import get_current_context
+
+    return dict(get_current_context()["params"])
+
+
+def task_policy() -> Any:
+    from dsr.core.policy import check_against_lake, load_policy, resolve_policy_path
+
+    policy = load_policy(resolve_policy_path(task_params().get("policy") or None))
+    check_against_lake(policy)
+    return policy
+
+
+def task_engine(*, spark_only: bool = False) -> Any:
+    """The run's engine (its params, else $DSR_ENGINE / $SPARK_REMOTE); ``spark_only``: None unless it is
+    Spark (the purge needs an engine only for Spark's REORG)."""
+    from dsr.engines import engine_name, make_engine
+
+    params = task_params()
+    name = params.get("engine") or None
+    remote = params.get("spark_remote") or None
+    remote = remote if name in (None, "spark") else None
+    if spark_only and engine_name(name, remote) != "spark":
+        return None
+    return make_engine(name, remote=remote)
+
+
+def batch_id() -> str:
+    """The dsr batch id of the running task's DAG run. Every task derives it from its own context, so XCom
+    needs to carry only table names."""
+    from airflow.sdk import get_current_context
+
+    return safe_batch_id(str(get_current_context()["run_id"]))
+
+
+@contextmanager
+def final_errors() -> Iterator[None]:
+    """A bad policy or input, or a failed verification, fails the task at once: a retry would fail the same way.
+
+    dsr error messages name tables, columns and request ids, never subject ids; other errors are re-raised
+    with the batch's subject ids scrubbed (``dsr.steps.safe_error``) and retried by Airflow.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from dsr.errors import InputError, VerificationError
+
+    try:
+        yield
+    except (InputError, VerificationError) as exc:
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        from dsr.steps import safe_error
+
+        try:
+            policy = task_policy()
+        except Exception:
+            policy = None
+        raise safe_error(exc, policy, batch_id()) from None
