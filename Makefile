@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install check test test-fast demo bench bench-quick bench-steps clean
+.PHONY: help install check test test-fast demo bench bench-quick bench-history bench-steps clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,11 +33,16 @@ test-fast: $(STAMP) ## the suite without the slow end-to-end tests
 demo: $(STAMP) ## build a demo lake and run the Airflow DAG on it end to end (./demo)
 	$(BIN)/dsr demo --dir demo
 
-bench: $(STAMP) ## dsr against its competitors (2M rows, 2 layouts, K=1..10,000; BENCH_ARGS=--large for 20M)
+bench: $(STAMP) ## dsr against its competitors (2M rows, 2 layouts, K=1..10,000; BENCH_ARGS=--large for 20M), then bench-history
 	$(BIN)/python bench/compare.py $(BENCH_ARGS)
+	$(BIN)/python bench/history.py
 
-bench-quick: $(STAMP) ## the comparative benchmark on a small lake (under a minute)
+bench-history: $(STAMP) ## bookkeeping on a long history (100,000 requests, 500,000 audit events)
+	$(BIN)/python bench/history.py
+
+bench-quick: $(STAMP) ## the comparative benchmark on a small lake, and the history bench on a short one
 	$(BIN)/python bench/compare.py --quick
+	$(BIN)/python bench/history.py --quick
 
 bench-steps: $(STAMP) ## every step of one run timed, with scans and peak memory
 	$(BIN)/python bench/run.py

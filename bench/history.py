@@ -10,7 +10,8 @@ measures what a team pays on top of that history:
 * ``run_bookkeeping``: a ``dsr run`` (the CLI, in this process) of ``--batch`` erasures on a small table, with
   the wall time spent inside the control table, audit log and suppression list modules (their public functions,
   as the steps call them); the run's other steps are reported beside it;
-* the same two on an empty history, so the growth is the difference.
+* the views a team opens every day (``dsr requests``, ``dsr check``, ``dsr status``) and a sweep's dry run;
+* the same on an empty history, so the growth is the difference.
 
 Prints the table and writes JSON to ``bench/out/history-<time>.json``. Times are measured here, never asserted.
 """
@@ -174,11 +175,19 @@ def measure(root: Path, policy: Any, batch: int) -> dict[str, Any]:
     if code != 0 or f"{batch + 2} completed" not in said.getvalue():  # the batch and the two requests above
         raise SystemExit(f"the measured dsr run did not complete its requests: {said.getvalue().strip()}")
     books = ledger.seconds
+    reads = {f"{Path(uri).name} {kind}": n for (uri, kind), n in sorted(deltautil.reads.items())
+             if Path(uri).name in ("requests", "audit", "suppression")}
+    views = {}
+    for name, args in (("requests_pending", ["requests", "--status", "pending"]), ("check", ["check"]),
+                       ("status", ["status", "--json"]), ("sweep_dry_run", ["sweep", "--dry-run"])):
+        t = time.perf_counter()
+        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+            main(["--policy", str(root / "dsr.yml"), *args])
+        views[f"{name}_seconds"] = round(time.perf_counter() - t, 3)
     return {"request_erase_cli_seconds": round(cli, 3), "submit_seconds": round(submit, 3),
             "run_seconds": round(spent, 3), "run_bookkeeping_seconds": round(books, 3),
-            "run_other_seconds": round(spent - books, 3),
-            "run_reads_of_dsr_tables": {f"{Path(uri).name} {kind}": n for (uri, kind), n in sorted(
-                deltautil.reads.items()) if Path(uri).name in ("requests", "audit", "suppression")},
+            "run_other_seconds": round(spent - books, 3), **views,
+            "run_reads_of_dsr_tables": reads,
             "run_bookkeeping_by_function": {k: round(v, 3) for k, v in sorted(
                 ledger.by_function.items(), key=lambda kv: -kv[1])}}
 
@@ -219,7 +228,11 @@ def _print(out: dict[str, Any]) -> None:
             ("submit (in process)", "submit_seconds", "0.3 s"),
             (f"run of {out['batch']} erasures", "run_seconds", ""),
             ("  of which control + audit", "run_bookkeeping_seconds", "0.5 s"),
-            ("  the rest (scan, MERGE, verify)", "run_other_seconds", "")]
+            ("  the rest (scan, MERGE, verify)", "run_other_seconds", ""),
+            ("dsr requests --status pending", "requests_pending_seconds", ""),
+            ("dsr check", "check_seconds", ""),
+            ("dsr status --json", "status_seconds", ""),
+            ("dsr sweep --dry-run", "sweep_dry_run_seconds", "")]
     for label, key, target in rows:
         print(f"{label:34}{out['empty'][key]:>14.3f} s{out['history'][key]:>14.3f} s{target:>10}")
     print("\nthe run's control + audit time by function (long history):")

@@ -32,3 +32,20 @@ def test_the_quick_comparative_bench_runs_every_kind_of_competitor(tmp_path: Pat
         case["results"]["delete_in"]["files_removed"]
     assert case["ratios"]["dsr_erase/bound"] is not None and result["ge_import"]["seconds"] > 0
     assert "dsr_erase/bound" in done.stdout and "GE import" in done.stdout
+
+
+def test_the_quick_history_bench_measures_bookkeeping_on_a_filed_history(tmp_path: Path) -> None:
+    """``bench/history.py --quick``: a history filed in bulk through dsr's own chain, then intake, a run and the
+    daily views on it. No time is asserted; what is asserted is the run's way of reading: never the whole
+    audit log."""
+    done = subprocess.run([sys.executable, str(BENCH.parent / "history.py"), "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (path,) = tmp_path.glob("history-*.json")
+    result = json.loads(path.read_text(encoding="utf-8"))
+    assert (result["requests"], result["events"]) == (2_000, 10_000)
+    for case in ("empty", "history"):
+        assert {"submit_seconds", "run_bookkeeping_seconds", "status_seconds"} <= set(result[case])
+    reads = result["history"]["run_reads_of_dsr_tables"]
+    assert reads.get("audit filtered", 0) > 0 and "audit full" not in reads
+    assert "control + audit" in done.stdout

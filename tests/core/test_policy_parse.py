@@ -64,10 +64,10 @@ LOAD_ERRORS = {
     ),
     # issue 9: numbers within range (10^12 minutes or days overflowed the date arithmetic)
     "due_days of 10^12": (
-        SMALL_POLICY + "due_days: 1000000000000\n", ["'due_days' must be a whole number from 1 to 3650"]
+        SMALL_POLICY + "due_days: 1000000000000\n", ["'due_days' must be a whole number from 0 to 3650"]
     ),
-    "due_days of 3651": (SMALL_POLICY + "due_days: 3651\n", ["'due_days'", "from 1 to 3650"]),
-    "due_days of 0": (SMALL_POLICY + "due_days: 0\n", ["'due_days'", "from 1 to 3650"]),
+    "due_days of 3651": (SMALL_POLICY + "due_days: 3651\n", ["'due_days'", "from 0 to 3650"]),
+    "due_days of -1": (SMALL_POLICY + "due_days: -1\n", ["'due_days'", "from 0 to 3650"]),
     "claim_ttl_minutes of 10^12": (
         SMALL_POLICY + "claim_ttl_minutes: 1000000000000\n",
         ["'claim_ttl_minutes' must be a whole number from 1 to 10080"],
