@@ -204,11 +204,12 @@ def events(policy: Policy, *, request_id: str | None = None) -> list[dict[str, A
 
 
 def event_columns(policy: Policy, kinds: Sequence[str]) -> Any:
-    """The audit rows of the given events as a pyarrow Table of seq, at, event, request_id, table_name and
-    details (raw JSON text): a projected, filtered read for questions asked over the whole history in Arrow."""
+    """The audit rows of the given events as a pyarrow Table of seq, at, event, request_id, run_id, table_name
+    and details (raw JSON text): a projected, filtered read for questions asked over the whole history in Arrow
+    (no hashes: the chain is :func:`verify_chain`'s business)."""
     import pyarrow as pa
 
-    columns = ["seq", "at", "event", "request_id", "table_name", "details"]
+    columns = ["seq", "at", "event", "request_id", "run_id", "table_name", "details"]
     table = deltautil.open_table(policy.audit_uri)
     if table is None:
         return _schema().empty_table().select(columns)

@@ -113,10 +113,14 @@ def _tables(policy: Policy, events: Sequence[Mapping[str, Any]]) -> list[TableHe
 
 
 def summarise(policy: Policy, requests: Sequence[Request], events: Sequence[Mapping[str, Any]], now: dt.datetime,
-              *, soon_days: int = SOON_DAYS, pending_sweeps: Mapping[str, int] | None = None) -> Status:
-    """The status of the lake from every request row and every audit row (chain order). Pure."""
-    counts: Counter[tuple[str, str]] = Counter({(k, s): 0 for k in KINDS for s in STATUSES})
-    counts.update((r.kind, r.status) for r in requests)
+              *, soon_days: int = SOON_DAYS, pending_sweeps: Mapping[str, int] | None = None,
+              counts: Mapping[tuple[str, str], int] | None = None,
+              failures_total: Mapping[str, int] | None = None) -> Status:
+    """The status of the lake from every request row and every audit row (chain order), or from the rows
+    :mod:`dsr.steps.status_read` keeps with the counts it took over all of them (``counts``, ``failures_total``).
+    Pure."""
+    tally: Counter[tuple[str, str]] = Counter({(k, s): 0 for k in KINDS for s in STATUSES})
+    tally.update(counts if counts is not None else Counter((r.kind, r.status) for r in requests))
     open_ = sorted((r for r in requests if is_open(r, policy)), key=lambda r: (r.received_at, r.request_id))
     oldest = ({"request_id": open_[0].request_id, "kind": open_[0].kind,
                "age_seconds": int((now - open_[0].received_at).total_seconds())} if open_ else None)
@@ -136,20 +140,22 @@ def summarise(policy: Policy, requests: Sequence[Request], events: Sequence[Mapp
     tables = _tables(policy, events)
     for t in tables:
         t.pending_first_sweep = int((pending_sweeps or {}).get(t.table, 0))
+        if failures_total is not None:
+            t.failures_total = int(failures_total.get(t.table, 0))
     done = [e for e in events if e["event"] == "completed"]
     last = {"run_id": done[-1]["run_id"], "at": done[-1]["at"].isoformat()} if done else None
-    return Status(now, soon_days, dict(counts), oldest, overdue, due_soon, failed, due, late, tables, last)
+    return Status(now, soon_days, dict(tally), oldest, overdue, due_soon, failed, due, late, tables, last)
 
 
 def load(policy: Policy, now: dt.datetime | None = None, *, soon_days: int = SOON_DAYS) -> Status:
-    """Read the control table once and the audit log once, then :func:`summarise`."""
-    from dsr.core import audit, control
-    from dsr.steps.sweep_state import states
+    """Read the control table once and the audit log once (as columns, cut to the rows that can change the
+    answer: :mod:`dsr.steps.status_read`), then :func:`summarise`."""
+    from dsr.steps import status_read
+    from dsr.steps.sweep_pending import unapplied
 
     at = now or dt.datetime.now(dt.UTC)
-    requests = control.list_requests(policy)
-    events = audit.events(policy)
-    erasures = [r.request_id for r in requests if r.kind == "erase" and r.status == "completed"]
-    pending = {n: len(s.unapplied) for n, s in states(policy, erasures, events).items()} if erasures else {}
-    return summarise(policy, requests, events, at, soon_days=soon_days, pending_sweeps=pending)
+    got = status_read.read(policy)
+    pending = unapplied(policy, got.erasures, got.table_events) if got.erasures else {}
+    return summarise(policy, got.requests, got.events, at, soon_days=soon_days, pending_sweeps=pending,
+                     counts=got.counts, failures_total=got.failures_total)
 

@@ -83,3 +83,97 @@ def test_due_soon_overdue_oldest_and_failed_for_good(tmp_path: Path) -> None:
     assert s.oldest_open == {"request_id": "req_a", "kind": "erase", "age_seconds": 25 * 86400}  # b: no attempt left
     assert s.counts[("export", "failed")] == 1 and s.counts[("erase", "completed")] == 0
     assert summarise(policy, [a, c], [], NOW).exit_code == 0
+
+
+# --- the status from the rows it keeps equals the status from every row -------------------------------------
+
+
+def _generated(policy: Policy, seed: int) -> tuple[list[Request], list[dict[str, Any]]]:
+    """Requests of every kind and status, erasures purged from all, some or none of the tables, failures and
+    successes of every kind per table (sweeps failed by success false or by an error, dry runs), completions."""
+    import random
+
+    rng = random.Random(seed)
+    tables = [t.name for t in policy.tables]
+    requests, events = [], []
+    seq = 0
+
+    def add(event: str, at: dt.datetime, **kw: Any) -> None:
+        nonlocal seq
+        events.append(_event(seq, event, at=at, **kw))
+        seq += 1
+
+    for n in range(80):
+        at = NOW - dt.timedelta(hours=200 - 2 * n)
+        status = rng.choice(["pending", "running", "completed", "completed", "completed", "failed"])
+        kind = rng.choice(["erase", "erase", "export"])
+        rid, run = f"req_{n:016x}", f"run_{n % 7}"
+        requests.append(_request(rid, status, received=at - dt.timedelta(days=rng.choice([1, 40])),
+                                 due=at + dt.timedelta(days=rng.choice([-5, 3, 30])), attempts=rng.choice([0, 1, 3]),
+                                 kind=kind))
+        for t in tables:
+            what = rng.choice(["erased", "failed", "exported", "swept", "sweep-failed", "sweep-error", "dry",
+                               "retained", "none"])
+            if what == "erased":
+                add("table_erased", at, run=run, table=t, rid=rid, version_before=1, version_after=2)
+            elif what == "retained":
+                add("table_retained", at, run=run, table=t, rid=rid)
+            elif what == "exported":
+                add("table_exported", at, run=run, table=t, rid=rid, rows=1)
+            elif what == "failed":
+                add("table_failed", at, run=run, table=t, rid=rid, reason=f"table {t!r}: failed in {run}")
+            elif what.startswith("sweep") or what in ("swept", "dry"):
+                details: dict[str, Any] = {"success": what != "sweep-failed", "dry_run": what == "dry"}
+                if what == "sweep-error":
+                    details["error"] = "boom"
+                add("table_swept", at, run=f"swp_{n:016x}", table=t, rid=f"swp_{n:016x}", **details)
+            if status == "completed" and kind == "erase" and rng.random() < 0.6:
+                add("table_purged", at + dt.timedelta(hours=1), run="purge", table=t, rid=rid)
+        if status == "completed":
+            if kind == "erase" and rng.random() < 0.5:
+                add("residue_scanned", at + dt.timedelta(hours=1), run="purge", rid=rid, total=0)
+            add("completed", at, run=run, rid=rid)
+        add("verified", at, run=run, rid=rid)  # an event the status never looks at
+    return requests, events
+
+
+def _as_arrow(requests: list[Request], events: list[dict[str, Any]]) -> tuple[Any, Any]:
+    import json
+
+    import pyarrow as pa
+
+    from dsr.core.requests import schema
+
+    audit_schema = pa.schema([("seq", pa.int64()), ("at", pa.timestamp("us", tz="UTC")), ("event", pa.string()),
+                              ("request_id", pa.string()), ("run_id", pa.string()), ("table_name", pa.string()),
+                              ("details", pa.string())])
+    rows = [{**e, "details": json.dumps(e["details"], sort_keys=True, separators=(",", ":"))} for e in events]
+    return (pa.Table.from_pylist([r.__dict__ for r in requests], schema=schema()),
+            pa.Table.from_pylist(rows, schema=audit_schema))
+
+
+def test_the_status_from_the_rows_it_keeps_equals_the_status_from_every_row(tmp_path: Path) -> None:
+    from dsr.steps.status_read import EVENTS, reduce
+
+    policy = _policy(tmp_path, "purge_after_hours: 24\n")
+    kept_fewer = 0
+    for seed in range(10):
+        requests, events = _generated(policy, seed)
+        table_requests, table_events = _as_arrow(requests, events)
+        table_events = table_events.filter(pa_is_in(table_events["event"], EVENTS))
+        got = reduce(policy, table_requests, table_events)
+
+        full = summarise(policy, requests, events, NOW)
+        cut = summarise(policy, got.requests, got.events, NOW, counts=got.counts,
+                        failures_total=got.failures_total)
+
+        assert cut.as_dict() == full.as_dict(), seed
+        kept_fewer += len(got.events) < len(events) and len(got.requests) < len(requests)
+    assert kept_fewer == 10  # and the cut is a real one
+
+
+def pa_is_in(column: Any, values: tuple[str, ...]) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.is_in(column, pa.array(values))
