@@ -31,13 +31,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-POLICY = """\
-lake: ./lake
-exports: ./exports
-pseudonym_key_env: DSR_PSEUDONYM_KEY
-tables:
-  - {name: events, path: events, subject: user_id, erase: delete}
-"""
+sys.path.insert(0, str(HERE))
+from compete import POLICY  # noqa: E402  (the bench's one policy: an events table, erase by delete)
+
 
 def _lake(root: Path) -> Any:
     import pyarrow as pa
@@ -60,7 +56,8 @@ def build_history(policy: Any, requests: int, events: int, *, chunk: int = 20_00
     dsr's schema) with their suppression-list entries, and their audit events as the runs that did them would
     have written them — received, claimed, table_erased (under the table's current spec), verified, completed,
     padded with more verified events up to ``events`` — appended through dsr's own chain, ``chunk`` requests per
-    commit, each commit dated when its requests were done. Returns the seconds it took."""
+    commit, each commit dated when its requests were done; then the coverage checkpoint the last run would have
+    written. Returns the seconds it took."""
     import pyarrow as pa
     from deltalake import write_deltalake
 
@@ -92,6 +89,11 @@ def build_history(policy: Any, requests: int, events: int, *, chunk: int = 20_00
                                       "version_after": 1} if kind == "table_erased" else {})
             for r in rows for kind in kinds
         ], now=at)
+    from dsr.steps.sweep_pending import pending_tables
+
+    found = pending_tables(policy, record=True)  # what the last of those runs did: its coverage checkpoint
+    if found:
+        raise SystemExit(f"the built history leaves tables pending their first sweep: {found}")
     return {"build_seconds": round(time.perf_counter() - t, 1)}
 
 

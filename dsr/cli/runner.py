@@ -49,7 +49,7 @@ def _first_sweeps(policy: Policy, engine: Any) -> dict[str, Any] | None:
     from dsr.steps.sweep_pending import pending_tables
     from dsr.steps.sweep_state import new_sweep_id
 
-    pending = pending_tables(policy)
+    pending = pending_tables(policy, record=True)
     if not pending:
         return None
     try:

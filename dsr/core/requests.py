@@ -177,15 +177,23 @@ def read_requests(
     return [Request(**r) for r in data.to_pylist()]
 
 
-def request_ids(policy: Policy, *, status: str, kind: str) -> list[str]:
-    """The ids of the requests of one kind and status, oldest first, read as three columns (no row becomes a
-    Python object but the ids)."""
+def request_ids(policy: Policy, *, status: str, kind: str, updated_since: dt.datetime | None = None) -> list[str]:
+    """The ids of the requests of one kind and status (changed at or after ``updated_since`` when given: files
+    whose statistics say otherwise are skipped), oldest first, read as a few columns (no row becomes a Python
+    object but the ids)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
+    import pyarrow.dataset as ds
 
     table = deltautil.open_table(policy.requests_uri)
     if table is None:
         return []
-    data = deltautil.read_all(table, columns=["request_id", "kind", "status", "received_at"])
+    columns = ["request_id", "kind", "status", "received_at", "updated_at"]
+    if updated_since is None:
+        data = deltautil.read_all(table, columns=columns)
+    else:
+        recent = ds.field("updated_at") >= pa.scalar(updated_since, pa.timestamp("us", tz="UTC"))
+        data = deltautil.read_where(table, "status", [status], columns, also=recent)
     data = data.filter(pc.and_(pc.equal(data["status"], status), pc.equal(data["kind"], kind)))
     data = data.sort_by([("received_at", "ascending"), ("request_id", "ascending")])
     return [str(i) for i in data["request_id"].to_pylist()]

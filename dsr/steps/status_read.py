@@ -55,23 +55,12 @@ def read(policy: Policy) -> Reduced:
 
 
 def _flag(details: Any, name: str, kind: Any) -> Any:
-    """A top-level field of every details JSON text (null where absent), parsed by Arrow's JSON reader as
-    ``kind`` (a value of another JSON type is an error, never a silent guess)."""
-    import io
-
+    """A top-level field of every details JSON text, null where absent (a value of another type: an error)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
-    from pyarrow import json as pajson
 
-    texts = pa.concat_arrays([c.cast(pa.large_string()) for c in details.chunks] or
-                             [pa.array([], pa.large_string())]).fill_null("{}")
-    if len(texts) == 0:
-        return pa.array([], kind)
-    joined = pc.binary_join(pa.LargeListArray.from_arrays(pa.array([0, len(texts)], pa.int64()), texts),
-                            pa.scalar("\n", pa.large_string()))
-    parsed = pajson.read_json(io.BytesIO(joined[0].as_buffer()), parse_options=pajson.ParseOptions(
-        explicit_schema=pa.schema([(name, kind)]), unexpected_field_behavior="ignore"))
-    return parsed[name]
+    from dsr.core.audit_details import fields_of
+
+    return fields_of(details, pa.schema([(name, kind)]))[name]
 
 
 def _health_rows(policy: Policy, events: Any) -> tuple[list[int], dict[str, int]]:

@@ -11,7 +11,6 @@ comparison is done on Arrow arrays; only the few ``table_swept`` rows become Pyt
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 from typing import Any
 
@@ -19,53 +18,65 @@ from dsr.core.masks import Strategy
 from dsr.core.policy import Policy
 from dsr.steps.sweep_state import TableState, spec_of, states
 
-__all__ = ["EVENTS", "pending_tables", "reduced_states", "table_states", "unapplied"]
+__all__ = ["COVERAGE", "EVENTS", "pending_tables", "reduced_states", "table_states", "unapplied"]
 
 EVENTS = ("completed", "table_erased", "table_retained", "table_swept")
 """The audit events the rule reads."""
+COVERAGE = "coverage_checked"
+"""A checkpoint of the rule (:mod:`dsr.steps.sweep_checkpoint`): covers like a full sweep."""
 
 
-def pending_tables(policy: Policy) -> dict[str, int]:
+def pending_tables(policy: Policy, *, record: bool = False) -> dict[str, int]:
     """Tables pending their first sweep -> how many completed erasures are not applied to them (reads the
-    control table and the audit log; no key needed)."""
-    from dsr.core import audit, control
+    control table and the audit log; no key needed). With a coverage checkpoint for every table under its
+    current spec, only the erasures completed since are read (:mod:`dsr.steps.sweep_checkpoint`); ``record``
+    (``dsr run``) writes a new checkpoint when nothing is pending and the newest is a day old or missing."""
+    import pyarrow as pa
 
-    erasures = control.request_ids(policy, status="completed", kind="erase")
-    if not erasures:
-        return {}
-    return {name: n for name, n in unapplied(policy, erasures, audit.event_columns(policy, EVENTS)).items() if n}
+    from dsr.core import audit, control
+    from dsr.steps import sweep_checkpoint as marks
+
+    started = dt.datetime.now(dt.UTC)
+    seen = audit.event_columns(policy, ("table_swept", COVERAGE))
+    since = marks.covered_through(policy, seen)
+    erasures = control.request_ids(policy, status="completed", kind="erase",
+                                   updated_since=None if since is None else since - marks.SKEW)
+    if erasures and since is None:
+        events = audit.event_columns(policy, (*EVENTS, COVERAGE))
+    elif erasures:
+        events = pa.concat_tables([audit.event_columns(policy, EVENTS, request_ids=erasures), seen])
+    found = {n: c for n, c in unapplied(policy, erasures, events).items() if c} if erasures else {}
+    if record and not found and marks.due(since, started):
+        marks.record(policy, started)
+    return found
 
 
 def _details(column: Any) -> Any:
-    """The ``spec`` and ``strategy`` of every details JSON text, parsed by Arrow's JSON reader (one object per
-    line: dsr writes details as compact JSON, so a text holds no line break)."""
+    """The ``spec`` and ``strategy`` of every details JSON text."""
     import pyarrow as pa
-    import pyarrow.compute as pc
-    from pyarrow import json as pajson
 
-    fields = pa.schema([("spec", pa.string()), ("strategy", pa.string())])
-    texts = pa.concat_arrays([c.cast(pa.large_string()) for c in column.chunks] or
-                             [pa.array([], pa.large_string())]).fill_null("{}")
-    if len(texts) == 0:
-        return fields.empty_table()
-    joined = pc.binary_join(pa.LargeListArray.from_arrays(pa.array([0, len(texts)], pa.int64()), texts),
-                            pa.scalar("\n", pa.large_string()))
-    parsed = pajson.read_json(io.BytesIO(joined[0].as_buffer()), parse_options=pajson.ParseOptions(
-        explicit_schema=fields, unexpected_field_behavior="ignore", newlines_in_values=False))
-    if parsed.num_rows != len(texts):
-        raise ValueError("audit details are not one JSON object per event")
-    return parsed
+    from dsr.core.audit_details import fields_of
+
+    return fields_of(column, pa.schema([("spec", pa.string()), ("strategy", pa.string())]))
 
 
 def _last_full_sweep(events: Any, table: str, spec: str) -> dt.datetime | None:
-    """When the newest successful full sweep of the table under the spec loaded its suppression list."""
+    """When the newest successful full sweep of the table under the spec loaded its suppression list, or the
+    newest coverage checkpoint under the spec was proven through (:mod:`dsr.steps.sweep_checkpoint`), whichever
+    is later: every erasure completed by then is applied to the table."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    rows = events.filter(pc.and_(pc.equal(events["event"], "table_swept"), pc.equal(events["table_name"], table)))
+    kinds = pa.array(["table_swept", COVERAGE])
+    rows = events.filter(pc.and_(pc.is_in(events["event"], kinds), pc.equal(events["table_name"], table)))
     starts = []
     for r in rows.to_pylist():
         d = json.loads(r["details"]) if r["details"] else {}
-        if d.get("spec") == spec and d.get("success", True) and d.get("mode") == "full":
+        if d.get("spec") != spec:
+            continue
+        if r["event"] == COVERAGE and d.get("through"):
+            starts.append(dt.datetime.fromisoformat(d["through"]))
+        elif r["event"] == "table_swept" and d.get("success", True) and d.get("mode") == "full":
             starts.append(dt.datetime.fromisoformat(d["started_at"]) if d.get("started_at") else r["at"])
     return max(starts, default=None)
 

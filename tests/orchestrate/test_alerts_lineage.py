@@ -28,6 +28,7 @@ from dsr.orchestrate.lineage import asset_uri
 from tests import lakes
 from tests.invoke import dsr
 from tests.leaks import Leaks
+from tests.orchestrate.airflow_cli import airflow
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
@@ -68,11 +69,6 @@ class Ran:
     downstream: str  # the analyst task's output
 
 
-def _airflow(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    exe = str(Path(sys.executable).parent / "airflow")
-    return subprocess.run([exe, *args], env=env, capture_output=True, text=True, errors="replace", timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Ran:
     root = tmp_path_factory.mktemp("alerts")
@@ -96,13 +92,13 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Ran:
         **lake.env,
     })
     for step in (["db", "migrate"], ["dags", "reserialize"]):
-        done = _airflow(step, env, timeout=180)
+        done = airflow(step, env, timeout=180)
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    test = _airflow(["dags", "test", "dsr_process"], env, timeout=400)
+    test = airflow(["dags", "test", "dsr_process"], env, timeout=400)
     # the scheduler turns the queued asset event into the analyst DAG's run; its task then runs in that run
     # (a worker would need Airflow's API server: `tasks test` runs the task here, against the run's context)
     run_id = _scheduled_run(env, home / "airflow.db", "analyst_events")
-    rebuild = _airflow(["tasks", "test", "analyst_events", "rebuild", run_id], env, timeout=180)
+    rebuild = airflow(["tasks", "test", "analyst_events", "rebuild", run_id], env, timeout=180)
     return Ran(lake, home, alerts, test.stdout + test.stderr, test.returncode,
                rebuild.stdout + rebuild.stderr)
 

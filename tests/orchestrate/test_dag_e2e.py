@@ -28,6 +28,7 @@ from deltalake import DeltaTable
 from dsr.cli.demo import DemoInfo, build_demo_lake
 from tests import expect
 from tests.leaks import Leaks
+from tests.orchestrate.airflow_cli import airflow
 from tests.packages import manifest
 from tests.packages import tables as package_tables
 
@@ -57,11 +58,6 @@ def _read(demo: DemoInfo, name: str) -> pa.Table:
     return DeltaTable(os.path.join(demo.lake, name)).to_pyarrow_table()
 
 
-def _airflow(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    exe = str(Path(sys.executable).parent / "airflow")
-    return subprocess.run([exe, *args], env=env, capture_output=True, text=True, errors="replace", timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     root = tmp_path_factory.mktemp("dag_e2e")
@@ -70,9 +66,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     home = root / "airflow_home"
     home.mkdir()
     env = _env_for(home, demo)
-    migrate = _airflow(["db", "migrate"], env, timeout=120)
+    migrate = airflow(["db", "migrate"], env, timeout=120)
     assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
-    test = _airflow(["dags", "test", "dsr_process"], env, timeout=300)
+    test = airflow(["dags", "test", "dsr_process"], env, timeout=300)
     from dsr.core import control
 
     return Run(demo, home, before, test.returncode, test.stdout + test.stderr,
@@ -272,7 +268,7 @@ def test_mapped_instances_are_named_by_their_table(run: Run) -> None:
 def test_a_second_run_with_nothing_pending_skips_the_work_and_changes_nothing(run: Run) -> None:
     content = {name: _rows(_read(run.demo, name)) for name in TABLES}
     env = _env(run)
-    again = _airflow(["dags", "test", "dsr_process"], env, timeout=300)
+    again = airflow(["dags", "test", "dsr_process"], env, timeout=300)
     out = again.stdout + again.stderr
     assert again.returncode == 0, out[-5000:]
     assert "no pending requests" in out
@@ -295,7 +291,7 @@ def test_a_run_that_fails_leaves_requests_for_the_next_run_which_completes_them(
     # as if the workers died after the claim: the per-table steps are marked success without running, so
     # complete (all_done) must fail the request with a reason, and fail the DAG run
     skip = "^(export|finish_exports|erase|verify)$"
-    failed = _airflow(["dags", "test", "dsr_process", "--mark-success-pattern", skip], env, timeout=300)
+    failed = airflow(["dags", "test", "dsr_process", "--mark-success-pattern", skip], env, timeout=300)
     out = failed.stdout + failed.stderr
     assert failed.returncode != 0
     (req,) = control.list_requests(policy, ids=[rid])
@@ -327,7 +323,7 @@ def test_a_batch_of_exports_only_skips_erase_and_verify_and_completes(run: Run) 
     rid, created = control.submit(policy, "export", subject, ticket="E2E-EXPORT-ONLY")
     assert created
     content = {name: _rows(_read(run.demo, name)) for name in TABLES}
-    done = _airflow(["dags", "test", "dsr_process"], _env(run), timeout=300)
+    done = airflow(["dags", "test", "dsr_process"], _env(run), timeout=300)
     assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
     (req,) = control.list_requests(policy, ids=[rid])
     assert req.status == "completed"
@@ -379,7 +375,7 @@ def test_rows_of_an_erased_person_appended_later_are_swept_by_the_next_run(run: 
     late = [{**template[0], "user_id": erased[0]}, {**template[1], "user_id": template[1]["user_id"]}]
     write_deltalake(os.path.join(run.demo.lake, "events"), pa.Table.from_pylist(late, schema=events.schema),
                     mode="append")
-    done = _airflow(["dags", "test", "dsr_process"], _env(run), timeout=300)
+    done = airflow(["dags", "test", "dsr_process"], _env(run), timeout=300)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-5000:]
     assert erased[0] not in set(_read(run.demo, "events").column("user_id").to_pylist())

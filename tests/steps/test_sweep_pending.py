@@ -154,3 +154,58 @@ def test_a_table_added_to_the_policy_counts_every_past_erasure_from_the_tables(
     control.complete(policy, run, [{"request_id": rid, "result": {}} for rid in ids])
 
     assert pending_tables(policy) == {"users": 3}
+
+
+def _erase_events(policy: Policy, ids: list[str], run: str, table: str) -> None:
+    spec = spec_of(policy.table(table))
+    audit.append(policy, [audit.AuditEvent("table_erased", request_id=rid, run_id=run, table_name=table,
+                                           details={"spec": spec, "strategy": str(policy.table(table).erase)})
+                          for rid in ids])
+
+
+def _complete(policy: Policy, n: int, tables: tuple[str, ...], start: int = 0) -> list[str]:
+    ids = [control.submit(policy, "erase", f"subject-{start + i}")[0] for i in range(n)]
+    run = control.new_run_id()
+    control.claim(policy, run)
+    for table in tables:
+        _erase_events(policy, ids, run, table)
+    control.complete(policy, run, [{"request_id": rid, "result": {}} for rid in ids])
+    return ids
+
+
+def _checkpoints(policy: Policy) -> list[dict[str, Any]]:
+    return [e for e in audit.events(policy) if e["event"] == "coverage_checked"]
+
+
+def test_a_run_s_checkpoint_is_written_only_over_a_clean_check_and_later_checks_read_what_came_since(
+    policy: Policy,
+) -> None:
+    from dsr.steps import sweep_checkpoint
+
+    first = _complete(policy, 3, ("events",))
+    assert pending_tables(policy, record=True) == {"users": 3}
+    assert _checkpoints(policy) == []  # nothing is proven while a table is pending
+
+    _erase_events(policy, first, "run_swept_by_hand", "users")
+    assert pending_tables(policy, record=True) == {}
+    marks = _checkpoints(policy)
+    assert sorted(m["table_name"] for m in marks) == ["events", "users"]
+    assert {m["details"]["spec"] for m in marks} == {spec_of(policy.table("events")), spec_of(policy.table("users"))}
+    assert pending_tables(policy, record=True) == {}
+    assert len(_checkpoints(policy)) == 2  # at most one per day
+
+    # an erasure completed after the checkpoint without its users event: the incremental check sees it
+    _complete(policy, 1, ("events",), start=10)
+    seen = audit.event_columns(policy, ("table_swept", "coverage_checked"))
+    assert sweep_checkpoint.covered_through(policy, seen) is not None
+    assert pending_tables(policy) == {"users": 1}
+
+
+def test_a_table_added_after_a_checkpoint_gets_the_full_check(policy: Policy, tmp_path: Path) -> None:
+    _complete(policy, 2, ("events", "users"))
+    assert pending_tables(policy, record=True) == {} and len(_checkpoints(policy)) == 2
+
+    grown = tmp_path / "grown.yml"
+    grown.write_text(POLICY + "  - {name: tickets, path: tickets, subject: user_id, erase: delete}\n",
+                     encoding="utf-8")
+    assert pending_tables(load_policy(grown)) == {"tickets": 2}  # no checkpoint of its own: every erasure
