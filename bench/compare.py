@@ -156,6 +156,9 @@ def _ratios(r: dict[str, dict[str, Any]], ge: dict[str, Any]) -> dict[str, float
     erase = r.get("dsr_erase")
     out = {f"dsr_erase/{n}": _ratio(erase, r.get(n)) for n in ERASERS if n not in ("dsr_erase", "dsr_run")}
     out["dsr_export/export_bound"] = _ratio(r.get("dsr_export"), r.get("export_bound"))
+    export, floor = r.get("dsr_export", {}), r.get("export_bound", {})
+    if "scan_seconds" in export and floor.get("seconds"):
+        out["export scan/export_bound"] = round(export["scan_seconds"] / floor["seconds"], 2)
     run = r.get("dsr_run")
     if run and erase and "error" not in run and "error" not in erase and ge.get("seconds") is not None:
         paid = run.get("ge_seconds", ge["seconds"])  # the import as the run paid it, else measured alone
@@ -178,6 +181,8 @@ def _print_case(case: dict[str, Any]) -> None:
             extra += f"  [MERGE {r['merge_seconds']} s, pre-count and bookkeeping {r['rest_seconds']} s]"
         if "ge_seconds" in r:
             extra += f"  [of which GE import and context {r['ge_seconds']} s]"
+        if "packages_seconds" in r:
+            extra += f"  [scan {r['scan_seconds']} s, one package per request {r['packages_seconds']} s]"
         print(f"  {name:14} {r['seconds']:9.3f} s  {r['peak_rss_mb']:8.1f} MB{touched}{extra}")
     print("  ratios: " + ", ".join(f"{k} {v}" for k, v in case["ratios"].items() if v is not None))
 
