@@ -11,7 +11,9 @@ files). For each layout and each K (subjects erased in one batch), every competi
   ``delete_in`` one DELETE with an IN list; ``full_rewrite`` read, filter, overwrite; ``sail_merge`` MERGE on a
   Sail Spark Connect server; ``bound`` pyarrow reading exactly the files that hold the rows, filtering, writing
   them back (no commit, no check: the floor); ``export_bound`` one filtered scan;
-* ``ge_import`` importing Great Expectations and making its context, on its own (a floor of GE itself).
+* ``ge_import`` importing Great Expectations and making its context, on its own (a floor of GE itself);
+* on request (``--competitors ... dsr_run_spark sail_merge``): ``dsr_run_spark``, the whole ``dsr run --engine
+  spark`` against a Sail Spark Connect server, set beside ``sail_merge`` on the same kind of server.
 
 Prints a table of medians, the ratios dsr / competitor and dsr / bound, files removed vs files holding rows,
 peak RSS per competitor; writes JSON to ``bench/out/compare-<time>.json``. Times are measured here, never
@@ -164,6 +166,10 @@ def _ratios(r: dict[str, dict[str, Any]], ge: dict[str, Any]) -> dict[str, float
         paid = run.get("ge_seconds", ge["seconds"])  # the import as the run paid it, else measured alone
         out["(dsr_run - ge_import)/dsr_erase"] = round((run["seconds"] - paid) / erase["seconds"], 2)
         out["dsr_run/dsr_erase"] = round(run["seconds"] / erase["seconds"], 2)
+    spark, merge = r.get("dsr_run_spark"), r.get("sail_merge")
+    if spark and merge and "error" not in spark and merge.get("seconds"):
+        out["(dsr_run_spark - ge_import)/sail_merge"] = round(
+            (spark["seconds"] - spark.get("ge_seconds", 0.0)) / merge["seconds"], 2)
     if erase and "merge_seconds" in erase and r.get("bound", {}).get("seconds"):
         out["merge/bound"] = round(erase["merge_seconds"] / r["bound"]["seconds"], 2)
     return out

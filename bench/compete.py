@@ -246,9 +246,9 @@ def dsr_export(job: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": done - t, "scan_seconds": round(scanned - t, 3), "packages_seconds": round(done - scanned, 3)}
 
 
-def dsr_run(job: dict[str, Any]) -> dict[str, Any]:
+def dsr_run(job: dict[str, Any], engine: tuple[str, ...] = ()) -> dict[str, Any]:
     """The whole ``dsr run`` (CLI entry point, in this process): claim, erase, verify, complete, GE import
-    included."""
+    included; ``engine``: extra arguments choosing the engine."""
     import io
     from contextlib import redirect_stderr, redirect_stdout
 
@@ -272,14 +272,29 @@ def dsr_run(job: dict[str, Any]) -> dict[str, Any]:
     before = _version(job["table"])
     t = time.perf_counter()
     with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-        code = main(["--policy", str(root / "dsr.yml"), "run"])
+        code = main(["--policy", str(root / "dsr.yml"), "run", *engine])
     spent = time.perf_counter() - t
     return {"seconds": spent, "ge_seconds": round(ge["seconds"], 3), "exit_code": code,
             **_files_changed(job["table"], before)}
 
 
+def dsr_run_spark(job: dict[str, Any]) -> dict[str, Any]:
+    """The whole ``dsr run --engine spark`` against a Sail Spark Connect server (started here, not timed): the
+    Spark engine's run, to set beside ``sail_merge`` (the MERGE alone on the same kind of server)."""
+    from pysail.spark import SparkConnectServer
+
+    server = SparkConnectServer(ip="127.0.0.1", port=0)
+    server.start(background=True)
+    host, port = server.listening_address
+    try:
+        return dsr_run(job, ("--engine", "spark", "--remote", f"sc://{host}:{port}"))
+    finally:
+        server.stop()
+
+
 COMPETITORS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "dsr_erase": dsr_erase, "dsr_verify": dsr_verify, "dsr_run": dsr_run, "dsr_export": dsr_export,
+    "dsr_erase": dsr_erase, "dsr_verify": dsr_verify, "dsr_run": dsr_run, "dsr_run_spark": dsr_run_spark,
+    "dsr_export": dsr_export,
     "loop_delete": loop_delete, "delete_in": delete_in, "full_rewrite": full_rewrite, "sail_merge": sail_merge,
     "bound": bound, "export_bound": export_bound, "ge_import": ge_import,
 }

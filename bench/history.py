@@ -54,10 +54,10 @@ def build_history(policy: Any, requests: int, events: int, *, chunk: int = 20_00
                   ) -> dict[str, float]:
     """``requests`` completed erasures received over the past ``days`` (control-table rows written in bulk, in
     dsr's schema) with their suppression-list entries, and their audit events as the runs that did them would
-    have written them — received, claimed, table_erased (under the table's current spec), verified, completed,
-    padded with more verified events up to ``events`` — appended through dsr's own chain, ``chunk`` requests per
-    commit, each commit dated when its requests were done; then the coverage checkpoint the last run would have
-    written. Returns the seconds it took."""
+    have written them — received, claimed, table_erased (under the table's current spec), completed and, as the
+    daily purge does a week later, table_purged; padded with verified events up to ``events`` — appended through
+    dsr's own chain, ``chunk`` requests per commit, each commit dated when its requests were done; then the
+    coverage checkpoint the last run would have written. Returns the seconds it took."""
     import pyarrow as pa
     from deltalake import write_deltalake
 
@@ -67,7 +67,7 @@ def build_history(policy: Any, requests: int, events: int, *, chunk: int = 20_00
 
     t = time.perf_counter()
     spec = spec_of(policy.table("events"))
-    kinds = ["received", "claimed", "table_erased", "verified", "completed"]
+    kinds = ["received", "claimed", "table_erased", "completed", "table_purged"]
     per_request = max(len(kinds), events // max(1, requests))
     kinds += ["verified"] * (per_request - len(kinds))
     start = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
@@ -84,7 +84,7 @@ def build_history(policy: Any, requests: int, events: int, *, chunk: int = 20_00
         suppression.ensure(policy, policy.pseudonym_key(), [reqs.Request(**r) for r in rows])
         audit.append(policy, [
             audit.AuditEvent(kind, request_id=r["request_id"], run_id=None if kind == "received" else run,
-                             table_name="events" if kind in ("table_erased", "verified") else None,
+                             table_name="events" if kind in ("table_erased", "verified", "table_purged") else None,
                              details={"spec": spec, "strategy": "delete", "rows": 1, "version_before": 0,
                                       "version_after": 1} if kind == "table_erased" else {})
             for r in rows for kind in kinds
