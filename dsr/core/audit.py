@@ -204,23 +204,29 @@ def events(policy: Policy, *, request_id: str | None = None) -> list[dict[str, A
     return _read(policy, None if request_id is None else [request_id])
 
 
-def event_columns(policy: Policy, kinds: Sequence[str], *, request_ids: Sequence[str] | None = None) -> Any:
+def event_columns(
+    policy: Policy, kinds: Sequence[str], *, request_ids: Sequence[str] | None = None,
+    since: dt.datetime | None = None,
+) -> Any:
     """The audit rows of the given events as a pyarrow Table of seq, at, event, request_id, run_id, table_name
     and details (raw JSON text): a projected, filtered read for questions asked over the whole history in Arrow
-    (no hashes: the chain is :func:`verify_chain`'s business); only those of ``request_ids`` when given."""
+    (no hashes: the chain is :func:`verify_chain`'s business); only those of ``request_ids``, and only those
+    at or after ``since`` (files of older events are skipped by their statistics), when given."""
     import pyarrow as pa
 
     columns = ["seq", "at", "event", "request_id", "run_id", "table_name", "details"]
     table = deltautil.open_table(policy.audit_uri)
     if table is None:
         return _schema().empty_table().select(columns)
-    if request_ids is None:
-        data = deltautil.read_where(table, "event", kinds, columns=columns)
-    else:  # the events of some requests: their ids first, then the kinds
-        import pyarrow.dataset as ds
+    import pyarrow.dataset as ds
 
+    recent = None if since is None else ds.field("at") >= pa.scalar(since, pa.timestamp("us", tz="UTC"))
+    if request_ids is None:
+        data = deltautil.read_where(table, "event", kinds, columns=columns, also=recent)
+    else:  # the events of some requests: their ids first, then the kinds
         kinds_of = ds.field("event").isin(pa.array(list(kinds), pa.string()))
-        data = deltautil.read_where(table, "request_id", request_ids, columns=columns, also=kinds_of)
+        data = deltautil.read_where(table, "request_id", request_ids, columns=columns,
+                                    also=kinds_of if recent is None else kinds_of & recent)
     return data.cast(pa.schema([_schema().field(c) for c in columns]))
 
 

@@ -22,12 +22,16 @@ from dsr.core.masks import Strategy
 from dsr.core.policy import Policy
 from dsr.steps.sweep_state import spec_of
 
-__all__ = ["INTERVAL", "SKEW", "covered_through", "due", "record"]
+__all__ = ["INTERVAL", "RECENT", "SKEW", "covered_through", "due", "record"]
 
 SKEW = dt.timedelta(days=1)
 """How far the clocks of dsr's writers may disagree."""
 INTERVAL = dt.timedelta(days=1)
 """A run writes a new checkpoint when the newest is older than this."""
+RECENT = INTERVAL + 3 * SKEW
+"""How far back the check first looks for checkpoints and sweeps (files of older events are skipped). A
+checkpoint found there covers the erasures completed since it, less SKEW; every sweep that could cover one of
+those started later, so is in the window too. With none (or too old), the check reads them all."""
 
 
 def covered_through(policy: Policy, rows: Any) -> dt.datetime | None:

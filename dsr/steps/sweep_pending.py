@@ -37,14 +37,20 @@ def pending_tables(policy: Policy, *, record: bool = False) -> dict[str, int]:
     from dsr.steps import sweep_checkpoint as marks
 
     started = dt.datetime.now(dt.UTC)
-    seen = audit.event_columns(policy, ("table_swept", COVERAGE))
+    window = started - marks.RECENT
+    seen = audit.event_columns(policy, ("table_swept", COVERAGE), since=window)  # files of older events skipped
     since = marks.covered_through(policy, seen)
+    if since is None or since - marks.SKEW < window:  # no recent checkpoint: every sweep and checkpoint counts
+        seen = audit.event_columns(policy, ("table_swept", COVERAGE))
+        since = marks.covered_through(policy, seen)
     erasures = control.request_ids(policy, status="completed", kind="erase",
                                    updated_since=None if since is None else since - marks.SKEW)
     if erasures and since is None:
         events = audit.event_columns(policy, (*EVENTS, COVERAGE))
-    elif erasures:
-        events = pa.concat_tables([audit.event_columns(policy, EVENTS, request_ids=erasures), seen])
+    elif erasures:  # a request's events are not older than it (give or take the clocks' skew)
+        oldest = min(r.received_at for r in control.list_requests(policy, ids=erasures))
+        events = pa.concat_tables([
+            audit.event_columns(policy, EVENTS, request_ids=erasures, since=oldest - marks.SKEW), seen])
     found = {n: c for n, c in unapplied(policy, erasures, events).items() if c} if erasures else {}
     if record and not found and marks.due(since, started):
         marks.record(policy, started)

@@ -209,3 +209,22 @@ def test_a_table_added_after_a_checkpoint_gets_the_full_check(policy: Policy, tm
     grown.write_text(POLICY + "  - {name: tickets, path: tickets, subject: user_id, erase: delete}\n",
                      encoding="utf-8")
     assert pending_tables(load_policy(grown)) == {"tickets": 2}  # no checkpoint of its own: every erasure
+
+
+def test_a_checkpoint_older_than_the_recent_window_is_still_found_and_used(policy: Policy) -> None:
+    """No run for weeks: the newest checkpoint is outside the window the check looks at first; it reads every
+    checkpoint and sweep then, and the erasures completed since still count."""
+    from dsr.steps import sweep_checkpoint
+
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+    through = (old - dt.timedelta(days=1)).isoformat()
+    audit.append(policy, [
+        audit.AuditEvent("coverage_checked", table_name=t, details={"spec": spec_of(policy.table(t)),
+                                                                    "through": through})
+        for t in ("events", "users")], now=old)
+    _complete(policy, 2, ("events",))
+
+    recent = audit.event_columns(policy, ("table_swept", "coverage_checked"),
+                                 since=dt.datetime.now(dt.UTC) - sweep_checkpoint.RECENT)
+    assert recent.num_rows == 0  # the window alone would see no checkpoint
+    assert pending_tables(policy) == {"users": 2}
