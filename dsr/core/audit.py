@@ -50,6 +50,7 @@ from dsr.core.audit_chain import (
     check_links,
     missing_table,
 )
+from dsr.core.audit_details import decoded
 from dsr.core.policy import Policy
 from dsr.delta import tables as deltautil
 
@@ -193,10 +194,7 @@ def _read(
         recent = newer if recent is None else recent & newer
     data = (deltautil.read_all(table) if request_ids is None
             else deltautil.read_where(table, "request_id", request_ids, also=recent))
-    rows = sorted(data.to_pylist(), key=lambda r: r["seq"])
-    for r in rows:
-        r["details"] = json.loads(r["details"]) if r["details"] else {}
-    return rows
+    return decoded(data.sort_by([("seq", "ascending")]))
 
 
 def events(policy: Policy, *, request_id: str | None = None) -> list[dict[str, Any]]:

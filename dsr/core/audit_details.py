@@ -5,9 +5,10 @@ of hundreds of thousands of events without turning each into a Python object."""
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
-__all__ = ["fields_of"]
+__all__ = ["decoded", "fields_of"]
 
 
 def fields_of(details: Any, fields: Any) -> Any:
@@ -30,3 +31,8 @@ def fields_of(details: Any, fields: Any) -> Any:
     if parsed.num_rows != len(texts):
         raise ValueError("audit details are not one JSON object per event")
     return parsed
+
+
+def decoded(rows: Any) -> list[dict[str, Any]]:
+    """Audit rows (a pyarrow Table) as dicts, in the table's order, each ``details`` decoded ({} when empty)."""
+    return [{**r, "details": json.loads(r["details"]) if r["details"] else {}} for r in rows.to_pylist()]

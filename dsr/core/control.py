@@ -34,6 +34,7 @@ from dsr.core.requests import (
     open_requests,
     read_requests,
     request_ids,
+    request_ids_received,
     utc_now,
 )
 from dsr.delta import tables as deltautil
@@ -56,6 +57,7 @@ __all__ = [
     "release",
     "renew_lease",
     "request_ids",
+    "request_ids_received",
     "submit",
 ]
 

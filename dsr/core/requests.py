@@ -40,6 +40,7 @@ __all__ = [
     "open_requests",
     "read_requests",
     "request_ids",
+    "request_ids_received",
     "schema",
     "utc_now",
 ]
@@ -181,13 +182,20 @@ def request_ids(policy: Policy, *, status: str, kind: str, updated_since: dt.dat
     """The ids of the requests of one kind and status (changed at or after ``updated_since`` when given: files
     whose statistics say otherwise are skipped), oldest first, read as a few columns (no row becomes a Python
     object but the ids)."""
+    return request_ids_received(policy, status=status, kind=kind, updated_since=updated_since)[0]
+
+
+def request_ids_received(
+    policy: Policy, *, status: str, kind: str, updated_since: dt.datetime | None = None,
+) -> tuple[list[str], dt.datetime | None]:
+    """:func:`request_ids`, and when the oldest of them was received (None when there is none), from one read."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
     table = deltautil.open_table(policy.requests_uri)
     if table is None:
-        return []
+        return [], None
     columns = ["request_id", "kind", "status", "received_at", "updated_at"]
     if updated_since is None:
         data = deltautil.read_all(table, columns=columns)
@@ -196,7 +204,8 @@ def request_ids(policy: Policy, *, status: str, kind: str, updated_since: dt.dat
         data = deltautil.read_where(table, "status", [status], columns, also=recent)
     data = data.filter(pc.and_(pc.equal(data["status"], status), pc.equal(data["kind"], kind)))
     data = data.sort_by([("received_at", "ascending"), ("request_id", "ascending")])
-    return [str(i) for i in data["request_id"].to_pylist()]
+    oldest = data["received_at"][0].as_py() if data.num_rows else None
+    return [str(i) for i in data["request_id"].to_pylist()], oldest
 
 
 def list_requests(
@@ -223,7 +232,7 @@ def list_requests(
         found = read_requests(table, statuses=statuses)
     rows = [
         r for r in found
-        if (status is None or r.status == status) and (wanted is None or r.request_id in wanted)
+        if (wanted is None or r.request_id in wanted)
         and (run_id is None or r.run_id == run_id) and (people is None or r.subject_id in people)
     ]
     return sorted(rows, key=lambda r: (r.received_at, r.request_id))

@@ -75,25 +75,20 @@ class Entries:
 
         return pc.unique((self.integer if as_int else self.text).drop_null()).sort()
 
+    def missing(self, request_ids: Sequence[str]) -> list[str]:
+        """The request ids among ``request_ids`` that have no entry (compared in Arrow)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        wanted = pa.array(request_ids, pa.string())
+        return [str(i) for i in wanted.filter(pc.invert(pc.is_in(wanted, value_set=self.request_ids))).to_pylist()]
+
     def request_of(self, digest: str, as_int: bool) -> str | None:
         import pyarrow as pa
         import pyarrow.compute as pc
 
         at = pc.index(self.integer if as_int else self.text, pa.scalar(digest, pa.string())).as_py()
         return None if at < 0 else str(self.request_ids[at].as_py())
-
-
-def unlisted(policy: Policy, request_ids: Sequence[str]) -> list[str]:
-    """The request ids among ``request_ids`` that have no entry (one column read, compared in Arrow)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    table = deltautil.open_table(uri(policy))
-    if table is None or not request_ids:
-        return list(request_ids)
-    listed = deltautil.read_all(table, ["request_id"]).column(0)
-    wanted = pa.array(request_ids, pa.string())
-    return [str(i) for i in wanted.filter(pc.invert(pc.is_in(wanted, value_set=listed))).to_pylist()]
 
 
 def load(policy: Policy, key: bytes, also: Sequence[Request] = ()) -> Entries:

@@ -142,19 +142,26 @@ def read_where(
     wanted = pa.array(sorted(set(values)), pa.string())
     # First without a cast on the column, so that the files' statistics prune (a cast hides the column from
     # them). Files that MERGE rewrote store string_view, whose statistics pyarrow cannot compare with strings
-    # (ArrowNotImplementedError, never a wrong answer): then again with the cast, reading every file.
+    # (ArrowNotImplementedError, never a wrong answer): then again with the cast, reading every file, and with
+    # the cast straight away for this table's column from then on in this process.
     dataset = pyarrow_dataset(dt)
-    for flt in (ds.field(column).isin(wanted), ds.field(column).cast(pa.string()).isin(wanted)):
+    where = (table_key(dt), column)
+    plain, cast = ds.field(column).isin(wanted), ds.field(column).cast(pa.string()).isin(wanted)
+    for flt in ((cast,) if where in _NEEDS_CAST else (plain, cast)):
         try:
             table = dataset.to_table(columns=columns, filter=flt if also is None else also & flt)
             break
         except pa.ArrowNotImplementedError:
-            continue
+            _NEEDS_CAST.add(where)
         except Exception as exc:
             raise _broken(str(dt.table_uri), exc) from None
     else:
         raise _broken(str(dt.table_uri), RuntimeError(f"no filter on {column!r} could be evaluated"))
     return _checked(dt, table, schema)
+
+
+_NEEDS_CAST: set[tuple[str, str]] = set()
+"""(table, column) whose filter needed the cast in this process (a cast is always right, only slower)."""
 
 
 def check_files(dt: Any) -> None:

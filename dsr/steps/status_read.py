@@ -16,11 +16,11 @@ generated histories).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from dsr.core.audit_details import decoded
 from dsr.core.masks import Strategy
 from dsr.core.policy import Policy
 from dsr.core.requests import Request
@@ -54,26 +54,19 @@ def read(policy: Policy) -> Reduced:
     return reduce(policy, requests, audit.event_columns(policy, EVENTS))
 
 
-def _flag(details: Any, name: str, kind: Any) -> Any:
-    """A top-level field of every details JSON text, null where absent (a value of another type: an error)."""
-    import pyarrow as pa
-
-    from dsr.core.audit_details import fields_of
-
-    return fields_of(details, pa.schema([(name, kind)]))[name]
-
-
 def _health_rows(policy: Policy, events: Any) -> tuple[list[int], dict[str, int]]:
     """The seqs of the rows each table's health needs, and each table's count of failures ever."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from dsr.core.audit_details import fields_of
+
     rows = events.filter(pc.is_in(events["event"], pa.array(_HEALTH)))
     swept = pc.equal(rows["event"], "table_swept")
     # a sweep failed when its details say success false or carry an error
-    success = _flag(rows["details"], "success", pa.bool_())
-    error = _flag(rows["details"], "error", pa.string())
-    dry = _flag(rows["details"], "dry_run", pa.bool_())
+    flags = fields_of(rows["details"], pa.schema([("success", pa.bool_()), ("error", pa.string()),
+                                                  ("dry_run", pa.bool_())]))
+    success, error, dry = flags["success"], flags["error"], flags["dry_run"]
     sweep_failed = pc.and_(swept, pc.or_kleene(pc.equal(success, False),
                                                pc.and_(pc.is_valid(error), pc.not_equal(error, ""))))
     failed = pc.fill_null(pc.or_kleene(pc.equal(rows["event"], "table_failed"), sweep_failed), False)
@@ -121,8 +114,6 @@ def reduce(policy: Policy, requests: Any, events: Any) -> Reduced:
     theirs = pc.and_(pc.is_in(events["request_id"], unpurged),
                      pc.is_in(events["event"], pa.array(["table_purged", "residue_scanned", "table_erased"])))
     wanted = pc.or_(theirs, pc.is_in(events["seq"], pa.array(health + last, pa.int64())))
-    rows = events.filter(wanted).sort_by([("seq", "ascending")]).to_pylist()
-    for r in rows:
-        r["details"] = json.loads(r["details"]) if r["details"] else {}
+    rows = decoded(events.filter(wanted).sort_by([("seq", "ascending")]))
     return Reduced(counts, [Request(**r) for r in kept.to_pylist()], rows, totals, events,
                    [str(i) for i in erasures.to_pylist()])

@@ -107,11 +107,13 @@ def load_context(policy: Policy, *, dry_run: bool) -> Context:
     key = policy.pseudonym_key()
     started = dt.datetime.now(dt.UTC)
     erasures = control.request_ids(policy, status="completed", kind="erase")
-    lacking = suppression.unlisted(policy, erasures)  # normally none: complete adds the entry when the key is set
-    unlisted = control.list_requests(policy, ids=lacking) if lacking else []
-    if not dry_run:
-        suppression.ensure(policy, key, unlisted)
-    entries = suppression.load(policy, key, also=unlisted)
+    entries = suppression.load(policy, key)  # one read of the list; refused with another key before any write
+    lacking = entries.missing(erasures)  # normally none: complete adds the entry when the key is set
+    if lacking:
+        unlisted = control.list_requests(policy, ids=lacking)
+        if not dry_run:
+            suppression.ensure(policy, key, unlisted)
+        entries = suppression.load(policy, key, also=unlisted)
     return Context(key, entries, table_states(policy, erasures), started)
 
 

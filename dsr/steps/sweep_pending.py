@@ -11,12 +11,12 @@ comparison is done on Arrow arrays; only the few ``table_swept`` rows become Pyt
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
+from dsr.core.audit_details import decoded
 from dsr.core.masks import Strategy
 from dsr.core.policy import Policy
-from dsr.steps.sweep_state import TableState, spec_of, states
+from dsr.steps.sweep_state import TableState, spec_of, states, sweep_started
 
 __all__ = ["COVERAGE", "EVENTS", "pending_tables", "reduced_states", "table_states", "unapplied"]
 
@@ -43,12 +43,11 @@ def pending_tables(policy: Policy, *, record: bool = False) -> dict[str, int]:
     if since is None or since - marks.SKEW < window:  # no recent checkpoint: every sweep and checkpoint counts
         seen = audit.event_columns(policy, ("table_swept", COVERAGE))
         since = marks.covered_through(policy, seen)
-    erasures = control.request_ids(policy, status="completed", kind="erase",
-                                   updated_since=None if since is None else since - marks.SKEW)
+    erasures, oldest = control.request_ids_received(
+        policy, status="completed", kind="erase", updated_since=None if since is None else since - marks.SKEW)
     if erasures and since is None:
         events = audit.event_columns(policy, (*EVENTS, COVERAGE))
-    elif erasures:  # a request's events are not older than it (give or take the clocks' skew)
-        oldest = min(r.received_at for r in control.list_requests(policy, ids=erasures))
+    elif erasures and oldest is not None:  # a request's events are not older than it (give or take the skew)
         events = pa.concat_tables([
             audit.event_columns(policy, EVENTS, request_ids=erasures, since=oldest - marks.SKEW), seen])
     found = {n: c for n, c in unapplied(policy, erasures, events).items() if c} if erasures else {}
@@ -76,14 +75,14 @@ def _last_full_sweep(events: Any, table: str, spec: str) -> dt.datetime | None:
     kinds = pa.array(["table_swept", COVERAGE])
     rows = events.filter(pc.and_(pc.is_in(events["event"], kinds), pc.equal(events["table_name"], table)))
     starts = []
-    for r in rows.to_pylist():
-        d = json.loads(r["details"]) if r["details"] else {}
+    for r in decoded(rows):
+        d = r["details"]
         if d.get("spec") != spec:
             continue
         if r["event"] == COVERAGE and d.get("through"):
             starts.append(dt.datetime.fromisoformat(d["through"]))
         elif r["event"] == "table_swept" and d.get("success", True) and d.get("mode") == "full":
-            starts.append(dt.datetime.fromisoformat(d["started_at"]) if d.get("started_at") else r["at"])
+            starts.append(sweep_started(r))
     return max(starts, default=None)
 
 
@@ -137,9 +136,7 @@ def _last_sweep_start(policy: Policy, rows: list[dict[str, Any]]) -> dt.datetime
         mine = [r for r in rows if r["table_name"] == table.name and r["details"].get("spec") == spec
                 and r["details"].get("success", True)]
         if mine:
-            last = mine[-1]
-            started = last["details"].get("started_at")
-            starts.append(dt.datetime.fromisoformat(started) if started else last["at"])
+            starts.append(sweep_started(mine[-1]))
     return min(starts, default=None)
 
 
@@ -158,16 +155,12 @@ def reduced_states(policy: Policy, erasures: list[str], events: Any) -> dict[str
         relevant = pc.or_(relevant, m)
     events = events.sort_by([("seq", "ascending")])
     swept = events.filter(pc.equal(events["event"], "table_swept"))
-    since = _last_sweep_start(policy, _decoded(swept))
+    since = _last_sweep_start(policy, decoded(swept))
     if since is not None:
         relevant = pc.or_(relevant, pc.greater_equal(completed_at, pa.scalar(since, completed_at.type)))
     keep = ids.filter(relevant)
     rows = events.filter(pc.or_(pc.equal(events["event"], "table_swept"), pc.is_in(events["request_id"], keep)))
-    return states(policy, keep.to_pylist(), _decoded(rows))
-
-
-def _decoded(rows: Any) -> list[dict[str, Any]]:
-    return [{**r, "details": json.loads(r["details"]) if r["details"] else {}} for r in rows.to_pylist()]
+    return states(policy, keep.to_pylist(), decoded(rows))
 
 
 def table_states(policy: Policy, erasures: list[str]) -> dict[str, TableState]:

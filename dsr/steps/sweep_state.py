@@ -23,7 +23,8 @@ from dsr.core.masks import Strategy
 from dsr.core.policy import Policy, TableSpec
 from dsr.errors import InputError
 
-__all__ = ["SWEEP_ID", "TableState", "check_sweep_id", "new_sweep_id", "spec_of", "states", "sweep_id_for"]
+__all__ = ["SWEEP_ID", "TableState", "check_sweep_id", "new_sweep_id", "spec_of", "states", "sweep_id_for",
+           "sweep_started"]
 
 SWEEP_ID = re.compile(r"swp_[0-9a-f]{16}")
 
@@ -75,7 +76,7 @@ def _applied(events: Sequence[Mapping[str, Any]], table: TableSpec, spec: str) -
     return False
 
 
-def _started(event: Mapping[str, Any]) -> dt.datetime:
+def sweep_started(event: Mapping[str, Any]) -> dt.datetime:
     """When a sweep loaded the suppression list (an erasure completed later was not in it)."""
     started = event["details"].get("started_at")
     return dt.datetime.fromisoformat(started) if started else event["at"]
@@ -98,7 +99,7 @@ def states(policy: Policy, erasures: Iterable[str], events: Sequence[Mapping[str
         spec = spec_of(table)
         sweeps = [e for e in events if e["event"] == "table_swept" and e["table_name"] == table.name
                   and e["details"].get("spec") == spec and e["details"].get("success", True)]
-        full = [_started(e) for e in sweeps if e["details"].get("mode") == "full"]
+        full = [sweep_started(e) for e in sweeps if e["details"].get("mode") == "full"]
         state = TableState(table.name, spec)
         for rid, at in completed.items():
             if not _applied(by_request.get(rid, []), table, spec) and not any(f >= at for f in full):
@@ -108,7 +109,7 @@ def states(policy: Policy, erasures: Iterable[str], events: Sequence[Mapping[str
             state.last_sweep = last["at"].isoformat()
             since = int(last["details"]["checked_version"])
             for rid, at in completed.items():  # completed since: their rows may have come back after the erase
-                if at >= _started(last):
+                if at >= sweep_started(last):
                     versions = [int(e["details"]["version_after"]) for e in by_request.get(rid, [])
                                 if e["table_name"] == table.name and e["event"] == "table_erased"]
                     since = min([since, *versions])
