@@ -10,14 +10,16 @@ files). For each layout and each K (subjects erased in one batch), every competi
 * ``loop_delete`` one delta-rs DELETE per subject (at most ``--loop-cap``, the rest extrapolated: stated);
   ``delete_in`` one DELETE with an IN list; ``full_rewrite`` read, filter, overwrite; ``sail_merge`` MERGE on a
   Sail Spark Connect server; ``bound`` pyarrow reading exactly the files that hold the rows, filtering, writing
-  them back (no commit, no check: the floor); ``export_bound`` one filtered scan;
+  them back (no commit, no check: the floor); ``merge_alone`` the MERGE dsr issues, alone (delta-rs, streamed,
+  restricted to the partitions that hold rows); ``export_bound`` one filtered scan;
 * ``ge_import`` importing Great Expectations and making its context, on its own (a floor of GE itself);
 * on request (``--competitors ... dsr_run_spark sail_merge``): ``dsr_run_spark``, the whole ``dsr run --engine
   spark`` against a Sail Spark Connect server, set beside ``sail_merge`` on the same kind of server.
 
 Prints a table of medians, the ratios dsr / competitor and dsr / bound, files removed vs files holding rows,
-peak RSS per competitor; writes JSON to ``bench/out/compare-<time>.json``. Times are measured here, never
-asserted in a test.
+peak RSS per competitor, then issue 13's targets judged on the result (``bench/targets.py``: met or not, and
+for each the measured breakdown of where the time goes); writes JSON to ``bench/out/compare-<time>.json``.
+Times are measured here, never asserted in a test.
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-ERASERS = ("dsr_erase", "dsr_run", "loop_delete", "delete_in", "full_rewrite", "sail_merge", "bound")
+sys.path.insert(0, str(HERE))
+from targets import print_verdicts, verdicts  # noqa: E402  (bench/ is not a package)
+
+ERASERS = ("dsr_erase", "dsr_run", "loop_delete", "delete_in", "full_rewrite", "sail_merge", "merge_alone", "bound")
 
 
 def build(base: Path, rows: int, users: int, files: int, days: int, clustered: bool, seed: int = 7) -> None:
@@ -146,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                 case["ratios"] = _ratios(case["results"], result["ge_import"])
                 result["cases"].append(case)
                 _print_case(case)
+    result["targets"] = verdicts(result)
+    print_verdicts(result["targets"])
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"compare-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -187,6 +194,8 @@ def _print_case(case: dict[str, Any]) -> None:
             extra += f"  [MERGE {r['merge_seconds']} s, pre-count and bookkeeping {r['rest_seconds']} s]"
         if "ge_seconds" in r:
             extra += f"  [of which GE import and context {r['ge_seconds']} s]"
+        if "steps" in r:
+            extra += "  [" + ", ".join(f"{k} {v}" for k, v in r["steps"].items()) + "]"
         if "packages_seconds" in r:
             extra += f"  [scan {r['scan_seconds']} s, one package per request {r['packages_seconds']} s]"
         print(f"  {name:14} {r['seconds']:9.3f} s  {r['peak_rss_mb']:8.1f} MB{touched}{extra}")

@@ -18,20 +18,27 @@ BENCH = Path(__file__).resolve().parents[1] / "bench" / "compare.py"
 def test_the_quick_comparative_bench_runs_every_kind_of_competitor(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--layouts", "clustered", "--k", "1", "--out", str(tmp_path),
-         "--competitors", "dsr_erase", "delete_in", "loop_delete", "bound", "dsr_export", "export_bound"],
+         "--competitors", "dsr_erase", "delete_in", "loop_delete", "merge_alone", "bound", "dsr_export",
+         "export_bound"],
         capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     (path,) = tmp_path.glob("compare-*.json")
     result = json.loads(path.read_text(encoding="utf-8"))
     (case,) = result["cases"]
     assert (case["layout"], case["k"]) == ("clustered", 1)
-    assert set(case["results"]) == {"dsr_erase", "delete_in", "loop_delete", "bound", "dsr_export", "export_bound"}
+    assert set(case["results"]) == {"dsr_erase", "delete_in", "loop_delete", "merge_alone", "bound", "dsr_export",
+                                    "export_bound"}
     assert not [r for r in case["results"].values() if "error" in r]
     # dsr rewrites exactly the files that hold the subject's rows, as a DELETE does
     assert case["results"]["dsr_erase"]["files_removed"] == case["files_holding_rows"] == \
         case["results"]["delete_in"]["files_removed"]
     assert case["ratios"]["dsr_erase/bound"] is not None and result["ge_import"]["seconds"] > 0
     assert "dsr_erase/bound" in done.stdout and "GE import" in done.stdout
+    # the targets this case can judge, each with its measured breakdown (met or not: no time is asserted)
+    judged = {v["target"]: v for v in result["targets"]}
+    assert {"erase step <= 2x bound", "export <= 1.5x one filtered scan",
+            "erase step peak RSS <= 1.5x the MERGE alone"} <= set(judged)
+    assert "MERGE" in judged["erase step <= 2x bound"]["breakdown"] and "targets:" in done.stdout
 
 
 def test_the_quick_history_bench_measures_bookkeeping_on_a_filed_history(tmp_path: Path) -> None:
