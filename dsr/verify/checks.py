@@ -87,7 +87,8 @@ def check_table(
     if values:
         # 1. the rows the reader finds for the erased set (a pushed-down filter): there must be none
         rows = SuiteOutcome("dsr_erased_rows")
-        found = access.scan(table.uri, [table.subject], where_in=(table.subject, keys.keys), info=info)
+        found = access.scan(table.uri, [table.subject], where_in=(table.subject, keys.keys), version=info.version,
+                            info=info)
         for frame in frames(found, subject_schema):
             rows.add(validator.validate("dsr_erased_rows", frame, "pandas"))
         check.add(rows)
@@ -119,9 +120,12 @@ def check_table(
     if table.erase is Strategy.ANONYMISE and values:
         _check_masks(policy, table, info, keys, check, validator)
 
-    # 5. each erase commit of the run reconciles
+    # 5. each erase commit of the run reconciles (its after-side, when it is the version the pass read, counted
+    # by that same pass: the rows, the erased subjects' rows, the NULL subjects)
+    read = {"version": info.version, "rows": total, "keyed": len(survivors) if values else 0,
+            "nulls": total - non_null}
     for rec in reconcile:
-        _reconcile(policy, table, keys, rec, check, validator)
+        _reconcile(policy, table, keys, rec, check, validator, read)
     return check
 
 
@@ -134,7 +138,7 @@ def _full_pass(table: TableSpec, info: access.TableInfo, keys: Any) -> tuple[int
 
     total = non_null = 0
     found: list[Any] = []
-    for batch in access.scan(table.uri, [table.subject], info=info):
+    for batch in access.scan(table.uri, [table.subject], version=info.version, info=info):
         column = batch.column(0)
         total += len(column)
         non_null += len(column) - column.null_count
@@ -181,7 +185,7 @@ def _check_masks(
     outcomes = {c: SuiteOutcome(f"{m.kind.suite}[{c}]") for c, m in table.masks}
     text_cols = [c for c, m in table.masks if m.kind.checked_as_text]
     columns = [c for c, _ in table.masks]
-    found = access.scan(table.uri, columns, where_in=(table.subject, anonymised), info=info)
+    found = access.scan(table.uri, columns, where_in=(table.subject, anonymised), version=info.version, info=info)
     for frame in frames(found, access_schema(schema, columns)):
         frame = as_text(frame, text_cols)
         for col, mask in table.masks:
@@ -193,23 +197,26 @@ def _check_masks(
 
 
 def commit_counts(
-    uri: str, subject: str, version: int, keys: Any, marker: tuple[str, Any],
+    uri: str, subject: str, version: int, keys: Any, marker: tuple[str, Any], read: dict[str, int] | None = None,
 ) -> dict[str, int]:
-    """Rows, erased subjects' rows, and marked rows (pseudonyms or NULL subjects) at one version."""
+    """Rows, erased subjects' rows, and marked rows (pseudonyms or NULL subjects) at one version. ``read``: the
+    counts a full pass of the subject column made at ``read["version"]`` (rows, keyed, nulls), used instead of
+    counting again when that is this version."""
     kind, values = marker
-    rows = access.count_rows(uri, version)
-    keyed = access.count_rows(uri, version, where_in=(subject, keys))
+    known = read if read is not None and read["version"] == version else None
+    rows = known["rows"] if known else access.count_rows(uri, version)
+    keyed = known["keyed"] if known else access.count_rows(uri, version, where_in=(subject, keys))
     marked = 0
     if kind == "pseudonym":
         marked = access.count_rows(uri, version, where_in=(subject, values))
     elif kind == "null":
-        marked = access.count_rows(uri, version, null_column=subject)
+        marked = known["nulls"] if known else access.count_rows(uri, version, null_column=subject)
     return {"rows": rows, "keyed": keyed, "marked": marked, "others": rows - keyed - marked}
 
 
 def _reconcile(
     policy: Policy, table: TableSpec, keys: erasure.SubjectKeys, rec: dict[str, Any], check: TableCheck,
-    validator: Any,
+    validator: Any, read: dict[str, int] | None = None,
 ) -> None:
     vb, va = int(rec["version_before"]), int(rec["version_after"])
     info_before = access.table_info(table.uri, vb)
@@ -217,7 +224,7 @@ def _reconcile(
     ctype = info_before.schema.field(table.subject).type
     marker = _marker(table, keys, policy.pseudonym_key() if policy.needs_key else None, ctype)
     before = commit_counts(table.uri, table.subject, vb, keys.keys, marker)
-    after = commit_counts(table.uri, table.subject, va, keys.keys, marker)
+    after = commit_counts(table.uri, table.subject, va, keys.keys, marker, read)
     commit = commits.commit_actions(table.uri, va)
     live = commits.live_files(table.uri, vb)
     stray_removes = sum(1 for path, _ in commit.removes if path not in live)

@@ -379,6 +379,31 @@ def test_commit_counts_at_each_version(small: Policy) -> None:
     assert commit_counts(events.uri, "user_id", 0, keys, ("none", None))["keyed"] == 1  # time travel
 
 
+def test_the_reconcile_after_side_is_the_full_pass_at_that_version(
+        small: Policy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commit's after-side is the version the checks read: its rows, erased subjects' rows and NULL subjects
+    come from the full pass (no second count), and they decide the verdict (a pass that counted one row more
+    fails the reconcile)."""
+    events = small.table("events")
+    rec = _erase(small, events, ["u1"])
+    counted: list[int | None] = []
+    count_rows = access.count_rows
+    monkeypatch.setattr(access, "count_rows", lambda uri, version=None, **kw: (
+        counted.append(version), count_rows(uri, version, **kw))[1])
+    check = check_table(small, events, ["u1"], [rec])
+    assert check.success, check.as_dict()
+    assert rec["version_after"] not in counted and rec["version_before"] in counted
+    full_pass = tablecheck._full_pass
+
+    def one_more(*args: Any) -> tuple[int, int, Any]:
+        total, non_null, survivors = full_pass(*args)
+        return total + 1, non_null + 1, survivors
+
+    monkeypatch.setattr(tablecheck, "_full_pass", one_more)
+    off = check_table(small, events, ["u1"], [rec])
+    assert not off.success and "dsr_reconcile[v0->v1]" in [s["suite"] for s in off.suites if not s["success"]]
+
+
 def test_commit_counts_with_a_pseudonym_marker(tmp_path: Path) -> None:
     policy = _own(tmp_path)
     users = policy.table("users")
