@@ -120,6 +120,10 @@ def _tail(table: Any) -> tuple[int, str]:
 # --- append and read --------------------------------------------------------------------------------------------
 
 
+_DETAILS = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+"""The compact JSON of an event's details (one encoder for all: ``json.dumps`` with options builds one per call)."""
+
+
 def append(policy: Policy, batch: Sequence[AuditEvent], *, now: dt.datetime | None = None) -> list[str]:
     """Append events to the chain in one commit, then anchor it outside the table. Returns their event ids."""
     import pyarrow as pa
@@ -151,7 +155,7 @@ def append(policy: Policy, batch: Sequence[AuditEvent], *, now: dt.datetime | No
                 "request_id": ev.request_id,
                 "run_id": ev.run_id,
                 "table_name": ev.table_name,
-                "details": json.dumps(dict(ev.details or {}), sort_keys=True, separators=(",", ":"), default=str),
+                "details": _DETAILS.encode(dict(ev.details or {})),
             }
             row["prev_hash"] = prev
             row["hash"] = prev = chain_hash(prev, row)

@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from dsr.core.audit_anchor import Anchor
@@ -31,13 +32,23 @@ class ChainBreak:
     why: str
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+"""One encoder for every event (``json.dumps`` with options builds a new one per call): the same text."""
+
+
+@lru_cache(maxsize=256)
+def _utc_text(at: dt.datetime) -> str:
+    """An event time as the chain writes it (the events of one append share theirs: formatted once)."""
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def canonical(row: Mapping[str, Any]) -> str:
     """The canonical JSON text of an event row (everything but the hashes)."""
     body = {k: row[k] for k in ("seq", "event_id", "at", "event", "request_id", "run_id", "table_name", "details")}
     at = body["at"]
     if isinstance(at, dt.datetime):
-        body["at"] = at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        body["at"] = _utc_text(at)
+    return _CANONICAL.encode(body)
 
 
 def chain_hash(prev: str, row: Mapping[str, Any]) -> str:
