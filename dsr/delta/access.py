@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from dsr.delta import storage
+from dsr.delta import opened, storage
 from dsr.delta.rawlog import raw_log_info
 from dsr.delta.tableinfo import TableInfo, plain_schema, plain_type
 from dsr.errors import TableError
@@ -56,11 +56,14 @@ def open_table(uri: str, version: int | None = None) -> Any:
     """The delta-rs DeltaTable at uri (at a version when given); TableError when it cannot be opened."""
     from deltalake import DeltaTable
 
-    try:
-        return DeltaTable(uri, version=version, storage_options=storage.storage_options(uri))
-    except Exception as exc:
-        at = f" at version {version}" if version is not None else ""
-        raise TableError(f"cannot open the Delta table at {uri}{at} ({error_line(exc)})") from None
+    def new() -> Any:
+        try:
+            return DeltaTable(uri, version=version, storage_options=storage.storage_options(uri))
+        except Exception as exc:
+            at = f" at version {version}" if version is not None else ""
+            raise TableError(f"cannot open the Delta table at {uri}{at} ({error_line(exc)})") from None
+
+    return opened.reuse(uri, version, new)
 
 
 # --- metadata -------------------------------------------------------------------------------------------------

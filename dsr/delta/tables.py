@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
-from dsr.delta import storage
+from dsr.delta import opened, storage
+from dsr.delta.logstats import files_with_values
 from dsr.errors import ConflictError, StoreError
 
 __all__ = [
@@ -43,11 +44,16 @@ def open_table(uri: str) -> Any:
     from deltalake import DeltaTable
 
     if not storage.delta_table_exists(uri):
+        opened.forget(uri)
         return None
-    try:
-        return DeltaTable(uri, storage_options=storage.storage_options(uri))
-    except Exception as exc:
-        raise _broken(uri, exc) from None
+
+    def new() -> Any:
+        try:
+            return DeltaTable(uri, storage_options=storage.storage_options(uri))
+        except Exception as exc:
+            raise _broken(uri, exc) from None
+
+    return opened.reuse(uri, None, new)
 
 
 def create_if_missing(uri: str, schema: Any, *, name: str, description: str) -> Any:
@@ -140,11 +146,12 @@ def read_where(
 
     reads[(table_key(dt), "filtered")] += 1
     wanted = pa.array(sorted(set(values)), pa.string())
-    # First without a cast on the column, so that the files' statistics prune (a cast hides the column from
+    # Only the files whose range in the log holds a value (the log's statistics prune every file, string views
+    # or not). First without a cast on the column, so that the files' statistics prune (a cast hides the column from
     # them). Files that MERGE rewrote store string_view, whose statistics pyarrow cannot compare with strings
     # (ArrowNotImplementedError, never a wrong answer): then again with the cast, reading every file, and with
     # the cast straight away for this table's column from then on in this process.
-    dataset = pyarrow_dataset(dt)
+    dataset = _holding(pyarrow_dataset(dt), files_with_values(dt, column, wanted.to_pylist()))
     where = (table_key(dt), column)
     plain, cast = ds.field(column).isin(wanted), ds.field(column).cast(pa.string()).isin(wanted)
     for flt in ((cast,) if where in _NEEDS_CAST else (plain, cast)):
@@ -158,6 +165,20 @@ def read_where(
     else:
         raise _broken(str(dt.table_uri), RuntimeError(f"no filter on {column!r} could be evaluated"))
     return _checked(dt, table, schema)
+
+
+def _holding(dataset: Any, keep: set[str] | None) -> Any:
+    """The dataset cut to the files in ``keep`` (None: all). Should a path of the log not name a file of the
+    dataset, the dataset stays whole: a file is never skipped because two spellings of its path differ."""
+    import pyarrow.dataset as ds
+
+    if keep is None:
+        return dataset
+    fragments = list(dataset.get_fragments())
+    if not keep <= {f.path for f in fragments}:
+        return dataset
+    return ds.FileSystemDataset([f for f in fragments if f.path in keep], dataset.schema, dataset.format,
+                                dataset.filesystem)
 
 
 _NEEDS_CAST: set[tuple[str, str]] = set()

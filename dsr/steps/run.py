@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dsr.core.policy import Policy
-from dsr.delta import access
+from dsr.delta import access, opened
 from dsr.engines.base import Engine
 from dsr.steps import progress
 from dsr.steps.batch import Batch, scrub
@@ -58,7 +58,7 @@ STEPS: tuple[Step, ...] = (
 
 def call(step: Step, policy: Policy, run_id: str, engine: Engine | None = None, table: str | None = None
          ) -> dict[str, Any]:
-    """Run one step (for one table, when it fans out)."""
+    """Run one step (for one table, when it fans out), its tables opened once (:func:`opened.shared`)."""
     args: list[Any] = [policy]
     if step.engine:
         if engine is None:
@@ -67,7 +67,8 @@ def call(step: Step, policy: Policy, run_id: str, engine: Engine | None = None, 
     args.append(run_id)
     if step.per_table:
         args.append(table)
-    return step.fn(*args)
+    with opened.shared():
+        return step.fn(*args)
 
 
 @dataclass
@@ -90,7 +91,13 @@ class RunReport:
 
 def run(policy: Policy, engine: Engine, *, run_id: str | None = None, now: dt.datetime | None = None) -> RunReport:
     """Process every claimable request once: the claim, then every step of ``STEPS`` in order. A step that
-    fails is recorded (its error scrubbed of subject ids) and the run goes on to settle what it can."""
+    fails is recorded (its error scrubbed of subject ids) and the run goes on to settle what it can. Each table
+    is opened once for the whole run, then brought up to date (:func:`opened.shared`)."""
+    with opened.shared():
+        return _run(policy, engine, run_id, now)
+
+
+def _run(policy: Policy, engine: Engine, run_id: str | None, now: dt.datetime | None) -> RunReport:
     claimed = claim_batch(policy, run_id, now=now)
     rid = claimed["run_id"]
     report = RunReport(run_id=rid, engine=engine.name, claimed=claimed)

@@ -232,6 +232,64 @@ def test_read_where_checks_the_schema(requests_table: Path) -> None:
         tables.read_where(DeltaTable(str(requests_table)), "request_id", ["r1"], schema=expected)
 
 
+def _ranges(path: Path) -> Path:
+    """Five files of disjoint request-id ranges (a0.., b0.., ...), then a MERGE that rewrites the c file (its
+    columns now stored as string views, which pyarrow's own pruning cannot compare with text)."""
+    for letter in "abcde":
+        write_deltalake(str(path), pa.table({"request_id": [f"{letter}{i:03d}" for i in range(50)],
+                                             "n": list(range(50))}), mode="append")
+    DeltaTable(str(path)).merge(pa.table({"k": ["c007"]}), "t.request_id = s.k", source_alias="s",
+                                target_alias="t").when_matched_update({"n": "-1"}).execute()
+    return path
+
+
+def _file_of(path: Path, prefix: str) -> Path:
+    """The live data file holding the ids that start with ``prefix``."""
+    actions = pa.table(DeltaTable(str(path)).get_add_actions(flatten=True)).to_pylist()
+    (rel,) = [a["path"] for a in actions if a["min.request_id"].startswith(prefix)]
+    return path / rel
+
+
+def test_read_where_reads_only_the_files_whose_range_in_the_log_holds_a_value(tmp_path: Path) -> None:
+    path = _ranges(tmp_path / "t")
+    for other in "abde":  # files that cannot hold c007 or c040 are not read: gone, and the read still answers
+        _file_of(path, other).unlink()
+    table = tables.read_where(DeltaTable(str(path)), "request_id", ["c040", "c007", "zz"])
+    assert sorted(table.to_pylist(), key=lambda r: r["request_id"]) == [
+        {"request_id": "c007", "n": -1}, {"request_id": "c040", "n": 40}]
+    _file_of(path, "c").unlink()  # the file that can hold them is read: missing, the read fails
+    with pytest.raises(StoreError, match="cannot be read"):
+        tables.read_where(DeltaTable(str(path)), "request_id", ["c040"])
+
+
+def test_read_where_keeps_every_file_whose_range_may_hold_a_value(tmp_path: Path) -> None:
+    path = _ranges(tmp_path / "t")
+    table = tables.read_where(DeltaTable(str(path)), "request_id", ["a049", "b000", "c007", "e010"])
+    assert sorted(table.column("request_id").to_pylist()) == ["a049", "b000", "c007", "e010"]
+    from dsr.delta.logstats import files_with_values
+
+    assert files_with_values(DeltaTable(str(path)), "n", ["1"]) is None  # not a text column: no text range
+
+
+@pytest.mark.parametrize(("low", "high", "held"), [
+    ("b", "c", True), ("b1", "b3", True), ("a", "a9", False), ("e", "z", False), ("b21", "b29", False),
+    (None, "a", True), ("z", None, True), ("d", "d", True),
+])
+def test_in_range_holds_a_sorted_value_within_the_bounds(low: str | None, high: str | None, held: bool) -> None:
+    from dsr.delta.logstats import in_range
+
+    assert in_range(["b2", "b30", "d"], low, high) is held
+
+
+def test_a_log_path_that_names_no_file_of_the_dataset_keeps_the_dataset_whole(requests_table: Path) -> None:
+    dataset = tables.pyarrow_dataset(DeltaTable(str(requests_table)))
+    whole = len(list(dataset.get_fragments()))
+    one = {next(iter(dataset.get_fragments())).path}
+    assert len(list(tables._holding(dataset, one).get_fragments())) == 1
+    assert len(list(tables._holding(dataset, {*one, "elsewhere/part-0.parquet"}).get_fragments())) == whole
+    assert tables._holding(dataset, None) is dataset
+
+
 # --- check_files ----------------------------------------------------------------------------------------------
 
 
