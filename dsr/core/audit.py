@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,13 +50,14 @@ from dsr.core.audit_chain import (
     check_links,
     missing_table,
 )
-from dsr.core.audit_details import decoded
+from dsr.core.audit_read import SKEW, event_columns, events, events_by_request, events_read, log_version
+from dsr.core.audit_schema import schema as _schema
 from dsr.core.policy import Policy
 from dsr.delta import tables as deltautil
 
 __all__ = [
-    "ANCHORED", "EVENTS", "GENESIS", "AuditEvent", "ChainBreak", "anchor_uri", "append", "canonical",
-    "event_columns", "events", "events_by_request", "verify_chain",
+    "ANCHORED", "EVENTS", "GENESIS", "SKEW", "AuditEvent", "ChainBreak", "anchor_uri", "append", "append_rows",
+    "canonical", "event_columns", "events", "events_by_request", "events_read", "log_version", "verify_chain",
 ]
 
 
@@ -66,23 +67,6 @@ EVENTS = (
     "export_deleted", "residue_scanned", "table_swept", "export_link_issued", "notified", "notify_failed",
     "coverage_checked",
 )
-
-
-def _schema() -> Any:
-    import pyarrow as pa
-
-    return pa.schema([
-        pa.field("seq", pa.int64(), nullable=False),
-        pa.field("event_id", pa.string(), nullable=False),
-        pa.field("at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("event", pa.string(), nullable=False),
-        pa.field("request_id", pa.string()),
-        pa.field("run_id", pa.string()),
-        pa.field("table_name", pa.string()),
-        pa.field("details", pa.string()),
-        pa.field("prev_hash", pa.string(), nullable=False),
-        pa.field("hash", pa.string(), nullable=False),
-    ])
 
 
 @dataclass(frozen=True)
@@ -124,13 +108,30 @@ _DETAILS = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 """The compact JSON of an event's details (one encoder for all: ``json.dumps`` with options builds one per call)."""
 
 
+def _encoded(details: Mapping[str, Any] | None, texts: dict[int, tuple[Any, str]]) -> str:
+    """The details' JSON text; the same object (one check's result recorded for every request) encoded once
+    per append (``texts`` keeps the object with its text, so its id stays its own)."""
+    kept = texts.get(id(details))
+    if kept is None or kept[0] is not details:
+        kept = texts[id(details)] = (details, _DETAILS.encode(dict(details or {})))
+    return kept[1]
+
+
 def append(policy: Policy, batch: Sequence[AuditEvent], *, now: dt.datetime | None = None) -> list[str]:
     """Append events to the chain in one commit, then anchor it outside the table. Returns their event ids."""
+    return [r["event_id"] for r in append_rows(policy, batch, now=now)[0]]
+
+
+def append_rows(
+    policy: Policy, batch: Sequence[AuditEvent], *, now: dt.datetime | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """:func:`append`, returning the rows as written (the log's columns, in its order; ``details`` as its JSON
+    text, as a read gets it before decoding) and the version of the log its commit made (-1: nothing appended)."""
     import pyarrow as pa
     from deltalake import write_deltalake
 
     if not batch:
-        return []
+        return [], -1
     for ev in batch:
         if ev.event not in EVENTS:
             raise ValueError(f"unknown audit event {ev.event!r}")
@@ -141,10 +142,14 @@ def append(policy: Policy, batch: Sequence[AuditEvent], *, now: dt.datetime | No
     at = at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
     ids = [uuid.uuid4().hex for _ in batch]
 
+    written: list[dict[str, Any]] = []
+    texts: dict[int, tuple[Any, str]] = {}
+
     def attempt() -> Anchor:
         table.update_incremental()
         seq, prev = _tail(table)
-        rows = []
+        rows = written
+        rows.clear()
         for event_id, ev in zip(ids, batch, strict=True):
             seq += 1
             row: dict[str, Any] = {
@@ -155,7 +160,7 @@ def append(policy: Policy, batch: Sequence[AuditEvent], *, now: dt.datetime | No
                 "request_id": ev.request_id,
                 "run_id": ev.run_id,
                 "table_name": ev.table_name,
-                "details": _DETAILS.encode(dict(ev.details or {})),
+                "details": _encoded(ev.details, texts),
             }
             row["prev_hash"] = prev
             row["hash"] = prev = chain_hash(prev, row)
@@ -171,82 +176,9 @@ def append(policy: Policy, batch: Sequence[AuditEvent], *, now: dt.datetime | No
         # no silent rebase: the commit is the version right after the one read above
         return Anchor(table.version(), seq, prev, table.metadata().id)
 
-    record_anchor(policy, deltautil.optimistic(attempt, what="audit append"))
-    return ids
-
-
-SKEW = dt.timedelta(days=1)
-"""How far an event's time may be behind its request's ``received_at`` (writers' clocks differ): reads of a
-request's events start this much before it was received."""
-
-
-def _read(
-    policy: Policy, request_ids: Sequence[str] | None, since: dt.datetime | None = None, after_seq: int | None = None
-) -> list[dict[str, Any]]:
-    """Audit rows (of the given requests, or all), in chain order, details decoded. With ``since`` (the oldest
-    of the requests' ``received_at``), files whose events all predate it by more than :data:`SKEW` are skipped
-    by their statistics: the read stays flat as the log grows."""
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-
-    table = deltautil.open_table(policy.audit_uri)
-    if table is None or request_ids == []:
-        return []
-    recent = None if since is None else ds.field("at") >= pa.scalar(since - SKEW, pa.timestamp("us", tz="UTC"))
-    if after_seq is not None:  # the chain's order: files whose events all come before are skipped
-        newer = ds.field("seq") > pa.scalar(after_seq, pa.int64())
-        recent = newer if recent is None else recent & newer
-    data = (deltautil.read_all(table) if request_ids is None
-            else deltautil.read_where(table, "request_id", request_ids, also=recent))
-    return decoded(data.sort_by([("seq", "ascending")]))
-
-
-def events(policy: Policy, *, request_id: str | None = None) -> list[dict[str, Any]]:
-    """Every audit row (optionally of one request), in chain order, details decoded."""
-    return _read(policy, None if request_id is None else [request_id])
-
-
-def event_columns(
-    policy: Policy, kinds: Sequence[str], *, request_ids: Sequence[str] | None = None,
-    since: dt.datetime | None = None,
-) -> Any:
-    """The audit rows of the given events as a pyarrow Table of seq, at, event, request_id, run_id, table_name
-    and details (raw JSON text): a projected, filtered read for questions asked over the whole history in Arrow
-    (no hashes: the chain is :func:`verify_chain`'s business); only those of ``request_ids``, and only those
-    at or after ``since`` (files of older events are skipped by their statistics), when given."""
-    import pyarrow as pa
-
-    columns = ["seq", "at", "event", "request_id", "run_id", "table_name", "details"]
-    table = deltautil.open_table(policy.audit_uri)
-    if table is None:
-        return _schema().empty_table().select(columns)
-    import pyarrow.dataset as ds
-
-    recent = None if since is None else ds.field("at") >= pa.scalar(since, pa.timestamp("us", tz="UTC"))
-    if request_ids is None:
-        data = deltautil.read_where(table, "event", kinds, columns=columns, also=recent)
-    else:  # the events of some requests: their ids first, then the kinds
-        kinds_of = ds.field("event").isin(pa.array(list(kinds), pa.string()))
-        data = deltautil.read_where(table, "request_id", request_ids, columns=columns,
-                                    also=kinds_of if recent is None else kinds_of & recent)
-    return data.cast(pa.schema([_schema().field(c) for c in columns]))
-
-
-def events_by_request(
-    policy: Policy, request_ids: Iterable[str], *, since: dt.datetime | None = None, after_seq: int | None = None,
-) -> dict[str, list[dict[str, Any]]]:
-    """The audit rows of several requests, read in one pass: request id -> rows in chain order. ``since``: the
-    oldest ``received_at`` of the requests (their events are not older, give or take :data:`SKEW`);
-    ``after_seq``: only the events after that point of the chain (to bring an earlier read up to date)."""
-    wanted = sorted(set(request_ids))
-    out: dict[str, list[dict[str, Any]]] = {rid: [] for rid in wanted}
-    for r in _read(policy, wanted, since, after_seq):
-        out[r["request_id"]].append(r)
-    return out
-
-
-
-
+    anchor = deltautil.optimistic(attempt, what="audit append")
+    record_anchor(policy, anchor)
+    return written, anchor.version
 
 
 def verify_chain(policy: Policy) -> tuple[int, ChainBreak | None]:

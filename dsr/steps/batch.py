@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dsr.core import audit, control
+from dsr.core.audit_details import decoded_rows
 from dsr.core.policy import Policy, TableSpec
 from dsr.delta import access
 from dsr.delta import tables as deltautil
@@ -34,7 +35,29 @@ class _Memo:
     audit events (up to a seq). One entry each: a process serves one run at a time."""
 
     requests: tuple[tuple[str, str, int], list[control.Request]] | None = None
-    events: tuple[tuple[str, tuple[str, ...]], int, dict[str, list[dict[str, Any]]]] | None = None
+    events: _Events | None = None
+
+
+@dataclass(frozen=True)
+class _Events:
+    """The audit events of one set of requests as the log held them at ``version``: ``last`` is the newest
+    seq among them (a later read asks only for events after it)."""
+
+    key: tuple[str, tuple[str, ...]]
+    version: int
+    last: int
+    by_request: dict[str, list[dict[str, Any]]]
+
+    def appended(self, rows: Sequence[dict[str, Any]], version: int) -> _Events | None:
+        """These events with ``rows`` (as written, details as text), which one commit appended at ``version``:
+        None unless that commit came right after the version they were read at (else another writer's events
+        may lie between: read them)."""
+        if version != self.version + 1:
+            return None
+        merged = {rid: list(evs) for rid, evs in self.by_request.items()}
+        for r in decoded_rows(r for r in rows if r["request_id"] in merged):
+            merged[r["request_id"]].append(r)
+        return _Events(self.key, version, max([self.last, *(r["seq"] for r in rows)]), merged)
 
 
 _MEMO = _Memo()
@@ -76,23 +99,34 @@ class Batch:
     def events(self) -> dict[str, list[dict[str, Any]]]:
         """request id -> its audit events in chain order (one filtered read, kept until the next record). An
         in-process run's later steps read only the events appended since the previous step's read (the chain's
-        seq orders them; the audit log is append-only)."""
+        seq orders them; the audit log is append-only), and nothing when the log's version is the one they were
+        read at, or the only commit since holds the events this batch recorded itself (:meth:`record`)."""
         if self._events is None:
-            key = (self.policy.audit_uri, tuple(sorted(self.ids)))
-            known = _MEMO.events if _MEMO.events is not None and _MEMO.events[0] == key else None
-            since = min((r.received_at for r in self.requests), default=None)
-            fresh = audit.events_by_request(self.policy, self.ids, since=since,
-                                            after_seq=None if known is None else known[1])
-            merged = {rid: [*(known[2].get(rid, []) if known else []), *evs] for rid, evs in fresh.items()}
-            last = max((e["seq"] for evs in merged.values() for e in evs), default=-1)
-            _MEMO.events = (key, last, merged)
-            self._events = {rid: list(evs) for rid, evs in merged.items()}
+            key = self._key()
+            known = _MEMO.events if _MEMO.events is not None and _MEMO.events.key == key else None
+            if known is None or known.version != audit.log_version(self.policy):
+                since = min((r.received_at for r in self.requests), default=None)
+                fresh, version = audit.events_read(self.policy, self.ids, since=since,
+                                                   after_seq=None if known is None else known.last)
+                merged = {rid: [*(known.by_request.get(rid, []) if known else []), *evs]
+                          for rid, evs in fresh.items()}
+                last = max((e["seq"] for evs in merged.values() for e in evs), default=-1)
+                known = _MEMO.events = _Events(key, version, last, merged)
+            self._events = {rid: list(evs) for rid, evs in known.by_request.items()}
         return self._events
 
+    def _key(self) -> tuple[str, tuple[str, ...]]:
+        return self.policy.audit_uri, tuple(sorted(self.ids))
+
     def record(self, events: Sequence[audit.AuditEvent]) -> None:
-        """Append events to the audit log (the cached events are read again when next asked for)."""
+        """Append events to the audit log. The events read so far, with these, are what a read would now give
+        when no other commit came between: the next :meth:`events` reads nothing; else it reads what is new."""
         if events:
-            audit.append(self.policy, events)
+            rows, version = audit.append_rows(self.policy, events)
+            known = _MEMO.events
+            if known is not None and known.key == self._key():
+                # else still right up to its version: the next read asks only for what is newer
+                _MEMO.events = known.appended(rows, version) or known
             self._events = None
 
     def keep_lease(self, now: dt.datetime | None = None) -> int:

@@ -64,3 +64,47 @@ def test_a_whole_dsr_run_never_reads_the_audit_log_in_full(tmp_path: Path, monke
     assert "8 completed" in capsys.readouterr().out
     assert _full_reads(before, policy.audit_uri) == 0
     assert _full_reads(before, policy.requests_uri) == 1  # the pending check's three columns of every request
+
+
+def _fresh(policy: object, run_id: str) -> dict[str, list[dict[str, object]]]:
+    """The batch's events as a new process reads them (nothing remembered)."""
+    from dsr.steps import batch as batching
+
+    saved, batching._MEMO.events = batching._MEMO.events, None
+    try:
+        return batching.Batch.load(policy, run_id).events()  # type: ignore[arg-type]
+    finally:
+        batching._MEMO.events = saved
+
+
+def test_the_events_a_batch_recorded_are_what_a_new_read_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    """What a batch records itself is added to the events it read, without reading the log again, only when its
+    commit came right after that read; with another writer's commit between, the next read fetches what is
+    new. Either way the events equal a fresh read's: the same rows, in chain order, details decoded."""
+    from dsr.steps.batch import Batch
+
+    policy = lakes.busy(tmp_path / "w").use(monkeypatch).policy()
+    lakes.file_requests(policy)
+    run_id = steps.claim_batch(policy)["run_id"]
+    batch = Batch.load(policy, run_id)
+    batch.events()
+    (one, two, *_) = batch.ids
+    before = Counter(tables.reads)
+    batch.record([audit.AuditEvent("verified", request_id=rid, run_id=run_id, table_name="users",
+                                   details={"suites": [{"suite": "s", "success": True}], "n": 1})
+                  for rid in batch.ids])
+    remembered = batch.events()
+    audit_reads = (policy.audit_uri.rstrip("/"), "filtered")
+    assert tables.reads[audit_reads] == before[audit_reads]  # not read again
+    assert remembered == _fresh(policy, run_id)
+    mine = batch.events()[one][-1]
+    assert (mine["event"], mine["details"]) == ("verified", {"suites": [{"suite": "s", "success": True}], "n": 1})
+
+    audit.append(policy, [audit.AuditEvent("table_failed", request_id=two, run_id=run_id, table_name="users",
+                                           details={"step": "erase", "reason": "elsewhere", "final": False})])
+    batch.record([audit.AuditEvent("verified", request_id=one, run_id=run_id, table_name="events")])
+    events = batch.events()
+    assert events == _fresh(policy, run_id)
+    assert [e["event"] for e in events[two]][-1] == "table_failed"  # the other writer's event is there
+    assert all([e["seq"] for e in evs] == sorted(e["seq"] for e in evs) for evs in events.values())

@@ -37,12 +37,12 @@ CHILD = textwrap.dedent("""
     engine = DeltaRsEngine()
 
     if point == "after-commit-before-audit":
-        real_append = audit.append
+        real_append = audit.append_rows  # every append goes through it
         def append(policy, batch, **kw):
             if any(e.event == "table_erased" and e.table_name == "users" for e in batch):
                 os.kill(os.getpid(), 9)
             return real_append(policy, batch, **kw)
-        audit.append = append
+        audit.append_rows = append
 
     def stop(here):
         if here == point:
