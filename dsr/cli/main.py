@@ -157,7 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dsr.errors import DsrError
 
     try:
-        return int(_dispatch(args) or 0)
+        if args.command == "demo":  # builds lakes and runs Airflow in other processes
+            return int(_dispatch(args) or 0)
+        from dsr.delta import opened
+
+        with opened.shared():  # one command: each table opened once, then brought up to date
+            return int(_dispatch(args) or 0)
     except DsrError as exc:
         text = " ".join(str(exc).splitlines())  # one line, whatever a path or value in it holds
         print(f"dsr: error: {text}", file=sys.stderr)
