@@ -18,6 +18,7 @@ import contextlib
 import csv
 import hashlib
 import json
+import time
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -90,6 +91,13 @@ class _Text:
         return self._out.write(text.encode("utf-8"))
 
 
+def _info(name: str, compress: bool) -> zipfile.ZipInfo:
+    """A member's entry, dated now as ``ZipFile.open(name)`` dates it; deflated, or stored."""
+    info = zipfile.ZipInfo(name, date_time=time.localtime(time.time())[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    return info
+
+
 class PackageZip:
     """A zip streamed to ``out`` (any binary stream; closed by :meth:`finish`)."""
 
@@ -99,14 +107,16 @@ class PackageZip:
         self.files: list[dict[str, Any]] = []
 
     @contextmanager
-    def member(self, name: str) -> Iterator[_Hashed]:
-        with self._zip.open(name, "w", force_zip64=True) as f:
+    def member(self, name: str, *, compress: bool = True) -> Iterator[_Hashed]:
+        """A member to stream into, hashed as it goes; ``compress=False`` stores it as is (a small text, where
+        deflating costs more than it saves)."""
+        with self._zip.open(_info(name, compress), "w", force_zip64=True) as f:
             hashed = _Hashed(f)
             yield hashed
         self.files.append({"name": name, "size": hashed.size, "sha256": hashed.sha.hexdigest()})
 
     def text(self, name: str, text: str) -> None:
-        with self.member(name) as m:
+        with self.member(name, compress=False) as m:
             m.write(text.encode("utf-8"))
 
     def csv_rows(self, name: str, columns: Sequence[str], rows: Iterator[bytes]) -> int:
@@ -131,7 +141,7 @@ class PackageZip:
         """Write ``manifest.json`` (over every member so far) and close the zip and the stream."""
         manifest = {"schema_version": MANIFEST_VERSION, **head, "tables": [{"name": t, **d} for t, d in tables.items()],
                     "files": list(self.files), "notes": dict(notes)}
-        with self._zip.open("manifest.json", "w") as f:
+        with self._zip.open(_info("manifest.json", False), "w") as f:
             f.write(json.dumps(manifest, ensure_ascii=False, indent=2).encode("utf-8") + b"\n")
         self._zip.close()
         self._out.close()
