@@ -11,7 +11,8 @@ files). For each layout and each K (subjects erased in one batch), every competi
   ``delete_in`` one DELETE with an IN list; ``full_rewrite`` read, filter, overwrite; ``sail_merge`` MERGE on a
   Sail Spark Connect server; ``bound`` pyarrow reading exactly the files that hold the rows, filtering, writing
   them back (no commit, no check: the floor); ``merge_alone`` the MERGE dsr issues, alone (delta-rs, streamed,
-  restricted to the partitions that hold rows); ``export_bound`` one filtered scan;
+  restricted to the partitions that hold rows); ``export_bound`` one filtered scan; ``files_floor`` K small
+  files created and renamed into place (the floor of one package per request on this file system);
 * ``ge_import`` importing Great Expectations and making its context, on its own (a floor of GE itself);
 * on request (``--competitors ... dsr_run_spark sail_merge``): ``dsr_run_spark``, the whole ``dsr run --engine
   spark`` against a Sail Spark Connect server, set beside ``sail_merge`` on the same kind of server.
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, nargs="+", default=None,
                     help="subjects per batch (default 1 100 1000 10000; --quick: 1 100)")
     ap.add_argument("--layouts", nargs="+", default=["random", "clustered"], choices=["random", "clustered"])
-    ap.add_argument("--competitors", nargs="+", default=[*ERASERS, "dsr_verify", "dsr_export", "export_bound"])
+    ap.add_argument("--competitors", nargs="+",
+                    default=[*ERASERS, "dsr_verify", "dsr_export", "export_bound", "files_floor"])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--files", type=int, default=100)
     ap.add_argument("--loop-cap", type=int, default=25, help="per-subject DELETEs measured; the rest extrapolated")

@@ -67,10 +67,13 @@ def _export(k: int, case: str, r: dict[str, Any]) -> dict[str, Any] | None:
         return None
     assert export is not None and floor is not None
     scan, packages = export.get("scan_seconds", export["seconds"]), export.get("packages_seconds", 0.0)
+    files = r.get("files_floor")
+    made = (f"; creating {k} file(s) alone takes {files['seconds']:.2f} s here" if _ok(files) and files else "")
     return _verdict("export <= 1.5x one filtered scan", case, export["seconds"] / floor["seconds"], 1.5,
                     f"export {export['seconds']:.2f} s = scan {scan:.2f} s ({scan / floor['seconds']:.1f}x the "
                     f"scan floor {floor['seconds']:.2f} s) + {k} package(s) {packages:.2f} s "
-                    f"({1000 * packages / k:.2f} ms per request: a zip with document, manifest and README each)")
+                    f"({1000 * packages / k:.2f} ms per request: a zip with document, manifest and README each, "
+                    f"and the request's completion){made}")
 
 
 def _memory(rows: int, case: str, r: dict[str, Any]) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ def test_the_quick_comparative_bench_runs_every_kind_of_competitor(tmp_path: Pat
     done = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--layouts", "clustered", "--k", "1", "--out", str(tmp_path),
          "--competitors", "dsr_erase", "delete_in", "loop_delete", "merge_alone", "bound", "dsr_export",
-         "export_bound"],
+         "files_floor", "export_bound"],
         capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     (path,) = tmp_path.glob("compare-*.json")
@@ -27,7 +27,7 @@ def test_the_quick_comparative_bench_runs_every_kind_of_competitor(tmp_path: Pat
     (case,) = result["cases"]
     assert (case["layout"], case["k"]) == ("clustered", 1)
     assert set(case["results"]) == {"dsr_erase", "delete_in", "loop_delete", "merge_alone", "bound", "dsr_export",
-                                    "export_bound"}
+                                    "files_floor", "export_bound"}
     assert not [r for r in case["results"].values() if "error" in r]
     # dsr rewrites exactly the files that hold the subject's rows, as a DELETE does
     assert case["results"]["dsr_erase"]["files_removed"] == case["files_holding_rows"] == \
