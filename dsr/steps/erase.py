@@ -53,13 +53,16 @@ def _rows_now(
     per_key: dict[Any, int] = defaultdict(int)
     where: dict[Any, set[tuple[Any, ...]]] = defaultdict(set)
     scanned = [table.subject, *columns]
-    for batch in access.scan(table.uri, scanned, where_in=(table.subject, keys.keys), info=info):
-        # counted per (key, partition) in Arrow: the Python loop runs over groups, not rows
-        groups = pa.Table.from_batches([batch]).group_by(scanned, use_threads=False).aggregate([([], "count_all")])
-        for row in groups.to_pylist():
-            value = row[table.subject]
-            per_key[value] += int(row["count_all"])
-            where[value].add(tuple(row[c] for c in columns))
+    found = list(access.scan(table.uri, scanned, where_in=(table.subject, keys.keys), info=info))
+    if found:
+        # counted per (key, partition) in Arrow, once over the rows found: the Python loop runs over groups
+        groups = pa.Table.from_batches(found).group_by(scanned, use_threads=False).aggregate([([], "count_all")])
+        values = groups.column(table.subject).to_pylist()
+        parts = list(zip(*(groups.column(c).to_pylist() for c in columns), strict=True)) if columns else \
+            [()] * len(values)
+        for value, part, n in zip(values, parts, groups.column("count_all").to_pylist(), strict=True):
+            per_key[value] += int(n)
+            where[value].add(part)
     rows = {r.request_id: per_key.get(keys.by_request.get(r.request_id), 0) for r in reqs}
     return keys, per_key, rows, dict(where)
 
@@ -170,10 +173,11 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
 def _retain(batch: Batch, table: TableSpec, todo: Sequence[control.Request]) -> dict[str, Any]:
     """A retained table is not changed: record, per request, that it keeps its rows (and how many) and why."""
     retained = _retained_rows(table, todo)
+    spec = spec_of(table)
     batch.record([
         audit.AuditEvent("table_retained", request_id=r.request_id, run_id=batch.run_id, table_name=table.name,
                          details={"strategy": Strategy.RETAIN.value, "reason": table.reason,
-                                  "rows": retained.get(r.request_id), "spec": spec_of(table)})
+                                  "rows": retained.get(r.request_id), "spec": spec})
         for r in todo
     ])
     return {"table": table.name, "requests": len(todo), "strategy": Strategy.RETAIN.value}
@@ -206,6 +210,7 @@ def _commit(
         batch.refuse(table, request_ids, "erase", reason, final=False)
         raise
     effect = _commit_effect(table.uri, result)
+    spec = spec_of(table)  # the table's spec: one for every request
     batch.record([
         audit.AuditEvent(
             "table_erased", request_id=r.request_id, run_id=batch.run_id, table_name=table.name,
@@ -214,7 +219,7 @@ def _commit(
                 "rows_deleted": result.rows_deleted, "rows_updated": result.rows_updated, **effect,
                 "version_before": result.version_before, "version_after": result.version_after,
                 "subject_matchable": r.request_id not in todo_keys.uncastable, "engine": engine.name,
-                "repeat": r.request_id in done, "spec": spec_of(table),
+                "repeat": r.request_id in done, "spec": spec,
             },
         )
         for r in todo
