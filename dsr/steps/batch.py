@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dsr.core import audit, control
-from dsr.core.audit_details import decoded_rows
+from dsr.core.audit_details import decoded, decoded_rows
 from dsr.core.policy import Policy, TableSpec
 from dsr.delta import access
 from dsr.delta import tables as deltautil
@@ -114,6 +114,23 @@ class Batch:
                 known = _MEMO.events = _Events(key, version, last, merged)
             self._events = {rid: list(evs) for rid, evs in known.by_request.items()}
         return self._events
+
+    def events_of(self, kinds: Sequence[str], table_name: str) -> dict[str, list[dict[str, Any]]]:
+        """request id -> its events of these kinds in one table, in chain order (seq, at, event, request_id,
+        run_id, table_name, details). From the events already read when this process holds them; else one read
+        of only those events (a step in its own process, as an Airflow task is, reads no more than it needs)."""
+        known = _MEMO.events
+        if self._events is None and (known is None or known.key != self._key()):
+            since = min((r.received_at for r in self.requests), default=None)
+            found = audit.event_columns(self.policy, kinds, request_ids=self.ids,
+                                        since=None if since is None else since - audit.SKEW)
+            out: dict[str, list[dict[str, Any]]] = {rid: [] for rid in self.ids}
+            for e in decoded(found.sort_by([("seq", "ascending")])):
+                if e["table_name"] == table_name:
+                    out[e["request_id"]].append(e)
+            return out
+        return {rid: [e for e in evs if e["event"] in kinds and e["table_name"] == table_name]
+                for rid, evs in self.events().items()}
 
     def _key(self) -> tuple[str, tuple[str, ...]]:
         return self.policy.audit_uri, tuple(sorted(self.ids))

@@ -33,10 +33,9 @@ log = logging.getLogger("dsr.steps")
 def _erase_events(batch: Batch, table: str) -> dict[str, dict[str, Any]]:
     """request id -> details of its latest erase (or retain) event in this table."""
     out: dict[str, dict[str, Any]] = {}
-    for rid, events in batch.events().items():
+    for rid, events in batch.events_of(("table_erased", "table_retained"), table).items():
         for e in events:
-            if e["table_name"] == table and e["event"] in ("table_erased", "table_retained"):
-                out[rid] = e["details"]
+            out[rid] = e["details"]
     return out
 
 

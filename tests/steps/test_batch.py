@@ -108,3 +108,28 @@ def test_the_events_a_batch_recorded_are_what_a_new_read_gives(tmp_path: Path, m
     assert events == _fresh(policy, run_id)
     assert [e["event"] for e in events[two]][-1] == "table_failed"  # the other writer's event is there
     assert all([e["seq"] for e in evs] == sorted(e["seq"] for e in evs) for evs in events.values())
+
+
+def test_a_step_in_its_own_process_reads_only_the_events_it_asks_for(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``events_of`` in a cold process (an Airflow task) reads only those kinds of event, by filter, and finds
+    what the batch's full events hold of them."""
+    from dsr.steps import batch as batching
+
+    policy = lakes.busy(tmp_path / "w").use(monkeypatch).policy()
+    lakes.file_requests(policy)
+    batch = steps.claim_batch(policy)
+    erase = next(s for s in steps.STEPS if s.name == "erase")
+    for table in batch["erase_tables"]:
+        steps.call(erase, policy, batch["run_id"], DeltaRsEngine(), table)
+    kinds = ("table_erased", "table_retained")
+    for table in batch["erase_tables"]:
+        warm = batching.Batch.load(policy, batch["run_id"])
+        expected = {rid: [(e["seq"], e["event"], e["details"]) for e in evs]
+                    for rid, evs in warm.events_of(kinds, table).items()}
+        assert any(expected.values())
+        monkeypatch.setattr(batching, "_MEMO", batching._Memo())
+        cold = batching.Batch.load(policy, batch["run_id"])
+        found = cold.events_of(kinds, table)
+        assert {rid: [(e["seq"], e["event"], e["details"]) for e in evs] for rid, evs in found.items()} == expected
+        assert cold._events is None and batching._MEMO.events is None  # the full events were never read
