@@ -138,14 +138,14 @@ def _full_pass(table: TableSpec, info: access.TableInfo, keys: Any) -> tuple[int
 
     total = non_null = 0
     found: list[Any] = []
-    for batch in access.scan(table.uri, [table.subject], version=info.version, info=info):
-        column = batch.column(0)
+    for chunk in access.chunked(access.scan(table.uri, [table.subject], version=info.version, info=info)):
+        column = chunk.column(0)
         total += len(column)
         non_null += len(column) - column.null_count
         if keys is not None and len(column) > column.null_count:
             hits = pc.filter(column, pc.is_in(column, value_set=keys))
             if len(hits):
-                found.append(hits)
+                found.extend(hits.chunks)
     field = info.schema.field(table.subject)
     survivors = pa.table({table.subject: pa.concat_arrays(found) if found else pa.array([], field.type)})
     return total, non_null, survivors
