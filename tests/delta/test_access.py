@@ -9,6 +9,7 @@ dsr did not write (column mapping, deletion vectors) are copied there first.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -352,3 +353,33 @@ def test_a_long_key_list_is_filtered_in_arrow_with_the_same_rows_and_counts(tmp_
     with_odd = pa.concat_arrays([keys, pa.array(["u3"] if column == "user_id" else [3], keys.type)])
     assert access.count_rows(str(path), where_in=(column, with_odd)) == n // 2 + 2  # u3 is in both appends
     assert access.count_rows(str(path), where_in=(column, keys.slice(0, 10))) == 10  # the IN list path
+
+
+def test_one_subject_on_a_clustered_table_reads_only_the_files_its_statistics_allow(tmp_path: Path) -> None:
+    """Five files of disjoint id ranges (a table clustered by subject): a filtered scan or count of one subject
+    never opens the four files whose statistics rule it out (they are gone from disk, and the reads still
+    answer); the file that may hold it is read (gone, the read fails)."""
+    path = tmp_path / "t"
+    for letter in "abcde":
+        lakes.write_table(path, {"user_id": [f"{letter}{i:03d}" for i in range(40)], "n": list(range(40))})
+    files: dict[str, Path] = {}
+    for line in (path / "_delta_log").glob("*.json"):
+        for action in map(json.loads, line.read_text(encoding="utf-8").splitlines()):
+            if "add" in action:
+                files[json.loads(action["add"]["stats"])["minValues"]["user_id"][:1]] = path / action["add"]["path"]
+    assert sorted(files) == list("abcde")
+    for other in "abde":
+        files[other].unlink()
+    one = ("user_id", pa.array(["c007"]))
+    assert _rows(access.scan(str(path), ["n"], where_in=one)) == [{"n": 7}]
+    assert access.count_rows(str(path), where_in=one) == 1
+    files["c"].unlink()
+    with pytest.raises(TableError):
+        list(access.scan(str(path), ["n"], where_in=one))
+
+
+def test_chunked_gathers_batches_into_tables_of_at_least_the_rows_asked() -> None:
+    batches = [pa.record_batch({"k": list(range(n))}) for n in (3, 4, 1, 5, 2, 1)]
+    assert [t.num_rows for t in access.chunked(batches, rows=7)] == [7, 8, 1]
+    assert [t.num_rows for t in access.chunked([], rows=7)] == []
+    assert [t.num_rows for t in access.chunked(batches)] == [16]
