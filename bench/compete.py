@@ -341,9 +341,9 @@ def dsr_run(job: dict[str, Any], engine: tuple[str, ...] = ()) -> dict[str, Any]
 
 
 def _timed_steps() -> dict[str, float]:
-    """Wrap the run's claim and its step calls to time them inside ``dsr run`` (the run's breakdown: claim,
-    each step, and what is left: policy, engine, the first-sweep check). ``dsr.steps.run`` is the module the
-    run looks its functions up in."""
+    """Wrap the run's claim, its step calls and its engine's making to time them inside ``dsr run`` (the run's
+    breakdown: claim, each step, the engine (its client's import and session), and what is left: policy, the
+    first-sweep check). ``dsr.steps.run`` is the module the run looks its functions up in."""
     import importlib
 
     run = importlib.import_module("dsr.steps.run")  # the module (``dsr.steps.run`` the attribute is a function)
@@ -359,6 +359,9 @@ def _timed_steps() -> dict[str, float]:
 
     run.call = lambda step, *a, **kw: timing(step.name, call, step, *a, **kw)
     run.claim_batch = lambda *a, **kw: timing("claim", claim, *a, **kw)
+    engines = importlib.import_module("dsr.engines")  # the CLI looks make_engine up when it runs
+    make = engines.make_engine
+    engines.make_engine = lambda *a, **kw: timing("engine", make, *a, **kw)  # its import, its session
     return spent
 
 
