@@ -40,10 +40,12 @@ def _run(rows: int, k: int, case: str, r: dict[str, Any]) -> dict[str, Any] | No
         f"(run - GE import) <= {2 if k >= 1000 else 3}x erase step"
     suites = run.get("ge_validations_seconds")
     within = f", of which GE validating the suites {suites:.2f} s" if suites is not None else ""
+    imported = run.get("ge_seconds", 0.0) if whole else 0.0
+    ge = f"the GE import {imported:.2f} s, " if whole else ""
     return _verdict(target, case, spent / erase["seconds"], 2.0 if whole or k >= 1000 else 3.0,
                     f"run {spent:.2f} s = {_steps(run)}; beyond the erase step ({erase['seconds']:.2f} s): "
-                    f"verify {verify:.2f} s ({verify / erase['seconds']:.1f}x the step{within}), claim, complete "
-                    f"and the rest {max(rest, 0.0):.2f} s")
+                    f"verify {verify:.2f} s ({verify / erase['seconds']:.1f}x the step{within}), {ge}claim, "
+                    f"complete and the rest {max(rest - imported, 0.0):.2f} s")
 
 
 def _erase(k: int, case: str, r: dict[str, Any]) -> dict[str, Any] | None:

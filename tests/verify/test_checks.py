@@ -235,6 +235,23 @@ def test_a_table_still_holding_an_erased_key_fails(small: Policy) -> None:
     assert Leaks(["u2"]).in_texts({"check": json.dumps(check.as_dict())}) == []
 
 
+def test_past_big_in_keys_the_rows_found_are_the_full_pass_matches_and_still_fail(
+        small: Policy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More erased keys than the reader's IN list takes: the rows-found suite validates the full pass's matches
+    (the same whole-column read, not a second one), and a key still held fails both absence suites."""
+    events = small.table("events")
+    many = [f"x{i}" for i in range(access.BIG_IN + 1)]
+    scanned: list[Any] = []
+    scan = access.scan
+    monkeypatch.setattr(access, "scan", lambda *a, **kw: (scanned.append(kw.get("where_in")), scan(*a, **kw))[1])
+    passed = check_table(small, events, many)
+    assert passed.success, passed.as_dict()
+    assert [s["suite"] for s in passed.suites] == ABSENCE and scanned == [None]  # one read: the full pass
+    failed = _by_suite(check_table(small, events, [*many, "u2"]))
+    assert failed["dsr_erased_rows"]["success"] is False and failed["dsr_erased_rows"]["unexpected"] == 1
+    assert failed["dsr_erased_absent"]["success"] is False and failed["dsr_erased_absent"]["unexpected"] == 1
+
+
 def test_an_erased_key_in_an_integer_column_fails_and_an_uncastable_id_matches_nothing(tmp_path: Path) -> None:
     policy = _own(tmp_path)
     orders = policy.table("orders")
