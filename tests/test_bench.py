@@ -56,3 +56,16 @@ def test_the_quick_history_bench_measures_bookkeeping_on_a_filed_history(tmp_pat
     reads = result["history"]["run_reads_of_dsr_tables"]
     assert reads.get("audit filtered", 0) > 0 and "audit full" not in reads
     assert "control + audit" in done.stdout
+
+
+def test_the_quick_flat_bench_measures_memory_at_two_table_sizes(tmp_path: Path) -> None:
+    """``bench/flat.py --quick``: one subject erased from a clustered table at two sizes with the same file size,
+    dsr's erase step beside the MERGE alone, and the verdict on dsr's excess (no time or memory asserted)."""
+    done = subprocess.run([sys.executable, str(BENCH.parent / "flat.py"), "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (path,) = tmp_path.glob("flat-*.json")
+    result = json.loads(path.read_text(encoding="utf-8"))
+    assert [(s["rows"], s["files"]) for s in result["sizes"]] == [(50_000, 20), (500_000, 200)]
+    assert all("error" not in s[n] for s in result["sizes"] for n in ("dsr_erase", "merge_alone"))
+    assert "dsr's excess over the MERGE alone" in result["verdict"]["breakdown"] and "flat in table size" in done.stdout
