@@ -14,8 +14,8 @@ files). For each layout and each K (subjects erased in one batch), every competi
   restricted to the partitions that hold rows); ``export_bound`` one filtered scan; ``files_floor`` K small
   files created and renamed into place (the floor of one package per request on this file system);
 * ``ge_import`` importing Great Expectations and making its context, on its own (a floor of GE itself);
-* on request (``--competitors ... dsr_run_spark sail_merge``): ``dsr_run_spark``, the whole ``dsr run --engine
-  spark`` against a Sail Spark Connect server, set beside ``sail_merge`` on the same kind of server.
+* ``dsr_run_spark``: the whole ``dsr run --engine spark`` against a Sail Spark Connect server, set beside
+  ``sail_merge`` on the same kind of server.
 
 Prints a table of medians, the ratios dsr / competitor and dsr / bound, files removed vs files holding rows,
 peak RSS per competitor, then issue 13's targets judged on the result (``bench/targets.py``: met or not, and
@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, nargs="+", default=None,
                     help="subjects per batch (default 1 100 1000 10000; --quick: 1 100)")
     ap.add_argument("--layouts", nargs="+", default=["random", "clustered"], choices=["random", "clustered"])
-    ap.add_argument("--competitors", nargs="+",
-                    default=[*ERASERS, "dsr_verify", "dsr_export", "export_bound", "files_floor"])
+    ap.add_argument("--competitors", nargs="+", default=None,
+                    help="default: all (--quick: all but dsr_run_spark, to stay under a minute)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--files", type=int, default=100)
     ap.add_argument("--loop-cap", type=int, default=25, help="per-subject DELETEs measured; the rest extrapolated")
@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.rows, args.reps, args.files, args.loop_cap = 50_000, 1, 20, 5
     args.k = args.k or ([1, 100] if args.quick else [1, 100, 1000, 10000])
+    args.competitors = args.competitors or [*ERASERS, "dsr_verify", "dsr_export", "export_bound", "files_floor",
+                                            *([] if args.quick else ["dsr_run_spark"])]
     users = max(1000, args.rows // 20)
     result: dict[str, Any] = {
         "at": dt.datetime.now(dt.UTC).isoformat(), "machine": _machine(), "params": {

@@ -236,7 +236,10 @@ def _print(out: dict[str, Any]) -> None:
             ("dsr status --json", "status_seconds", ""),
             ("dsr sweep --dry-run", "sweep_dry_run_seconds", "")]
     for label, key, target in rows:
-        print(f"{label:34}{out['empty'][key]:>14.3f} s{out['history'][key]:>14.3f} s{target:>10}")
+        verdict = ""
+        if target:
+            verdict = "  met" if out["history"][key] <= float(target.split()[0]) else "  NOT MET"
+        print(f"{label:34}{out['empty'][key]:>14.3f} s{out['history'][key]:>14.3f} s{target:>10}{verdict}")
     print("\nthe run's control + audit time by function (long history):")
     for name, seconds in list(out["history"]["run_bookkeeping_by_function"].items())[:8]:
         print(f"  {name:32}{seconds:>8.3f} s")
