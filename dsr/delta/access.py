@@ -131,6 +131,12 @@ row by row, slower than reading the column): the projected column is read whole 
 ``is_in``."""
 
 
+def pushes_down(keys: Any) -> bool:
+    """Whether a ``where_in`` read of these keys (a pyarrow Array; NULLs never match) is a SQL ``IN`` list the
+    reader prunes by, rather than the projected column read whole and filtered in Arrow (past :data:`BIG_IN`)."""
+    return len(keys) - keys.null_count <= BIG_IN
+
+
 def scan(
     uri: str, columns: Sequence[str] | None = None, *, where_in: tuple[str, Any] | None = None,
     version: int | None = None, info: TableInfo | None = None,
@@ -155,7 +161,7 @@ def scan(
         keys = [k for k in where_in[1].to_pylist() if k is not None]
         if not keys:
             return
-        if len(keys) <= BIG_IN:
+        if pushes_down(where_in[1]):
             predicate = in_predicate(where_in[0], where_in[1])
         else:
             value_set = pa.array(keys, info.schema.field(where_in[0]).type)
@@ -236,7 +242,7 @@ def count_rows(
         keys = [k for k in where_in[1].to_pylist() if k is not None]
         if not keys:
             return 0
-        if len(keys) > BIG_IN:  # a long IN list is slower than a projected read filtered in Arrow
+        if not pushes_down(where_in[1]):  # a long IN list is slower than a projected read filtered in Arrow
             return sum(b.num_rows for b in scan(uri, [where_in[0]], where_in=where_in, version=version))
         sql += " WHERE " + in_predicate(where_in[0], where_in[1])
     elif null_column is not None:

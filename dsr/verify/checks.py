@@ -92,8 +92,7 @@ def check_table(
         # BIG_IN keys the reader's filter is the full pass itself (the whole column compared in Arrow): its
         # matches are those rows, not read a second time
         rows = SuiteOutcome("dsr_erased_rows")
-        pushed = len(keys.keys) - keys.keys.null_count <= access.BIG_IN  # the access layer's own rule
-        found = survivors.to_batches() if not pushed else access.scan(
+        found = survivors.to_batches() if not access.pushes_down(keys.keys) else access.scan(
             table.uri, [table.subject], where_in=(table.subject, keys.keys), version=info.version, info=info)
         for frame in frames(iter(found), subject_schema):
             rows.add(validator.validate("dsr_erased_rows", frame, "pandas"))
