@@ -102,16 +102,14 @@ class Batch:
         seq orders them; the audit log is append-only), and nothing when the log's version is the one they were
         read at, or the only commit since holds the events this batch recorded itself (:meth:`record`)."""
         if self._events is None:
-            key = self._key()
-            known = _MEMO.events if _MEMO.events is not None and _MEMO.events.key == key else None
+            known = self._known()
             if known is None or known.version != audit.log_version(self.policy):
-                since = min((r.received_at for r in self.requests), default=None)
-                fresh, version = audit.events_read(self.policy, self.ids, since=since,
+                fresh, version = audit.events_read(self.policy, self.ids, since=self._since(),
                                                    after_seq=None if known is None else known.last)
                 merged = {rid: [*(known.by_request.get(rid, []) if known else []), *evs]
                           for rid, evs in fresh.items()}
                 last = max((e["seq"] for evs in merged.values() for e in evs), default=-1)
-                known = _MEMO.events = _Events(key, version, last, merged)
+                known = _MEMO.events = _Events(self._key(), version, last, merged)
             self._events = {rid: list(evs) for rid, evs in known.by_request.items()}
         return self._events
 
@@ -119,9 +117,8 @@ class Batch:
         """request id -> its events of these kinds in one table, in chain order (seq, at, event, request_id,
         run_id, table_name, details). From the events already read when this process holds them; else one read
         of only those events (a step in its own process, as an Airflow task is, reads no more than it needs)."""
-        known = _MEMO.events
-        if self._events is None and (known is None or known.key != self._key()):
-            since = min((r.received_at for r in self.requests), default=None)
+        if self._events is None and self._known() is None:
+            since = self._since()
             found = audit.event_columns(self.policy, kinds, request_ids=self.ids,
                                         since=None if since is None else since - audit.SKEW)
             out: dict[str, list[dict[str, Any]]] = {rid: [] for rid in self.ids}
@@ -135,13 +132,22 @@ class Batch:
     def _key(self) -> tuple[str, tuple[str, ...]]:
         return self.policy.audit_uri, tuple(sorted(self.ids))
 
+    def _known(self) -> _Events | None:
+        """The events this process read of these requests, if any (of another set of requests: none)."""
+        known = _MEMO.events
+        return known if known is not None and known.key == self._key() else None
+
+    def _since(self) -> dt.datetime | None:
+        """The oldest ``received_at`` of the requests: their events are not older (give or take the skew)."""
+        return min((r.received_at for r in self.requests), default=None)
+
     def record(self, events: Sequence[audit.AuditEvent]) -> None:
         """Append events to the audit log. The events read so far, with these, are what a read would now give
         when no other commit came between: the next :meth:`events` reads nothing; else it reads what is new."""
         if events:
             rows, version = audit.append_rows(self.policy, events)
-            known = _MEMO.events
-            if known is not None and known.key == self._key():
+            known = self._known()
+            if known is not None:
                 # else still right up to its version: the next read asks only for what is newer
                 _MEMO.events = known.appended(rows, version) or known
             self._events = None
