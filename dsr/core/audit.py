@@ -148,8 +148,7 @@ def append_rows(
     def attempt() -> Anchor:
         table.update_incremental()
         seq, prev = _tail(table)
-        rows = written
-        rows.clear()
+        written.clear()  # a retry starts again from the new tail
         for event_id, ev in zip(ids, batch, strict=True):
             seq += 1
             row: dict[str, Any] = {
@@ -164,10 +163,10 @@ def append_rows(
             }
             row["prev_hash"] = prev
             row["hash"] = prev = chain_hash(prev, row)
-            rows.append(row)
+            written.append(row)
         write_deltalake(
             table,
-            pa.Table.from_pylist(rows, schema=_schema()),
+            pa.Table.from_pylist(written, schema=_schema()),
             mode="append",
             commit_properties=deltautil.commit_properties(
                 {"dsr.component": "audit", COMMIT_SEQ: str(seq), COMMIT_HASH: prev}

@@ -36,13 +36,13 @@ def fields_of(details: Any, fields: Any) -> Any:
 
 def decoded(rows: Any) -> list[dict[str, Any]]:
     """Audit rows (a pyarrow Table) as dicts, in the table's order, each ``details`` decoded ({} when empty)."""
-    return [{**r, "details": json.loads(r["details"]) if r["details"] else {}} for r in rows.to_pylist()]
+    return decoded_rows(rows.to_pylist())
 
 
 def decoded_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Audit rows (dicts of their columns) with their ``details`` text decoded ({} when empty), as :func:`decoded`
-    gives them; rows with the same text (one check's result recorded for every request) share one decoded
-    dict: details are read, never changed."""
+    """Audit rows (dicts of their columns) with their ``details`` text decoded ({} when empty); rows with the
+    same text (one check's result recorded for every request) share one decoded dict: details are read, never
+    changed."""
     texts: dict[str, Any] = {}
     out = []
     for row in rows:
