@@ -232,20 +232,23 @@ def _file(policy: Any, root: Path, kind: str, ids: list[str]) -> None:
     control.import_csv(policy, str(csv))
 
 
+def _timed(spent: dict[str, float], name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, adding the wall time of each call to ``spent[name]`` (the breakdowns of a step or a run)."""
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - t0
+
+    return timed
+
+
 def _timed_merge(engine: Any) -> dict[str, float]:
     """Wrap the engine's erase (the MERGE) to time it inside a step: the breakdown says where the step's time
     goes (the MERGE, a floor of delta-rs' streamed mode, vs dsr's pre-count and bookkeeping)."""
     spent = {"merge_seconds": 0.0}
-    erase = engine.erase
-
-    def timed(*args: Any) -> Any:
-        t = time.perf_counter()
-        try:
-            return erase(*args)
-        finally:
-            spent["merge_seconds"] += time.perf_counter() - t
-
-    engine.erase = timed
+    engine.erase = _timed(spent, "merge_seconds", engine.erase)
     return spent
 
 
@@ -306,27 +309,11 @@ def dsr_run(job: dict[str, Any], engine: tuple[str, ...] = ()) -> dict[str, Any]
     root, policy = _policy_in(job)
     _file(policy, root, "erase", job["ids"])
 
-    ge = {"seconds": 0.0}
+    ge = {"seconds": 0.0, "validations": 0.0}
+    # the GE import and context, where the run pays them; and GE's own time in each suite
     shared = Validator.shared.__func__  # type: ignore[attr-defined]
-
-    def timed_shared(cls: Any) -> Any:  # the GE import and context, where the run pays them
-        t0 = time.perf_counter()
-        try:
-            return shared(cls)
-        finally:
-            ge["seconds"] += time.perf_counter() - t0
-
-    Validator.shared = classmethod(timed_shared)  # type: ignore[assignment,method-assign]
-    validate = Validator.validate
-
-    def timed_validate(self: Any, *args: Any, **kwargs: Any) -> Any:  # GE's own time in each suite
-        t0 = time.perf_counter()
-        try:
-            return validate(self, *args, **kwargs)
-        finally:
-            ge["validations"] = ge.get("validations", 0.0) + time.perf_counter() - t0
-
-    Validator.validate = timed_validate  # type: ignore[method-assign]
+    Validator.shared = classmethod(_timed(ge, "seconds", shared))  # type: ignore[assignment,method-assign]
+    Validator.validate = _timed(ge, "validations", Validator.validate)  # type: ignore[method-assign]
     steps = _timed_steps()
     before = _version(job["table"])
     t = time.perf_counter()
@@ -336,7 +323,7 @@ def dsr_run(job: dict[str, Any], engine: tuple[str, ...] = ()) -> dict[str, Any]
     steps["verify"] = steps.get("verify", 0.0) - ge["seconds"]  # the first suite pays the GE import
     steps["other"] = spent - ge["seconds"] - sum(steps.values())
     return {"seconds": spent, "ge_seconds": round(ge["seconds"], 3), "exit_code": code,
-            "ge_validations_seconds": round(ge.get("validations", 0.0), 3),
+            "ge_validations_seconds": round(ge["validations"], 3),
             "steps": {k: round(v, 3) for k, v in steps.items()}, **_files_changed(job["table"], before)}
 
 
@@ -348,20 +335,11 @@ def _timed_steps() -> dict[str, float]:
 
     run = importlib.import_module("dsr.steps.run")  # the module (``dsr.steps.run`` the attribute is a function)
     spent: dict[str, float] = {}
-    call, claim = run.call, run.claim_batch
-
-    def timing(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            spent[name] = spent.get(name, 0.0) + time.perf_counter() - t0
-
-    run.call = lambda step, *a, **kw: timing(step.name, call, step, *a, **kw)
-    run.claim_batch = lambda *a, **kw: timing("claim", claim, *a, **kw)
+    call = run.call
+    run.call = lambda step, *a, **kw: _timed(spent, step.name, call)(step, *a, **kw)
+    run.claim_batch = _timed(spent, "claim", run.claim_batch)
     engines = importlib.import_module("dsr.engines")  # the CLI looks make_engine up when it runs
-    make = engines.make_engine
-    engines.make_engine = lambda *a, **kw: timing("engine", make, *a, **kw)  # its import, its session
+    engines.make_engine = _timed(spent, "engine", engines.make_engine)  # its import, its session
     return spent
 
 
