@@ -1,35 +1,39 @@
-"""Physical removal of old table versions up to one version (the purge of :mod:`dsr.steps.purge`), delta-rs.
+"""Physical removal of a table's versions before one version (the purge of :mod:`dsr.steps.purge`), delta-rs.
 
-``purge_through(uri, version)`` makes every version before ``version`` unreadable and removes what only those
-versions held, keeping every version from ``version`` on readable:
+``purge_through(uri, version)`` makes every version before the *purge point* unreadable and removes what only
+those versions held, keeping every version from the point on readable. The point is ``version`` (the newest
+due erase commit), moved later when files carrying deletion vectors must be rewritten. Every step is safe to
+be killed in, and a purge run again with the same ``version`` resumes at the same point and finishes:
 
 1. files that still carry deletion vectors are rewritten without the masked rows: by the caller's ``rewrite``
-   when given (the Spark engine's ``REORG TABLE ... APPLY (PURGE)`` on delta-spark and Databricks), else by a
-   delta-rs UPDATE that sets each row to itself, over the partitions of those files (over the whole table when
-   a partition column is personal: the UPDATE's predicate goes into the commit info, which is kept); the purge
-   point moves to that commit, since the versions before it reference the old files;
-2. VACUUM with zero retention, keeping the files of the versions from the purge point on: every data file
-   removed at or before it goes; change-data files written at or before it too;
-3. a checkpoint at the purge point; then the JSON commits through it, older checkpoints and their sidecars are
-   deleted, and the tombstones of vacuumed files are dropped from the remaining checkpoints, so no log entry
-   keeps statistics or partition values of a removed file;
-4. directories left empty (a ``user_id=<id>`` partition directory is personal data) are removed.
+   when given (Spark's ``REORG TABLE ... APPLY (PURGE)`` on delta-spark and Databricks), else by a delta-rs
+   UPDATE that sets each row to itself, over the partitions of those files (over the whole table when a
+   partition column is personal: the UPDATE's predicate goes into the commit info, which is kept). The point
+   becomes the first version from which no snapshot references a file with a deletion vector
+   (:func:`purge_point`, read from the log: the same answer before and after a crash);
+2. VACUUM with zero retention, keeping the files of the versions from the point on; then the change-data files
+   written through the point, Spark's ``.part-*.crc`` checksums whose data file is gone, and files no kept
+   version references that hold one of ``keys`` (a file no log action names is still the person's data);
+3. a checkpoint at the point, checked and cleaned of tombstones; then the log before it is cut
+   (:mod:`dsr.delta.logcut`: old checkpoints deleted, commits replaced by stubs);
+4. directories left empty (a ``user_id=<id>`` partition directory is personal data), and on S3 the folder
+   markers of emptied prefixes, are removed.
 
-``plan`` lists all of it without writing (``--dry-run``).
+Nothing in steps 2-4 removes anything a version from the point on needs, so the table reads at every moment.
+``plan`` lists what a purge would remove without writing (``--dry-run``).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
-from dsr.delta import access, rawlog, storage
+from dsr.delta import access, crashpoints, logcut, objects, rawlog, storage
+from dsr.delta import tables as deltautil
 
-__all__ = ["PurgePlan", "plan", "purge_through"]
-
-_CHECKSUM = re.compile(r"^(\d{20})\.crc$")  # a commit's checksum file, beside its JSON
+__all__ = ["PurgePlan", "plan", "purge_point", "purge_through"]
 
 
 @dataclass
@@ -56,83 +60,134 @@ def _span(first: int, last: int) -> str:
     return "none" if last < first else (str(first) if first == last else f"{first}..{last}")
 
 
-def _listing(uri: str) -> tuple[Any, str, dict[str, int]]:
-    """The table's filesystem, its base path, and every file below it (relative path -> size)."""
-    filesys, base = storage.filesystem(uri)
-    return filesys, base, {rel: size for _, _, rel, size in storage.walk(uri)}
+def _files(uri: str) -> dict[str, int]:
+    """Every file below the table outside its log (relative path -> size)."""
+    return {rel: size for _, _, rel, size in storage.walk(uri) if not rel.startswith("_delta_log/")}
 
 
-def _log_entries(filesys: Any, base: str, files: dict[str, int], through: int) -> list[str]:
-    """Commits (and their checksums) through ``through``, checkpoints before it, and v2 sidecars no remaining
-    checkpoint references."""
-    out, kept = [], []
-    for rel in files:
-        if not rel.startswith("_delta_log/") or rel.count("/") != 1:
-            continue
-        name = rel.split("/", 1)[1]
-        commit = rawlog.COMMIT.match(name) or _CHECKSUM.match(name)
-        checkpoint = rawlog.CHECKPOINT.match(name)
-        if (commit and int(commit.group(1)) <= through) or (checkpoint and int(checkpoint.group(1)) < through):
-            out.append(rel)
-        elif checkpoint:
-            kept.append(rel)
-    referenced = {s for rel in kept for s in _sidecars_of(filesys, f"{base}/{rel}")}
-    out += [rel for rel in files if rel.startswith("_delta_log/_sidecars/") and rel.rsplit("/", 1)[1] not in referenced]
-    return sorted(out)
-
-
-def _sidecars_of(filesys: Any, path: str) -> set[str]:
-    """File names of the sidecars a (v2) checkpoint references."""
-    return {str(a["path"]).rsplit("/", 1)[-1] for _, a in rawlog.log_actions(filesys, path, ("sidecar",))}
-
-
-def _cdc_files(filesys: Any, base: str, files: dict[str, int], through: int) -> list[str]:
-    """Change-data files written by the commits through ``through`` (from their ``cdc`` actions)."""
-    from urllib.parse import unquote
-
-    found = []
-    for rel in files:
-        name = rel.split("/", 1)[1] if rel.startswith("_delta_log/") else ""
-        if (m := rawlog.COMMIT.match(name)) and int(m.group(1)) <= through:
-            found += [path for _, a in rawlog.log_actions(filesys, f"{base}/{rel}", ("cdc",))
-                      if (path := unquote(a["path"])) in files]
-    return sorted(found)
-
-
-def _dv_files(uri: str) -> list[str]:
-    """Live files that carry a deletion vector (relative paths)."""
+def _dv_files(uri: str, version: int | None = None) -> list[str]:
+    """Files carrying a deletion vector in the table's snapshot (the latest, or ``version``): relative paths."""
     import pyarrow as pa
 
-    table = access.open_table(uri)
+    table = access.open_table(uri, version)
     _, base = storage.filesystem(uri)
     rows = pa.table(table.deletion_vectors()).column("filepath").to_pylist()
     return sorted(_relative(str(p), base) for p in rows)
 
 
-def plan(uri: str, version: int, dv_files: list[str] | None = None) -> PurgePlan:
-    """What ``purge_through(uri, version)`` would remove, without writing anything (``dv_files``: the files
-    carrying deletion vectors, when the caller listed them already)."""
-    table = access.open_table(uri)
-    current = int(table.version())
-    out = PurgePlan(uri=uri, version=version, current=current,
-                    dv_files=_dv_files(uri) if dv_files is None else dv_files)
-    filesys, base, files = _listing(uri)
-    keep = list(range(version, current + 1))
-    removed = table.vacuum(retention_hours=0, dry_run=True, enforce_retention_duration=False, keep_versions=keep)
-    out.data_files = sorted({_relative(p, base) for p in removed} | set(_cdc_files(filesys, base, files, version)))
-    out.log_files = _log_entries(filesys, base, files, version)
-    out.bytes = sum(files.get(p, 0) for p in out.data_files + out.log_files)
-    return out
-
-
 def _relative(path: str, base: str) -> str:
-    from urllib.parse import unquote
-
     path = unquote(path)
     for prefix in (base.rstrip("/") + "/", "file://" + base.rstrip("/") + "/"):
         if path.startswith(prefix):
             return path[len(prefix):]
     return path
+
+
+def _commit_actions(uri: str, log: logcut.LogFiles, first: int, last: int,
+                    kinds: tuple[str, ...]) -> Iterable[tuple[int, str, dict[str, Any]]]:
+    """(version, kind, action) of the JSON commits ``first..last``."""
+    filesys, base = storage.filesystem(uri)
+    for v in range(first, last + 1):
+        if v in log.commits:
+            for kind, action in rawlog.log_actions(filesys, f"{base}/{log.commits[v]}", kinds):
+                yield v, kind, action
+
+
+def purge_point(uri: str, version: int) -> int:
+    """The version a purge through ``version`` keeps readable from: ``version``, or the log's floor when an
+    interrupted purge already cut it later, moved past the last version whose snapshot still references a file
+    carrying a deletion vector (those files hold masked rows). Read from the log alone, so a purge killed after
+    its rewrite commit finds the same point again."""
+    log = logcut.listing(uri)
+    begin = max(version, logcut.floor(uri, log))
+    current = int(access.open_table(uri).version())
+    if begin >= current:
+        return begin
+    masked = {logcut._canonical(p) for p in _dv_files(uri, begin)}
+    last = begin - 1 if not masked else begin
+    for v, kind, action in _commit_actions(uri, log, begin + 1, current, ("remove", "add")):
+        path = logcut._canonical(str(action.get("path", "")))
+        if kind == "remove":
+            masked.discard(path)
+        elif action.get("deletionVector"):
+            masked.add(path)
+        if masked:
+            last = v
+    return max(begin, last + 1)
+
+
+def _cdc_named(uri: str, log: logcut.LogFiles, first: int, last: int) -> list[str]:
+    """Change-data files the commits ``first..last`` name (their ``cdc`` actions)."""
+    return [str(a["path"]) for _, _, a in _commit_actions(uri, log, first, last, ("cdc",))]
+
+
+def _checksums_orphaned(files: Mapping[str, int], gone: Collection[str]) -> list[str]:
+    """Spark's ``.NAME.crc`` checksums whose data file ``NAME`` is not on disk (or is about to go)."""
+    out = []
+    for rel in files:
+        folder, _, name = rel.rpartition("/")
+        if name.startswith(".") and name.endswith(".crc"):
+            data = f"{folder}/{name[1:-4]}" if folder else name[1:-4]
+            if data not in files or data in gone:
+                out.append(rel)
+    return sorted(out)
+
+
+def _holding(uri: str, rels: Iterable[str], names: Collection[str], keys: Collection[Any]) -> list[str]:
+    """The files among ``rels`` that hold one of ``keys``: in a ``column=value`` directory on their path, or in
+    a row of a column of ``names``."""
+    from dsr.delta import physical
+
+    by_text = {str(k) for k in keys if k is not None}
+    if not by_text:
+        return []
+    filesys, base = storage.filesystem(uri)
+    out = []
+    for rel in rels:
+        named = any(c in names and unquote(v) in by_text
+                    for c, eq, v in (part.partition("=") for part in rel.split("/")[:-1]) if eq)
+        if named or (rel.endswith(".parquet") and physical.holds_any(filesys, f"{base}/{rel}", names, by_text)):
+            out.append(rel)
+    return sorted(out)
+
+
+def plan(uri: str, version: int, *, names: Collection[str] = (), keys: Collection[Any] = ()) -> PurgePlan:
+    """What ``purge_through(uri, version)`` would remove, without writing anything."""
+    table = access.open_table(uri)
+    current = int(table.version())
+    point = purge_point(uri, version)
+    out = PurgePlan(uri=uri, version=point, current=current, dv_files=_dv_files(uri))
+    if out.dv_files:
+        point = current + 1  # the rewrite's commit (its plan: every version before it)
+    files = _files(uri)
+    disk = _OnDisk(files)
+    log = logcut.listing(uri)
+    keep = list(range(min(point, current), current + 1))
+    vacuumed = disk.of(table.vacuum(retention_hours=0, dry_run=True, enforce_retention_duration=False,
+                                    keep_versions=keep))
+    unreferenced = disk.of(table.vacuum(retention_hours=0, dry_run=True, enforce_retention_duration=False,
+                                        keep_versions=keep, full=True))
+    unreferenced -= vacuumed | disk.of(_cdc_named(uri, log, keep[0] + 1, current))
+    doomed = vacuumed | disk.of(_cdc_named(uri, log, 0, min(point, current)))
+    doomed |= set(_holding(uri, sorted(unreferenced), names, keys))
+    out.data_files = sorted(doomed | set(_checksums_orphaned(files, doomed)))
+    out.log_files = sorted(set(logcut.removable(log, point, uri))
+                           | {rel for v, rel in log.commits.items() if v <= point})
+    sizes = {**files, **log.sizes}
+    out.bytes = sum(sizes.get(p, 0) for p in out.data_files + out.log_files)
+    return out
+
+
+class _OnDisk:
+    """The table's files by their canonical path: a path from the log (escaped once or twice) or from a VACUUM
+    (escaped as the object store names it) found as the file on disk."""
+
+    def __init__(self, files: Mapping[str, int]) -> None:
+        self._by_canonical = {logcut._canonical(rel): rel for rel in files}
+
+    def of(self, paths: Iterable[str]) -> set[str]:
+        """The files on disk among ``paths``."""
+        return {rel for p in paths if (rel := self._by_canonical.get(logcut._canonical(str(p)))) is not None}
 
 
 def _rewrite_dv_files(uri: str, dv_files: list[str], private: Collection[str]) -> int:
@@ -145,8 +200,6 @@ def _rewrite_dv_files(uri: str, dv_files: list[str], private: Collection[str]) -
     first = schema.fields[0].name
     predicate = "true"
     if meta.partition_columns and not set(meta.partition_columns) & set(private):
-        from urllib.parse import unquote
-
         import pyarrow as pa
 
         adds = pa.table(table.get_add_actions(flatten=True)).to_pylist()
@@ -156,7 +209,8 @@ def _rewrite_dv_files(uri: str, dv_files: list[str], private: Collection[str]) -
             predicate = " OR ".join("(" + " AND ".join(
                 f'"{c}" IS NULL' if v is None else f'CAST("{c}" AS STRING) = {_literal(v)}' for c, v in p) + ")"
                 for p in sorted(parts))
-    table.update(updates={f'"{first}"': f'"{first}"'}, predicate=predicate)
+    table.update(updates={f'"{first}"': f'"{first}"'}, predicate=predicate,
+                 commit_properties=deltautil.commit_properties({"dsr.operation": "purge-rewrite"}))
     return int(access.open_table(uri).version())
 
 
@@ -164,39 +218,15 @@ def _literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _canonical(path: str) -> str:
-    """A file path with every level of percent-escaping undone (delta-rs escapes partition paths twice in the
-    log, ``k=a%2520b``, for the directory ``k=a%20b``), so log paths and vacuumed paths compare equal."""
-    from urllib.parse import unquote
-
-    while (decoded := unquote(path)) != path:
-        path = decoded
-    return path
-
-
-def _drop_tombstones(filesys: Any, path: str, gone: set[str]) -> None:
-    """Rewrite a parquet checkpoint without the ``remove`` rows of files that no longer exist."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    with filesys.open_input_file(path) as f:
-        data = pq.read_table(f)
-    if "remove" not in data.column_names:
-        return
-    removed = {_canonical(g) for g in gone}
-    keep = [not (r and _canonical(str(r["path"])) in removed) for r in data.column("remove").to_pylist()]
-    if all(keep):
-        return
-    with filesys.open_output_stream(path) as f:
-        pq.write_table(data.filter(pa.array(keep)), f)
-
-
 def _remove_empty_dirs(uri: str) -> None:
+    """Local: folders left empty (outside the log). S3: folder markers (``prefix/`` keys) of prefixes that hold
+    nothing else."""
     from pyarrow import fs
 
     filesys, base = storage.filesystem(uri)
     if storage.is_remote(uri):
-        return  # object stores have no directories: a prefix goes with its last object
+        _remove_markers(uri)
+        return
     dirs = sorted((i.path for i in filesys.get_file_info(fs.FileSelector(base, recursive=True))
                    if i.type == fs.FileType.Directory and "/_delta_log" not in i.path[len(base):]),
                   key=len, reverse=True)
@@ -205,37 +235,45 @@ def _remove_empty_dirs(uri: str) -> None:
             filesys.delete_dir(d)
 
 
-def purge_through(uri: str, version: int, *, private: Collection[str] = (),
-                  rewrite: tuple[str, Callable[[str], int]] | None = None) -> PurgePlan:
-    """Remove every version before ``version`` (or before the deletion-vector rewrite, when one is needed);
-    returns what was removed. ``private``: the table's personal columns (never put in a rewrite's predicate);
-    ``rewrite``: (its name, a function that rewrites the table's deletion-vector files and returns the version
-    it committed), used instead of delta-rs."""
+def _remove_markers(uri: str) -> None:
+    client = objects.s3_client()
+    bucket, prefix = objects.split(uri)
+    prefix = prefix.rstrip("/") + "/"
+    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for o in page.get("Contents", [])]
+    markers = [k for k in keys if k.endswith("/")]
+    empty = [m for m in markers if not any(k != m and k.startswith(m) and not k.endswith("/") for k in keys)]
+    objects.delete(uri, [k[len(prefix):] for k in empty if k != prefix])
+
+
+def purge_through(uri: str, version: int, *, private: Collection[str] = (), names: Collection[str] = (),
+                  keys: Collection[Any] = (), rewrite: tuple[str, Callable[[str], int]] | None = None) -> PurgePlan:
+    """Remove every version before the purge point of ``version`` (:func:`purge_point`); returns what was
+    removed. ``private``: the table's personal columns (never put in a rewrite's predicate); ``names`` and
+    ``keys``: the subject column's names on disk and the erased people's keys, to find files no version
+    references that hold them (none given: such files are left); ``rewrite``: (its name, a function that
+    rewrites the table's deletion-vector files and returns the version it committed), used instead of
+    delta-rs. Run again after a crash at any point, it finishes the same purge."""
     dv = _dv_files(uri)
     if dv:
-        version = rewrite[1](uri) if rewrite else _rewrite_dv_files(uri, dv, private)
-    done = plan(uri, version, dv)
-    done.dv_rewrite = rewrite[0] if rewrite else "delta-rs"
-    filesys, base = storage.filesystem(uri)
+        (rewrite[1] if rewrite else lambda u: _rewrite_dv_files(u, dv, private))(uri)
+        crashpoints.reached("purge.dv_rewritten")
+        if _dv_files(uri):
+            from dsr.errors import TableError
+
+            raise TableError(f"files of {uri} still carry deletion vectors after their rewrite (a writer added "
+                             "some meanwhile?): nothing was removed; run the purge again")
+    done = plan(uri, version, names=names, keys=keys)
+    done.dv_files, done.dv_rewrite = dv, rewrite[0] if rewrite else "delta-rs"
+    point = done.version
     table = access.open_table(uri)
     table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False,
-                 keep_versions=list(range(version, int(table.version()) + 1)))
-    for rel in done.data_files:
-        _delete(filesys, f"{base}/{rel}")
-    access.open_table(uri, version).create_checkpoint()
-    for rel in done.log_files:
-        _delete(filesys, f"{base}/{rel}")
-    _, _, files = _listing(uri)
-    for rel in files:
-        name = rel.split("/", 1)[1] if rel.startswith("_delta_log/") else ""
-        if (m := rawlog.CHECKPOINT.match(name)) and m.group(2) == "parquet":
-            _drop_tombstones(filesys, f"{base}/{rel}", set(done.data_files))
+                 keep_versions=list(range(point, int(table.version()) + 1)))
+    crashpoints.reached("purge.vacuumed")
+    objects.delete(uri, done.data_files)
+    crashpoints.reached("purge.data_files_deleted")
+    logcut.checkpoint(uri, point, _files(uri))
+    logcut.cut(uri, point)
     _remove_empty_dirs(uri)
+    crashpoints.reached("purge.dirs_removed")
     return done
-
-
-def _delete(filesys: Any, path: str) -> None:
-    from pyarrow import fs
-
-    if filesys.get_file_info(path).type == fs.FileType.File:
-        filesys.delete_file(path)

@@ -24,7 +24,7 @@ from urllib.parse import unquote
 
 from dsr.delta import rawlog, storage
 
-__all__ = ["PLACES", "find_keys"]
+__all__ = ["PLACES", "find_keys", "holds_any"]
 
 PLACES = ("data files", "change data", "log statistics", "partition values", "file names")
 _ACTIONS = ("add", "remove", "cdc")
@@ -79,6 +79,12 @@ def _in_rows(filesys: Any, path: str, column: str, keys: Mapping[str, Any]) -> C
                 if value is not None and str(value) in keys:
                     found[keys[str(value)]] += 1
         return found
+
+
+def holds_any(filesys: Any, path: str, names: Iterable[str], keys: Iterable[str]) -> bool:
+    """Whether a row of the parquet file at ``path`` holds one of ``keys`` (as text) in a column of ``names``."""
+    by_text = {k: k for k in keys}
+    return any(_in_rows(filesys, path, name, by_text) for name in set(names))
 
 
 def find_keys(uri: str, names: Iterable[str], keys: Iterable[Any]) -> dict[Any, Counter[str]]:

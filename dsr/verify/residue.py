@@ -26,7 +26,7 @@ from dsr.core.requests import Request
 from dsr.delta import access, physical, storage
 from dsr.plan import erasure
 
-__all__ = ["RETAINED", "Residue", "scan", "table_counts"]
+__all__ = ["RETAINED", "Residue", "scan", "search_terms", "table_counts"]
 
 RETAINED = "retained"
 OWN_PLACES = ("control table", "audit table", "exports")
@@ -48,12 +48,18 @@ class Residue:
         return {"request_id": self.request_id, "tables": self.tables, "own": self.own, "total": self.total()}
 
 
-def table_counts(table: TableSpec, requests: Sequence[Request]) -> dict[str, dict[str, int]]:
-    """request id -> place -> how often its subject's key is on disk in one (delete/anonymise) table."""
+def search_terms(table: TableSpec, requests: Sequence[Request]) -> tuple[set[str], Any]:
+    """The subject column's names on disk (logical and physical) and the requests' keys, each id cast to the
+    column's type (:func:`dsr.plan.erasure.subject_keys`: ``.keys`` to search, ``.by_request``)."""
     info = access.table_info(table.uri)
     keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in requests],
                                 info.schema.field(table.subject).type)
-    names = {table.subject, info.physical_name(table.subject)}
+    return {table.subject, info.physical_name(table.subject)}, keys
+
+
+def table_counts(table: TableSpec, requests: Sequence[Request]) -> dict[str, dict[str, int]]:
+    """request id -> place -> how often its subject's key is on disk in one (delete/anonymise) table."""
+    names, keys = search_terms(table, requests)
     found = physical.find_keys(table.uri, names, keys.keys.to_pylist())
     out: dict[str, dict[str, int]] = {}
     for r in requests:
