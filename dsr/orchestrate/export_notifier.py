@@ -36,12 +36,12 @@ class ExportReadyNotifier(BaseNotifier):
 
     def send(self, message: Mapping[str, Any]) -> Any:
         """Deliver one message (raise to have it retried); default: POST it to the policy's webhook."""
-        from dsr.steps import notify
+        from dsr.steps import webhook
 
         cfg = self._policy.delivery.notify
         if cfg is None:
             raise RuntimeError("no notify.webhook in the policy: override send() to deliver elsewhere")
-        return notify.post_json(cfg.webhook, message, cfg.timeout_seconds)
+        return webhook.post_json(cfg.webhook, message, cfg.timeout_seconds)
 
     def notify(self, context: Any) -> None:
         from dsr.core import control
