@@ -222,6 +222,32 @@ def test_a_redirect_is_a_failure_never_followed(tmp_path: Path, monkeypatch: pyt
     assert "u2" not in json.dumps(details)
 
 
+def test_a_webhook_that_answers_a_byte_at_a_time_is_cut_off_at_one_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook: Any
+) -> None:
+    hook.dribble = 0.25  # a byte every 0.25 s: never a read that waits timeout_seconds
+    url = f"http://127.0.0.1:{hook.server_address[1]}/hook"
+    lake = _lake(tmp_path, monkeypatch, f"notify: {{webhook: {url}, attempts: 2, timeout_seconds: 1}}\n")
+    policy = lake.policy()
+    rid, _ = control.submit(policy, "export", "u1", ticket="T-4")
+    erase_id, _ = control.submit(policy, "erase", "u2")
+
+    # one delivery attempt: given up at its deadline (1 s), proved with a generous bound (3x)
+    done, result = _finished_within(3.0, lambda: steps.webhook.post_json(url, {"event": "probe"}, 1.0))
+    assert done, "post_json still waiting for the answer after 3x its timeout"
+    assert isinstance(result, TimeoutError), result
+
+    # the run: the export completes (its notification failed and is recorded), the erasure is not held up
+    done, report = _finished_within(120.0, lambda: steps.run(policy, DeltaRsEngine()))
+    assert done, "dsr run hangs on a webhook that answers slowly"
+    assert report.exit_code == 0
+    assert {r.request_id: r.status for r in control.list_requests(policy)} == {rid: "completed",
+                                                                               erase_id: "completed"}
+    (failed,) = _events(policy, rid, "notify_failed")
+    assert failed["details"]["attempts"] == 2
+    assert failed["details"]["error"] == "TimeoutError: no complete answer within 1 s"
+
+
 # --- the cool-down: an erasure filed with an export waits until completed_at + erase_cooldown_days ---------------
 
 

@@ -1,5 +1,6 @@
 """``dsr.steps.webhook.post_json`` over TLS, against a real local HTTPS server (a throw-away certificate for
-127.0.0.1, trusted through ``SSL_CERT_FILE``): a 2xx is returned, a 3xx is raised and never followed.
+127.0.0.1, trusted through ``SSL_CERT_FILE``): a 2xx is returned, a 3xx is raised and never followed, and a
+server that answers a byte at a time is given up at the one deadline, the attempt's worker ended with it.
 (The same over plain HTTP, through a whole run, is in test_delivery.py.)"""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import http.server
 import ipaddress
 import ssl
 import threading
+import time
 import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 import pytest
 
 from dsr.steps.webhook import post_json
-from tests.steps.test_delivery import _Hook
+from tests.steps.test_delivery import _finished_within, _Hook
 
 
 def _certificate(folder: Path) -> tuple[Path, Path]:
@@ -65,6 +67,10 @@ def tls_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         server.server_close()
 
 
+def _workers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "dsr-webhook"]
+
+
 def test_a_2xx_over_tls_is_the_status(tls_hook: Any) -> None:
     assert post_json(tls_hook.url, {"event": "probe"}, 5.0) == 200
     assert tls_hook.received == [b'{"event": "probe"}']
@@ -75,3 +81,14 @@ def test_a_3xx_over_tls_is_raised_with_its_status_and_never_followed(tls_hook: A
     with pytest.raises(urllib.error.HTTPError) as raised:
         post_json(tls_hook.url, {"event": "probe"}, 5.0)
     assert raised.value.code == 303 and tls_hook.gets == [] and len(tls_hook.received) == 1
+
+
+def test_a_tls_answer_a_byte_at_a_time_is_given_up_at_the_deadline_and_its_worker_ends(tls_hook: Any) -> None:
+    tls_hook.dribble = 0.25
+    done, result = _finished_within(3.0, lambda: post_json(tls_hook.url, {"event": "probe"}, 1.0))
+    assert done, "post_json still waiting for the answer after 3x its timeout"
+    assert isinstance(result, TimeoutError) and str(result) == "no complete answer within 1 s", result
+    limit = time.monotonic() + 3.0  # the connection was shut: the worker thread ends, it does not read on
+    while _workers() and time.monotonic() < limit:
+        time.sleep(0.05)
+    assert _workers() == []
