@@ -54,3 +54,22 @@ def test_the_notifier_sends_each_ready_export_once_per_channel(
     assert export_notifier.callbacks("erase") == {}
     (attached,) = export_notifier.callbacks("finish_exports")["on_success_callback"]
     assert isinstance(attached, export_notifier.ExportReadyNotifier)
+
+
+def test_dsr_export_notifier_names_the_subclass_finish_exports_gets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dsr.orchestrate import export_notifier
+    from tests.orchestrate.notifier import RecordingDesk
+
+    monkeypatch.delenv("DSR_EXPORT_NOTIFIER", raising=False)
+    assert type(export_notifier.configured()) is export_notifier.ExportReadyNotifier
+    monkeypatch.setenv("DSR_EXPORT_NOTIFIER", "tests.orchestrate.notifier:RecordingDesk")
+    (attached,) = export_notifier.callbacks("finish_exports")["on_success_callback"]
+    assert type(attached) is RecordingDesk  # a class is built with no arguments
+    desk = RecordingDesk()
+    monkeypatch.setattr("tests.orchestrate.notifier.DESK", desk, raising=False)
+    monkeypatch.setenv("DSR_EXPORT_NOTIFIER", "tests.orchestrate.notifier:DESK")
+    assert export_notifier.configured() is desk  # an instance is taken as it is
+    for bad in ("no_colon", "tests.orchestrate.notifier:FileNotifier", "os.path:basename"):
+        monkeypatch.setenv("DSR_EXPORT_NOTIFIER", bad)
+        with pytest.raises(RuntimeError, match="DSR_EXPORT_NOTIFIER"):
+            export_notifier.configured()
