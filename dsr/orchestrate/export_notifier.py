@@ -46,15 +46,17 @@ class ExportReadyNotifier(BaseNotifier):
         return webhook.post_json(cfg.webhook, message, cfg.timeout_seconds)
 
     def notify(self, context: Any) -> None:
+        """Called by Airflow after the task succeeded, outside its execution: the policy and the batch come from
+        ``context`` (the run's Params and run id), never from ``get_current_context``."""
         from dsr.core import control
         from dsr.orchestrate.airflow_dag import batch_id, task_policy
         from dsr.steps import notify
 
-        self._policy = task_policy()
+        self._policy = task_policy(context)
         cfg = self._policy.delivery.notify
         if cfg is None and type(self).send is ExportReadyNotifier.send:
             return  # nothing configured and nothing plugged in
-        ready = [r.request_id for r in control.list_requests(self._policy, run_id=batch_id())
+        ready = [r.request_id for r in control.list_requests(self._policy, run_id=batch_id(context))
                  if r.kind == "export" and r.status == "completed"]
         sent = notify.deliver(self._policy, ready, self.send, channel=self.channel,
                               attempts=cfg.attempts if cfg else 3, link=bool(cfg and cfg.link))
