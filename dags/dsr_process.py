@@ -9,7 +9,7 @@ where the step fans out:
 2. **export** — one mapped task per export-enabled table: one scan for all requested subjects;
 3. **finish_exports** — write one export package per request; on success an `ExportReadyNotifier`
    (`dsr.orchestrate.export_notifier`, an Airflow `BaseNotifier`) tells the policy's webhook, or the channel a
-   deployment plugs in, that the packages are ready (never the data);
+   deployment plugs in (a subclass named by `DSR_EXPORT_NOTIFIER`), that the packages are ready (never the data);
 4. **erase** — one mapped task per table: one Delta commit deleting, anonymising or retaining the rows;
 5. **verify** — one mapped task per table: Great Expectations suites prove no erased id survives;
 6. **complete** — mark the requests completed (or failed), write receipts and audit events;

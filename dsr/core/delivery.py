@@ -62,10 +62,21 @@ def recipient_pem(data: bytes, where: str) -> str:
 
 
 def _url(value: Any, p: Path) -> str:
+    """The webhook URL, checked on its raw text: ``urlsplit`` silently drops CR, LF and tab, and parses a space
+    or an impossible port without a word (the URL itself is never echoed: it may carry a token)."""
+    if isinstance(value, str) and any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise PolicyError(f"policy {p}: 'notify.webhook' must be an http(s) URL with no spaces or control "
+                          "characters")
     parts = urllib.parse.urlsplit(value) if isinstance(value, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise PolicyError(f"policy {p}: 'notify.webhook' must be an http(s) URL")
-    return str(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port is not None and not 1 <= port <= 65535:
+        raise PolicyError(f"policy {p}: 'notify.webhook': the port must be from 1 to 65535")
+    return value
 
 
 def _notify(raw: Any, p: Path) -> Notify | None:

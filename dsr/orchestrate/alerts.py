@@ -17,7 +17,7 @@ import logging
 import os
 from typing import Any
 
-__all__ = ["CHECK_OPTIONS", "check_deadlines", "deadline_problems", "on_failure", "warn_days_param"]
+__all__ = ["CHECK_OPTIONS", "check_deadlines", "deadline_problems", "named", "on_failure", "warn_days_param"]
 
 log = logging.getLogger("dsr.dag")
 
@@ -42,15 +42,24 @@ def _log_notifier() -> Any:
     return LogNotifier
 
 
-def on_failure() -> Any:
-    """The failure callback of every task: ``$DSR_ON_FAILURE`` resolved, else a ``LogNotifier``."""
-    spec = os.environ.get("DSR_ON_FAILURE", "").strip()
+def named(variable: str) -> tuple[str, Any] | None:
+    """The object ``$variable`` names (``package.module:name``) and that spec; None when it is unset.
+    A malformed spec is a RuntimeError naming the variable (it is read where the DAGs are parsed)."""
+    spec = os.environ.get(variable, "").strip()
     if not spec:
-        return _log_notifier()()
+        return None
     module, _, name = spec.partition(":")
     if not module or not name:
-        raise RuntimeError(f"DSR_ON_FAILURE={spec!r}: use package.module:name")
-    target = getattr(importlib.import_module(module), name)
+        raise RuntimeError(f"{variable}={spec!r}: use package.module:name")
+    return spec, getattr(importlib.import_module(module), name)
+
+
+def on_failure() -> Any:
+    """The failure callback of every task: ``$DSR_ON_FAILURE`` resolved, else a ``LogNotifier``."""
+    found = named("DSR_ON_FAILURE")
+    if found is None:
+        return _log_notifier()()
+    spec, target = found
     from airflow.sdk import BaseNotifier
 
     if isinstance(target, type) and issubclass(target, BaseNotifier):

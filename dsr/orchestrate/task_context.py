@@ -1,10 +1,13 @@
 """What a running task knows: its Params, the policy and engine they name, the batch id of its DAG run, and how
-its errors reach Airflow. Imported at parse time (Airflow's SDK only); dsr's heavy parts load when a task runs."""
+its errors reach Airflow. Imported at parse time (Airflow's SDK only); dsr's heavy parts load when a task runs.
+
+Inside a task body the context is Airflow's current one. A callback (``on_success_callback``, a notifier) runs
+after the task, outside it, where ``get_current_context`` finds nothing: it passes the context Airflow hands it."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,16 +20,24 @@ def safe_batch_id(run_id: str) -> str:
     return "af_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_")[:120]
 
 
-def task_params() -> dict[str, Any]:
+def _context(context: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if context is not None:
+        return context
     from airflow.sdk import get_current_context
 
-    return dict(get_current_context()["params"])
+    return get_current_context()
 
 
-def task_policy() -> Any:
+def task_params(context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The run's Params, from ``context`` (a callback's), else the running task's."""
+    return dict(_context(context)["params"])
+
+
+def task_policy(context: Mapping[str, Any] | None = None) -> Any:
+    """The policy the run's Params name, checked against the lake (``context``: as for :func:`task_params`)."""
     from dsr.core.policy import check_against_lake, load_policy, resolve_policy_path
 
-    policy = load_policy(resolve_policy_path(task_params().get("policy") or None))
+    policy = load_policy(resolve_policy_path(task_params(context).get("policy") or None))
     check_against_lake(policy)
     return policy
 
@@ -45,12 +56,10 @@ def task_engine(*, spark_only: bool = False) -> Any:
     return make_engine(name, remote=remote)
 
 
-def batch_id() -> str:
-    """The dsr batch id of the running task's DAG run. Every task derives it from its own context, so XCom
-    needs to carry only table names."""
-    from airflow.sdk import get_current_context
-
-    return safe_batch_id(str(get_current_context()["run_id"]))
+def batch_id(context: Mapping[str, Any] | None = None) -> str:
+    """The dsr batch id of the DAG run of ``context`` (a callback's), else of the running task. Every task
+    derives it from its own context, so XCom needs to carry only table names."""
+    return safe_batch_id(str(_context(context)["run_id"]))
 
 
 @contextmanager

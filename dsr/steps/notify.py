@@ -2,20 +2,19 @@
 
 The message names the request, its ticket, when the package expires and, with ``notify.link: true`` and an S3
 exports location, a presigned link — never the data, never the subject id. Each delivery is tried
-``notify.attempts`` times (backoff 1 s, 2 s, ...) and recorded in the audit log: ``notified`` (channel,
-attempts, HTTP status) or ``notify_failed`` (channel, attempts, the last error). A failure never fails the
-export. A request already ``notified`` on a channel is not sent again there (a retried step, or the Airflow
-notifier after the step, sends nothing twice).
+``notify.attempts`` times (backoff 1 s, 2 s, ...), each attempt within ``notify.timeout_seconds`` in all and
+never following a redirect (:mod:`dsr.steps.webhook`), and recorded in the audit log: ``notified`` (channel,
+attempts, HTTP status) or ``notify_failed`` (channel, attempts, the last error, and its HTTP status when the
+server answered). A failure never fails the export. A request already ``notified`` on a channel is not sent
+again there (a retried step, or the Airflow notifier after the step, sends nothing twice).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,8 +22,9 @@ from dsr.core import audit, control
 from dsr.core.policy import Policy
 from dsr.delta import storage
 from dsr.steps import links
+from dsr.steps.webhook import post_json
 
-__all__ = ["WEBHOOK", "deliver", "message", "packages_ready", "post_json"]
+__all__ = ["WEBHOOK", "deliver", "message", "packages_ready"]
 
 log = logging.getLogger("dsr.steps")
 WEBHOOK = "webhook"
@@ -42,17 +42,9 @@ def message(policy: Policy, r: control.Request, *, link: bool) -> dict[str, Any]
     return out
 
 
-def post_json(url: str, body: Mapping[str, Any], timeout: float) -> int:
-    """POST ``body`` as JSON; the HTTP status (2xx), else an OSError / HTTPError."""
-    req = urllib.request.Request(url, data=json.dumps(body).encode("utf-8"), method="POST",
-                                 headers={"Content-Type": "application/json", "User-Agent": "dsr-lake"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return int(resp.status)
-
-
 def _error_line(exc: BaseException) -> str:
     if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code}"
+        return f"HTTP {exc.code}" + (": redirects are not followed" if 300 <= exc.code < 400 else "")
     return f"{type(exc).__name__}: {str(getattr(exc, 'reason', '') or exc)[:200]}"
 
 
@@ -87,6 +79,7 @@ def deliver(
                 break
             except Exception as exc:
                 error = _error_line(exc)
+                status = exc.code if isinstance(exc, urllib.error.HTTPError) else None
                 if tries < attempts:
                     time.sleep(backoff * 2 ** (tries - 1))
         out[r.request_id] = not error

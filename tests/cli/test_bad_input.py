@@ -205,6 +205,12 @@ POLICY_CASES = [
     Case("policy-redact-not-text", [*P, "check"], patch_policy("email: nullify", "email: {redact: [1]}")),
     Case("policy-retain-without-reason", [*P, "check"],
          patch_policy('    reason: "GDPR Art. 7(1): proof of consent"\n', "")),
+    Case("policy-webhook-crlf", [*P, "run"], patch_policy(
+        "lake: ./lake", 'lake: ./lake\nnotify: {webhook: "http://127.0.0.1:9/h\\r\\nX-Injected: 1"}')),
+    Case("policy-webhook-space", [*P, "run"], patch_policy(
+        "lake: ./lake", "lake: ./lake\nnotify: {webhook: 'http://127.0.0.1:9/a b'}")),
+    Case("policy-webhook-port-out-of-range", [*P, "run"], patch_policy(
+        "lake: ./lake", "lake: ./lake\nnotify: {webhook: 'http://127.0.0.1:99999/h'}")),
     Case("policy-never-export-not-list", [*P, "check"], patch_policy("    erase: delete\n",
                                                                      "    erase: delete\n    never_export: page\n")),
     Case("policy-never-export-subject", [*P, "check"], patch_policy(

@@ -70,6 +70,12 @@ def test_bad_export_options_write_nothing(tmp_path: Path, monkeypatch: pytest.Mo
     ("exports_kms_key_id: k1\n", "'exports_kms_key_id' needs exports_sse: aws:kms"),
     ("notify: {webhook: ftp://x/y}\n", "'notify.webhook' must be an http(s) URL"),
     ("notify: {webhook: 'http://h/x', retry: 3}\n", "'notify': unknown key 'retry'"),
+    ('notify: {webhook: "http://h/x\\r\\nX-Injected: 1"}\n', "'notify.webhook' must be an http(s) URL with no"),
+    ('notify: {webhook: "http://h/x\\ny"}\n', "'notify.webhook' must be an http(s) URL with no"),
+    ("notify: {webhook: 'http://h/a b'}\n", "'notify.webhook' must be an http(s) URL with no"),
+    ('notify: {webhook: "http://h/a\\tb"}\n', "'notify.webhook' must be an http(s) URL with no"),
+    ("notify: {webhook: 'http://h:99999/x'}\n", "'notify.webhook': the port must be from 1 to 65535"),
+    ("notify: {webhook: 'http://h:0/x'}\n", "'notify.webhook': the port must be from 1 to 65535"),
     ("erase_cooldown_days: -1\n", "'erase_cooldown_days' must be a whole number from 0 to 90"),
     ("exports_recipient_key: missing.pem\n", "'exports_recipient_key': cannot read"),
 ])

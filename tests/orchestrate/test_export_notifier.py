@@ -22,7 +22,7 @@ pytestmark = pytest.mark.airflow
 def test_the_notifier_sends_each_ready_export_once_per_channel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook: Any  # noqa: F811
 ) -> None:
-    from dsr.orchestrate import airflow_dag, export_notifier
+    from dsr.orchestrate import export_notifier
 
     url = f"http://127.0.0.1:{hook.server_address[1]}/hook"
     lake = _lake(tmp_path, monkeypatch, f"notify: {{webhook: {url}}}\n")
@@ -30,11 +30,11 @@ def test_the_notifier_sends_each_ready_export_once_per_channel(
     rid, _ = control.submit(policy, "export", "u1", ticket="T-5")
     report = steps.run(policy, DeltaRsEngine(), run_id="af_manual_1")
     assert report.exit_code == 0 and len(hook.received) == 1  # the step told the webhook
-    # the task's context (policy and batch id of the DAG run) as the worker would give it
-    monkeypatch.setattr(airflow_dag, "task_policy", lambda: policy)
-    monkeypatch.setattr(airflow_dag, "batch_id", lambda: "af_manual_1")
+    # what Airflow hands a callback: the run's Params and run id (there is no current context: a callback runs
+    # after the task, outside it)
+    context = {"params": {"policy": str(lake.policy_path)}, "run_id": "manual_1"}
 
-    export_notifier.ExportReadyNotifier().notify({})
+    export_notifier.ExportReadyNotifier().notify(context)
     assert len(hook.received) == 1  # already notified on the webhook: not again
 
     sent: list[Mapping[str, Any]] = []
@@ -45,8 +45,8 @@ def test_the_notifier_sends_each_ready_export_once_per_channel(
         def send(self, message: Mapping[str, Any]) -> None:
             sent.append(message)
 
-    Desk().notify({})
-    Desk().notify({})
+    Desk().notify(context)
+    Desk().notify(context)
     assert [(m["request_id"], m["ticket"]) for m in sent] == [(rid, "T-5")]
     assert "u1" not in json.dumps(sent)
     channels = [e["details"]["channel"] for e in audit.events(policy, request_id=rid) if e["event"] == "notified"]
@@ -54,3 +54,22 @@ def test_the_notifier_sends_each_ready_export_once_per_channel(
     assert export_notifier.callbacks("erase") == {}
     (attached,) = export_notifier.callbacks("finish_exports")["on_success_callback"]
     assert isinstance(attached, export_notifier.ExportReadyNotifier)
+
+
+def test_dsr_export_notifier_names_the_subclass_finish_exports_gets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dsr.orchestrate import export_notifier
+    from tests.orchestrate.notifier import RecordingDesk
+
+    monkeypatch.delenv("DSR_EXPORT_NOTIFIER", raising=False)
+    assert type(export_notifier.configured()) is export_notifier.ExportReadyNotifier
+    monkeypatch.setenv("DSR_EXPORT_NOTIFIER", "tests.orchestrate.notifier:RecordingDesk")
+    (attached,) = export_notifier.callbacks("finish_exports")["on_success_callback"]
+    assert type(attached) is RecordingDesk  # a class is built with no arguments
+    desk = RecordingDesk()
+    monkeypatch.setattr("tests.orchestrate.notifier.DESK", desk, raising=False)
+    monkeypatch.setenv("DSR_EXPORT_NOTIFIER", "tests.orchestrate.notifier:DESK")
+    assert export_notifier.configured() is desk  # an instance is taken as it is
+    for bad in ("no_colon", "tests.orchestrate.notifier:FileNotifier", "os.path:basename"):
+        monkeypatch.setenv("DSR_EXPORT_NOTIFIER", bad)
+        with pytest.raises(RuntimeError, match="DSR_EXPORT_NOTIFIER"):
+            export_notifier.configured()

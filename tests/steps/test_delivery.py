@@ -12,7 +12,7 @@ import json
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,35 @@ from tests.packages import members
 
 
 class _Hook(http.server.BaseHTTPRequestHandler):
-    received: list[bytes]
-    status: int
+    """Answers a POST with ``server.status`` (a 3xx with a Location on this server, whose GET answers 200), or,
+    with ``server.dribble`` set, with a status line and then one header byte every ``dribble`` seconds until the
+    test ends: each read gets a byte well within any per-read timeout, yet the answer never completes."""
 
     def do_POST(self) -> None:
+        server: Any = self.server
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append(body)  # type: ignore[attr-defined]
-        self.send_response(self.server.status)  # type: ignore[attr-defined]
+        server.received.append(body)
+        if server.dribble:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not server.stop.is_set():
+                try:
+                    self.wfile.write(b"a")
+                    self.wfile.flush()
+                except OSError:  # the client hung up: it gave up, as it should
+                    return
+                server.stop.wait(server.dribble)
+            return
+        self.send_response(server.status)
+        if 300 <= server.status < 400:
+            self.send_header("Location", "/elsewhere")
+        if server.status != 204:
+            self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self.server.gets.append(self.path)  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
         self.end_headers()
 
     def log_message(self, *args: Any) -> None:
@@ -46,16 +68,34 @@ class _Hook(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def hook() -> Iterator[Any]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    server.received = []  # type: ignore[attr-defined]
-    server.status = 204  # type: ignore[attr-defined]
+    server: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    server.received, server.gets, server.status, server.dribble = [], [], 204, 0.0
+    server.stop = threading.Event()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield server
     finally:
+        server.stop.set()
         server.shutdown()
         server.server_close()
+
+
+def _finished_within(seconds: float, work: Callable[[], Any]) -> tuple[bool, Any]:
+    """Run ``work`` in a daemon thread; (whether it returned within ``seconds``, its result or exception). A
+    thread that hangs is left behind rather than hanging the test."""
+    out: list[Any] = []
+
+    def target() -> None:
+        try:
+            out.append(work())
+        except BaseException as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return not thread.is_alive(), out[0] if out else None
 
 
 def _lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, exports: str = "./exports") -> lakes.Lake:
@@ -163,6 +203,49 @@ def test_a_failing_webhook_is_retried_recorded_and_never_fails_the_export(
     assert steps.notify.packages_ready(policy, [rid]) == {rid: True}
     assert steps.notify.packages_ready(policy, [rid]) == {}
     assert len(hook.received) == 3 and json.loads(hook.received[-1])["ticket"] == "T-2"
+
+
+def test_a_redirect_is_a_failure_never_followed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook: Any) -> None:
+    hook.status = 302  # following it would re-send the POST as a GET without the body, and "succeed"
+    url = f"http://127.0.0.1:{hook.server_address[1]}/hook"
+    lake = _lake(tmp_path, monkeypatch, f"notify: {{webhook: {url}, attempts: 2}}\n")
+    policy = lake.policy()
+    rid, _ = control.submit(policy, "export", "u2", ticket="T-3")
+    assert steps.run(policy, DeltaRsEngine()).exit_code == 0
+    assert control.list_requests(policy, ids=[rid])[0].status == "completed"
+    assert len(hook.received) == 2 and hook.gets == []  # retried like any failure; the Location never asked
+    assert _events(policy, rid, "notified") == []
+    (failed,) = _events(policy, rid, "notify_failed")
+    details = failed["details"]
+    assert (details["attempts"], details["status"]) == (2, 302)
+    assert details["error"] == "HTTP 302: redirects are not followed"
+    assert "u2" not in json.dumps(details)
+
+
+def test_a_webhook_that_answers_a_byte_at_a_time_is_cut_off_at_one_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook: Any
+) -> None:
+    hook.dribble = 0.25  # a byte every 0.25 s: never a read that waits timeout_seconds
+    url = f"http://127.0.0.1:{hook.server_address[1]}/hook"
+    lake = _lake(tmp_path, monkeypatch, f"notify: {{webhook: {url}, attempts: 2, timeout_seconds: 1}}\n")
+    policy = lake.policy()
+    rid, _ = control.submit(policy, "export", "u1", ticket="T-4")
+    erase_id, _ = control.submit(policy, "erase", "u2")
+
+    # one delivery attempt: given up at its deadline (1 s), proved with a generous bound (3x)
+    done, result = _finished_within(3.0, lambda: steps.webhook.post_json(url, {"event": "probe"}, 1.0))
+    assert done, "post_json still waiting for the answer after 3x its timeout"
+    assert isinstance(result, TimeoutError), result
+
+    # the run: the export completes (its notification failed and is recorded), the erasure is not held up
+    done, report = _finished_within(120.0, lambda: steps.run(policy, DeltaRsEngine()))
+    assert done, "dsr run hangs on a webhook that answers slowly"
+    assert report.exit_code == 0
+    assert {r.request_id: r.status for r in control.list_requests(policy)} == {rid: "completed",
+                                                                               erase_id: "completed"}
+    (failed,) = _events(policy, rid, "notify_failed")
+    assert failed["details"]["attempts"] == 2
+    assert failed["details"]["error"] == "TimeoutError: no complete answer within 1 s"
 
 
 # --- the cool-down: an erasure filed with an export waits until completed_at + erase_cooldown_days ---------------
