@@ -35,6 +35,7 @@ _TABLE_KEYS = {"name", "path", "subject", "erase", "mask", "reason", "never_expo
 _NAME_RULE = (
     f"letters, digits, '_', '-' and '.', not starting with '.' or '-', at most {MAX_NAME_LEN} characters"
 )
+_SCHEMES = ("s3", "s3a")  # the remote lakes and exports storage.filesystem and delta-rs are set up for
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # (key, default, lowest, highest)
 _INT_RANGES = (
@@ -64,7 +65,15 @@ def parse(raw: Mapping[str, Any], p: Path) -> Policy:
             if local is None:
                 raise PolicyError(f"policy {p}: '{key}' must be file:///absolute/path (a local folder)")
             value = local
-        return value if storage.is_remote(value) else os.path.realpath(base / value)
+        if storage.is_remote(value):
+            scheme, _, rest = value.partition("://")
+            if scheme not in _SCHEMES:
+                raise PolicyError(f"policy {p}: '{key}' {show(value)}: unsupported scheme {scheme + '://'!r}; use "
+                                  "a local path, file:///absolute/path or s3://bucket/prefix")
+            if not rest.split("/", 1)[0]:
+                raise PolicyError(f"policy {p}: '{key}' {show(value)} names no bucket; use s3://bucket/prefix")
+            return value
+        return os.path.realpath(base / value)
 
     lake = where(raw.get("lake"), "lake")
     control = _parse_control(raw.get("control", "_dsr"), lake, p)
