@@ -241,6 +241,9 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
     window = rt.get("purge_after_hours")
     if window is not None and (not isinstance(window, int) or isinstance(window, bool) or not 0 <= window <= 87600):
         raise PolicyError(f"{label}: 'purge_after_hours' must be a whole number from 0 to 87600")
+    if window is not None and erase is Strategy.RETAIN:
+        raise PolicyError(f"{label}: 'purge_after_hours' does not apply to erase 'retain' (its rows are kept, so "
+                          "nothing of them is purged): remove it")
     return TableSpec(
         name=name,
         path=clean_path(path),
