@@ -326,6 +326,11 @@ REPORT_AND_SCHEME_CASES = [
     Case("policy-lake-ftp-audit-verify", [*P, "audit", "verify"], FTP_LAKE),
     Case("policy-lake-gs-requests", [*P, "requests"], patch_policy("lake: ./lake", "lake: gs://bucket/lake")),
     Case("policy-lake-s3-no-bucket", [*P, "requests"], patch_policy("lake: ./lake", "lake: s3:///lake")),
+    Case("cli-verify-remote-unreachable", [*P, "verify", "--remote", "sc://127.0.0.1:9"]),
+    Case("cli-verify-remote-not-sc", [*P, "verify", "--remote", "http://127.0.0.1:1"]),
+    Case("cli-verify-remote-with-delta-rs", [*P, "verify", "--engine", "delta-rs", "--remote", "sc://127.0.0.1:1"]),
+    Case("cli-verify-engine-spark-remote-env-unreachable", [*P, "verify", "--engine", "spark"],
+         env={"SPARK_REMOTE": "sc://127.0.0.1:9"}),
     Case("policy-exports-ftp-requests", [*P, "requests"], patch_policy("exports: ./exports", "exports: ftp://h/x")),
 ]
 
