@@ -34,7 +34,7 @@ from typing import Any
 
 from dsr.core import audit
 from dsr.core.audit_anchor import ANCHORED, BadAnchor, newest_anchor, recorded_end
-from dsr.core.audit_chain import check_links
+from dsr.core.audit_chain import ChainBreak, check_links
 from dsr.core.audit_points import ChainPoint, files_digest, live_files, newest_point, points_uri, remember
 from dsr.core.policy import Policy
 from dsr.delta import tables as deltautil
@@ -54,8 +54,8 @@ def require_intact_chain(policy: Policy) -> ChainPoint:
     if point is not None:
         return point
     view = audit.verify_view(policy)
-    if view.broken is not None:
-        brk = view.broken
+    brk = view.broken or _behind_point(policy, view)
+    if brk is not None:
         raise AuditChainError(
             f"the audit log {policy.audit_uri} is broken at event seq {brk.seq} (event_id {brk.event_id}): "
             f"{brk.why}; nothing written: see dsr audit verify, and restore the audit table before writing again"
@@ -65,6 +65,32 @@ def require_intact_chain(policy: Policy) -> ChainPoint:
     files, digest = files_digest(live_files(view.table))
     return ChainPoint(str(view.table.metadata().id), int(view.table.version()), view.end[0], view.end[1], files,
                       digest)
+
+
+def _behind_point(policy: Policy, view: audit.ChainView) -> ChainBreak | None:
+    """What the newest verified point says of a log the full check passed: like an anchor, it is never ahead of
+    the table, nor of another table (versions only grow; a table id changes only with a new table). Someone who
+    removed the newest commits *and* the anchors, or replaced the table and its anchors, is caught here."""
+    point = newest_point(policy)
+    if point is None:
+        return None
+    if view.table is None:
+        if point.seq < 0:
+            return None
+        return ChainBreak(0, "(missing)", (
+            f"the audit table is missing, but the verified point outside it records {point.seq + 1} event(s) at "
+            f"table version {point.version}"))
+    first = view.end[0] + 1
+    if str(view.table.metadata().id) != point.table_id:
+        return ChainBreak(0, "(replaced)", (
+            f"the audit table was replaced: its Delta table id is not the one the verified point outside it "
+            f"records (at version {point.version})"))
+    version = int(view.table.version())
+    if version < point.version:
+        return ChainBreak(first, "(missing)", (
+            f"Delta commits {version + 1}..{point.version} of the audit table are missing (a verified point "
+            f"outside the table records its chain up to seq {point.seq} at version {point.version})"))
+    return None
 
 
 def compact(policy: Policy, *, max_files: int = 64) -> int:

@@ -124,6 +124,37 @@ def test_events_appended_outside_dsr_after_the_point_are_refused(intake_policy: 
         audit_guard.require_intact_chain(intake_policy)
 
 
+def test_removing_the_newest_commits_and_their_anchors_is_caught_by_the_point(intake_policy: Policy) -> None:
+    """What the anchors alone cannot show: the newest commits deleted with the anchors they wrote (the older
+    anchors left in place look consistent, so dsr audit verify passes); the verified point is ahead."""
+    import shutil
+
+    from tests.core.conftest import anchor_files
+
+    fill_audit(intake_policy)
+    kept = {p.name for p in anchor_files(intake_policy)}
+    for i in range(2):
+        audit.append(intake_policy, [audit.AuditEvent("received", request_id=f"req_gone{i}")])
+    point = _checked(intake_policy)
+    log = Path(intake_policy.audit_uri) / "_delta_log"
+    for version in (point.version, point.version - 1):
+        (log / f"{version:020d}.json").unlink()
+    for anchor in anchor_files(intake_policy):
+        if anchor.name not in kept:
+            anchor.unlink()
+    assert audit.verify_chain(intake_policy) == (6, None)  # the chain as it stands is consistent
+
+    with pytest.raises(AuditChainError) as err:
+        audit_guard.require_intact_chain(intake_policy)
+    assert f"broken at event seq 6 (event_id (missing)): Delta commits {point.version - 1}..{point.version} of " \
+           "the audit table are missing" in str(err.value)
+
+    shutil.rmtree(intake_policy.audit_uri)  # the whole table gone, anchors too: the point still says so
+    shutil.rmtree(audit.anchor_uri(intake_policy))
+    with pytest.raises(AuditChainError, match="the audit table is missing, but the verified point"):
+        audit_guard.require_intact_chain(intake_policy)
+
+
 def test_dsr_s_own_compaction_keeps_the_check_incremental(intake_policy: Policy) -> None:
     for i in range(6):
         audit.append(intake_policy, [audit.AuditEvent("received", request_id=f"req_c{i}")])
