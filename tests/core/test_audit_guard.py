@@ -258,3 +258,32 @@ def test_the_dag_s_claim_refuses_a_broken_audit_chain(tampered: lakes.Lake) -> N
     with pytest.raises(AuditChainError, match="broken at event seq 2 "):
         claim_batch(tampered.policy(), "dag_run_1")
     assert lakes.files(tampered.root) == before
+
+
+@pytest.mark.s3
+@pytest.mark.usefixtures("s3_env")
+def test_on_s3_the_check_is_incremental_and_catches_an_overwrite(tmp_path: Path) -> None:
+    import uuid
+
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    from dsr.core.policy import load_policy
+    from dsr.delta import storage
+
+    prefix = f"guard-{uuid.uuid4().hex[:8]}"
+    policy = load_policy(lakes.write_policy(
+        tmp_path, lakes.INTAKE_POLICY.replace("lake: ./lake", f"lake: s3://lake/{prefix}")))
+    fill_audit(policy)
+    assert audit_guard.points_uri(policy) == f"s3://lake/{prefix}/_dsr/audit_verified"
+    deltautil.reads.clear()
+    point = _checked(policy)
+    assert _audit_reads(policy) == {"filtered": 1} and point.seq == 5
+
+    options = storage.storage_options(policy.audit_uri)
+    data = deltautil.read_all(DeltaTable(policy.audit_uri, storage_options=options))
+    rows = _alter_details(sorted(data.to_pylist(), key=lambda r: r["seq"]))
+    write_deltalake(policy.audit_uri, pa.Table.from_pylist(rows, schema=data.schema), mode="overwrite",
+                    storage_options=options)
+    with pytest.raises(AuditChainError, match=f"the audit log s3://lake/{prefix}/_dsr/audit is broken at event seq 3 "):
+        audit_guard.require_intact_chain(policy)
