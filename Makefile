@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install check test test-fast demo bench bench-quick bench-history bench-flat bench-steps clean
+.PHONY: help install promtool check test test-fast demo bench bench-quick bench-history bench-flat bench-steps clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -18,16 +18,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[spark,airflow,dev]'
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install the project with everything the tests need
+install: $(STAMP) promtool ## create .venv and install the project with everything the tests need
+
+# promtool checks `dsr status --prometheus` (tests/cli/test_status.py); Debian's `prometheus` package ships it.
+# Installed when missing and this is root with apt-get; otherwise the test skips, except under CI=true, where a
+# promtool that cannot be installed fails here (and the test would fail too).
+promtool: ## install promtool (Debian's prometheus package) when missing and possible
+	@command -v promtool >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null \
+			&& command -v promtool >/dev/null && exit 0; \
+	fi; \
+	if [ "$${CI:-}" = true ]; then echo "promtool missing and not installable (apt-get install prometheus)" >&2; exit 1; fi; \
+	echo "promtool missing (apt-get install prometheus): its test will skip" >&2
 
 check: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff check dsr dags jobs tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) ## the whole test suite (Delta, GE, Spark Connect on Sail, Airflow, S3 on moto)
+test: $(STAMP) promtool ## the whole test suite (Delta, GE, Spark Connect on Sail, Airflow, S3 on moto)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## the suite without the slow end-to-end tests
+test-fast: $(STAMP) promtool ## the suite without the slow end-to-end tests
 	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
 
 demo: $(STAMP) ## build a demo lake and run the Airflow DAG on it end to end (./demo)

@@ -57,7 +57,8 @@ def build_history(policy: Any, requests: int, events: int, *, chunk: int = 20_00
     have written them — received, claimed, table_erased (under the table's current spec), completed and, as the
     daily purge does a week later, table_purged; padded with verified events up to ``events`` — appended through
     dsr's own chain, ``chunk`` requests per commit, each commit dated when its requests were done; then the
-    coverage checkpoint the last run would have written. Returns the seconds it took."""
+    coverage checkpoint and the audit log's verified point (a full check of the chain) the last run would have
+    written. Returns the seconds it took."""
     import pyarrow as pa
     from deltalake import write_deltalake
 
@@ -94,6 +95,9 @@ def build_history(policy: Any, requests: int, events: int, *, chunk: int = 20_00
     found = pending_tables(policy, record=True)  # what the last of those runs did: its coverage checkpoint
     if found:
         raise SystemExit(f"the built history leaves tables pending their first sweep: {found}")
+    from dsr.core import audit_guard
+
+    audit_guard.remember(policy, audit_guard.require_intact_chain(policy))  # and its audit log's verified point
     return {"build_seconds": round(time.perf_counter() - t, 1)}
 
 
@@ -105,11 +109,11 @@ def _cli(root: Path, *args: str) -> float:
 
 
 class Ledger:
-    """Wraps the public functions of the control table, audit log and suppression list modules (which the steps
-    call through the module: ``control.claim(...)``) and adds up the wall time spent inside them, nested calls
-    counted once."""
+    """Wraps the public functions of the control table, audit log (and its guard) and suppression list modules
+    (which the steps call through the module: ``control.claim(...)``) and adds up the wall time spent inside
+    them, nested calls counted once."""
 
-    MODULES = ("dsr.core.control", "dsr.core.audit", "dsr.core.suppression")
+    MODULES = ("dsr.core.control", "dsr.core.audit", "dsr.core.audit_guard", "dsr.core.suppression")
 
     def __init__(self) -> None:
         self.seconds = 0.0

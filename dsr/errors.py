@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "AuditChainError",
     "ConflictError",
     "CoverageError",
     "DsrError",
@@ -37,6 +38,10 @@ class ConflictError(DsrError):
 
 class VerificationError(DsrError):
     """A verification (GE suite, reconcile, hash chain) failed: exit 1."""
+
+
+class AuditChainError(VerificationError):
+    """The audit log's hash chain is broken: a command that writes refuses before writing anything. Exit 1."""
 
 
 class CoverageError(VerificationError):

@@ -59,3 +59,19 @@ def test_the_supported_tables_matrix_is_what_the_engines_declare() -> None:
             assert update == support.handles(feature, UPDATE), (feature, support.name)
     declared = set(DELTA_RS.features) | set(SAIL.features) | set(DELTA_SPARK.features) | set(READER.features)
     assert declared - {"variantType-preview", "typeWidening-preview"} <= seen
+
+
+def test_the_number_ranges_in_the_readme_are_the_policy_s() -> None:
+    """Every range README gives for a policy number, in the commented example and in the list of checks, is the
+    one the policy enforces (issue 21: due_days read 0-3650 in one place and 1-3650 in the other)."""
+    from dsr.core.policy_parse import _INT_RANGES
+
+    enforced = {name: (low, high) for name, _, low, high in _INT_RANGES}
+    example = README.split("## The policy file", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    found = [(m[0], (int(m[1]), int(m[2]))) for m in re.findall(r"(\w+): \d+ \((\d+)-(\d+)[;)]", example)]
+    checks = README.split("numbers out of range (", 1)[1].split(")", 1)[0]
+    found += [(m[0], (int(m[1]), int(m[2]))) for m in re.findall(r"`(\w+)`\s+(\d+)–(\d+)", checks)]
+    assert {name for name, _ in found} == set(enforced)
+    assert len(found) == 2 * len(enforced)  # each in both places
+    for name, span in found:
+        assert span == enforced[name], name

@@ -13,23 +13,50 @@ __all__ = ["cli_report"]
 
 
 def cli_report(policy: Policy, out: str) -> int:
-    """One read of the control table and of the audit log, then the pages (run ids are safe file names)."""
+    """One read of the control table and of the audit log, then the pages (run ids are safe file names). A
+    folder that cannot be made or written is one line (InputError, exit 2), found before anything is read."""
     from dsr.core import audit, control
 
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise InputError(f"--out {out!r}: not a directory")
+    _check_out(out)
     views = collect(control.list_requests(policy), audit.events(policy))
-    os.makedirs(out, exist_ok=True)
-    for view in views:
-        _write(os.path.join(out, view.page), run_page(view))
-    _write(os.path.join(out, "index.html"), index_page(views))
+    try:
+        os.makedirs(out, exist_ok=True)
+        for view in views:
+            _write(os.path.join(out, view.page), run_page(view))
+        _write(os.path.join(out, "index.html"), index_page(views))
+    except OSError as exc:
+        raise InputError(f"--out {out!r}: cannot write the report ({exc.strerror or type(exc).__name__})") from None
     print(os.path.join(out, "index.html"))
     print(f"report: {len(views)} run(s) in {out}", file=sys.stderr)
     return 0
 
 
+def _check_out(out: str) -> None:
+    """The folder exists and is writable, or its nearest existing ancestor is a writable folder."""
+    if not out.strip():
+        raise InputError("--out: empty: name the folder to write the report into")
+    path = os.path.abspath(out)
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise InputError(f"--out {out!r}: not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise InputError(f"--out {out!r}: the directory is not writable")
+        return
+    ancestor = os.path.dirname(path)
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise InputError(f"--out {out!r}: cannot be created: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out!r}: cannot be created: {ancestor} is not writable")
+
+
 def _write(path: str, text: str) -> None:
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -85,10 +85,14 @@ def verify_all(policy: Policy) -> list[dict[str, Any]]:
 
 
 def cli_verify(policy: Policy, *, engine: str | None, remote: str | None, as_json: bool) -> int:
+    """Exit 0 when every table verifies, 1 when one does not. ``--engine``/``--remote`` are not needed (the
+    read-back is the access layer's), but given, they must name an engine and, for Spark Connect, a server that
+    answers: else one line and exit 2, as for ``dsr run``."""
     from dsr.cli.progress import configure
 
     configure()
     if engine or remote:
+        _check_engine_args(engine, remote)
         print("dsr verify: tables are read back through the Delta access layer (delta-rs), whatever engine wrote "
               "them; --engine/--remote are not needed", file=sys.stderr)
     checks = verify_all(policy)
@@ -102,3 +106,17 @@ def cli_verify(policy: Policy, *, engine: str | None, remote: str | None, as_jso
         print("verify: all tables OK" if ok else "verify: FAILED — an erased subject survives, a mask is missing "
               "or a table could not be read")
     return 0 if ok else 1
+
+
+def _check_engine_args(engine: str | None, remote: str | None) -> None:
+    """InputError (exit 2) for an unknown engine, ``--remote`` beside delta-rs, or a Spark Connect address (the
+    flag's, else $SPARK_REMOTE with ``--engine spark``) that is malformed or does not answer."""
+    import os
+
+    from dsr.engines import engine_name
+    from dsr.engines.spark_session import check_reachable
+
+    if engine_name(engine, remote) == "spark":
+        address = remote or os.environ.get("SPARK_REMOTE")
+        if address:
+            check_reachable(address)

@@ -50,14 +50,16 @@ from dsr.core.audit_chain import (
     check_links,
     missing_table,
 )
+from dsr.core.audit_points import ChainPoint, files_digest, remember
 from dsr.core.audit_read import SKEW, event_columns, events, events_by_request, events_read, log_version
 from dsr.core.audit_schema import schema as _schema
 from dsr.core.policy import Policy
 from dsr.delta import tables as deltautil
 
 __all__ = [
-    "ANCHORED", "EVENTS", "GENESIS", "SKEW", "AuditEvent", "ChainBreak", "anchor_uri", "append", "append_rows",
-    "canonical", "event_columns", "events", "events_by_request", "events_read", "log_version", "verify_chain",
+    "ANCHORED", "EVENTS", "GENESIS", "SKEW", "AuditEvent", "ChainBreak", "ChainView", "anchor_uri", "append",
+    "append_rows", "canonical", "event_columns", "events", "events_by_request", "events_read", "log_version",
+    "verify_chain", "verify_view",
 ]
 
 
@@ -136,6 +138,8 @@ def append_rows(
         if ev.event not in EVENTS:
             raise ValueError(f"unknown audit event {ev.event!r}")
     table = _open(policy)
+    if table.version() == 0 and not table.file_uris():  # a new log: its empty chain is the first verified point
+        remember(policy, ChainPoint(str(table.metadata().id), 0, -1, GENESIS, *files_digest([])))
     ensure_anchored(policy, table, _tail)
     at = now or dt.datetime.now(dt.UTC)
     # Stored as UTC microseconds: hash exactly what will be read back (a naive time means UTC).
@@ -180,6 +184,17 @@ def append_rows(
     return written, anchor.version
 
 
+@dataclass(frozen=True)
+class ChainView:
+    """What :func:`verify_view` checked: events checked, the first break (None: intact), the audit table as it
+    was read (None: no log) and the chain's end in it, (seq, hash), (-1, 64 zeros) when it holds no event."""
+
+    checked: int
+    broken: ChainBreak | None
+    table: Any
+    end: tuple[int, str]
+
+
 def verify_chain(policy: Policy) -> tuple[int, ChainBreak | None]:
     """Recompute the chain. Returns (events checked, first break or None).
 
@@ -187,7 +202,14 @@ def verify_chain(policy: Policy) -> tuple[int, ChainBreak | None]:
     append recorded in its Delta commit info, so events removed from the end are found too; and against the
     newest anchor outside the table, so removing the newest commits themselves is found as well.
     """
-    result: tuple[int, ChainBreak | None] = (0, None)
+    view = verify_view(policy)
+    return view.checked, view.broken
+
+
+def verify_view(policy: Policy) -> ChainView:
+    """:func:`verify_chain`, with the table it read and the chain's end there (for the guard's verified
+    point, :mod:`dsr.core.audit_guard`)."""
+    view = ChainView(0, None, None, (-1, GENESIS))
     for _ in range(3):
         # The anchors first, the table second: an anchor is written after its commit, so the table loaded
         # next is at its version or later, whatever writers do meanwhile.
@@ -196,36 +218,39 @@ def verify_chain(policy: Policy) -> tuple[int, ChainBreak | None]:
         except BadAnchor as exc:
             anchor = str(exc)
         table = deltautil.open_table(policy.audit_uri)
-        result, settled = _verify(policy, table, anchor)
+        view, settled = _verify(policy, table, anchor)
         if settled:
             break
-    return result
+    return view
 
 
-def _verify(
-    policy: Policy, table: Any, anchor: Anchor | str | None
-) -> tuple[tuple[int, ChainBreak | None], bool]:
-    """(events checked, first break), and False when the view was taken while the log was being anchored.
+def _verify(policy: Policy, table: Any, anchor: Anchor | str | None) -> tuple[ChainView, bool]:
+    """The view, and False when it was taken while the log was being anchored.
 
     The checks run in a fixed order (links, hashes, commit records, anchor): the first break wins.
     """
     if table is None:
-        return missing_table(anchor), True
+        return ChainView(*missing_table(anchor), None, (-1, GENESIS)), True
     rows = sorted(deltautil.read_all(table).to_pylist(), key=lambda r: (r["seq"], r["event_id"]))
     n = len(rows)
+    end = (int(rows[-1]["seq"]), str(rows[-1]["hash"])) if rows else (-1, GENESIS)
+
+    def seen(checked: tuple[int, ChainBreak | None]) -> ChainView:
+        return ChainView(checked[0], checked[1], table, end)
+
     broken = check_links(rows) or check_end(rows, recorded_end(table))
     if broken is not None:
-        return broken, True
+        return seen(broken), True
     if isinstance(anchor, str):
-        return (n, ChainBreak(n, "(anchor)", anchor)), True
+        return seen((n, ChainBreak(n, "(anchor)", anchor))), True
     if anchor is None:
         if n and ANCHORED in table.metadata().configuration:
             if list_anchors(policy):
-                return (n, None), False  # anchored while we looked: look again
-            return (n, ChainBreak(n, "(anchor)", (
+                return seen((n, None)), False  # anchored while we looked: look again
+            return seen((n, ChainBreak(n, "(anchor)", (
                 f"the anchor of the audit log is missing from {anchor_uri(policy)} although the log is anchored "
                 f"(table property {ANCHORED}): it was deleted, so events removed from the end with their "
                 "commits would go unnoticed"
-            ))), True
-        return (n, None), True  # a log from before the anchors: links and commit info only
-    return check_anchor(table.metadata().id, table.version(), rows, anchor), True
+            )))), True
+        return seen((n, None)), True  # a log from before the anchors: links and commit info only
+    return seen(check_anchor(table.metadata().id, table.version(), rows, anchor)), True

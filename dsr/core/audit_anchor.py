@@ -40,10 +40,13 @@ __all__ = [
     "anchor_uri",
     "commit_info",
     "ensure_anchored",
+    "keep_newest",
     "list_anchors",
     "newest_anchor",
+    "numbered_files",
     "record_anchor",
     "recorded_end",
+    "write_whole",
 ]
 
 log = logging.getLogger("dsr.core.audit")
@@ -77,16 +80,11 @@ class BadAnchor(Exception):
     """An anchor file that cannot be read as one (altered or forged)."""
 
 
-def write_anchor(policy: Policy, anchor: Anchor) -> None:
-    """Write one anchor file whole: a single PUT on S3, a write and a rename locally."""
-    filesys, base = storage.filesystem(anchor_uri(policy))
-    body = json.dumps(
-        {"format": ANCHOR_FORMAT, "table_id": anchor.table_id, "version": anchor.version, "seq": anchor.seq,
-         "hash": anchor.hash},
-        sort_keys=True, separators=(",", ":"),
-    ).encode("utf-8")
-    name = f"{anchor.version:020d}.json"
-    if storage.is_remote(anchor_uri(policy)):
+def write_whole(folder: str, name: str, body: bytes) -> None:
+    """Write one small file ``<folder>/<name>`` whole: a single PUT on S3, a write and a rename locally (the
+    anchors, and the guard's verified points)."""
+    filesys, base = storage.filesystem(folder)
+    if storage.is_remote(folder):
         with filesys.open_output_stream(f"{base}/{name}") as out:
             out.write(body)
         return
@@ -97,11 +95,11 @@ def write_anchor(policy: Policy, anchor: Anchor) -> None:
     filesys.move(tmp, f"{base}/{name}")
 
 
-def list_anchors(policy: Policy) -> list[tuple[int, str]]:
-    """(version, path) of every anchor file, oldest first."""
+def numbered_files(folder: str) -> list[tuple[int, str]]:
+    """(version, path) of every ``<20 digits>.json`` file in the folder, oldest first."""
     from pyarrow import fs
 
-    filesys, base = storage.filesystem(anchor_uri(policy))
+    filesys, base = storage.filesystem(folder)
     entries = filesys.get_file_info(fs.FileSelector(base, allow_not_found=True))
     found = []
     for e in entries:
@@ -109,6 +107,30 @@ def list_anchors(policy: Policy) -> list[tuple[int, str]]:
         if m and e.type == fs.FileType.File:
             found.append((int(m.group(1)), e.path))
     return sorted(found)
+
+
+def keep_newest(folder: str, keep: int) -> None:
+    """Delete all but the newest ``keep`` numbered files of the folder (another writer may have got there
+    first)."""
+    filesys, _ = storage.filesystem(folder)
+    for _, path in numbered_files(folder)[:-keep]:
+        with contextlib.suppress(OSError):
+            filesys.delete_file(path)
+
+
+def write_anchor(policy: Policy, anchor: Anchor) -> None:
+    """Write one anchor file whole."""
+    body = json.dumps(
+        {"format": ANCHOR_FORMAT, "table_id": anchor.table_id, "version": anchor.version, "seq": anchor.seq,
+         "hash": anchor.hash},
+        sort_keys=True, separators=(",", ":"),
+    ).encode("utf-8")
+    write_whole(anchor_uri(policy), f"{anchor.version:020d}.json", body)
+
+
+def list_anchors(policy: Policy) -> list[tuple[int, str]]:
+    """(version, path) of every anchor file, oldest first."""
+    return numbered_files(anchor_uri(policy))
 
 
 def parse_anchor(raw: bytes, version: int, name: str) -> Anchor:
@@ -142,10 +164,7 @@ def record_anchor(policy: Policy, anchor: Anchor) -> None:
     anchor is merely behind, which verification accepts), so it is logged, not raised."""
     try:
         write_anchor(policy, anchor)
-        filesys, _ = storage.filesystem(anchor_uri(policy))
-        for _, path in list_anchors(policy)[:-ANCHOR_KEEP]:
-            with contextlib.suppress(OSError):  # another writer removed it first
-                filesys.delete_file(path)
+        keep_newest(anchor_uri(policy), ANCHOR_KEEP)
     except OSError as exc:
         log.warning("audit: could not write the anchor of version %d outside the audit table (%s); "
                     "the next append writes a newer one", anchor.version, type(exc).__name__)

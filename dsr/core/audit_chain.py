@@ -72,10 +72,11 @@ def missing_table(anchor: Anchor | str | None) -> Checked:
     return 0, None
 
 
-def check_links(rows: Sequence[Mapping[str, Any]]) -> Checked | None:
-    """Rows sorted by seq: consecutive seqs from 0, each linked to the previous hash, each hash its content's."""
-    prev = GENESIS
-    for expected_seq, row in enumerate(rows):
+def check_links(rows: Sequence[Mapping[str, Any]], *, first: int = 0, prev: str = GENESIS) -> Checked | None:
+    """Rows sorted by seq: consecutive seqs from ``first`` (0: the whole chain), the first linked to ``prev``
+    (the hash of event ``first - 1``; 64 zeros before event 0) and each to the previous hash, each hash its
+    content's."""
+    for expected_seq, row in enumerate(rows, start=first):
         if row["seq"] != expected_seq:
             why = "missing event before it" if row["seq"] > expected_seq else "sequence number repeated"
             return expected_seq, ChainBreak(row["seq"], row["event_id"], why)

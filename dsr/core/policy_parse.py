@@ -35,6 +35,7 @@ _TABLE_KEYS = {"name", "path", "subject", "erase", "mask", "reason", "never_expo
 _NAME_RULE = (
     f"letters, digits, '_', '-' and '.', not starting with '.' or '-', at most {MAX_NAME_LEN} characters"
 )
+_SCHEMES = ("s3", "s3a")  # the remote lakes and exports storage.filesystem and delta-rs are set up for
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # (key, default, lowest, highest)
 _INT_RANGES = (
@@ -64,7 +65,15 @@ def parse(raw: Mapping[str, Any], p: Path) -> Policy:
             if local is None:
                 raise PolicyError(f"policy {p}: '{key}' must be file:///absolute/path (a local folder)")
             value = local
-        return value if storage.is_remote(value) else os.path.realpath(base / value)
+        if storage.is_remote(value):
+            scheme, _, rest = value.partition("://")
+            if scheme not in _SCHEMES:
+                raise PolicyError(f"policy {p}: '{key}' {show(value)}: unsupported scheme {scheme + '://'!r}; use "
+                                  "a local path, file:///absolute/path or s3://bucket/prefix")
+            if not rest.split("/", 1)[0]:
+                raise PolicyError(f"policy {p}: '{key}' {show(value)} names no bucket; use s3://bucket/prefix")
+            return value
+        return os.path.realpath(base / value)
 
     lake = where(raw.get("lake"), "lake")
     control = _parse_control(raw.get("control", "_dsr"), lake, p)
@@ -232,6 +241,9 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
     window = rt.get("purge_after_hours")
     if window is not None and (not isinstance(window, int) or isinstance(window, bool) or not 0 <= window <= 87600):
         raise PolicyError(f"{label}: 'purge_after_hours' must be a whole number from 0 to 87600")
+    if window is not None and erase is Strategy.RETAIN:
+        raise PolicyError(f"{label}: 'purge_after_hours' does not apply to erase 'retain' (its rows are kept, so "
+                          "nothing of them is purged): remove it")
     return TableSpec(
         name=name,
         path=clean_path(path),

@@ -23,6 +23,7 @@ __all__ = [
     "optimistic",
     "pyarrow_dataset",
     "read_all",
+    "read_files",
     "read_where",
     "reads",
     "schema_drift",
@@ -165,6 +166,17 @@ def read_where(
     else:
         raise _broken(str(dt.table_uri), RuntimeError(f"no filter on {column!r} could be evaluated"))
     return _checked(dt, table, schema)
+
+
+def read_files(dt: Any, paths: Iterable[str], columns: list[str] | None = None) -> Any:
+    """The rows of some live files of the table (paths relative to it, unquoted). Should a path not name a live
+    file, the whole table is read (see :func:`_holding`): more rows than asked, never fewer. Errors as
+    :func:`read_all`."""
+    reads[(table_key(dt), "filtered")] += 1
+    try:
+        return _holding(pyarrow_dataset(dt), set(paths)).to_table(columns=columns)
+    except Exception as exc:
+        raise _broken(str(dt.table_uri), exc) from None
 
 
 def _holding(dataset: Any, keep: set[str] | None) -> Any:

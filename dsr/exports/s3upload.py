@@ -9,7 +9,7 @@ import os
 import urllib.parse
 from typing import Any
 
-__all__ = ["PART_BYTES", "S3Upload", "client", "presign", "split"]
+__all__ = ["PART_BYTES", "S3Upload", "client", "exists", "presign", "split"]
 
 PART_BYTES = 8 << 20  # a multipart upload's part (S3's minimum is 5 MiB, except the last)
 
@@ -93,3 +93,23 @@ def presign(uri: str, ttl_seconds: int) -> str:
     bucket, key = split(uri)
     return str(client().generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
                                                ExpiresIn=int(ttl_seconds)))
+
+
+def exists(uri: str) -> bool:
+    """Whether the object at ``uri`` is there (a HEAD request): False when S3 answers 404; any other failure
+    (no such bucket, no access, no answer) raises ``InputError`` in one line."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from dsr.errors import InputError
+
+    bucket, key = split(uri)
+    try:
+        client().head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise InputError(f"S3 refused to look up {uri} ({code or type(exc).__name__})") from None
+    except BotoCoreError as exc:
+        raise InputError(f"cannot reach S3 to look up {uri} ({type(exc).__name__})") from None
+    return True

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from dsr import exports as exporting
-from dsr.core import control, coverage
+from dsr.core import audit_guard, control, coverage
 from dsr.core.cooldown import erase_waits
 from dsr.core.policy import Policy
 from dsr.steps.batch import Batch
@@ -20,18 +20,21 @@ log = logging.getLogger("dsr.steps")
 def claim_batch(policy: Policy, run_id: str | None = None, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """Claim every claimable request for this run. Returns run id, counts and the tables to process.
 
-    Refuses (CoverageError, nothing claimed) while a personal table is neither covered nor exempt, and
-    (InputError) when the exports location is unusable. Then removes the export parts of runs no longer alive
-    (they hold personal data), with the live runs known from the claim's own read. Erasures still in their
-    cool-down after an export (``erase_cooldown_days``) are not claimed; ``now`` (default: the clock) decides.
+    Refuses (CoverageError, nothing claimed) while a personal table is neither covered nor exempt, (InputError)
+    when the exports location is unusable, and (AuditChainError) when the audit log's chain is broken. Then
+    removes the export parts of runs no longer alive (they hold personal data), with the live runs known from the
+    claim's own read. Erasures still in their cool-down after an export (``erase_cooldown_days``) are not
+    claimed; ``now`` (default: the clock) decides.
     """
     coverage.require_covered(policy)
     exporting.check_location(policy.exports)
     run_id = control.check_run_id(run_id) if run_id else control.new_run_id()
+    intact = audit_guard.require_intact_chain(policy)  # nothing is written on a broken audit chain
     live: set[str] = set()
     at = now or dt.datetime.now(dt.UTC)
     cooling = cooling_erasures(policy, at)
     control.claim(policy, run_id, live=live, now=at, skip=cooling)
+    audit_guard.remember(policy, intact)
     exporting.remove_stale_parts(policy.exports, live | {run_id})
     batch = Batch.load(policy, run_id)  # includes what an earlier attempt of this same run claimed
     exports, erasures = batch.of("export"), batch.of("erase")

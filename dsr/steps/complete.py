@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from dsr.core import control
+from dsr.core import audit_guard, control
 from dsr.core.masks import Strategy
 from dsr.core.policy import Policy
 from dsr.core.subjects import uncastable_note
@@ -134,8 +134,8 @@ def complete_batch(policy: Policy, run_id: str, errors: dict[str, str] | None = 
         control.complete(policy, run_id, done)
     if failed:
         control.fail(policy, run_id, failed, final=final)
-    for uri in (policy.requests_uri, policy.audit_uri):
-        deltautil.compact_small_files(uri)
+    deltautil.compact_small_files(policy.requests_uri)
+    audit_guard.compact(policy)  # carries the verified point over: the next run's check stays incremental
     # the whole batch: exports completed earlier in the run count too
     mine = control.list_requests(policy, run_id=run_id)
     _suppress(policy, mine)

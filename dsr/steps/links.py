@@ -54,10 +54,13 @@ def issue_link(
     now: dt.datetime | None = None,
 ) -> Link:
     """A presigned GET link for a completed export's package, recorded in the audit log. The default TTL is
-    what is left until the package expires, at most 7 days. InputError (nothing recorded) for a local exports
-    location, an unknown or unfinished request, an expired package, or ``issued_for`` naming the subject."""
-    from dsr.exports.s3upload import presign
+    what is left until the package expires, at most 7 days. InputError (nothing recorded) for ``issued_for``
+    empty or naming the subject, a local exports location, an unknown or unfinished request, an expired package
+    or one that is gone from S3."""
+    from dsr.exports.s3upload import exists, presign
 
+    if issued_for is not None and not issued_for.strip():
+        raise InputError("--for: empty: name who receives the link")
     if not storage.is_remote(policy.exports):
         raise InputError(f"links need an S3 exports location (s3://bucket/prefix); exports are in the local "
                          f"folder {policy.exports}")
@@ -76,6 +79,9 @@ def issue_link(
     if left <= dt.timedelta(0) or deleted:
         raise InputError(f"export {request_id} has expired: its package is deleted (export_ttl_days, or the "
                          "person's erasure was purged)")
+    if not exists(r.export_uri):
+        raise InputError(f"export {request_id}: its package is gone from {r.export_uri} (deleted outside dsr?): "
+                         "no link issued")
     ttl = min(ttl or MAX_TTL, MAX_TTL, left)
     seconds = max(1, int(ttl.total_seconds()))
     url = presign(r.export_uri, seconds)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsr.core import audit, control, gate, suppression
+from dsr.core import audit, audit_guard, control, gate, suppression
 from dsr.core.digests import suppression_digest, suppression_secret
 from dsr.core.masks import Strategy
 from dsr.core.policy import Policy, TableSpec
@@ -108,12 +108,15 @@ def load_context(policy: Policy, *, dry_run: bool) -> Context:
     started = dt.datetime.now(dt.UTC)
     erasures = control.request_ids(policy, status="completed", kind="erase")
     entries = suppression.load(policy, key)  # one read of the list; refused with another key before any write
+    intact = None if dry_run else audit_guard.require_intact_chain(policy)  # a broken audit chain: no write
     lacking = entries.missing(erasures)  # normally none: complete adds the entry when the key is set
     if lacking:
         unlisted = control.list_requests(policy, ids=lacking)
         if not dry_run:
             suppression.ensure(policy, key, unlisted)
         entries = suppression.load(policy, key, also=unlisted)
+    if intact is not None:
+        audit_guard.remember(policy, intact)
     return Context(key, entries, table_states(policy, erasures), started)
 
 

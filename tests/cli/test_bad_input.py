@@ -318,6 +318,28 @@ ENV_CASES = [
          env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}),
 ]
 
+# issue 21, point 9: tracebacks where one line belongs
+FTP_LAKE = patch_policy("lake: ./lake", "lake: ftp://host/lake")
+REPORT_AND_SCHEME_CASES = [
+    Case("report-out-under-a-file", [*P, "report", "--out", "notadir/report"], file("notadir", "x")),
+    Case("report-out-under-proc", [*P, "report", "--out", "/proc/dsr-report"]),
+    Case("report-out-empty", [*P, "report", "--out", ""]),
+    Case("policy-lake-ftp-check", [*P, "check"], FTP_LAKE),
+    Case("policy-lake-ftp-requests", [*P, "requests"], FTP_LAKE),
+    Case("policy-lake-ftp-intake", [*P, "request", "erase", "u1"], FTP_LAKE),
+    Case("policy-lake-ftp-run", [*P, "run"], FTP_LAKE),
+    Case("policy-lake-ftp-status", [*P, "status"], FTP_LAKE),
+    Case("policy-lake-ftp-audit-verify", [*P, "audit", "verify"], FTP_LAKE),
+    Case("policy-lake-gs-requests", [*P, "requests"], patch_policy("lake: ./lake", "lake: gs://bucket/lake")),
+    Case("policy-lake-s3-no-bucket", [*P, "requests"], patch_policy("lake: ./lake", "lake: s3:///lake")),
+    Case("cli-verify-remote-unreachable", [*P, "verify", "--remote", "sc://127.0.0.1:9"]),
+    Case("cli-verify-remote-not-sc", [*P, "verify", "--remote", "http://127.0.0.1:1"]),
+    Case("cli-verify-remote-with-delta-rs", [*P, "verify", "--engine", "delta-rs", "--remote", "sc://127.0.0.1:1"]),
+    Case("cli-verify-engine-spark-remote-env-unreachable", [*P, "verify", "--engine", "spark"],
+         env={"SPARK_REMOTE": "sc://127.0.0.1:9"}),
+    Case("policy-exports-ftp-requests", [*P, "requests"], patch_policy("exports: ./exports", "exports: ftp://h/x")),
+]
+
 LAKE_CASES = [
     Case("lake-control-log-truncated-requests", [*P, "requests"], _truncate_last_commit("_dsr/requests")),
     Case("lake-control-log-truncated-intake", [*P, "request", "erase", "u1"], _truncate_last_commit("_dsr/requests")),
@@ -340,7 +362,8 @@ LAKE_CASES = [
     Case("lake-data-log-gone", [*P, "run"], lambda root: shutil.rmtree(root / "lake" / "events" / "_delta_log")),
 ]
 
-CASES = POLICY_CASES + ID_CASES + CSV_CASES + CLI_CASES + EXPORTS_CASES + ENV_CASES + LAKE_CASES
+CASES = (POLICY_CASES + ID_CASES + CSV_CASES + CLI_CASES + EXPORTS_CASES + ENV_CASES + LAKE_CASES
+         + REPORT_AND_SCHEME_CASES)
 
 
 def test_there_are_at_least_a_hundred_cases() -> None:

@@ -1,9 +1,14 @@
 """``dsr status`` on a real busy lake with completed, pending, overdue and failed requests: the counts, the exit
-code, the JSON, the Prometheus text (parsed by prometheus_client's own parser), and no subject id anywhere."""
+code, the JSON, the Prometheus text (parsed by prometheus_client's own parser, checked by ``promtool check
+metrics``, and the metrics README lists), and no subject id anywhere."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -79,10 +84,47 @@ def test_status_prometheus_parses_with_prometheus_client(lake: lakes.Lake) -> No
     assert requests[("erase", "completed")] == 2 and requests[("export", "pending")] == 1
     assert {s.labels["kind"]: s.value for s in families["dsr_requests_overdue"].samples} == {"erase": 0, "export": 1}
     assert families["dsr_table_failures"].type == "counter"
+    assert {s.name for s in families["dsr_table_failures"].samples} == {"dsr_table_failures_total"}
+    assert "# TYPE dsr_table_failures_total counter" in out.stdout  # the family as promtool expects it
+    assert not [s.name for f in families.values() for s in f.samples if s.name.endswith("_created")]
     erased = {s.labels["table"]: s.value for s in families["dsr_table_last_erase_timestamp_seconds"].samples}
     assert set(erased) == {"events", "users", "orders", "consents"} and min(erased.values()) > 1.7e9
     assert families["dsr_status_ok"].samples[0].value == 0
     assert "req_" not in out.stdout and not _leaks().found_in(out.stdout)
+
+
+def _promtool() -> str:
+    """promtool (Debian's prometheus package; ``make install`` installs it as root). Under CI=true a missing
+    promtool fails the test instead of skipping it."""
+    found = shutil.which("promtool")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("promtool is missing (make install installs Debian's prometheus package): CI runs this test")
+        pytest.skip("promtool is missing: apt-get install prometheus (make install does it as root)")
+    return found
+
+
+def test_status_prometheus_passes_promtool_check_metrics(lake: lakes.Lake) -> None:
+    out = dsr("status", "--prometheus", env=lake.env)
+    assert out.returncode == 1 and out.stdout
+    checked = subprocess.run([_promtool(), "check", "metrics"], input=out.stdout, capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def _readme_metrics() -> dict[str, str]:
+    """The metrics table of README's *Running it in production*: exposed name -> type."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("**What to monitor: `dsr status`.**", 1)[1].split("**The alert:", 1)[0]
+    rows = re.findall(r"^\| `(dsr_[a-z_]+)(?:\{[a-z,]*\})?` \| (gauge|counter) \|", section, flags=re.MULTILINE)
+    return dict(rows)
+
+
+def test_readme_lists_every_prometheus_metric_with_its_type(lake: lakes.Lake) -> None:
+    out = dsr("status", "--prometheus", env=lake.env)
+    families = {f.name: f for f in text_string_to_metric_families(out.stdout)}
+    exposed = {f.name + ("_total" if f.type == "counter" else ""): f.type for f in families.values()}
+    assert _readme_metrics() == exposed
 
 
 def test_status_is_ok_without_anything_overdue(tmp_path: Path) -> None:

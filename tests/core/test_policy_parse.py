@@ -83,6 +83,12 @@ LOAD_ERRORS = {
         variant("    erase: delete\n", "    erase: delete\n    purge_after_hours: soon\n"),
         ["table 'events'", "'purge_after_hours' must be a whole number from 0 to 87600"],
     ),
+    # issue 21: a purge window on a retain table was ignored (nothing of it is ever purged)
+    "a purge window on a retain table": (
+        variant('    reason: "GDPR Art. 7(1): proof of consent"\n',
+                '    reason: "GDPR Art. 7(1): proof of consent"\n    purge_after_hours: 24\n'),
+        ["table 'consents'", "'purge_after_hours'", "erase 'retain'"],
+    ),
     "max_attempts as text": (SMALL_POLICY + "max_attempts: lots\n", ["'max_attempts'", "from 1 to 100"]),
     "a key variable that is not a variable name": (
         variant("pseudonym_key_env: DSR_PSEUDONYM_KEY\n", "pseudonym_key_env: \"A=B\"\n"),
