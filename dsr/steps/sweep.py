@@ -226,7 +226,8 @@ def sweep(policy: Policy, engine: Engine, sweep_id: str, *, tables: Sequence[str
             report.tables.append(_failed(policy, name, str(exc)))
         except Exception as exc:  # a foreign failure: one line, never an id
             report.tables.append(_failed(policy, name, access.error_line(exc)))
-        progress.finished("sweep", name, report.tables[-1].as_dict(), report.tables[-1].error)
+        with progress.dry_run(dry_run):
+            progress.finished("sweep", name, report.tables[-1].as_dict(), report.tables[-1].error)
     return report
 
 
