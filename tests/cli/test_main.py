@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -294,3 +295,32 @@ def test_a_bad_subject_id_or_ticket_on_the_command_line_is_refused_without_echo(
 
     assert "secret" not in line and "person" not in line
     assert lakes.files(root / "lake", root / "exports") == before
+
+
+def _subparsers() -> dict[str, Any]:
+    """Every command's parser, by its words (``audit verify``, ``request erase``...)."""
+    import argparse
+
+    from dsr.cli.main import _parser
+
+    found: dict[str, Any] = {}
+
+    def walk(p: Any, words: str) -> None:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found[f"{words} {name}".strip()] = sub
+                    walk(sub, f"{words} {name}")
+
+    walk(_parser(), "")
+    return found
+
+
+def test_every_json_flag_says_what_it_prints() -> None:
+    with_json = {name: p for name, p in _subparsers().items() if "--json" in p._option_string_actions}
+    assert {"check", "requests", "run", "verify", "receipt", "residue", "purge", "sweep", "export-link",
+            "status"} <= set(with_json)
+    for name, p in with_json.items():
+        text = p._option_string_actions["--json"].help or ""
+        assert "JSON on stdout" in text, (name, text)
+
