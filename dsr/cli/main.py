@@ -144,8 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     lnk = sub.add_parser("export-link", help="print a presigned HTTPS link to a completed export's package (S3 "
                                              "exports only); the audit log records to whom and until when")
     lnk.add_argument("request_id", metavar="REQUEST_ID")
-    lnk.add_argument("--ttl", metavar="24h", help="how long the link works: s, m, h or d, at most 7d (default: "
-                                                  "until the package expires, at most 7 days)")
+    lnk.add_argument("--ttl", metavar="DURATION",
+                     help="how long the link works: a number and s, m, h or d (e.g. 24h, 3d), at most 7d "
+                          "(default: what is left of the package's life, at most 7 days)")
     lnk.add_argument("--for", dest="issued_for", metavar="WHO", help="who receives the link (recorded)")
     add_json(lnk, "the link, its TTL and when it expires")
 

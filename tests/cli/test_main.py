@@ -324,3 +324,15 @@ def test_every_json_flag_says_what_it_prints() -> None:
         text = p._option_string_actions["--json"].help or ""
         assert "JSON on stdout" in text, (name, text)
 
+
+def test_export_link_help_and_readme_say_the_ttl_default_is_the_packages_remaining_life() -> None:
+    """The synopsis names no value that looks like the default (the default is what is left of the package's
+    life, at most 7 days); README's synopsis is the parser's."""
+    link = _subparsers()["export-link"]
+    usage = " ".join(link.format_usage().split())
+    assert "[--ttl DURATION]" in usage and "24h]" not in usage
+    helptext = " ".join(link.format_help().split())
+    assert "default: what is left of the package's life, at most 7 days" in helptext
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert readme.count("dsr export-link REQUEST_ID [--ttl DURATION] [--for WHO] [--json]") == 2
+    assert "--ttl 24h]" not in readme
