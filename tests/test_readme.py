@@ -53,10 +53,16 @@ def test_the_supported_tables_matrix_is_what_the_engines_declare() -> None:
         seen.add(feature)
         values = [None if c == "—" else c == "yes" for c in cells[1:]]
         assert values[0] in (None, READER.handles(feature, READ)), feature
+        listed = "listed as a writer feature, switched off" in cells[0]  # handled unless refused when listed
         for i, support in enumerate((DELTA_RS, SAIL, DELTA_SPARK)):
             delete, update = values[1 + 2 * i], values[2 + 2 * i]
+            if listed:
+                assert delete == update == (feature not in support.refuses_listed), (feature, support.name)
+                continue
             assert delete in (None, support.handles(feature, DELETE)), (feature, support.name)
             assert update == support.handles(feature, UPDATE), (feature, support.name)
+    refused_listed = {f for s in (DELTA_RS, SAIL, DELTA_SPARK) for f in s.refuses_listed}
+    assert refused_listed <= {r.split("`")[1] for r in rows if "listed as a writer feature, switched off" in r}
     declared = set(DELTA_RS.features) | set(SAIL.features) | set(DELTA_SPARK.features) | set(READER.features)
     assert declared - {"variantType-preview", "typeWidening-preview"} <= seen
 
