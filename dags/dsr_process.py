@@ -36,7 +36,7 @@ Configuration (environment of the workers, or the trigger form): `DSR_POLICY` (p
 `DSR_ENGINE` (`delta-rs` or `spark`), `SPARK_REMOTE` (Spark Connect `sc://host:port`),
 `DSR_PSEUDONYM_KEY` (the HMAC key; environment only, never a Param), `DSR_SCHEDULE` (default `@hourly`;
 `none` for manual triggers only). To run the whole batch as one spark-submit instead, deploy
-`dsr_process_spark_submit.py`.
+`spark_submit/dsr_process_spark_submit.py` in place of this file (dags/.airflowignore keeps it out).
 """
 
 from __future__ import annotations

@@ -1,8 +1,16 @@
-"""The narrow exceptions of dsr. Messages never carry subject IDs: name request ids, tables and columns."""
+"""The narrow exceptions of dsr. Messages never carry subject IDs: name request ids, tables and columns.
+
+:func:`scrub` is the one scrubber for texts dsr did not write itself (a reader's or writer's error, a refusal
+recorded with a request): it replaces every subject id that stands as a whole token by ``<subject>``.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+
 __all__ = [
+    "SUBJECT",
     "AuditChainError",
     "ConflictError",
     "CoverageError",
@@ -13,7 +21,26 @@ __all__ = [
     "StoreError",
     "TableError",
     "VerificationError",
+    "scrub",
 ]
+
+SUBJECT = "<subject>"
+"""What a scrubbed subject id is replaced by."""
+
+
+def scrub(text: str, ids: Iterable[object]) -> str:
+    """``text`` with every one of ``ids`` that stands as a whole token replaced by ``<subject>``.
+
+    A token is a run of letters, digits, ``_`` and ``-``, with ``.`` inside it (``v1.2``, ``part-00002.c000``):
+    the erased id ``2`` goes in ``'2'``, ``user_id=2/`` or ``[2, 3]``, but not in ``icebergCompatV2``,
+    ``pytest-2`` or ``1.25``, which are other values. Longer ids first, so ``u10`` is never left as
+    ``<subject>0``; ``None`` and empty ids are ignored.
+    """
+    values = sorted({str(i) for i in ids if i is not None and str(i) != ""}, key=len, reverse=True)
+    if not values:
+        return text
+    pattern = re.compile(r"(?<![\w-])(?<!\w\.)(?:" + "|".join(map(re.escape, values)) + r")(?![\w-])(?!\.\w)")
+    return pattern.sub(SUBJECT, text)
 
 
 class DsrError(Exception):

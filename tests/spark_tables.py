@@ -20,7 +20,7 @@ from tests.leaks import Leaks
 
 __all__ = [
     "ERASED", "INT_ERASED", "INT_OTHERS", "KEY", "OTHERS", "assert_no_subject_text", "files", "masked_users",
-    "plan_and_source", "rows", "table_spec", "user_masks", "write_orders", "write_users",
+    "plan_and_source", "rows", "table_spec", "user_masks", "write_cdf_listed_off", "write_orders", "write_users",
 ]
 
 KEY = b"spark-engine-test-key"
@@ -91,6 +91,23 @@ def write_orders(path: Path) -> str:
             "payload": bytes([part, i]),
         } for i, uid in enumerate(people)]
         lakes.write_table(path, pa.Table.from_pylist(rows, schema=schema))
+    return str(path)
+
+
+def write_cdf_listed_off(path: Path) -> str:
+    """A table that *lists* changeDataFeed among its writer features with change data switched off, as a table
+    looks after ``ALTER TABLE ... SET TBLPROPERTIES (delta.enableChangeDataFeed = false)``: written by delta-rs
+    with CDF on (writer version 4), upgraded to table features (version 7, listing changeDataFeed), CDF set off,
+    then more rows appended."""
+    from deltalake import DeltaTable, TableFeatures
+
+    people: list[str | None] = [*ERASED, *OTHERS]
+    lakes.write_table(path, pa.Table.from_pylist(user_rows(0, "2026-01-01", people), schema=users_schema()),
+                      configuration={"delta.enableChangeDataFeed": "true"})
+    table = DeltaTable(str(path))
+    table.alter.add_feature(TableFeatures.ChangeDataFeed, allow_protocol_versions_increase=True)
+    table.alter.set_table_properties({"delta.enableChangeDataFeed": "false"})
+    lakes.write_table(path, pa.Table.from_pylist(user_rows(len(people), "2026-01-02", people), schema=users_schema()))
     return str(path)
 
 

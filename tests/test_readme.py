@@ -53,10 +53,16 @@ def test_the_supported_tables_matrix_is_what_the_engines_declare() -> None:
         seen.add(feature)
         values = [None if c == "—" else c == "yes" for c in cells[1:]]
         assert values[0] in (None, READER.handles(feature, READ)), feature
+        listed = "listed as a writer feature, switched off" in cells[0]  # handled unless refused when listed
         for i, support in enumerate((DELTA_RS, SAIL, DELTA_SPARK)):
             delete, update = values[1 + 2 * i], values[2 + 2 * i]
+            if listed:
+                assert delete == update == (feature not in support.refuses_listed), (feature, support.name)
+                continue
             assert delete in (None, support.handles(feature, DELETE)), (feature, support.name)
             assert update == support.handles(feature, UPDATE), (feature, support.name)
+    refused_listed = {f for s in (DELTA_RS, SAIL, DELTA_SPARK) for f in s.refuses_listed}
+    assert refused_listed <= {r.split("`")[1] for r in rows if "listed as a writer feature, switched off" in r}
     declared = set(DELTA_RS.features) | set(SAIL.features) | set(DELTA_SPARK.features) | set(READER.features)
     assert declared - {"variantType-preview", "typeWidening-preview"} <= seen
 
@@ -75,3 +81,17 @@ def test_the_number_ranges_in_the_readme_are_the_policy_s() -> None:
     assert len(found) == 2 * len(enforced)  # each in both places
     for name, span in found:
         assert span == enforced[name], name
+
+
+def test_the_backfill_summary_the_readme_shows_is_what_sweep_and_the_dag_print() -> None:
+    """The README quotes the summary lines of a backfill: they are what ``table_line`` and ``total_line`` (the
+    one wording of ``dsr sweep`` and of the ``dsr_backfill`` summary task) print for those counts."""
+    from dsr.cli.sweep import table_line, total_line
+
+    section = README.split("### Sweeps", 1)[1].split("## Export delivery", 1)[0]
+    shown = section.split("read the `summary` task's log", 1)[1].split("```", 2)[1].strip("\n").splitlines()
+    events = {"table": "events", "strategy": "delete", "mode": "full", "since_version": None, "files_live": 2,
+              "files_scanned": 2, "files_matched": 1, "rows": 2, "entries": 1, "entries_matched": 1}
+    assert shown == [table_line(events, True), total_line("swp_x", 1, 2, True)]
+    done = total_line("swp_0123456789abcdef", 1, 2, False)
+    assert f"`{done}`" in section

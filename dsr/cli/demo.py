@@ -210,8 +210,24 @@ def run_demo(dir: str) -> int:
     dsr = _shown_path(str(Path(sys.executable).parent / "dsr"))
     _say(f"\n{'demo OK' if ok else 'demo FAILED'} in {time.monotonic() - t0:.0f}s. Look around:")
     _say(f"  source {_shown_path(info.env_path)}")
-    _say(f"  {dsr} requests; {dsr} receipt REQUEST_ID; {dsr} verify; {dsr} residue; {dsr} audit verify")
+    for args, what in look_around(info):
+        _say(f"  {dsr} {' '.join(args):36} # {what}")
     return 0 if ok else 1
+
+
+def look_around(info: DemoInfo) -> list[tuple[list[str], str]]:
+    """The commands the demo suggests at its end, with what each shows: each has something to say on the lake
+    the demo leaves (its erasures purged, their ids digested: ``dsr residue`` and ``dsr verify`` would find
+    nothing left to scan; the purge's own residue scan is in the receipts)."""
+    erasure = next(r.request_id for r in info.requests if r.kind == "erase")
+    export = next(r.request_id for r in info.requests if r.kind == "export")
+    return [
+        (["requests"], "every request: status, due date, purged when"),
+        (["receipt", erasure], "an erasure: rows and versions per table, GE, its purge and residue scan"),
+        (["receipt", export], "an export: rows per table, the package (deleted if its person was erased)"),
+        (["sweep", "--dry-run"], "every past erasure applied again: 0 rows would change"),
+        (["audit", "verify"], "the audit log's hash chain"),
+    ]
 
 
 def _summary(info: DemoInfo) -> bool:

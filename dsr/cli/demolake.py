@@ -103,7 +103,8 @@ def build_demo_lake(
     (root / DEMO_MARKER).write_text("dsr demo directory: `dsr demo` may wipe and rebuild it\n", encoding="utf-8")
     lake.mkdir()
     exports = root / "exports"
-    exports.mkdir(exist_ok=True)
+    exports.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(exports, 0o700)  # the umask may have taken bits away; packages are 0600 files in 0700 folders
     key = key or secrets.token_hex(16)
 
     rng = random.Random(seed)

@@ -1,4 +1,4 @@
-"""``dsr export-link REQUEST_ID [--ttl 24h] [--for WHO] [--json]``: a presigned link to an export package."""
+"""``dsr export-link REQUEST_ID [--ttl DURATION] [--for WHO] [--json]``: a presigned link to an export package."""
 
 from __future__ import annotations
 

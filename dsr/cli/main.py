@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from dsr.cli import ops
+from dsr.cli.options import add_json
 
 __all__ = ["main"]
 
@@ -47,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
                           "else delta-rs)")
     chk.add_argument("--remote", metavar="sc://HOST:PORT",
                      help="Spark Connect endpoint (implies --engine spark; its server kind decides what it handles)")
-    chk.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    add_json(chk, "the check's result (per table, every unsupported feature)")
 
     req = sub.add_parser("request", help="file a request: erase|export SUBJECT, or import FILE.csv")
     rsub = req.add_subparsers(dest="kind", metavar="erase|export|import", parser_class=_Parser)
@@ -69,27 +70,28 @@ def _parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("requests", help="list requests (overdue ones are marked)")
     lst.add_argument("--status", choices=("pending", "running", "completed", "failed"))
-    lst.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    add_json(lst, "the requests")
 
     run = sub.add_parser("run", help="process every pending request once: export, erase, verify, complete")
     run.add_argument("--engine", choices=("delta-rs", "spark"), default=None,
                      help="delta-rs (default, in-process) or spark (classic with delta-spark, or Spark Connect)")
     run.add_argument("--remote", metavar="sc://HOST:PORT", help="Spark Connect endpoint (implies --engine spark)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr (warnings and errors only)")
-    run.add_argument("--json", action="store_true", help="machine-readable run report on stdout")
+    add_json(run, "the run report")
     run.add_argument("--run-id", metavar="ID",
                      help="the batch id (default: generated; letters, digits, _ . -); the same id again resumes "
                           "that batch: its claimed requests and finished steps")
 
     ver = sub.add_parser("verify", help="re-run the Great Expectations suites for all erased subjects")
-    ver.add_argument("--engine", choices=("delta-rs", "spark"), default=None)
-    ver.add_argument("--remote", metavar="sc://HOST:PORT")
-    ver.add_argument("--json", action="store_true")
+    ver.add_argument("--engine", choices=("delta-rs", "spark"), default=None,
+                     help="not needed: tables are read back through the Delta access layer whatever engine wrote")
+    ver.add_argument("--remote", metavar="sc://HOST:PORT", help="not needed (as --engine)")
+    add_json(ver, "each table's verification")
 
     rec = sub.add_parser("receipt", help="what was done for a request (tables, strategy, rows, versions, GE "
                                          "result), or by a sweep (SWEEP_ID)")
     rec.add_argument("request_id", metavar="REQUEST_ID|SWEEP_ID")
-    rec.add_argument("--json", action="store_true")
+    add_json(rec, "the receipt")
 
     res = sub.add_parser(
         "residue", help="search every file of the covered tables, the control and audit tables and the exports for "
@@ -97,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     res.add_argument("request_ids", metavar="REQUEST_ID", nargs="*",
                      help="erasure requests to scan (default: every completed erasure)")
-    res.add_argument("--json", action="store_true")
+    add_json(res, "the counts per request, table and place")
 
     prg = sub.add_parser(
         "purge", help="physically remove what completed erasures left (old files, log entries, deletion-vector "
@@ -110,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
                           "VACUUM and the log cleanup are delta-rs on both")
     prg.add_argument("--remote", metavar="sc://HOST:PORT", help="Spark Connect endpoint (implies --engine spark)")
     prg.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr (warnings and errors only)")
-    prg.add_argument("--json", action="store_true")
+    add_json(prg, "the purge report")
 
     swp = sub.add_parser(
         "sweep", help="apply every past erasure again (late, replayed or restored rows; tables added later): "
@@ -130,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
                           "in-process) or spark")
     swp.add_argument("--remote", metavar="sc://HOST:PORT", help="Spark Connect endpoint (implies --engine spark)")
     swp.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr (warnings and errors only)")
-    swp.add_argument("--json", action="store_true")
+    add_json(swp, "the sweep report")
 
     ops.add_commands(sub)  # status, report
 
@@ -142,10 +144,11 @@ def _parser() -> argparse.ArgumentParser:
     lnk = sub.add_parser("export-link", help="print a presigned HTTPS link to a completed export's package (S3 "
                                              "exports only); the audit log records to whom and until when")
     lnk.add_argument("request_id", metavar="REQUEST_ID")
-    lnk.add_argument("--ttl", metavar="24h", help="how long the link works: s, m, h or d, at most 7d (default: "
-                                                  "until the package expires, at most 7 days)")
+    lnk.add_argument("--ttl", metavar="DURATION",
+                     help="how long the link works: a number and s, m, h or d (e.g. 24h, 3d), at most 7d "
+                          "(default: what is left of the package's life, at most 7 days)")
     lnk.add_argument("--for", dest="issued_for", metavar="WHO", help="who receives the link (recorded)")
-    lnk.add_argument("--json", action="store_true")
+    add_json(lnk, "the link, its TTL and when it expires")
 
     demo = sub.add_parser("demo", help="demo lake + policy + requests, then the Airflow DAG end to end")
     demo.add_argument("--dir", metavar="DIR", default="demo", help="where to build the demo (default ./demo)")

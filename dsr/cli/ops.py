@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dsr.cli.options import add_json
+
 __all__ = ["COMMANDS", "add_commands", "cli_ops"]
 
 COMMANDS = ("status", "report")
@@ -17,7 +19,7 @@ def add_commands(sub: Any) -> None:
     sts = sub.add_parser("status", help="backlog, overdue and failed requests, purges due, tables' last runs; "
                                         "exit 1 if anything is overdue or failed for good")
     fmt = sts.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true")
+    add_json(sts, "the backlog, purges and tables", group=fmt)
     fmt.add_argument("--prometheus", action="store_true", help="Prometheus text format (node-exporter textfile)")
     rpt = sub.add_parser("report", help="write an HTML page per run: tables, strategies, rows, versions, GE, residue")
     rpt.add_argument("--out", metavar="DIR", default="dsr-report", help="where to write (default ./dsr-report)")

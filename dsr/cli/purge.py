@@ -18,11 +18,13 @@ def cli_purge(policy: Policy, *, dry_run: bool, as_json: bool, engine: str | Non
     """Purge (or, dry run, list what a purge would remove); exit 1 when a table failed or residue is left in a
     purged table's files. A Spark engine (``engine``/``remote``) is opened only to write, only when asked."""
     from dsr.cli.progress import configure
+    from dsr.steps import progress
 
     configure(quiet=quiet)
     spark = _spark(policy, engine, remote) if not dry_run else None
     try:
-        report = purging.purge(policy, dry_run=dry_run, engine=spark)
+        with progress.dry_run(dry_run):  # a dry run's progress says what would be removed
+            report = purging.purge(policy, dry_run=dry_run, engine=spark)
     finally:
         if spark is not None:
             spark.close()

@@ -13,6 +13,7 @@ from dsr.core.masks import Strategy
 from dsr.core.policy import Policy
 from dsr.core.subjects import uncastable_note
 from dsr.errors import InputError
+from dsr.exports.store import package_exists
 
 __all__ = ["build_receipt", "file_effect", "print_receipt"]
 
@@ -47,8 +48,11 @@ def build_receipt(policy: Policy, request_id: str) -> dict[str, Any]:
     r = found[0]
     events = audit.events(policy, request_id=request_id)
     tables: dict[str, dict[str, Any]] = {}
+    deleted: dict[str, Any] | None = None
     for e in events:
         name = e["table_name"]
+        if e["event"] == "export_deleted":
+            deleted = {"at": e["at"].isoformat(), "why": e["details"].get("why")}
         if not name:
             continue
         entry = tables.setdefault(name, {})
@@ -90,13 +94,45 @@ def build_receipt(policy: Policy, request_id: str) -> dict[str, Any]:
         "request_id": r.request_id, "kind": r.kind, "status": r.status, "ticket": r.ticket,
         "requested_by": r.requested_by, "received_at": r.received_at.isoformat(), "due_at": r.due_at.isoformat(),
         "updated_at": r.updated_at.isoformat(), "attempts": r.attempts, "run_id": r.run_id, "error": r.error,
-        "export_uri": r.export_uri, "outcome": r.result_json().get("outcome"), "tables": tables,
+        "export_uri": r.export_uri, "export_state": _export_state(r.export_uri, deleted),
+        "export_deleted": deleted, "outcome": r.result_json().get("outcome"), "tables": tables,
         "package": {k: r.result_json().get(k) for k in ("format", "sealed", "expires_at")}
         if r.kind == "export" and r.result_json().get("format") else None,
         "own_residue": own_residue,
         "events": [{"seq": e["seq"], "at": e["at"].isoformat(), "event": e["event"], "table": e["table_name"],
                     "run_id": e["run_id"], "hash": e["hash"]} for e in events],
     }
+
+
+def _export_state(uri: str | None, deleted: dict[str, Any] | None) -> str | None:
+    """What became of the package: "deleted" (an ``export_deleted`` event: ``dsr purge`` removed it), "present",
+    "missing" (not at its path, though no dsr command deleted it), "unknown" (its location cannot be asked);
+    None without a package."""
+    if not uri:
+        return None
+    if deleted is not None:
+        return "deleted"
+    there = package_exists(uri)
+    return "unknown" if there is None else "present" if there else "missing"
+
+
+def _export_line(rec: dict[str, Any]) -> str:
+    """The receipt's export line: the package's path and format, and whether it is still there."""
+    package = rec.get("package") or {}
+    about = (f"  ({package['format']}{', sealed' if package.get('sealed') else ''}, expires "
+             f"{str(package['expires_at'])[:16]})") if package else ""
+    state = rec.get("export_state")
+    if state == "deleted":
+        gone = rec["export_deleted"]
+        why = str(gone.get("why") or "")
+        reason = ("the person's erasure was purged" if why == "erased"
+                  else f"expired: {why}" if why else "by dsr purge")
+        when = gone["at"][:16].replace("T", " ")
+        return f"  export: DELETED {when} UTC ({reason}); it was {rec['export_uri']}{about}"
+    if state == "missing":
+        return f"  export: NO LONGER THERE: {rec['export_uri']}{about} (no dsr command deleted it)"
+    return f"  export: {rec['export_uri']}{about}" + (" (its location could not be checked)" if state == "unknown"
+                                                       else "")
 
 
 def _residue(events: list[dict[str, Any]], tables: dict[str, dict[str, Any]]) -> dict[str, int] | None:
@@ -124,10 +160,7 @@ def print_receipt(policy: Policy, request_id: str, *, as_json: bool) -> int:
     if rec["error"]:
         print(f"  error: {rec['error']}")
     if rec["export_uri"]:
-        package = rec.get("package") or {}
-        about = (f"  ({package['format']}{', sealed' if package.get('sealed') else ''}, expires "
-                 f"{str(package['expires_at'])[:16]})") if package else ""
-        print(f"  export: {rec['export_uri']}{about}")
+        print(_export_line(rec))
     for name, t in rec["tables"].items():
         parts = []
         if "exported_rows" in t:

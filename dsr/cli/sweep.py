@@ -10,7 +10,7 @@ from typing import Any
 from dsr.core.policy import Policy
 from dsr.errors import InputError
 
-__all__ = ["cli_sweep", "parse_since", "print_sweep_receipt", "table_line"]
+__all__ = ["check_tables", "cli_sweep", "parse_since", "print_sweep_receipt", "table_line", "total_line"]
 
 
 def parse_since(text: str | None) -> dt.datetime | None:
@@ -25,12 +25,30 @@ def parse_since(text: str | None) -> dt.datetime | None:
     return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
 
 
-def check_tables(policy: Policy, names: Sequence[str]) -> list[str]:
+def check_tables(policy: Policy, names: Sequence[str], option: str = "--table") -> list[str]:
+    """The chosen tables, each once; InputError naming ``option`` (``--table``, or the DAG's param) for a name
+    that is not a table of the policy or is retained (a sweep never touches a retained table), offering only
+    the tables a sweep can apply erasures to."""
+    from dsr.steps.sweep import sweepable
+
     known = {t.name for t in policy.tables}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise InputError(f"--table {unknown[0]!r}: no such table in the policy (tables: {', '.join(sorted(known))})")
+    can = sweepable(policy)
+    offer = f"tables that can be swept: {', '.join(can) or 'none'}"
+    for name in names:
+        if name not in known:
+            raise InputError(f"{option} {name!r}: no such table in the policy ({offer})")
+        if name not in can:
+            raise InputError(f"{option} {name!r}: retained by policy, a sweep never changes it "
+                             f"({offer})")
     return list(dict.fromkeys(names))
+
+
+def total_line(sweep_id: str, tables: int, rows: int, dry_run: bool) -> str:
+    """The sweep's last line, after its table lines: the same for ``dsr sweep`` and the ``dsr_backfill`` DAG's
+    summary."""
+    if dry_run:
+        return f"sweep (dry run): {rows} row(s) would change in {tables} table(s); nothing was written"
+    return f"sweep {sweep_id}: {rows} row(s) changed in {tables} table(s); dsr receipt {sweep_id}"
 
 
 def table_line(t: dict[str, Any], dry_run: bool) -> str:
@@ -83,11 +101,7 @@ def cli_sweep(policy: Policy, *, tables: Sequence[str], since_version: int | Non
         return report.exit_code
     for t in out["tables"]:
         print(table_line(t, dry_run))
-    if dry_run:
-        print(f"sweep (dry run): {out['rows']} row(s) would change; nothing was written")
-    else:
-        print(f"sweep {report.sweep_id}: {out['rows']} row(s) changed in {len(out['tables'])} table(s); "
-              f"dsr receipt {report.sweep_id}")
+    print(total_line(report.sweep_id, len(out["tables"]), out["rows"], dry_run))
     return report.exit_code
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from dsr.delta import opened, storage
 from dsr.delta.rawlog import raw_log_info
 from dsr.delta.tableinfo import TableInfo, plain_schema, plain_type
-from dsr.errors import TableError
+from dsr.errors import TableError, scrub
 
 __all__ = ["TableInfo", "count_rows", "error_line", "in_predicate", "open_table", "plain_type", "scan", "scans",
            "table_info"]
@@ -41,14 +41,13 @@ scans: Counter[str] = Counter()
 
 
 def error_line(exc: BaseException, keys: Sequence[Any] = ()) -> str:
-    """The first line of an error, at most 300 characters, with any of ``keys`` replaced by <subject>.
+    """The first line of an error, at most 300 characters, with any of ``keys`` that stands as a whole token
+    replaced by <subject> (:func:`dsr.errors.scrub`).
 
     Writers' errors can carry whole rows (delta-rs prints a preview of rows that fail a constraint) on
     their later lines: only the first line is ever kept.
     """
-    text = (str(exc).strip().splitlines() or [""])[0]
-    for value in sorted({str(k) for k in keys if k is not None and str(k)}, key=len, reverse=True):
-        text = text.replace(value, "<subject>")
+    text = scrub((str(exc).strip().splitlines() or [""])[0], keys)
     return f"{type(exc).__name__}: {text[:300]}"
 
 

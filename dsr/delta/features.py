@@ -13,7 +13,9 @@ writer feature listed (writer version 7) or implied by a legacy writer version (
 table's metadata shows it: ``delta.appendOnly=true``, a ``delta.constraints.*`` property, a generation
 expression, an identity column, ``delta.enableChangeDataFeed=true``, a column-mapping mode,
 ``delta.enableInCommitTimestamps=true``. Features the protocol makes binding as soon as they are listed
-(row tracking, domain metadata, clustering, ...) are in use when listed. Two uses are dsr's own:
+(row tracking, domain metadata, clustering, ...) are in use when listed. An engine may also refuse a writer
+feature as soon as it is listed, in use or not (Sail 0.7 and ``changeDataFeed``: its writer checks the list):
+the gate refuses such a table for that engine too (:attr:`Support.refuses_listed`). Two uses are dsr's own:
 
 - ``timestampPartition``: a partition column of type timestamp or timestamp_ntz (escaped ':' in paths);
 - ``generatedColumns`` for ``update``: a masked column is a generated column or feeds one's expression.
@@ -41,6 +43,7 @@ __all__ = [
     "Refusal",
     "features_in_use",
     "gate",
+    "listed_writer_features",
     "refusal_text",
     "unreadable_features",
 ]
@@ -211,7 +214,8 @@ def gate(
 ) -> list[Refusal]:
     """Every (feature, operation) of this table that the reader or the writer does not handle."""
     out: list[Refusal] = []
-    for use in features_in_use(info, masked_columns):
+    uses = features_in_use(info, masked_columns)
+    for use in uses:
         for op in operations:
             if op not in use.affects:
                 continue
@@ -224,7 +228,27 @@ def gate(
                 others = tuple(sorted({s.name for s in engines.values()
                                        if s.name != writer.name and s.handles(use.declared_as, op)}))
                 out.append(Refusal(use.name, use.detail, op, writer.name, others))
+    if any(r.operation == READ for r in out):
+        return out
+    refused = {(r.feature, r.operation) for r in out}
+    for name in listed_writer_features(info):
+        for op in operations:
+            if op == READ or name not in writer.refuses_listed or (name, op) in refused:
+                continue
+            others = tuple(sorted({s.name for s in engines.values() if s.name != writer.name
+                                   and s.handles(name, op) and name not in s.refuses_listed}))
+            out.append(Refusal(name, _listed_detail(name, uses), op, writer.name, others))
     return out
+
+
+def listed_writer_features(info: Any) -> list[str]:
+    """The writer features the table lists (writer version 7), whether or not its metadata switches them on."""
+    return list(info.writer_features or []) if info.writer_version >= 7 else []
+
+
+def _listed_detail(name: str, uses: Sequence[FeatureUse]) -> str:
+    used = next((u.detail for u in uses if u.name == name), None)
+    return f"listed as a writer feature; {used}" if used else "listed as a writer feature, though switched off"
 
 
 def unreadable_features(info: Any, reader: Support = READER) -> list[Refusal]:

@@ -18,11 +18,16 @@ OPERATIONS = (READ, DELETE, UPDATE)
 
 @dataclass(frozen=True)
 class Support:
-    """What one reader or engine handles correctly: feature name -> operations. ``notes`` explain entries."""
+    """What one reader or engine handles correctly: feature name -> operations. ``notes`` explain entries.
+
+    ``refuses_listed``: writer features the engine refuses as soon as a table *lists* them (writer version 7),
+    even when the table's metadata leaves them off (``delta.enableChangeDataFeed=false``): its writer checks
+    the protocol's list, not whether the feature is in use."""
 
     name: str
     features: Mapping[str, frozenset[str]]
     notes: Mapping[str, str] = field(default_factory=dict)
+    refuses_listed: frozenset[str] = frozenset()
 
     def handles(self, feature: str, operation: str) -> bool:
         return operation in self.features.get(feature, frozenset())
@@ -74,10 +79,13 @@ SAIL = Support(
         "deletionVectors": "marks erased rows with deletion vectors: the rows stay in the files until purged",
         "timestampPartition": "Sail 0.7 MERGE writes remove paths escaped differently from their adds: "
                               "other readers see the erased rows again",
-        "changeDataFeed": "Sail 0.7 cannot write change data",
+        "changeDataFeed": "Sail 0.7 cannot write change data, and refuses a table that lists changeDataFeed among "
+                          "its writer features even with delta.enableChangeDataFeed off (Unsupported table "
+                          "features required: [ChangeDataFeed])",
         "identityColumns": "Sail 0.7 cannot write identity columns",
         "rowTracking": "Sail 0.7 cannot write row tracking",
     },
+    refuses_listed=frozenset({"changeDataFeed"}),
 )
 """A Sail Spark Connect server (0.7), as measured here."""
 

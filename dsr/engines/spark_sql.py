@@ -12,10 +12,10 @@ from typing import Any
 from dsr.delta.support import DELETE, UPDATE
 from dsr.engines.base import KEY_COLUMN
 from dsr.engines.pruning import partition_predicate
-from dsr.errors import ConflictError
+from dsr.errors import ConflictError, scrub
 
 __all__ = ["commit_metrics", "error_for", "find_commit", "key_frame", "merge_statement", "normalise_commit",
-           "plain_types", "quote", "scrub_keys"]
+           "plain_types", "quote"]
 
 
 def quote(name: str) -> str:
@@ -129,17 +129,10 @@ def find_commit(history: Sequence[Mapping[str, Any]], before: int, token: str) -
     return min(ours, key=lambda c: int(c["version"])) if ours else None
 
 
-def scrub_keys(text: str, keys: Sequence[Any]) -> str:
-    """``text`` with every subject key that appears as a token replaced by <subject>."""
-    for value in sorted({str(k) for k in keys if k is not None}, key=len, reverse=True):
-        text = re.sub(rf"(?<![\w.-]){re.escape(value)}(?![\w-])", "<subject>", text)
-    return text
-
-
 def error_for(what: str, exc: BaseException, keys: Sequence[Any]) -> Exception:
     """An exception about ``exc`` whose message cannot carry a subject id."""
     first = (str(exc).strip().splitlines() or [""])[0]
-    message = f"spark: {what} failed: {type(exc).__name__}: {scrub_keys(first, keys)[:500]}"
+    message = f"spark: {what} failed: {type(exc).__name__}: {scrub(first, keys)[:500]}"
     if "Concurrent" in type(exc).__name__ or "CONCURRENT" in first.upper():
         return ConflictError(message)
     return RuntimeError(message)

@@ -1,6 +1,6 @@
 """What the Airflow DAGs in ``dags/`` share: their arguments, the batch id, and one step of ``STEPS`` as a task.
 
-``dags/dsr_process.py`` (one task per step, mapped per table) and ``dags/dsr_process_spark_submit.py`` (one
+``dags/dsr_process.py`` (one task per step, mapped per table) and ``dags/spark_submit/dsr_process_spark_submit.py`` (one
 spark-submit of ``jobs/process.py``) are wiring only; everything here is imported at parse time, so it
 imports Airflow's SDK and nothing heavier (the steps load deltalake, pyarrow and Great Expectations only when
 a task runs). Nothing here puts personal data into XCom or logs: tasks return table names and counts, the
@@ -66,8 +66,8 @@ def refuse_spark_submit_switch() -> None:
     running the steps as TaskFlow tasks where it expected spark-submit."""
     if os.environ.get("DSR_SPARK_SUBMIT", "").strip().lower() not in ("", "0", "false", "no", "off"):
         raise RuntimeError(
-            "DSR_SPARK_SUBMIT is no longer read: deploy dags/dsr_process_spark_submit.py (DAG "
-            "dsr_process_spark_submit) for spark-submit, and unset DSR_SPARK_SUBMIT"
+            "DSR_SPARK_SUBMIT is no longer read: deploy dags/spark_submit/dsr_process_spark_submit.py (DAG "
+            "dsr_process_spark_submit) for spark-submit instead of dsr_process.py, and unset DSR_SPARK_SUBMIT"
         )
 
 

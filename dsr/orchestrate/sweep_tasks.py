@@ -75,13 +75,16 @@ def _policy_tables() -> list[str]:
     """The delete/anonymise tables of the policy the scheduler sees ($DSR_POLICY), for the form's pick list;
     empty when it cannot be read at parse time (the task checks the names it gets)."""
     try:
-        from dsr.core.masks import Strategy
         from dsr.core.policy import load_policy, resolve_policy_path
+        from dsr.steps.sweep import sweepable
 
-        policy = load_policy(resolve_policy_path(None))
-        return [t.name for t in policy.tables if t.erase is not Strategy.RETAIN]
+        return sweepable(load_policy(resolve_policy_path(None)))
     except Exception:
         return []
+
+
+TABLES_PARAM = "Tables (param \"tables\")"
+"""How a bad table choice names where it came from (``dsr sweep`` says ``--table``)."""
 
 
 def backfill_params() -> dict[str, Any]:
@@ -128,14 +131,13 @@ def backfill_tables() -> list[str]:
     """The tables to sweep: the form's choice, checked against the policy (a bad name fails the run here,
     before any table is touched)."""
     from dsr.cli.sweep import check_tables
-    from dsr.core.masks import Strategy
+    from dsr.steps.sweep import sweepable
 
     with kit.final_errors():
         policy = kit.task_policy()
         _window()
         chosen = list(kit.task_params().get("tables") or [])
-        names = check_tables(policy, chosen) if chosen else [
-            t.name for t in policy.tables if t.erase is not Strategy.RETAIN]
+        names = check_tables(policy, chosen, TABLES_PARAM) if chosen else sweepable(policy)
         if not bool(kit.task_params().get("dry_run", True)):
             policy.pseudonym_key()
     log.info("backfill %s: %d table(s): %s", _sweep_id(), len(names), ", ".join(names))
@@ -174,7 +176,7 @@ def backfill_summary(results: list[dict[str, Any]] | None, tables: list[str] | N
     fails when a table's sweep did not finish."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from dsr.cli.sweep import table_line
+    from dsr.cli.sweep import table_line, total_line
 
     # by index: iterating Airflow's lazy sequence probes one element past its end (a logged 404)
     if tables is None:  # the tables task failed (a bad choice): nothing was swept, and the run shows it
@@ -185,8 +187,7 @@ def backfill_summary(results: list[dict[str, Any]] | None, tables: list[str] | N
     for r in rows:
         log.info("%s", table_line(r, dry_run))
     total = sum(int(r.get("rows") or 0) for r in rows)
-    log.info("backfill %s: %d table(s), %d row(s) %s", sweep_id, len(rows), total,
-             "would change (dry run: nothing written)" if dry_run else f"changed; dsr receipt {sweep_id}")
+    log.info("%s", total_line(sweep_id, len(rows), total, dry_run))
     missing = sorted(set(tables or []) - {str(r["table"]) for r in rows})
     if missing:
         raise AirflowFailException(f"backfill {sweep_id}: table(s) not swept: {', '.join(missing)}")

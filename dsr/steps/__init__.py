@@ -3,7 +3,7 @@
 The step functions are also importable from here: ``from dsr import steps; steps.run(policy, engine)``.
 """
 
-from dsr.steps.batch import Batch, safe_error, scrub
+from dsr.steps.batch import Batch, safe_error
 from dsr.steps.claim import claim_batch
 from dsr.steps.complete import complete_batch
 from dsr.steps.erase import erase_table
@@ -24,6 +24,5 @@ __all__ = [
     "finish_exports",
     "run",
     "safe_error",
-    "scrub",
     "verify_table",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,9 +22,9 @@ from dsr.core.audit_details import decoded, decoded_rows
 from dsr.core.policy import Policy, TableSpec
 from dsr.delta import access
 from dsr.delta import tables as deltautil
-from dsr.errors import DsrError, StepError
+from dsr.errors import DsrError, StepError, scrub
 
-__all__ = ["Batch", "safe_error", "scrub", "table_failures"]
+__all__ = ["Batch", "safe_error", "table_failures"]
 
 log = logging.getLogger("dsr.steps")
 
@@ -180,14 +180,6 @@ def table_failures(events: Sequence[dict[str, Any]], run_id: str | None = None) 
         elif e["event"] in ("table_exported", "table_erased", "table_retained"):
             out.pop(e["table_name"], None)
     return out
-
-
-def scrub(text: str, subjects: Iterable[str]) -> str:
-    """Replace any subject id in an error text by a placeholder (longest first)."""
-    for sid in sorted(set(subjects), key=len, reverse=True):
-        if sid:
-            text = text.replace(sid, "<subject>")
-    return text
 
 
 def safe_error(exc: BaseException, policy: Policy | None, run_id: str) -> Exception:

@@ -13,8 +13,9 @@ from dsr.core.masks import Strategy
 from dsr.core.policy import Policy
 from dsr.core.subjects import uncastable_note
 from dsr.delta import tables as deltautil
+from dsr.errors import scrub
 from dsr.steps import nearmatch
-from dsr.steps.batch import Batch, scrub, table_failures
+from dsr.steps.batch import Batch, table_failures
 from dsr.steps.verify import failed_suites
 
 __all__ = ["complete_batch"]

@@ -21,8 +21,9 @@ from dsr.core.masks import Strategy
 from dsr.core.policy import Policy, TableSpec
 from dsr.delta import access, commits
 from dsr.engines.base import CommitResult, Engine, ErasePlan
+from dsr.errors import scrub
 from dsr.plan import erasure
-from dsr.steps.batch import Batch, scrub
+from dsr.steps.batch import Batch
 from dsr.steps.sweep_state import spec_of
 
 __all__ = ["erase_table", "plan_commit"]

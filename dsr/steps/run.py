@@ -18,8 +18,9 @@ from typing import Any
 from dsr.core.policy import Policy
 from dsr.delta import access, opened
 from dsr.engines.base import Engine
+from dsr.errors import scrub
 from dsr.steps import progress
-from dsr.steps.batch import Batch, scrub
+from dsr.steps.batch import Batch
 from dsr.steps.claim import claim_batch
 from dsr.steps.complete import complete_batch
 from dsr.steps.erase import erase_table

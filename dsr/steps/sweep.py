@@ -35,7 +35,7 @@ from dsr.steps.sweep_state import TableState, spec_of
 from dsr.steps.verify import failed_suites
 from dsr.verify.checks import check_table
 
-__all__ = ["SweepReport", "TableSweep", "Window", "sweep", "sweep_table"]
+__all__ = ["SweepReport", "TableSweep", "Window", "sweep", "sweep_table", "sweepable"]
 
 log = logging.getLogger("dsr.steps")
 
@@ -214,11 +214,16 @@ def _record(policy: Policy, sweep_id: str, table: TableSpec, out: TableSweep, ct
              out.files_scanned, out.rows, "erased" if out.success else "FAILED verification")
 
 
+def sweepable(policy: Policy) -> list[str]:
+    """The tables a sweep can apply erasures to: every delete/anonymise table (a retained one keeps its rows)."""
+    return [t.name for t in policy.tables if t.erase is not Strategy.RETAIN]
+
+
 def sweep(policy: Policy, engine: Engine, sweep_id: str, *, tables: Sequence[str] | None = None,
           window: Window = Window(), dry_run: bool = False) -> SweepReport:
     """Sweep the chosen tables (default: every delete/anonymise table); a table that fails is reported and
     the others go on."""
-    names = list(tables) if tables else [t.name for t in policy.tables if t.erase is not Strategy.RETAIN]
+    names = list(tables) if tables else sweepable(policy)
     ctx = load_context(policy, dry_run=dry_run)
     report = SweepReport(sweep_id, dry_run)
     for name in names:
@@ -229,7 +234,8 @@ def sweep(policy: Policy, engine: Engine, sweep_id: str, *, tables: Sequence[str
             report.tables.append(_failed(policy, name, str(exc)))
         except Exception as exc:  # a foreign failure: one line, never an id
             report.tables.append(_failed(policy, name, access.error_line(exc)))
-        progress.finished("sweep", name, report.tables[-1].as_dict(), report.tables[-1].error)
+        with progress.dry_run(dry_run):
+            progress.finished("sweep", name, report.tables[-1].as_dict(), report.tables[-1].error)
     return report
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
+import stat
 from collections import Counter
 from pathlib import Path
 
@@ -12,13 +14,14 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from dsr.cli.demo import DEMO_MARKER, DemoInfo, build_demo_lake
+from dsr.cli.demo import DEMO_MARKER, DemoInfo, build_demo_lake, look_around
 from dsr.cli.demoleaks import subject_id_leaks
 from dsr.cli.main import main
 from dsr.core import control
 from dsr.core.policy import check_against_lake, load_policy
 
 KEY = "0123456789abcdef0123456789abcdef"
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +134,40 @@ def test_leak_check_finds_whole_ids_only() -> None:
     texts = {"log": "at 13:42:09.100008Z ran 2100008 things", "xcom": '["events"]', "bad": "user u000042 left"}
     assert subject_id_leaks(["100008", "u000042"], texts) == ["bad"]
     assert subject_id_leaks(["100008"], {"x": "customer 100008."}) == ["x"]
+
+
+def test_the_demo_exports_folder_is_private(demo: DemoInfo) -> None:
+    """README: local packages are 0600 files in 0700 folders; the demo's exports folder too, whatever the umask."""
+    assert stat.S_IMODE(os.stat(demo.exports).st_mode) == 0o700
+
+
+def _readme_look_around() -> list[list[str]]:
+    block = README.split("Afterwards, look around:", 1)[1].split("```", 2)[1]
+    return [ln.split("#", 1)[0].split()[1:] for ln in block.splitlines() if ln.startswith(".venv/bin/dsr ")]
+
+
+def test_the_closing_hint_suggests_commands_that_say_something_after_the_purge(tmp_path: Path) -> None:
+    """After the demo's run and purge (its erased ids are digests now), every command the demo's last lines and
+    README's "look around" suggest exits 0 and shows something: none is left with nothing to scan."""
+    from tests.invoke import dsr
+
+    info = build_demo_lake(tmp_path / "d", scale=0.02, key=KEY)
+    for _ in range(3):  # as the DAG's run does: every request processed, then the purge (purge_after_hours: 0)
+        assert dsr("run", "-q", env=info.env).returncode == 0
+        if not control.list_requests(load_policy(info.policy_path), status="pending"):
+            break
+    purge = dsr("purge", "-q", env=info.env)
+    assert purge.returncode == 0, purge.stdout + purge.stderr
+    ids = {r.request_id: "ERASE_ID" if r.kind == "erase" else "EXPORT_ID" for r in info.requests}
+    hint = [args for args, _ in look_around(info)]
+    assert [[ids.get(a, a) for a in args] for args in hint] == _readme_look_around()
+    for args in hint:
+        out = dsr(*args, env=info.env)
+        assert out.returncode == 0, (args, out.stdout + out.stderr)
+        assert out.stdout.strip(), args
+        assert not re.search(r"\bnothing to|\bno (completed )?erasures? to", out.stdout), (args, out.stdout)
+    erasure = dsr(*hint[1], env=info.env).stdout
+    assert re.search(r"purged \d{4}-\d\d-\d\d", erasure) and "residue: 0" in erasure, erasure
+    assert "0 row(s) would change" in dsr(*hint[3], env=info.env).stdout
+    assert subject_id_leaks(info.subjects("erase") + info.subjects("export"),
+                            {" ".join(a): dsr(*a, env=info.env).stdout for a in hint}) == []

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -294,3 +295,44 @@ def test_a_bad_subject_id_or_ticket_on_the_command_line_is_refused_without_echo(
 
     assert "secret" not in line and "person" not in line
     assert lakes.files(root / "lake", root / "exports") == before
+
+
+def _subparsers() -> dict[str, Any]:
+    """Every command's parser, by its words (``audit verify``, ``request erase``...)."""
+    import argparse
+
+    from dsr.cli.main import _parser
+
+    found: dict[str, Any] = {}
+
+    def walk(p: Any, words: str) -> None:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found[f"{words} {name}".strip()] = sub
+                    walk(sub, f"{words} {name}")
+
+    walk(_parser(), "")
+    return found
+
+
+def test_every_json_flag_says_what_it_prints() -> None:
+    with_json = {name: p for name, p in _subparsers().items() if "--json" in p._option_string_actions}
+    assert {"check", "requests", "run", "verify", "receipt", "residue", "purge", "sweep", "export-link",
+            "status"} <= set(with_json)
+    for name, p in with_json.items():
+        text = p._option_string_actions["--json"].help or ""
+        assert "JSON on stdout" in text, (name, text)
+
+
+def test_export_link_help_and_readme_say_the_ttl_default_is_the_packages_remaining_life() -> None:
+    """The synopsis names no value that looks like the default (the default is what is left of the package's
+    life, at most 7 days); README's synopsis is the parser's."""
+    link = _subparsers()["export-link"]
+    usage = " ".join(link.format_usage().split())
+    assert "[--ttl DURATION]" in usage and "24h]" not in usage
+    helptext = " ".join(link.format_help().split())
+    assert "default: what is left of the package's life, at most 7 days" in helptext
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert readme.count("dsr export-link REQUEST_ID [--ttl DURATION] [--for WHO] [--json]") == 2
+    assert "--ttl 24h]" not in readme

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from tests import lakes
@@ -78,3 +79,41 @@ def test_a_terminal_gets_a_live_line_per_table(lake: lakes.Lake) -> None:
     assert re.search(r"erase\s+events\s+working\.\.\.\r\x1b\[Kerase\s+events\s+\d+ row\(s\) changed", text), text
     assert "2 completed" in stdout.decode()
     assert not Leaks(ERASE).found_in(text)
+
+
+def test_a_dry_run_purge_says_what_it_would_remove_and_removes_nothing(lake: lakes.Lake) -> None:
+    lake.policy_path.write_text(lake.policy_path.read_text(encoding="utf-8") + "purge_after_hours: 0\n",
+                                encoding="utf-8")
+    assert dsr("run", "-q", env=lake.env).returncode == 0
+    before = lakes.files(lake.lake)
+    out = dsr("purge", "--dry-run", env=lake.env)
+    assert out.returncode == 0, out.stderr
+    line = re.search(r"dsr\.progress: purge events: (?!started)(.*)", out.stderr)
+    assert line is not None, out.stderr
+    assert re.fullmatch(r"would remove \d+ file\(s\), \d+ bytes", line.group(1)), line.group(1)
+    assert "removed" not in out.stderr
+    assert lakes.files(lake.lake) == before
+    done = dsr("purge", env=lake.env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"dsr\.progress: purge events: \d+ file\(s\) removed, \d+ bytes removed", done.stderr), done.stderr
+
+
+def test_a_dry_run_sweep_says_what_it_would_change(lake: lakes.Lake) -> None:
+    assert dsr("run", "-q", env=lake.env).returncode == 0
+    late = pa.table({"event_id": pa.array([9001, 9002], pa.int64()), "user_id": ["1003", "1002"],
+                     "event_date": ["2026-01-04"] * 2, "page": ["/back", "/x"], "payload": pa.array([b"a", b"b"])})
+    lakes.write_table(lake.lake / "events", late, partition_by=["event_date"])  # a replayed load: 1003 is back
+    out = dsr("sweep", "--dry-run", "--table", "events", env=lake.env)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"dsr\.progress: sweep events: \d+ row\(s\) scanned, \d+ file\(s\) read, would change 1 row\(s\)",
+                     out.stderr), out.stderr
+    assert "changed" not in out.stderr
+
+
+def test_an_export_says_rows_exported_not_changed(lake: lakes.Lake) -> None:
+    assert dsr("request", "export", "1005", env=lake.env).returncode == 0
+    out = dsr("run", env=lake.env)
+    assert out.returncode == 0, out.stderr
+    exported = re.findall(r"dsr\.progress: export (\w+): (?!started)(.*)", out.stderr)
+    assert exported and all(re.fullmatch(r"\d+ row\(s\) exported", text) for _, text in exported), exported
+    assert not re.search(r"dsr\.progress: export .*changed", out.stderr), out.stderr

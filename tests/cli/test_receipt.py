@@ -269,3 +269,37 @@ def test_an_unknown_request_id(processed: dict[str, Any], capsys: pytest.Capture
         assert out.stdout == ""
         assert out.stderr == "dsr: error: no request with id 'req_doesnotexist'\n"
     assert lakes.files(lake.root) == before  # nothing written
+
+
+def test_the_receipt_of_an_export_says_its_package_is_gone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A package the purge deleted (the person's erasure was purged): the receipt says DELETED, when and why
+    (its ``export_deleted`` audit event); a package removed by hand: NO LONGER THERE. Never the path alone."""
+    lake = lakes.busy(tmp_path / "w").use(monkeypatch)
+    lake.policy_path.write_text(lake.policy_path.read_text(encoding="utf-8") + "purge_after_hours: 0\n",
+                                encoding="utf-8")
+    policy = lake.policy()
+    erased = control.submit(policy, "export", "1003")[0]  # then erased: the purge deletes this package
+    kept = control.submit(policy, "export", "1005")[0]  # its package is removed by hand
+    control.submit(policy, "erase", "1003")
+    for _ in range(2):  # the erasure waits for the export of the same person
+        assert _cli(lake, "run", "-q").returncode == 0
+    shown = _cli(lake, "receipt", erased)
+    assert shown.returncode == 0 and "DELETED" not in shown.stdout and "NO LONGER" not in shown.stdout
+    assert json.loads(_cli(lake, "receipt", erased, "--json").stdout)["export_state"] == "present"
+
+    purge = _cli(lake, "purge")
+    assert purge.returncode == 0, purge.stdout + purge.stderr
+    rec = json.loads(_cli(lake, "receipt", erased, "--json").stdout)
+    assert rec["export_state"] == "deleted" and rec["export_deleted"]["why"] == "erased"
+    assert not Path(rec["export_uri"]).exists()
+    text = _cli(lake, "receipt", erased).stdout
+    line = next(ln for ln in text.splitlines() if ln.startswith("  export:"))
+    assert re.match(r"  export: DELETED \d{4}-\d\d-\d\d \d\d:\d\d UTC \(the person's erasure was purged\); it was ",
+                    line), line
+
+    package = Path(json.loads(_cli(lake, "receipt", kept, "--json").stdout)["export_uri"])
+    package.unlink()
+    rec = json.loads(_cli(lake, "receipt", kept, "--json").stdout)
+    assert rec["export_state"] == "missing" and rec["export_deleted"] is None
+    assert f"  export: NO LONGER THERE: {package}" in _cli(lake, "receipt", kept).stdout
+    assert Leaks(["1003", "1005"]).found_in(text) == []

@@ -157,3 +157,25 @@ def test_the_refusal_text_names_table_engine_and_features_only() -> None:
     assert text.startswith("table 'events' refused on engine delta-rs: unsupported Delta feature(s): ")
     assert "identityColumns (identity column(s) id): delta-rs cannot delete it; handled by" in text
     assert "rowTracking (writer feature)" in text
+
+
+def test_sail_refuses_change_data_feed_as_soon_as_it_is_listed_even_switched_off() -> None:
+    """Sail 0.7's writer checks the protocol's list: a table listing changeDataFeed with
+    delta.enableChangeDataFeed=false fails its MERGE at write time. The gate refuses it for Sail before any
+    write; delta-rs and delta-spark handle it; the feature is not *in use* for anyone else."""
+    off = info(reader=1, writer=7, wf=("invariants", "changeDataFeed", "appendOnly"),
+               config={"delta.enableChangeDataFeed": "false"})
+    assert names(off) == set()
+    refusals = gate(off, SAIL, (DELETE, UPDATE))
+    assert [(r.feature, r.operation, r.by) for r in refusals] == [
+        ("changeDataFeed", DELETE, SAIL.name), ("changeDataFeed", UPDATE, SAIL.name)]
+    assert {r.detail for r in refusals} == {"listed as a writer feature, though switched off"}
+    assert {r.handled_by for r in refusals} == {(DELTA_RS.name, DELTA_SPARK.name)}
+    for support in (DELTA_RS, DELTA_SPARK):
+        assert gate(off, support, (READ, DELETE, UPDATE)) == []
+    assert gate(off, SAIL, (READ,)) == []  # reading is the access layer's: not Sail's business
+    legacy = info(writer=4, config={"delta.enableChangeDataFeed": "false"})  # implied, not listed: Sail writes it
+    assert gate(legacy, SAIL, (DELETE, UPDATE)) == []
+    on = info(writer=7, wf=("changeDataFeed",), config={"delta.enableChangeDataFeed": "true"})
+    assert [(r.feature, r.detail) for r in gate(on, SAIL, (DELETE,))] == [
+        ("changeDataFeed", "delta.enableChangeDataFeed=true")]  # in use: refused once, as before

@@ -162,3 +162,45 @@ def test_sail_erases_a_column_mapping_table_and_delta_rs_confirms(tmp_path: Path
     assert control.list_requests(policy, ids=[rid])[0].status == "completed"
     assert not [r for r in lakes.rows(table.uri) if r[case.subject] == case.value]
     assert access.table_info(table.uri).fingerprint() == before
+
+
+def test_sail_refuses_a_table_listing_change_data_feed_switched_off_before_any_write(
+    tmp_path: Path, spark_remote: str, spark_connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table listing changeDataFeed among its writer features with CDF switched off: Sail's MERGE refuses it
+    at write time (``Unsupported table features required: [ChangeDataFeed]``, checked here on the server
+    itself, so the declaration stays true); the gate refuses it for Sail before anything is written, naming the
+    feature and who handles it; delta-rs erases it."""
+    from dsr.engines.spark import SparkEngine
+    from tests import spark_tables as st
+
+    uri = st.write_cdf_listed_off(tmp_path / "direct")
+    monkeypatch.delenv("DSR_SPARK_SERVER", raising=False)
+    with SparkEngine(spark_connect) as engine:
+        plan, source = st.plan_and_source(engine, uri, st.ERASED, {}, erase="delete")
+        with pytest.raises(Exception, match="ChangeDataFeed") as refused:
+            engine.erase(plan, source)
+    assert not [s for s in st.ERASED if s in str(refused.value)]
+    assert lakes.version(uri) == 3
+
+    root = tmp_path / "lake"
+    table = Path(st.write_cdf_listed_off(root / "lake" / "users"))
+    policy_path = lakes.write_policy(root, "lake: ./lake\nexports: ./exports\ntables:\n  - name: users\n"
+                                           "    path: users\n    subject: user_id\n    erase: delete\n")
+    before = lakes.files(table)
+    check = _cli(policy_path, "check", "--remote", spark_remote)
+    assert check.returncode == 1 and "changeDataFeed (listed as a writer feature, though switched off)" in check.stdout
+    assert "spark (Sail) cannot delete it; handled by delta-rs" in check.stdout, check.stdout
+    policy = load_policy(policy_path)
+    rid = control.submit(policy, "erase", st.ERASED[0])[0]
+    out = _cli(policy_path, "run", "--remote", spark_remote)
+    assert out.returncode == 1, out.stdout + out.stderr
+    req = control.list_requests(policy, ids=[rid])[0]
+    assert req.status == "failed" and "changeDataFeed" in (req.error or "") and "Sail" in (req.error or "")
+    assert lakes.files(table) == before  # nothing written
+    assert _cli(policy_path, "check").returncode == 0  # delta-rs handles it
+    again = control.submit(policy, "erase", st.ERASED[0])[0]
+    done = _cli(policy_path, "run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert control.list_requests(policy, ids=[again])[0].status == "completed"
+    assert not [r for r in lakes.rows(table) if r["user_id"] == st.ERASED[0]]

@@ -17,9 +17,8 @@ from dsr.engines.spark_sql import (
     key_frame,
     merge_statement,
     normalise_commit,
-    scrub_keys,
 )
-from dsr.errors import ConflictError
+from dsr.errors import ConflictError, scrub
 from tests import expect
 
 pytestmark = pytest.mark.spark
@@ -148,7 +147,7 @@ def test_finds_its_own_merge_among_later_commits() -> None:
 
 def test_scrubs_subject_ids_from_error_messages() -> None:
     text = "cannot cast 'subj-7f3a' near 42 in row [subj-7f3a, 420, x42]"
-    assert scrub_keys(text, ["subj-7f3a", 42]) == "cannot cast '<subject>' near <subject> in row [<subject>, 420, x42]"
+    assert scrub(text, ["subj-7f3a", 42]) == "cannot cast '<subject>' near <subject> in row [<subject>, 420, x42]"
     err = error_for("MERGE into /l/t", ValueError("bad value subj-7f3a\nmore lines subj-7f3a"), ["subj-7f3a"])
     assert isinstance(err, RuntimeError) and str(err) == (
         "spark: MERGE into /l/t failed: ValueError: bad value <subject>")

@@ -1,5 +1,6 @@
-"""DagBag integrity of dags/: dsr_process (one task per step of ``STEPS``) and dsr_process_spark_submit (one
-spark-submit of jobs/process.py) import cleanly and are configured as operators expect."""
+"""DagBag integrity of dags/: dsr_process (one task per step of ``STEPS``), dsr_backfill, and
+dags/spark_submit/dsr_process_spark_submit (one spark-submit of jobs/process.py, kept out of dags/ by its
+.airflowignore) import cleanly and are configured as operators expect."""
 
 from __future__ import annotations
 
@@ -19,7 +20,18 @@ pytestmark = pytest.mark.airflow
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILE = DAGS / "dsr_process.py"
-SUBMIT_FILE = DAGS / "dsr_process_spark_submit.py"
+SUBMIT_FILE = DAGS / "spark_submit" / "dsr_process_spark_submit.py"
+BACKFILL_FILE = DAGS / "dsr_backfill.py"
+
+
+def _both_shapes(root: Path) -> Path:
+    """A DAGs folder holding every DAG file (links to the real ones, so their paths resolve to the checkout), as
+    a deployment that put both shapes side by side would: what the spark-submit tests parse."""
+    folder = root / "all_dags"
+    folder.mkdir()
+    for f in (DAG_FILE, BACKFILL_FILE, SUBMIT_FILE):
+        (folder / f.name).symlink_to(f)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +64,36 @@ def dag(bag: Any) -> Any:
 
 def test_dags_import_without_errors(bag: Any) -> None:
     assert bag.import_errors == {}
-    assert set(bag.dags) == {"dsr_backfill", "dsr_process", "dsr_process_spark_submit"}
+    assert set(bag.dags) == {"dsr_backfill", "dsr_process"}
+
+
+def test_pointing_dags_folder_at_dags_loads_dsr_process_and_dsr_backfill_but_never_the_spark_submit_variant(
+    tmp_path: Path,
+) -> None:
+    """dags_folder = dags/ (README's Deploy): the two DAGs, and not the spark-submit variant, which would claim
+    requests on its own schedule beside dsr_process. The README's switch (.airflowignore naming dsr_process.py)
+    gives the other shape: dsr_backfill and dsr_process_spark_submit."""
+    code = (
+        "import json, sys\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "print(json.dumps([[sorted(b.dags), sorted(b.import_errors)] for b in\n"
+        "                  (DagBag(dag_folder=f, safe_mode=False) for f in sys.argv[1:])]))\n"
+    )
+    other = tmp_path / "dags"
+    shutil.copytree(DAGS, other, ignore=shutil.ignore_patterns("__pycache__"))
+    assert (other / ".airflowignore").read_text(encoding="utf-8").splitlines()[-1] == "spark_submit/"
+    (other / ".airflowignore").write_text("dsr_process.py\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-c", code, str(DAGS), str(other)], env=_subprocess_env(tmp_path),
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (dags, errors), (switched, switched_errors) = json.loads(done.stdout.strip().splitlines()[-1])
+    assert dags == ["dsr_backfill", "dsr_process"] and errors == []
+    assert switched == ["dsr_backfill", "dsr_process_spark_submit"] and switched_errors == []
+    readme = (DAGS.parent / "README.md").read_text(encoding="utf-8")
+    deploy = readme.split("### Deploy", 1)[1].split("\n### ", 1)[0]
+    for name in ("dags/dsr_process.py", "dags/dsr_backfill.py", "dags/spark_submit/dsr_process_spark_submit.py",
+                 "dags/.airflowignore"):
+        assert f"`{name}`" in deploy, name
 
 
 def test_the_dag_runs_the_claim_then_every_step_of_steps_in_order_then_the_sweep_and_the_purge(dag: Any) -> None:
@@ -195,9 +236,10 @@ def test_parsing_the_dags_imports_nothing_heavy(tmp_path: Path) -> None:
     code = (
         "import json, sys\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
-        f"bag = DagBag(dag_folder={str(DAGS)!r}, safe_mode=False)\n"
+        f"bags = [DagBag(dag_folder=f, safe_mode=False) for f in ({str(DAGS)!r}, {str(SUBMIT_FILE.parent)!r})]\n"
         "heavy = ('deltalake', 'pyarrow', 'pandas', 'great_expectations', 'pyspark')\n"
-        "print(json.dumps([sorted(bag.dags), sorted(bag.import_errors), [m for m in heavy if m in sys.modules]]))\n"
+        "print(json.dumps([sorted(d for b in bags for d in b.dags), sorted(e for b in bags for e in b.import_errors),\n"
+        "                  [m for m in heavy if m in sys.modules]]))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], env=_subprocess_env(tmp_path), capture_output=True,
                           text=True, timeout=120)
@@ -282,8 +324,9 @@ def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]
     }
     home = tmp_path_factory.mktemp("airflow_home_submit")
     env = _subprocess_env(home, DSR_PSEUDONYM_KEY=SECRET)
+    folder = _both_shapes(tmp_path_factory.mktemp("deployed"))
     done = subprocess.run(
-        [sys.executable, "-c", _PARSE, json.dumps(list(configs.values())), str(DAGS), SPARK_PROVIDER, RUN_ID],
+        [sys.executable, "-c", _PARSE, json.dumps(list(configs.values())), str(folder), SPARK_PROVIDER, RUN_ID],
         env=env, capture_output=True, text=True, timeout=240,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -388,7 +431,7 @@ def test_the_spark_submit_dag_runs_the_batch_on_spark_connect(
 
     home = tmp_path / "airflow_home"
     env = _subprocess_env(
-        home, **lake.env,
+        home, **lake.env, AIRFLOW__CORE__DAGS_FOLDER=str(SUBMIT_FILE.parent),
         AIRFLOW_CONN_SPARK_DEFAULT=json.dumps({"conn_type": "spark", "host": "local[*]"}),
         PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",  # spark-submit, as on a worker
         PYSPARK_PYTHON=sys.executable,

@@ -54,6 +54,7 @@ def backfill(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert migrate.returncode == 0, migrate.stderr[-3000:]
     out: dict[str, Any] = {"lake": lake, "env": env, "home": home, "before": lakes.files(lake.root)}
     out["bad"] = _airflow(["dags", "test", "dsr_backfill", "-c", json.dumps({"tables": ["nope"]})], env)
+    out["retained"] = _airflow(["dags", "test", "dsr_backfill", "-c", json.dumps({"tables": ["consents"]})], env)
     out["after_bad"] = lakes.files(lake.root)
     out["dry"] = _airflow(["dags", "test", "dsr_backfill", "-c", json.dumps({"tables": ["events"]})], env)
     out["after_dry"] = lakes.files(lake.root)
@@ -66,17 +67,35 @@ def _log(proc: subprocess.CompletedProcess[str]) -> str:
     return proc.stdout + proc.stderr
 
 
+def _summary_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    """What the summary task logged (the messages of dsr.dag's records from the summary task), in order."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", _log(proc))
+    start = text.index("starting task_id=summary")
+    found = re.findall(r"(?m)(?:^|\] )((?:events|users) +\S.*?|sweep .*?)(?: +\[[\w.]+\].*)?$", text[start:])
+    return [f.rstrip() for f in found]
+
+
 def test_a_bad_table_name_fails_the_run_before_anything_is_written(backfill: dict[str, Any]) -> None:
-    assert backfill["bad"].returncode != 0
+    """The message names the DAG's param (not the CLI's --table) and offers only the tables a sweep can change,
+    never the retained one; a retained table chosen is refused the same way."""
+    for run, name in ((backfill["bad"], "nope"), (backfill["retained"], "consents")):
+        assert run.returncode != 0
+        text = _log(run)
+        assert f"Tables (param \"tables\") '{name}': " in text, text[-3000:]
+        assert "(tables that can be swept: events, users)" in text
+        assert "--table" not in text
     assert "no such table in the policy" in _log(backfill["bad"])
+    assert "retained by policy" in _log(backfill["retained"])
     assert backfill["after_bad"] == backfill["before"]
 
 
 def test_the_dry_run_counts_and_writes_nothing(backfill: dict[str, Any]) -> None:
     dry = backfill["dry"]
     assert dry.returncode == 0, _log(dry)[-5000:]
-    assert "1 table(s), 2 row(s) would change (dry run: nothing written)" in _log(dry)
-    assert "would delete 2 row(s)" in _log(dry)
+    lines = _summary_lines(dry)
+    assert lines[-1] == "sweep (dry run): 2 row(s) would change in 1 table(s); nothing was written", lines
+    assert re.fullmatch(r"events +full: \d+ of \d+ file\(s\) read; would delete 2 row\(s\) in 1 file\(s\) "
+                        r"of 1 erased subject\(s\) \(of 1 on the suppression list\)", lines[0]), lines
     assert backfill["after_dry"] == backfill["before"]
 
 
@@ -85,7 +104,8 @@ def test_the_backfill_erases_the_chosen_table_only_and_the_summary_shows_the_cou
     done = backfill["apply"]
     assert done.returncode == 0, _log(done)[-5000:]
     text = _log(done)
-    assert "1 table(s), 2 row(s) changed; dsr receipt swp_" in text
+    last = _summary_lines(done)[-1]
+    assert re.fullmatch(r"sweep (swp_[0-9a-f]{16}): 2 row\(s\) changed in 1 table\(s\); dsr receipt \1", last), last
     lake: lakes.Lake = backfill["lake"]
     pages = sorted(((r["user_id"], r["page"]) for r in lakes.rows(lake.lake / "events")), key=repr)
     assert pages == sorted([("u2", "/cart"), (None, "/help"), ("u2", "/r2")], key=repr)

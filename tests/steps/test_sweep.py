@@ -113,6 +113,27 @@ def test_a_dry_run_changes_no_file(erased: lakes.Lake) -> None:
     assert lakes.files(erased.root) == before
 
 
+def test_a_bad_or_retained_table_names_the_option_and_offers_only_sweepable_tables(erased: lakes.Lake) -> None:
+    before = lakes.files(erased.root)
+    for name, why in (("nope", "no such table in the policy"), ("consents", "retained by policy")):
+        out = _cli(erased, "sweep", "--table", name)
+        assert out.returncode == 2 and out.stdout == "", out.stdout + out.stderr
+        assert out.stderr == (f"dsr: error: --table {name!r}: {why}"
+                              + (", a sweep never changes it" if name == "consents" else "")
+                              + " (tables that can be swept: events, users)\n"), out.stderr
+    assert lakes.files(erased.root) == before
+
+
+def test_the_dry_run_and_the_sweep_end_with_the_total_line_the_backfill_dag_logs(erased: lakes.Lake) -> None:
+    _late_rows(erased)
+    dry = _cli(erased, "sweep", "--dry-run").stdout.splitlines()
+    assert dry[-1] == "sweep (dry run): 3 row(s) would change in 2 table(s); nothing was written", dry
+    done = _cli(erased, "sweep").stdout.splitlines()
+    sweep_id = json.loads(_cli(erased, "sweep", "--json").stdout)["sweep_id"]
+    assert done[-1].endswith(" row(s) changed in 2 table(s); dsr receipt " + done[-1].split()[1].rstrip(":"))
+    assert done[-1].startswith("sweep swp_") and sweep_id.startswith("swp_")
+
+
 def test_a_table_restored_to_before_the_erasure_is_cleaned(erased: lakes.Lake) -> None:
     events = erased.lake / "events"
     assert _cli(erased, "sweep").returncode == 0

@@ -13,9 +13,10 @@ The pseudonym key never goes into the command line or a templated field: spark-s
 worker's environment (client mode), a cluster-mode driver gets it from the cluster's own secrets.
 
 Beside it, **check_deadlines** alerts on overdue requests as in `dsr_process` (see there). Deploy this file or
-`dsr_process.py`, not both: each would claim requests on its own schedule
-(`DSR_SCHEDULE`, default `@hourly`). Settings read where the DAG is parsed: `DSR_SPARK_CONN_ID`,
-`DSR_SPARK_APPLICATION`, `DSR_SPARK_PACKAGES`, `DSR_SPARK_PYTHON` (the driver's python).
+`dsr_process.py`, not both: each would claim requests on its own schedule (`DSR_SCHEDULE`, default `@hourly`).
+`dags/.airflowignore` keeps this folder out when `dags_folder` is `dags/`; to deploy this shape from there,
+make that file name `dsr_process.py` instead of `spark_submit/`. Settings read where the DAG is parsed:
+`DSR_SPARK_CONN_ID`, `DSR_SPARK_APPLICATION`, `DSR_SPARK_PACKAGES`, `DSR_SPARK_PYTHON` (the driver's python).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def dsr_process_spark_submit() -> None:
     # means classic Spark). Credentials stay in the environment spark-submit inherits, never in args, conf or
     # env_vars, which are rendered, shown in the UI and put on the command line.
     python = _setting("DSR_SPARK_PYTHON")
-    application = _setting("DSR_SPARK_APPLICATION") or str(Path(__file__).resolve().parents[1] / "jobs" / "process.py")
+    application = _setting("DSR_SPARK_APPLICATION") or str(Path(__file__).resolve().parents[2] / "jobs" / "process.py")
     SparkSubmitOperator(
         task_id="spark_submit",
         conn_id=_setting("DSR_SPARK_CONN_ID") or "spark_default",
