@@ -62,6 +62,7 @@ class Policy:
     purge_after_hours: int = 168
     export_ttl_days: int = 30
     erase_cooldown_days: int = 0
+    lease_wait_seconds: int = 120
     delivery: Delivery = field(default_factory=Delivery)
 
     def purge_window_hours(self, table: TableSpec) -> int:

@@ -28,7 +28,7 @@ from dsr.errors import PolicyError
 _TOP_KEYS = {
     "lake", "control", "exports", "pseudonym_key_env", "export_before_erase", "tables", "exempt",
     "subject_columns", "max_attempts", "claim_ttl_minutes", "due_days", "purge_after_hours",
-    "export_ttl_days", "erase_cooldown_days", *DELIVERY_KEYS,
+    "export_ttl_days", "erase_cooldown_days", "lease_wait_seconds", *DELIVERY_KEYS,
 }
 _TABLE_KEYS = {"name", "path", "subject", "erase", "mask", "reason", "never_export", "export", "purge_after_hours"}
 
@@ -45,6 +45,7 @@ _INT_RANGES = (
     ("purge_after_hours", 168, 0, 87600),  # 10 years
     ("export_ttl_days", 30, 1, 3650),
     ("erase_cooldown_days", 0, 0, 90),
+    ("lease_wait_seconds", 120, 0, 86400),  # how long run, sweep and purge wait for each other (dsr.core.lease)
 )
 
 
@@ -102,6 +103,7 @@ def parse(raw: Mapping[str, Any], p: Path) -> Policy:
         exempt=_parse_exempt(raw.get("exempt") or [], lake, p), subject_columns=tuple(subject_columns),
         max_attempts=ints["max_attempts"], claim_ttl_minutes=ints["claim_ttl_minutes"], due_days=ints["due_days"],
         purge_after_hours=ints["purge_after_hours"], export_ttl_days=ints["export_ttl_days"],
+        lease_wait_seconds=ints["lease_wait_seconds"],
         erase_cooldown_days=ints["erase_cooldown_days"], delivery=parse_delivery(raw, p, exports),
     )
 

@@ -27,7 +27,7 @@ from dsr.delta import storage
 from dsr.delta import tables as deltautil
 from dsr.errors import PolicyError
 
-__all__ = ["Entries", "digests_of", "ensure", "load", "uri"]
+__all__ = ["Entries", "check_key", "digests_of", "ensure", "load", "uri"]
 
 
 def uri(policy: Policy) -> str:
@@ -106,14 +106,27 @@ def load(policy: Policy, key: bytes, also: Sequence[Request] = ()) -> Entries:
         new = _new_rows(key, [r for r, known in zip(todo, listed.to_pylist(), strict=True) if not known])
         data = pa.concat_tables([data, pa.Table.from_pylist(new, schema=_schema())])
     if data.num_rows and not pc.all(pc.equal(data["key_check"], key_check(key))).as_py():
-        raise PolicyError(f"the suppression list at {uri(policy)} was written with another key than "
-                          f"${policy.pseudonym_key_env}: set the key its entries were made with")
+        check_key(policy, key)  # raises: one wording
     first = (data.sort_by([("added_at", "ascending")])
              .group_by("request_id", use_threads=False)
              .aggregate([("digest_text", "first"), ("digest_int", "first"), ("added_at", "first")]))
     newest = pc.max(first["added_at_first"]).as_py() if first.num_rows else None
     return Entries(request_ids=first["request_id"].combine_chunks(), text=first["digest_text_first"].combine_chunks(),
                    integer=first["digest_int_first"].combine_chunks(), added_through=newest)
+
+
+def check_key(policy: Policy, key: bytes) -> None:
+    """PolicyError (nothing written) when entries of the list were made with another key than ``key``: a purge
+    would digest the control table with the wrong key, a sweep match nobody."""
+    import pyarrow.compute as pc
+
+    table = deltautil.open_table(uri(policy))
+    if table is None:
+        return
+    checks = deltautil.read_all(table, ["key_check"])["key_check"]
+    if len(checks) and not pc.all(pc.equal(checks, key_check(key))).as_py():
+        raise PolicyError(f"the suppression list at {uri(policy)} was written with another key than "
+                          f"${policy.pseudonym_key_env}: set the key its entries were made with")
 
 
 def _todo(requests: Sequence[Request]) -> list[Request]:

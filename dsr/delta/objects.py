@@ -83,6 +83,7 @@ def write_whole(root: str, rel: str, data: bytes) -> None:
         s3_client().put_object(Bucket=bucket, Key=key, Body=data)
         return
     path = _local(root, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     temp = _temporary_beside(path, data)
     try:
         os.replace(temp, path)

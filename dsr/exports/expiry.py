@@ -7,12 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from dsr.delta import storage
+from dsr.delta import objects, storage
 
-__all__ = ["delete_documents", "expired_documents"]
+__all__ = ["DOCUMENT_NAMES", "delete_documents", "documents_of", "expired_documents"]
 
 _DOCUMENT = re.compile(r"^(req_[0-9a-f]{16})\.(?:json|zip|zip\.sealed)$")  # documents (before packages), packages
 
@@ -31,7 +31,8 @@ def _exported_at(filesys: Any, path: str, mtime: dt.datetime | None) -> dt.datet
 
 
 def expired_documents(exports: str, now: dt.datetime, ttl_days: int) -> dict[str, str]:
-    """request id -> document path, for every export document older than ``ttl_days``."""
+    """request id -> document path, for every export document older than ``ttl_days`` (found by name under the
+    exports root)."""
     from pyarrow import fs
 
     filesys, base = storage.filesystem(exports)
@@ -50,16 +51,25 @@ def expired_documents(exports: str, now: dt.datetime, ttl_days: int) -> dict[str
     return out
 
 
-def delete_documents(exports: str, documents: Mapping[str, str]) -> set[str]:
-    """Delete these documents (request id -> path inside the exports' filesystem, or its URI); returns the
-    request ids whose document was there."""
+DOCUMENT_NAMES = ("{}.zip", "{}.zip.sealed", "{}.json")  # a package, a sealed package, a document before packages
+
+
+def documents_of(exports: str, request_ids: Iterable[str]) -> dict[str, list[str]]:
+    """request id -> the names of its documents present under ``exports`` (found by name below the policy's
+    exports root, never by a path stored elsewhere: a copied or restored lake names its own exports)."""
     from pyarrow import fs
 
-    filesys, _ = storage.filesystem(exports)
-    gone = set()
-    for rid, path in documents.items():
-        inside = path.split("://", 1)[1] if "://" in path else path
-        if filesys.get_file_info(inside).type == fs.FileType.File:
-            filesys.delete_file(inside)
-            gone.add(rid)
-    return gone
+    wanted = {name.format(rid): rid for rid in request_ids for name in DOCUMENT_NAMES}
+    filesys, base = storage.filesystem(exports)
+    out: dict[str, list[str]] = {}
+    for info in filesys.get_file_info(fs.FileSelector(base, allow_not_found=True)):
+        if info.type == fs.FileType.File and info.base_name in wanted:
+            out.setdefault(wanted[info.base_name], []).append(info.base_name)
+    return out
+
+
+def delete_documents(exports: str, request_ids: Iterable[str]) -> set[str]:
+    """Delete the documents of these requests under ``exports``; returns the request ids that had one."""
+    found = documents_of(exports, request_ids)
+    objects.delete(exports, [name for names in found.values() for name in names])
+    return set(found)

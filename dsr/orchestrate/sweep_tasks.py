@@ -8,6 +8,7 @@ the DAG run's id, so every task of a run writes under the same id (``dsr receipt
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Any
@@ -149,6 +150,7 @@ def backfill_table(table: str) -> dict[str, Any]:
     from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowFailException
 
+    from dsr.core import lease
     from dsr.steps import sweep as sweeping
 
     get_current_context()["dsr_table"] = table  # type: ignore[typeddict-unknown-key]  # map_index_template
@@ -158,8 +160,9 @@ def backfill_table(table: str) -> dict[str, Any]:
         window = _window()
         engine = kit.task_engine()
         try:
-            ctx = sweeping.load_context(policy, dry_run=dry_run)
-            out = sweeping.sweep_table(policy, engine, _sweep_id(), table, ctx, window=window, dry_run=dry_run)
+            with contextlib.nullcontext() if dry_run else lease.shared(policy, f"{_sweep_id()}.{table}", "sweep"):
+                ctx = sweeping.load_context(policy, dry_run=dry_run)
+                out = sweeping.sweep_table(policy, engine, _sweep_id(), table, ctx, window=window, dry_run=dry_run)
         finally:
             engine.close()
     counts = {"dry_run": dry_run, **_counts(out.as_dict())}

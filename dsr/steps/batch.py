@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsr.core import audit, control
+from dsr.core import audit, control, lease
 from dsr.core.audit_details import decoded, decoded_rows
 from dsr.core.policy import Policy, TableSpec
 from dsr.delta import access
@@ -157,6 +157,7 @@ class Batch:
         at = now or dt.datetime.now(dt.UTC)
         half = dt.timedelta(minutes=self.policy.claim_ttl_minutes) / 2
         due = [r.request_id for r in self.requests if r.lease_until is None or r.lease_until - at < half]
+        lease.renew(self.policy, self.run_id, "run")
         return control.renew_lease(self.policy, self.run_id, due) if due else 0
 
     def refuse(self, table: TableSpec, request_ids: Sequence[str], step: str, reason: str, *, final: bool) -> None:

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from dsr import exports as exporting
-from dsr.core import audit_guard, control, coverage
+from dsr.core import audit_guard, control, coverage, lease
 from dsr.core.cooldown import erase_waits
 from dsr.core.policy import Policy
 from dsr.steps.batch import Batch
@@ -23,13 +23,15 @@ def claim_batch(policy: Policy, run_id: str | None = None, *, now: dt.datetime |
     Refuses (CoverageError, nothing claimed) while a personal table is neither covered nor exempt, (InputError)
     when the exports location is unusable, and (AuditChainError) when the audit log's chain is broken. Then
     removes the export parts of runs no longer alive (they hold personal data), with the live runs known from the
-    claim's own read. Erasures still in their cool-down after an export (``erase_cooldown_days``) are not
+    claim's own read. The run holds a shared lease (:mod:`dsr.core.lease`) from here to its completion, so it
+    never overlaps a purge. Erasures still in their cool-down after an export (``erase_cooldown_days``) are not
     claimed; ``now`` (default: the clock) decides.
     """
     coverage.require_covered(policy)
     exporting.check_location(policy.exports)
     run_id = control.check_run_id(run_id) if run_id else control.new_run_id()
     intact = audit_guard.require_intact_chain(policy)  # nothing is written on a broken audit chain
+    lease.hold(policy, run_id, "run")  # until the batch completes: a purge waits for it, or it for a purge
     live: set[str] = set()
     at = now or dt.datetime.now(dt.UTC)
     cooling = cooling_erasures(policy, at)
@@ -40,6 +42,8 @@ def claim_batch(policy: Policy, run_id: str | None = None, *, now: dt.datetime |
     exports, erasures = batch.of("export"), batch.of("erase")
     log.info("run %s: %d export and %d erase request(s) claimed, %d erasure(s) cooling down", run_id, len(exports),
              len(erasures), len(cooling))
+    if not batch.requests:
+        lease.release(policy, run_id)  # nothing to do: no step (nor the completion) follows
     return {
         "run_id": run_id,
         "requests": len(batch.requests),

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from dsr.core import audit_guard, control
+from dsr.core import audit_guard, control, lease
 from dsr.core.masks import Strategy
 from dsr.core.policy import Policy
 from dsr.core.subjects import uncastable_note
@@ -105,7 +105,15 @@ def _suppress(policy: Policy, requests: list[control.Request]) -> None:
 
 def complete_batch(policy: Policy, run_id: str, errors: dict[str, str] | None = None) -> dict[str, Any]:
     """Complete every erasure of the run that is erased and verified everywhere; fail the rest (a refused
-    table fails its requests for good: retrying cannot help until the table or the engine changes)."""
+    table fails its requests for good: retrying cannot help until the table or the engine changes). Gives back
+    the run's lease at the end (:mod:`dsr.core.lease`)."""
+    try:
+        return _complete(policy, run_id, errors)
+    finally:
+        lease.release(policy, run_id)
+
+
+def _complete(policy: Policy, run_id: str, errors: dict[str, str] | None) -> dict[str, Any]:
     batch = Batch.load(policy, run_id)
     reqs = batch.requests
     done: list[dict[str, Any]] = []

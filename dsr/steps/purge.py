@@ -1,16 +1,23 @@
-"""Purge: physically remove what completed erasures left in their tables, once each table's window has passed.
+"""Purge: physically remove what completed erasures left behind, once each table's window has passed.
 
 An erase commit at version V leaves the person's rows in the files it removed (time travel reads them), their
 values in the statistics and partition values of old log entries, and, where an engine only marked rows with
-deletion vectors, in live files. For every delete/anonymise table with completed erasures not yet purged whose
-erase commit is ``purge_after_hours`` old (the table's, else the policy's), :func:`dsr.delta.maintenance.
-purge_through` removes all of it, keeping every version from V on readable (versions before V become
-unreadable: the report names them). Each purged request gets a ``table_purged`` audit event.
+deletion vectors, in live files. The purge has two stages, each safe to be killed at any point and finished by
+the next ``dsr purge`` (README: "Crash safety"); it holds the exclusive lease (:mod:`dsr.core.lease`), so no run
+or sweep reads or writes beside it.
 
-Once every delete/anonymise table of an erasure is purged, its subject id in the control table is replaced by a
-keyed digest (:func:`dsr.core.masks.subject_digest`) and the control table is purged the same way, so no file of
-it keeps the raw id (a ``minimised`` audit event). Then the residue scan runs on the purged requests, with the
-ids still in memory. Tables without due erasures are never touched.
+1. **Tables.** For every delete/anonymise table with completed erasures (and committed sweeps) not yet purged
+   whose erase commit is ``purge_after_hours`` old, :func:`dsr.delta.maintenance.purge_through` removes all of
+   it, keeping every version from V on readable. The table's files are then searched for the purged people
+   (their ids are still in the control table); only when none is found do its requests get a ``table_purged``
+   audit event. A table that keeps residue is reported (exit 1) and purged again next time.
+2. **Settling.** An erasure purged in every delete/anonymise table, without a ``minimised`` event yet, is
+   settled whatever the first stage did this time (a purge killed after stage 1 is finished here): its
+   suppression entry is made; its person's export packages are deleted, found by request id under the policy's
+   ``exports`` (never by a stored path); the residue scan runs with the raw id (a ``residue_scanned`` event);
+   then the id is replaced by a keyed digest in the control table, whose older versions are purged the same
+   way, the control table is checked, and a ``minimised`` event marks the erasure purged. Until that event,
+   ``dsr requests`` shows the purge as due.
 """
 
 from __future__ import annotations
@@ -20,18 +27,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsr.core import audit, control, suppression
+from dsr.core import audit, audit_guard, control, lease, suppression
 from dsr.core.masks import Strategy, subject_digest
 from dsr.core.policy import Policy, TableSpec
-from dsr.core.requests import Request
-from dsr.delta import access, maintenance, physical
+from dsr.core.requests import SUBJECT_DIGEST_PREFIX, Request
+from dsr.delta import access, crashpoints, maintenance, physical, storage
 from dsr.engines.base import Engine
 from dsr.errors import DsrError
 from dsr.exports import expiry
 from dsr.steps import progress
 from dsr.verify import residue
 
-__all__ = ["PurgeReport", "TablePurge", "due_purges", "purge", "purge_states", "purge_states_of"]
+__all__ = ["PurgeReport", "TablePurge", "due_purges", "new_purge_id", "purge", "purge_states", "purge_states_of"]
 
 
 @dataclass
@@ -53,6 +60,7 @@ class TablePurge:
 @dataclass
 class PurgeReport:
     dry_run: bool
+    purge_id: str = ""
     tables: list[TablePurge] = field(default_factory=list)
     waiting: dict[str, str] = field(default_factory=dict)  # table -> when its next erasure is due for purge
     own_residue: dict[str, int] = field(default_factory=dict)  # control table, audit table, exports
@@ -61,12 +69,17 @@ class PurgeReport:
 
     @property
     def exit_code(self) -> int:
-        return 1 if any(t.error or t.residue for t in self.tables) or self.minimised.get("control_residue") else 0
+        return 1 if any(t.error or t.residue for t in self.tables) or self.minimised.get("control_residue") \
+            or any(self.own_residue.values()) else 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dry_run": self.dry_run, "tables": [t.as_dict() for t in self.tables], "waiting": self.waiting,
-                "own_residue": self.own_residue, "minimised": self.minimised, "exports": self.exports,
-                "exit_code": self.exit_code}
+        return {"dry_run": self.dry_run, "purge_id": self.purge_id, "tables": [t.as_dict() for t in self.tables],
+                "waiting": self.waiting, "own_residue": self.own_residue, "minimised": self.minimised,
+                "exports": self.exports, "exit_code": self.exit_code}
+
+
+def new_purge_id() -> str:
+    return "purge_" + control.new_run_id().removeprefix("run_")
 
 
 @dataclass
@@ -105,6 +118,38 @@ class _Due:
     committed: bool
 
 
+@dataclass
+class _Ledger:
+    """What the control table and the audit log say of the erasures a purge may act on (read once)."""
+
+    completed: list[Request]  # completed erasures
+    events: dict[str, list[Mapping[str, Any]]]  # request or sweep id -> its events, chain order
+    sweeps: set[str]  # sweep ids that committed somewhere
+
+    @classmethod
+    def read(cls, policy: Policy) -> _Ledger:
+        completed = [r for r in control.list_requests(policy, status="completed") if r.kind == "erase"]
+        everything = audit.events(policy)
+        events: dict[str, list[Mapping[str, Any]]] = {r.request_id: [] for r in completed}
+        for ev in everything:
+            if ev["request_id"] in events:
+                events[ev["request_id"]].append(ev)
+        sweeps = _sweeps(everything)
+        events.update(sweeps)
+        return cls(completed, events, set(sweeps))
+
+    def unsettled(self, policy: Policy) -> list[Request]:
+        """The erasures purged in every delete/anonymise table that no ``minimised`` event marks settled."""
+        tables = {t.name for t in policy.tables if t.erase is not Strategy.RETAIN}
+        out = []
+        for r in self.completed:
+            evs = self.events.get(r.request_id, [])
+            purged = {e["table_name"] for e in evs if e["event"] == "table_purged"}
+            if tables <= purged and not any(e["event"] == "minimised" for e in evs):
+                out.append(r)
+        return out
+
+
 def _sweeps(events: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
     """Sweep id -> its events, for the sweeps that committed (their removed files hold the swept rows)."""
     out: dict[str, list[Mapping[str, Any]]] = {}
@@ -115,18 +160,12 @@ def _sweeps(events: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, 
         for e in evs)}
 
 
-def due_purges(policy: Policy, now: dt.datetime) -> tuple[dict[str, _Due], dict[str, str]]:
+def due_purges(policy: Policy, now: dt.datetime, ledger: _Ledger | None = None
+               ) -> tuple[dict[str, _Due], dict[str, str]]:
     """table -> its due erasures (and sweeps that committed: they are purged the same way, under their sweep
     id); table -> when the next one is due."""
-    completed: list[Request] = [r for r in control.list_requests(policy, status="completed") if r.kind == "erase"]
-    everything = audit.events(policy)
-    events: dict[str, list[Mapping[str, Any]]] = {r.request_id: [] for r in completed}
-    for ev in everything:
-        if ev["request_id"] in events:
-            events[ev["request_id"]].append(ev)
-    sweeps = _sweeps(everything)
-    events.update(sweeps)
-    ids = [r.request_id for r in completed] + sorted(sweeps)
+    led = ledger or _Ledger.read(policy)
+    ids = [r.request_id for r in led.completed] + sorted(led.sweeps)
     due: dict[str, _Due] = {}
     waiting: dict[str, str] = {}
     for table in policy.tables:
@@ -135,8 +174,8 @@ def due_purges(policy: Policy, now: dt.datetime) -> tuple[dict[str, _Due], dict[
         window = dt.timedelta(hours=policy.purge_window_hours(table))
         todo = _Due(None, [], False)
         for rid in ids:
-            e = _erase_versions(events[rid], table.name)
-            if e.purged or e.at is None or (rid in sweeps and not e.committed):
+            e = _erase_versions(led.events[rid], table.name)
+            if e.purged or e.at is None or (rid in led.sweeps and not e.committed):
                 continue
             if e.at + window > now:
                 waiting[table.name] = min(waiting.get(table.name, "~"), (e.at + window).strftime("%Y-%m-%d %H:%M"))
@@ -150,29 +189,41 @@ def due_purges(policy: Policy, now: dt.datetime) -> tuple[dict[str, _Due], dict[
     return due, waiting
 
 
-def _purge_table(policy: Policy, table: TableSpec, due: _Due, dry_run: bool,
+def _purge_table(policy: Policy, table: TableSpec, due: _Due, people: Sequence[Request], dry_run: bool,
                  rewrite: tuple[str, Callable[[str], int]] | None) -> TablePurge:
-    """Purge one table through the due version. When none of the erasures committed here (their people had no
-    live row), their rows may still be in old versions or behind deletion vectors someone else wrote: the
-    table's files are searched first, and its history is cut only if one of them is found."""
+    """Purge one table through the due version, then search its files for ``people`` (the due erasures whose
+    ids are known; sweeps have none): ``table_purged`` events only when none is left. When none of the erasures
+    committed here (their people had no live row), their rows may still be in old versions or behind deletion
+    vectors someone else wrote: the files are searched first, and the history is cut only if one is found."""
     out = TablePurge(table.name, due.version, due.request_ids)
+    names, keys = residue.search_terms(table, people) if people else (set(), None)
+    wanted = keys.keys.to_pylist() if keys is not None else []
     if due.version is not None and not due.committed:
-        found = residue.table_counts(table, control.list_requests(policy, ids=due.request_ids))
+        found = residue.table_counts(table, people) if people else {}
         if not any(sum(c.values()) for c in found.values()):
             out.version = None
     if out.version is None:  # nothing of these people is on disk here: nothing to remove
         out.removed = {"unreadable_versions": "none"}
     elif dry_run:
-        out.removed = maintenance.plan(table.uri, out.version).as_dict()
+        out.removed = maintenance.plan(table.uri, out.version, names=names, keys=wanted).as_dict()
     else:
         private = {table.subject, *table.mask_map}
-        done = maintenance.purge_through(table.uri, out.version, private=private, rewrite=rewrite)
+        done = maintenance.purge_through(table.uri, out.version, private=private, names=names, keys=wanted,
+                                         rewrite=rewrite)
         out.version = done.version
         out.removed = done.as_dict()
-    if not dry_run:
-        audit.append(policy, [audit.AuditEvent("table_purged", request_id=rid, table_name=table.name,
-                                               details={**out.removed, "version": out.version})
-                              for rid in due.request_ids])
+    if dry_run:
+        return out
+    left = residue.table_counts(table, people) if people else {}
+    out.residue = sum(sum(c.values()) for c in left.values())
+    if out.residue:
+        out.error = (f"{out.residue} finding(s) of the purged erasures are still in the table's files (dsr "
+                     "residue names the places); not marked purged: the next purge tries again")
+        return out
+    crashpoints.reached("purge.table_checked")
+    audit.append(policy, [audit.AuditEvent("table_purged", request_id=rid, table_name=table.name, details={
+        **out.removed, "version": out.version, "residue": left.get(rid)}) for rid in due.request_ids])
+    crashpoints.reached("purge.table_recorded")
     return out
 
 
@@ -185,91 +236,191 @@ def _rewriter(engine: Engine | None) -> tuple[str, Callable[[str], int]] | None:
 
 
 def purge(policy: Policy, *, dry_run: bool = False, now: dt.datetime | None = None,
-          engine: Engine | None = None) -> PurgeReport:
-    """Purge every table with due erasures (or, ``dry_run``, say what that would remove, writing nothing).
-    Writing needs the pseudonym key (for the digests): PolicyError before anything is written when unset.
-    ``engine``: a Spark engine whose server rewrites deletion-vector files itself (REORG); the rest of the
-    maintenance is delta-rs on every engine (VACUUM, checkpoints and log cleanup are not Spark SQL on all)."""
-    key = None if dry_run else policy.pseudonym_key()
+          engine: Engine | None = None, purge_id: str | None = None) -> PurgeReport:
+    """Purge every table with due erasures and settle every erasure purged everywhere (or, ``dry_run``, say
+    what that would remove, writing nothing). Writing needs the pseudonym key (for the digests; checked against
+    the suppression list's), an intact audit chain and the exclusive lease: refused before anything is written
+    otherwise. ``engine``: a Spark engine whose server rewrites deletion-vector files itself (REORG); the rest of
+    the maintenance is delta-rs on every engine (VACUUM, checkpoints and log cleanup are not Spark SQL on all)."""
+    pid = purge_id or new_purge_id()
+    if dry_run:
+        return _purge(policy, pid, None, dry_run=True, now=now, engine=engine, keep=lambda: None)
+    key = policy.pseudonym_key()
+    suppression.check_key(policy, key)
+    intact = audit_guard.require_intact_chain(policy)
+    if not _anything_to_do(policy, now or dt.datetime.now(dt.UTC)):  # then nothing is written, not even a lease
+        return _purge(policy, pid, key, dry_run=False, now=now, engine=engine, keep=lambda: None)
+    with lease.exclusive(policy, pid) as keep:
+        report = _purge(policy, pid, key, dry_run=False, now=now, engine=engine, keep=keep)
+    audit_guard.remember(policy, intact)
+    return report
+
+
+def _anything_to_do(policy: Policy, now: dt.datetime) -> bool:
+    """Whether a purge would write: a table due, an erasure to settle, or a package past its time."""
+    ledger = _Ledger.read(policy)
+    return bool(due_purges(policy, now, ledger)[0] or ledger.unsettled(policy)
+                or expiry.expired_documents(policy.exports, now, policy.export_ttl_days))
+
+
+def _purge(policy: Policy, pid: str, key: bytes | None, *, dry_run: bool, now: dt.datetime | None,
+           engine: Engine | None, keep: Callable[[], None]) -> PurgeReport:
     now = now or dt.datetime.now(dt.UTC)
-    due, waiting = due_purges(policy, now)
-    report = PurgeReport(dry_run=dry_run, waiting={t: w for t, w in waiting.items() if t not in due})
+    ledger = _Ledger.read(policy)
+    due, waiting = due_purges(policy, now, ledger)
+    report = PurgeReport(dry_run=dry_run, purge_id=pid, waiting={t: w for t, w in waiting.items() if t not in due})
+    known = {r.request_id: r for r in ledger.completed if not r.minimised}
     for table in policy.tables:
         if table.name not in due:
             continue
         todo = due[table.name]
+        keep()
         progress.started("purge", table.name)
+        people = [known[rid] for rid in todo.request_ids if rid in known]
         try:
-            report.tables.append(_purge_table(policy, table, todo, dry_run, _rewriter(engine)))
+            report.tables.append(_purge_table(policy, table, todo, people, dry_run, _rewriter(engine)))
         except Exception as exc:  # a foreign failure mid-purge: reported in one line, never an id
             error = str(exc) if isinstance(exc, DsrError) else access.error_line(exc)
             report.tables.append(TablePurge(table.name, todo.version, todo.request_ids, error=error))
-        progress.finished("purge", table.name, report.tables[-1].removed, report.tables[-1].error)
-    erased_docs: dict[str, str] = {}
-    purged: list[Request] = []
-    if not dry_run and report.tables and key is not None:
-        purged = control.list_requests(policy, ids=sorted({rid for t in report.tables for rid in t.request_ids}))
-        report.minimised, erased_docs = _minimise(policy, purged, key)
-    report.exports = _expire_exports(policy, now, erased_docs, dry_run=dry_run)
-    if purged:
-        _scan(policy, report, purged)
+        with progress.dry_run(dry_run):
+            progress.finished("purge", table.name, report.tables[-1].removed, report.tables[-1].error)
+    erased: set[str] = set()
+    if not dry_run and key is not None:
+        keep()
+        erased = _settle(policy, _Ledger.read(policy), key, report)  # with the table_purged events just written
+    report.exports = _expire_exports(policy, now, erased, dry_run=dry_run)
     return report
 
 
-def _expire_exports(policy: Policy, now: dt.datetime, erased: dict[str, str], *, dry_run: bool) -> dict[str, int]:
-    """Delete the export documents of people whose erasure was purged, and every document older than
-    ``export_ttl_days``; an ``export_deleted`` audit event for each (dry run: count them only)."""
-    expired = {rid: path for rid, path in expiry.expired_documents(policy.exports, now, policy.export_ttl_days).items()
-               if rid not in erased}
-    if not dry_run:
-        gone = expiry.delete_documents(policy.exports, {**erased, **expired})
-        ttl = f"older than {policy.export_ttl_days} day(s)"
-        audit.append(policy, [audit.AuditEvent("export_deleted", request_id=rid, details={
-            "why": "erased" if rid in erased else ttl}) for rid in sorted(gone)])
-        return {"erased": len(gone & set(erased)), "expired": len(gone & set(expired))}
-    return {"erased": len(erased), "expired": len(expired)}
+def _expire_exports(policy: Policy, now: dt.datetime, erased: set[str], *, dry_run: bool) -> dict[str, int]:
+    """Delete every document older than ``export_ttl_days`` (an ``export_deleted`` audit event each; dry run:
+    count them only). ``erased``: the documents the settling deleted, counted."""
+    expired = set(expiry.expired_documents(policy.exports, now, policy.export_ttl_days)) - erased
+    if dry_run:
+        return {"erased": 0, "expired": len(expired)}
+    gone = expiry.delete_documents(policy.exports, sorted(expired))
+    ttl = f"older than {policy.export_ttl_days} day(s)"
+    audit.append(policy, [audit.AuditEvent("export_deleted", request_id=rid, details={"why": ttl})
+                          for rid in sorted(gone)])
+    return {"erased": len(erased), "expired": len(gone)}
 
 
-def _fully_purged(policy: Policy, requests: Sequence[Request]) -> list[Request]:
-    """The erasures whose every delete/anonymise table has a ``table_purged`` event, id not yet digested."""
-    tables = {t.name for t in policy.tables if t.erase is not Strategy.RETAIN}
-    events = audit.events_by_request(policy, [r.request_id for r in requests])
-    return [r for r in requests if not r.minimised and tables <= {
-        e["table_name"] for e in events[r.request_id] if e["event"] == "table_purged"}]
-
-
-def _minimise(policy: Policy, requests: Sequence[Request], key: bytes) -> tuple[dict[str, Any], dict[str, str]]:
-    """Digest the subject ids of the fully purged erasures, purge the control table's older versions, and check
-    that no file of it still holds one of those ids. Also returns those people's export documents (request id
-    -> document), which go with the erasure."""
-    done = _fully_purged(policy, requests)
-    if not done:
-        return {}, {}
-    suppression.ensure(policy, key, done)  # re-applying the erasure later needs its entry: before the id goes
-    people = {r.subject_id for r in done}  # their completed exports name them too
-    rows = [r for r in control.list_requests(policy, status="completed") if r.subject_id in people]
-    version = control.minimise(policy, {r.request_id: subject_digest(key, r.subject_id) for r in rows})
-    removed = maintenance.purge_through(policy.requests_uri, version)
-    left = physical.find_keys(policy.requests_uri, {"subject_id"}, sorted({r.subject_id for r in done}))
-    found = {r.request_id: int(sum(left.get(r.subject_id, {}).values())) for r in done}
+def _settle(policy: Policy, ledger: _Ledger, key: bytes, report: PurgeReport) -> set[str]:
+    """Stage 2 for the erasures purged everywhere and not yet settled; returns the export requests whose
+    packages were deleted. Each step is idempotent, in an order a crash cannot skip: what needs the raw id
+    (the suppression entry, the residue scan) comes before the id is digested."""
+    todo = ledger.unsettled(policy)
+    if not todo:
+        return set()
+    raw = [r for r in todo if not r.minimised]
+    suppression.ensure(policy, key, raw)  # re-applying the erasure later needs its entry: before the id goes
+    digests = {r.subject_id: subject_digest(key, r.subject_id) for r in raw}
+    people = set(digests) | set(digests.values()) | {r.subject_id for r in todo if r.minimised}
+    rows = control.list_requests(policy, status="completed", subjects=people)  # their exports name them too
+    exports = [r for r in rows if r.kind == "export"]
+    deleted = _delete_packages(policy, exports)
+    crashpoints.reached("purge.packages_deleted")
+    scanned = _scan(policy, raw, ledger)
+    crashpoints.reached("purge.scanned")
+    version = control.minimise(policy, {r.request_id: digests[r.subject_id] for r in rows
+                                        if r.subject_id in digests})
+    crashpoints.reached("purge.minimised")
+    removed = maintenance.purge_through(policy.requests_uri, max(version, _current(policy.requests_uri)))
+    left = _control_residue(policy, rows, digests)
+    crashpoints.reached("purge.control_checked")
+    found = {r.request_id: left.get(digests.get(r.subject_id, r.subject_id), 0) for r in todo}
+    final = {r.request_id: _full_scan(scanned.get(r.request_id) or _last_scan(policy, r.request_id),
+                                      found[r.request_id]) for r in todo}
+    audit.append(policy, [audit.AuditEvent("residue_scanned", request_id=rid, details=d) for rid, d in final.items()])
     audit.append(policy, [audit.AuditEvent("minimised", request_id=r.request_id, details={
-        "control_version": removed.version, "control_residue": found[r.request_id]}) for r in done])
-    docs = {r.request_id: r.export_uri for r in rows if r.kind == "export" and r.export_uri}
-    return {"requests": len(done), **removed.as_dict(), "control_residue": sum(found.values())}, docs
+        "control_version": removed.version, "control_residue": found[r.request_id]}) for r in todo])
+    report.minimised = {"requests": len(todo), **removed.as_dict(), "control_residue": sum(found.values())}
+    report.own_residue = {place: sum(int(d["own"].get(place, 0)) for d in final.values())
+                          for place in residue.OWN_PLACES}
+    return deleted
 
 
-def _scan(policy: Policy, report: PurgeReport, purged: Sequence[Request]) -> None:
-    """The residue scan on the purged requests (their raw ids read before the digest): per purged table, and
-    dsr's own places; a ``residue_scanned`` audit event per request keeps its counts (per table and place)."""
-    found = residue.scan(policy, purged)
-    audit.append(policy, [audit.AuditEvent("residue_scanned", request_id=r.request_id, details={
-        "tables": r.tables, "own": r.own, "total": r.total()}) for r in found])
-    for t in report.tables:
-        if t.error is None:
-            counts = [r.tables.get(t.table) for r in found if r.request_id in t.request_ids]
-            t.residue = sum(sum(c.values()) for c in counts if isinstance(c, dict))
-    for place in residue.OWN_PLACES:
-        report.own_residue[place] = sum(r.own.get(place, 0) for r in found)
+def _current(uri: str) -> int:
+    return int(access.open_table(uri).version())
+
+
+def _delete_packages(policy: Policy, exports: Sequence[Request]) -> set[str]:
+    """Delete the packages of these export requests (found by request id under the policy's ``exports``); an
+    ``export_deleted`` audit event for each that had none yet (a purge killed between the deletion and its
+    event records it on the next run)."""
+    ids = [r.request_id for r in exports]
+    if not ids:
+        return set()
+    gone = expiry.delete_documents(policy.exports, ids)
+    recorded = {rid for rid, evs in audit.events_by_request(policy, ids).items()
+                if any(e["event"] == "export_deleted" for e in evs)}
+    audit.append(policy, [audit.AuditEvent("export_deleted", request_id=rid, details={"why": "erased"})
+                          for rid in ids if rid not in recorded])
+    return gone | (set(ids) - recorded)
+
+
+def _scan(policy: Policy, raw: Sequence[Request], ledger: _Ledger) -> dict[str, residue.Residue]:
+    """The residue of the settling erasures whose raw id is known: per table, what the purge's own check of
+    the table found (its ``table_purged`` event; a table purged before those kept it is scanned now), and the
+    audit table and the exports, searched now (the control table is checked after the digest). A
+    ``residue_scanned`` event for each keeps it, so a purge killed after the digest still has it."""
+    found = {r.request_id: r for r in residue.scan(policy, raw, tables=False, control_table=False)}
+    for r in raw:
+        for table in policy.tables:
+            if table.erase is Strategy.RETAIN:
+                found[r.request_id].tables[table.name] = residue.RETAINED
+                continue
+            recorded = [e["details"].get("residue") for e in ledger.events.get(r.request_id, [])
+                        if e["event"] == "table_purged" and e["table_name"] == table.name]
+            counts = recorded[-1] if recorded and isinstance(recorded[-1], dict) else \
+                residue.table_counts(table, [r])[r.request_id]
+            found[r.request_id].tables[table.name] = {k: int(v) for k, v in counts.items()}
+    audit.append(policy, [audit.AuditEvent("residue_scanned", request_id=rid, details={**r.as_dict(), "partial": True})
+                          for rid, r in found.items()])
+    return found
+
+
+def _last_scan(policy: Policy, request_id: str) -> residue.Residue:
+    """The residue recorded by the last scan of a request (a purge killed after the digest)."""
+    scans = [e["details"] for e in audit.events(policy, request_id=request_id) if e["event"] == "residue_scanned"]
+    last = scans[-1] if scans else {}
+    return residue.Residue(request_id, dict(last.get("tables") or {}), dict(last.get("own") or {}))
+
+
+def _full_scan(scan: residue.Residue, control_residue: int) -> dict[str, Any]:
+    own = {**scan.own, "control table": control_residue}
+    return residue.Residue(scan.request_id, scan.tables, own).as_dict()
+
+
+def _control_residue(policy: Policy, rows: Sequence[Request], digests: Mapping[str, str]) -> dict[str, int]:
+    """person (their digest) -> how often the control table's files (every file, referenced or not, and its log)
+    still hold them undigested: rows of their requests whose ``subject_id`` is no digest, and, for the raw ids
+    still in memory (``digests``: raw id -> digest), the raw id anywhere."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    person = {r.request_id: digests.get(r.subject_id, r.subject_id) for r in rows}
+    out: dict[str, int] = {}
+    for filesys, path, rel, _ in storage.walk(policy.requests_uri):
+        if rel.startswith("_delta_log/") or not rel.endswith(".parquet"):
+            continue
+        with filesys.open_input_file(path) as f:
+            data = pq.read_table(f, columns=["request_id", "subject_id"])
+        ids, subjects = (data[c].cast(pa.string()) for c in ("request_id", "subject_id"))  # MERGE writes views
+        bad = ids.filter(pc.and_(pc.is_in(ids, value_set=_strings(set(person))),
+                                 pc.invert(pc.starts_with(subjects, SUBJECT_DIGEST_PREFIX))))
+        for rid in bad.to_pylist():
+            out[person[rid]] = out.get(person[rid], 0) + 1
+    for raw_id, counts in physical.find_keys(policy.requests_uri, {"subject_id"}, list(digests)).items():
+        out[digests[raw_id]] = out.get(digests[raw_id], 0) + int(sum(counts.values()))
+    return out
+
+
+def _strings(values: set[str]) -> Any:
+    import pyarrow as pa
+
+    return pa.array(sorted(values), pa.string())
 
 
 def purge_states(policy: Policy, requests: Sequence[Request], now: dt.datetime) -> dict[str, dict[str, Any]]:
@@ -281,15 +432,17 @@ def purge_states(policy: Policy, requests: Sequence[Request], now: dt.datetime) 
 
 def purge_states_of(policy: Policy, requests: Sequence[Request], events: Mapping[str, Sequence[Mapping[str, Any]]],
                     now: dt.datetime) -> dict[str, dict[str, Any]]:
-    """:func:`purge_states` from audit rows already read (request id -> its rows in chain order): pure."""
+    """:func:`purge_states` from audit rows already read (request id -> its rows in chain order): pure. Purged
+    means settled (a ``minimised`` event): purged in every table, its packages gone, its id digested."""
     tables = [t for t in policy.tables if t.erase is not Strategy.RETAIN]
     out: dict[str, dict[str, Any]] = {}
     for r in (r for r in requests if r.kind == "erase" and r.status == "completed"):
         mine = events.get(r.request_id, ())
         purged = {e["table_name"]: e["at"] for e in mine if e["event"] == "table_purged"}
+        settled = [e["at"] for e in mine if e["event"] == "minimised"]
         scans = [e["details"] for e in mine if e["event"] == "residue_scanned"]
-        if all(t.name in purged for t in tables):
-            out[r.request_id] = {"state": "purged", "at": max(purged.values(), default=r.updated_at).isoformat(),
+        if all(t.name in purged for t in tables) and settled:
+            out[r.request_id] = {"state": "purged", "at": max([*purged.values(), *settled]).isoformat(),
                                  "residue": scans[-1].get("total") if scans else None}
             continue
         due = max((e["at"] + dt.timedelta(hours=policy.purge_window_hours(t))

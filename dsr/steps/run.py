@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dsr.core import control, lease
 from dsr.core.policy import Policy
 from dsr.delta import access, opened
 from dsr.engines.base import Engine
@@ -66,6 +67,7 @@ def call(step: Step, policy: Policy, run_id: str, engine: Engine | None = None, 
             raise ValueError(f"step {step.name} needs an engine")
         args.append(engine)
     args.append(run_id)
+    lease.renew(policy, run_id, "run")  # taken by the claim; in a DAG, tasks may be hours apart
     if step.per_table:
         args.append(table)
     with opened.shared():
@@ -94,11 +96,15 @@ def run(policy: Policy, engine: Engine, *, run_id: str | None = None, now: dt.da
     """Process every claimable request once: the claim, then every step of ``STEPS`` in order. A step that
     fails is recorded (its error scrubbed of subject ids) and the run goes on to settle what it can. Each table
     is opened once for the whole run, then brought up to date (:func:`opened.shared`)."""
+    rid = control.check_run_id(run_id) if run_id else control.new_run_id()
     with opened.shared():
-        return _run(policy, engine, run_id, now)
+        try:
+            return _run(policy, engine, rid, now)
+        finally:
+            lease.release(policy, rid)  # the completion gave it back, unless the run stopped before it
 
 
-def _run(policy: Policy, engine: Engine, run_id: str | None, now: dt.datetime | None) -> RunReport:
+def _run(policy: Policy, engine: Engine, run_id: str, now: dt.datetime | None) -> RunReport:
     claimed = claim_batch(policy, run_id, now=now)
     rid = claimed["run_id"]
     report = RunReport(run_id=rid, engine=engine.name, claimed=claimed)

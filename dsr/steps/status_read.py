@@ -28,7 +28,7 @@ from dsr.core.requests import Request
 __all__ = ["EVENTS", "Reduced", "read", "reduce"]
 
 EVENTS = ("completed", "table_failed", "table_swept", "table_exported", "table_erased", "table_retained",
-          "table_purged", "residue_scanned")
+          "table_purged", "residue_scanned", "minimised")
 """The audit events the status looks at."""
 _HEALTH = ("table_failed", "table_swept", "table_exported", "table_erased", "table_retained")
 
@@ -106,13 +106,15 @@ def reduce(policy: Policy, requests: Any, events: Any) -> Reduced:
     per_request = purges.group_by("request_id").aggregate([("table_name", "count_distinct")])
     everywhere = per_request["request_id"].filter(
         pc.greater_equal(per_request["table_name_count_distinct"], len(erase_tables)))
+    settled = events["request_id"].filter(pc.equal(events["event"], "minimised"))  # purged means settled
+    everywhere = everywhere.filter(pc.is_in(everywhere, value_set=settled))
     unpurged = erasures.filter(pc.invert(pc.is_in(erasures, everywhere)))
     kept = requests.filter(pc.or_(pc.invert(done), pc.is_in(requests["request_id"], unpurged)))
     health, totals = _health_rows(policy, events)
     completed = events["seq"].filter(pc.equal(events["event"], "completed"))
     last = [pc.max(completed).as_py()] if len(completed) else []
     theirs = pc.and_(pc.is_in(events["request_id"], unpurged),
-                     pc.is_in(events["event"], pa.array(["table_purged", "residue_scanned", "table_erased"])))
+                     pc.is_in(events["event"], pa.array(["table_purged", "residue_scanned", "table_erased", "minimised"])))
     wanted = pc.or_(theirs, pc.is_in(events["seq"], pa.array(health + last, pa.int64())))
     rows = decoded(events.filter(wanted).sort_by([("seq", "ascending")]))
     return Reduced(counts, [Request(**r) for r in kept.to_pylist()], rows, totals, events,

@@ -14,13 +14,14 @@ version the table's last sweep checked; in full for a table pending its first sw
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsr.core import audit, audit_guard, control, gate, suppression
+from dsr.core import audit, audit_guard, control, gate, lease, suppression
 from dsr.core.digests import suppression_digest, suppression_secret
 from dsr.core.masks import Strategy
 from dsr.core.policy import Policy, TableSpec
@@ -222,8 +223,14 @@ def sweepable(policy: Policy) -> list[str]:
 def sweep(policy: Policy, engine: Engine, sweep_id: str, *, tables: Sequence[str] | None = None,
           window: Window = Window(), dry_run: bool = False) -> SweepReport:
     """Sweep the chosen tables (default: every delete/anonymise table); a table that fails is reported and
-    the others go on."""
+    the others go on. A sweep that writes holds a shared lease (:mod:`dsr.core.lease`): never beside a purge."""
     names = list(tables) if tables else sweepable(policy)
+    with contextlib.nullcontext() if dry_run else lease.shared(policy, sweep_id, "sweep"):
+        return _sweep(policy, engine, sweep_id, names, window, dry_run)
+
+
+def _sweep(policy: Policy, engine: Engine, sweep_id: str, names: Sequence[str], window: Window,
+           dry_run: bool) -> SweepReport:
     ctx = load_context(policy, dry_run=dry_run)
     report = SweepReport(sweep_id, dry_run)
     for name in names:

@@ -80,12 +80,19 @@ def _table_residue(policy: Policy, requests: Sequence[Request], out: Mapping[str
 
 
 def _token(subject_id: str) -> re.Pattern[str]:
+    """How an id is found in a text: as a whole token; an id of digits only, as the whole text (a number as a
+    token is in every version span and count: ``0..4``, ``7 row(s)``)."""
+    if subject_id.strip().isdigit():
+        return re.compile(rf"^\s*{re.escape(subject_id.strip())}\s*$")
     return re.compile(rf"(?<![0-9A-Za-z]){re.escape(subject_id)}(?![0-9A-Za-z])")
+
+
+_SPANS = frozenset({"unreadable_versions"})  # details dsr writes as text that are version numbers, never ids
 
 
 def _strings(value: Any) -> Iterator[str]:
     """Every text in a cell; a cell holding JSON (the audit details) is searched value by value, so numbers in
-    it (row counts, versions) are never taken for an id."""
+    it (row counts, versions, version spans) are never taken for an id."""
     if isinstance(value, str):
         text = value.strip()
         if text[:1] in "{[":
@@ -98,7 +105,8 @@ def _strings(value: Any) -> Iterator[str]:
     elif isinstance(value, Mapping):
         for k, v in value.items():
             yield str(k)
-            yield from _strings(v)
+            if k not in _SPANS:
+                yield from _strings(v)
     elif isinstance(value, list):
         for v in value:
             yield from _strings(v)
@@ -160,21 +168,25 @@ def _document_subject(text: str) -> str | None:
     return str(doc.get("subject_id")) if isinstance(doc, dict) and doc.get("subject_id") is not None else None
 
 
-def scan(policy: Policy, requests: Iterable[Request]) -> list[Residue]:
-    """The residue of each erasure request, in the order given."""
+def scan(policy: Policy, requests: Iterable[Request], *, tables: bool = True,
+         control_table: bool = True) -> list[Residue]:
+    """The residue of each erasure request, in the order given: in every covered table (unless ``tables`` is
+    false) and dsr's own places (the control table unless ``control_table`` is false: a purge checks it after
+    the ids there are digested)."""
     todo = list(requests)
     out = {r.request_id: Residue(r.request_id) for r in todo}
     if not todo:
         return []
-    _table_residue(policy, todo, out)
+    if tables:
+        _table_residue(policy, todo, out)
     ids = {r.subject_id: _token(r.subject_id) for r in todo}
     control = physical.find_keys(policy.requests_uri, {"subject_id"}, list(ids)) \
-        if storage.delta_table_exists(policy.requests_uri) else {}
+        if control_table and storage.delta_table_exists(policy.requests_uri) else {}
     in_audit = _audit_residue(policy, ids)
     in_exports = _export_residue(policy, ids)
     for r in todo:
         out[r.request_id].own = {
-            "control table": int(sum(control.get(r.subject_id, Counter()).values())),
+            **({"control table": int(sum(control.get(r.subject_id, Counter()).values()))} if control_table else {}),
             "audit table": int(in_audit[r.subject_id]),
             "exports": int(in_exports[r.subject_id]),
         }

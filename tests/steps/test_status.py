@@ -132,6 +132,8 @@ def _generated(policy: Policy, seed: int) -> tuple[list[Request], list[dict[str,
         if status == "completed":
             if kind == "erase" and rng.random() < 0.5:
                 add("residue_scanned", at + dt.timedelta(hours=1), run="purge", rid=rid, total=0)
+            if kind == "erase" and rng.random() < 0.8:  # settled (or not yet: a purge killed after its tables)
+                add("minimised", at + dt.timedelta(hours=1), run="purge", rid=rid, control_residue=0)
             add("completed", at, run=run, rid=rid)
         add("verified", at, run=run, rid=rid)  # an event the status never looks at
     return requests, events
