@@ -113,8 +113,8 @@ def reduce(policy: Policy, requests: Any, events: Any) -> Reduced:
     health, totals = _health_rows(policy, events)
     completed = events["seq"].filter(pc.equal(events["event"], "completed"))
     last = [pc.max(completed).as_py()] if len(completed) else []
-    theirs = pc.and_(pc.is_in(events["request_id"], unpurged),
-                     pc.is_in(events["event"], pa.array(["table_purged", "residue_scanned", "table_erased", "minimised"])))
+    purge_events = pa.array(["table_purged", "residue_scanned", "table_erased", "minimised"])
+    theirs = pc.and_(pc.is_in(events["request_id"], unpurged), pc.is_in(events["event"], purge_events))
     wanted = pc.or_(theirs, pc.is_in(events["seq"], pa.array(health + last, pa.int64())))
     rows = decoded(events.filter(wanted).sort_by([("seq", "ascending")]))
     return Reduced(counts, [Request(**r) for r in kept.to_pylist()], rows, totals, events,
