@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from dsr.delta import access, crashpoints, objects, rawlog, storage
+from dsr.delta import crashpoints, objects, rawlog, storage
 
-__all__ = ["STUB_FEATURE", "LogFiles", "checkpoint", "cut", "floor", "is_stub", "listing"]
+__all__ = ["STUB_FEATURE", "LogFiles", "checkpoint", "clear", "cut", "floor", "is_stub", "listing", "removable"]
 
 STUB_FEATURE = "dsrPurgedHistory"
 _CHECKSUM = re.compile(r"^(\d{20})\.crc$")  # a commit's checksum, beside its JSON
@@ -151,61 +151,119 @@ def _adds(data: Any) -> set[str]:
     return {_canonical(str(a["path"])) for a in data.column("add").to_pylist() if a}
 
 
-def _expected_files(uri: str, version: int) -> set[str]:
-    """The files ``version`` holds, as the table's log says (read before a checkpoint at it exists)."""
+def _segment(log: LogFiles, version: int) -> list[str]:
+    """The log files that rebuild ``version``: the newest checkpoint at or before it (its parts and the sidecars
+    a v2 one names are copied along) and the commits after it, through ``version``."""
+    base = max((v for v in log.checkpoints if v <= version), default=-1)
+    missing = [v for v in range(base + 1, version + 1) if v not in log.commits]
+    if missing:
+        from dsr.errors import TableError
+
+        raise TableError(f"the log lacks commit {missing[0]} (needed to rebuild version {version}): nothing was "
+                         "removed")
+    return [*log.checkpoints.get(base, []), *(log.commits[v] for v in range(base + 1, version + 1))]
+
+
+def _built(uri: str, version: int, log: LogFiles, scratch: str) -> tuple[Any, set[str]]:
+    """The checkpoint delta-rs writes at ``version``, written in ``scratch`` (a copy of the log segment below
+    the lake's control folder, never the table's own log: readers must never see it with its tombstones), and
+    the files the segment's log says the version holds."""
     import pyarrow as pa
 
-    table = access.open_table(uri, version)
-    return {_canonical(str(p)) for p in pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist()}
+    clear(scratch)
+    wanted = _segment(log, version)
+    sidecars = _sidecars_of(uri, [r for r in wanted if ".checkpoint." in r])
+    for rel in wanted + [r for r in log.sidecars if r.rsplit("/", 1)[1] in sidecars]:
+        data = objects.read(uri, rel)
+        if data is None:
+            raise FileNotFoundError(rel)
+        objects.write_whole(scratch, rel, data)
+    from deltalake import DeltaTable
+
+    table = DeltaTable(scratch, version=version, storage_options=storage.storage_options(scratch))  # never kept
+    expected = {_canonical(str(p)) for p in pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist()}
+    table.create_checkpoint()
+    parts = listing(scratch).checkpoints.get(version, [])
+    if len(parts) != 1 or not parts[0].endswith(".parquet"):
+        raise ValueError(f"delta-rs wrote {len(parts)} checkpoint file(s) at version {version}")
+    return _read_parquet(scratch, parts[0]), expected
 
 
-def checkpoint(uri: str, version: int, present: Iterable[str]) -> None:
+def clear(scratch: str) -> None:
+    """Remove everything under ``scratch`` (a checkpoint built there holds the log's tombstones)."""
+    objects.delete(scratch, [rel for _, _, rel, _ in storage.walk(scratch)])
+
+
+def checkpoint(uri: str, version: int, present: Iterable[str], scratch: str) -> None:
     """A complete checkpoint at ``version`` without tombstones of files not in ``present`` (the table's data
-    files on disk, relative paths), and ``_last_checkpoint`` naming a complete checkpoint at or after it."""
+    files on disk, relative paths), and ``_last_checkpoint`` naming it or a newer complete checkpoint.
+
+    A missing checkpoint is built in ``scratch``, checked against the files the log says the version holds,
+    cleaned of tombstones, and written into the log once, as a new file: readers never see a checkpoint being
+    replaced (a reader that took a checkpoint's size, then read the bytes of its replacement, would fail on a
+    corrupt footer). Only a checkpoint another writer put at that version is cleaned in place, atomically.
+    Newer checkpoints holding such tombstones are deleted when the commits after ``version`` rebuild their
+    version without them, else cleaned in place."""
     from dsr.errors import TableError
 
     log = listing(uri)
+    on_disk = {_canonical(p) for p in present}
+    name = f"_delta_log/{version:020d}.checkpoint.parquet"
     if version not in log.checkpoints:
-        expected = _expected_files(uri, version)
-        access.open_table(uri, version).create_checkpoint()
+        data, expected = _built(uri, version, log, scratch)
+        if _adds(data) != expected:
+            raise TableError(f"the checkpoint built at version {version} of {uri} does not hold the files the log "
+                             "says it should: nothing was removed")
+        objects.create_exclusive(uri, name, _parquet_bytes(_without_tombstones(data, on_disk)))
+        clear(scratch)
         crashpoints.reached("purge.checkpoint_written")
         log = listing(uri)
-        parts = log.checkpoints.get(version, [])
-        found = set().union(*(_adds(_read_parquet(uri, p)) for p in parts if p.endswith(".parquet")))
-        if not parts or found != expected:
-            raise TableError(f"the checkpoint written at version {version} of {uri} does not hold the files the "
-                             "log says it should: nothing was removed")
-    on_disk = {_canonical(p) for p in present}
-    for v in sorted(v for v in log.checkpoints if v >= version):
+    newer = [v for v in sorted(log.checkpoints) if v > version and _holds_gone(uri, log, v, on_disk)]
+    rebuilt = [v for v in newer if all(c in log.commits for c in range(version + 1, v + 1))]
+    for v in [version, *(v for v in newer if v not in rebuilt)]:
         for rel in log.checkpoints[v]:
             if rel.endswith(".parquet"):
                 _drop_tombstones(uri, rel, on_disk)
+    _point_last_checkpoint(uri, log, [v for v in log.checkpoints if v >= version and v not in rebuilt])
+    for v in rebuilt:  # the commits after the cut rebuild its version: no reader needs it
+        objects.delete(uri, log.checkpoints[v])
     crashpoints.reached("purge.tombstones_dropped")
-    _point_last_checkpoint(uri, listing(uri), version)
+
+
+def _without_tombstones(data: Any, on_disk: set[str]) -> Any:
+    """A checkpoint's rows without the ``remove`` rows of files not in ``on_disk``."""
+    import pyarrow as pa
+
+    if "remove" not in data.column_names:
+        return data
+    keep = [not (r and _canonical(str(r["path"])) not in on_disk) for r in data.column("remove").to_pylist()]
+    return data if all(keep) else data.filter(pa.array(keep))
+
+
+def _holds_gone(uri: str, log: LogFiles, version: int, on_disk: set[str]) -> bool:
+    """Whether a checkpoint at ``version`` keeps tombstones of files not on disk."""
+    return any(rel.endswith(".parquet") and _without_tombstones(data := _read_parquet(uri, rel), on_disk) is not data
+               for rel in log.checkpoints[version])
 
 
 def _drop_tombstones(uri: str, rel: str, on_disk: set[str]) -> None:
-    """Rewrite one parquet checkpoint (atomically) without ``remove`` rows of files no longer on disk."""
-    import pyarrow as pa
-
+    """Rewrite one parquet checkpoint (atomically, in place) without ``remove`` rows of files not on disk."""
     data = _read_parquet(uri, rel)
-    if "remove" not in data.column_names:
-        return
-    keep = [not (r and _canonical(str(r["path"])) not in on_disk) for r in data.column("remove").to_pylist()]
-    if all(keep):
-        return
-    objects.write_whole(uri, rel, _parquet_bytes(data.filter(pa.array(keep))))
+    kept = _without_tombstones(data, on_disk)
+    if kept is not data:
+        objects.write_whole(uri, rel, _parquet_bytes(kept))
 
 
-def _point_last_checkpoint(uri: str, log: LogFiles, version: int) -> None:
-    """Make ``_last_checkpoint`` name the newest checkpoint (at or after ``version``), with its true size."""
-    newest = max(v for v in log.checkpoints if v >= version)
+def _point_last_checkpoint(uri: str, log: LogFiles, kept: list[int]) -> None:
+    """Make ``_last_checkpoint`` name the newest of the checkpoints that stay (``kept``), with its true size."""
+    newest = max(kept)
     parts = sorted(log.checkpoints[newest])
     if not all(p.endswith(".parquet") for p in parts):
         return  # a JSON (v2) checkpoint: its writer's _last_checkpoint stands
     tables = [_read_parquet(uri, p) for p in parts]
+    sizes = listing(uri).sizes
     want: dict[str, Any] = {"version": newest, "size": sum(t.num_rows for t in tables),
-                            "sizeInBytes": sum(log.sizes.get(p, 0) for p in parts),
+                            "sizeInBytes": sum(sizes.get(p, 0) for p in parts),
                             "numOfAddFiles": sum(len(_adds(t)) for t in tables)}
     if len(parts) > 1:
         want["parts"] = len(parts)
@@ -214,7 +272,7 @@ def _point_last_checkpoint(uri: str, log: LogFiles, version: int) -> None:
         have = json.loads(raw) if raw else None
     except ValueError:
         have = None
-    if isinstance(have, dict) and all(have.get(k) == v for k, v in want.items() if k != "sizeInBytes"):
+    if isinstance(have, dict) and all(have.get(k) == v for k, v in want.items()):
         return
     objects.write_whole(uri, "_delta_log/_last_checkpoint", json.dumps(want).encode())
 

@@ -247,13 +247,18 @@ def _remove_markers(uri: str) -> None:
 
 
 def purge_through(uri: str, version: int, *, private: Collection[str] = (), names: Collection[str] = (),
-                  keys: Collection[Any] = (), rewrite: tuple[str, Callable[[str], int]] | None = None) -> PurgePlan:
+                  keys: Collection[Any] = (), rewrite: tuple[str, Callable[[str], int]] | None = None,
+                  scratch: str | None = None) -> PurgePlan:
     """Remove every version before the purge point of ``version`` (:func:`purge_point`); returns what was
     removed. ``private``: the table's personal columns (never put in a rewrite's predicate); ``names`` and
     ``keys``: the subject column's names on disk and the erased people's keys, to find files no version
     references that hold them (none given: such files are left); ``rewrite``: (its name, a function that
     rewrites the table's deletion-vector files and returns the version it committed), used instead of
-    delta-rs. Run again after a crash at any point, it finishes the same purge."""
+    delta-rs; ``scratch``: a folder of the lake where the new checkpoint is built (default: ``_dsr_scratch`` in
+    the table's folder), emptied before and after. Run again after a crash at any point, it finishes the same
+    purge."""
+    scratch = scratch or storage.join(uri, "_dsr_scratch")
+    logcut.clear(scratch)  # a killed purge's leftovers hold the log's tombstones
     dv = _dv_files(uri)
     if dv:
         (rewrite[1] if rewrite else lambda u: _rewrite_dv_files(u, dv, private))(uri)
@@ -272,7 +277,8 @@ def purge_through(uri: str, version: int, *, private: Collection[str] = (), name
     crashpoints.reached("purge.vacuumed")
     objects.delete(uri, done.data_files)
     crashpoints.reached("purge.data_files_deleted")
-    logcut.checkpoint(uri, point, _files(uri))
+    logcut.checkpoint(uri, point, _files(uri), scratch)
+    logcut.clear(scratch)
     logcut.cut(uri, point)
     _remove_empty_dirs(uri)
     crashpoints.reached("purge.dirs_removed")

@@ -209,7 +209,7 @@ def _purge_table(policy: Policy, table: TableSpec, due: _Due, people: Sequence[R
     else:
         private = {table.subject, *table.mask_map}
         done = maintenance.purge_through(table.uri, out.version, private=private, names=names, keys=wanted,
-                                         rewrite=rewrite)
+                                         rewrite=rewrite, scratch=_scratch(policy))
         out.version = done.version
         out.removed = done.as_dict()
     if dry_run:
@@ -325,7 +325,8 @@ def _settle(policy: Policy, ledger: _Ledger, key: bytes, report: PurgeReport) ->
     version = control.minimise(policy, {r.request_id: digests[r.subject_id] for r in rows
                                         if r.subject_id in digests})
     crashpoints.reached("purge.minimised")
-    removed = maintenance.purge_through(policy.requests_uri, max(version, _current(policy.requests_uri)))
+    removed = maintenance.purge_through(policy.requests_uri, max(version, _current(policy.requests_uri)),
+                                        scratch=_scratch(policy))
     left = _control_residue(policy, rows, digests)
     crashpoints.reached("purge.control_checked")
     found = {r.request_id: left.get(digests.get(r.subject_id, r.subject_id), 0) for r in todo}
@@ -338,6 +339,11 @@ def _settle(policy: Policy, ledger: _Ledger, key: bytes, report: PurgeReport) ->
     report.own_residue = {place: sum(int(d["own"].get(place, 0)) for d in final.values())
                           for place in residue.OWN_PLACES}
     return deleted
+
+
+def _scratch(policy: Policy) -> str:
+    """Where a purge builds a table's new checkpoint before it goes into the table's log (emptied after)."""
+    return storage.join(policy.control_uri, "scratch")
 
 
 def _current(uri: str) -> int:
