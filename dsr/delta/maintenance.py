@@ -190,15 +190,15 @@ class _OnDisk:
         return {rel for p in paths if (rel := self._by_canonical.get(logcut._canonical(str(p)))) is not None}
 
 
-def _rewrite_dv_files(uri: str, dv_files: list[str], private: Collection[str]) -> int:
-    """Rewrite the files carrying deletion vectors (each row set to itself, over their partitions, or over the
-    whole table when a partition column is in ``private``): the new files hold only the live rows. Returns the
-    version of that commit."""
+def _rewrite_dv_files(uri: str, dv_files: list[str], private: Collection[str]) -> None:
+    """Rewrite the files carrying deletion vectors (each row set to itself): the new files hold only the live
+    rows. Over their partitions first, by their partition values, when no partition column is in ``private``
+    (the UPDATE's predicate goes into the commit info); then over the whole table if files with deletion vectors
+    are left (a partition value whose text the predicate does not match: a timestamp's, say)."""
     table = access.open_table(uri)
     meta = table.metadata()
-    schema = table.schema()
-    first = schema.fields[0].name
-    predicate = "true"
+    first = table.schema().fields[0].name
+    commit = deltautil.commit_properties({"dsr.operation": "purge-rewrite"})
     if meta.partition_columns and not set(meta.partition_columns) & set(private):
         import pyarrow as pa
 
@@ -209,9 +209,11 @@ def _rewrite_dv_files(uri: str, dv_files: list[str], private: Collection[str]) -
             predicate = " OR ".join("(" + " AND ".join(
                 f'"{c}" IS NULL' if v is None else f'CAST("{c}" AS STRING) = {_literal(v)}' for c, v in p) + ")"
                 for p in sorted(parts))
-    table.update(updates={f'"{first}"': f'"{first}"'}, predicate=predicate,
-                 commit_properties=deltautil.commit_properties({"dsr.operation": "purge-rewrite"}))
-    return int(access.open_table(uri).version())
+            table.update(updates={f'"{first}"': f'"{first}"'}, predicate=predicate, commit_properties=commit)
+            if not _dv_files(uri):
+                return
+            table = access.open_table(uri)
+    table.update(updates={f'"{first}"': f'"{first}"'}, predicate="true", commit_properties=commit)
 
 
 def _literal(value: Any) -> str:

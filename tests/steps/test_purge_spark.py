@@ -34,27 +34,54 @@ tables:
 """
 
 
-def _write_with_deletion_vectors(spark: Any, path: Path) -> None:
-    rows = [(sid, n) for n, sid in enumerate(ERASED + KEPT + ERASED)]
-    frame = spark.createDataFrame(rows, "user_id string, n int")
-    frame.write.format("delta").option("delta.enableDeletionVectors", "true").save(str(path))
+def _write_with_deletion_vectors(spark: Any, path: Path, layout: str = "plain") -> None:
+    """A table with deletion vectors on, written by Sail: plain, column-mapped (name mode), partitioned with a
+    checkpoint (written by delta-rs after a few appends), or partitioned by a timestamp (whose partition values
+    the purge's partition predicate cannot match as text: issue 21, its files kept their deletion vectors)."""
+    import datetime as dt
+
+    rows = [(sid, n, n % 2, dt.datetime(2021, 10, 1, 8, 9, 20 + n % 2)) for n, sid in enumerate(ERASED + KEPT + ERASED)]
+    frame = spark.createDataFrame(rows, "user_id string, n int, g int, ts timestamp")
+    writer = frame.write.format("delta").option("delta.enableDeletionVectors", "true")
+    if layout == "column-mapped":
+        writer = writer.option("delta.columnMapping.mode", "name")
+    if layout == "partitioned":
+        writer = writer.partitionBy("g")
+    if layout == "timestamp-partitioned":
+        writer = writer.partitionBy("ts")
+    writer.save(str(path))
+    if layout == "partitioned":
+        from deltalake import DeltaTable
+
+        for i in range(3):
+            spark.createDataFrame([(KEPT[i], 100 + i, i % 2, dt.datetime(2021, 1, 1))],
+                                  "user_id string, n int, g int, ts timestamp").write \
+                .format("delta").mode("append").save(str(path))
+        DeltaTable(str(path)).create_checkpoint()
 
 
+@pytest.mark.parametrize("layout", ["plain", "column-mapped", "partitioned", "timestamp-partitioned"])
 def test_sail_erase_marks_rows_and_the_purge_rewrites_them_away(
-    tmp_path: Path, spark_connect: Any, spark_remote: str
+    tmp_path: Path, spark_connect: Any, spark_remote: str, layout: str
 ) -> None:
     root = tmp_path / "w"
     (root / "lake").mkdir(parents=True)
-    _write_with_deletion_vectors(spark_connect, root / "lake" / "visits")
+    _write_with_deletion_vectors(spark_connect, root / "lake" / "visits", layout)
     lake = lakes.Lake(root=root, policy_path=lakes.write_policy(root, POLICY),
                       env={lakes.KEY_ENV: lakes.KEY})
     ids = {sid: dsr("--policy", str(lake.policy_path), "request", "erase", sid, env=lake.env).stdout.strip()
            for sid in ERASED}
-    run = dsr("--policy", str(lake.policy_path), "run", "--engine", "spark", "--remote", spark_remote,
-              env=lake.env)
+    engine = ["--engine", "spark", "--remote", spark_remote]
+    if layout == "timestamp-partitioned":
+        # dsr refuses Sail's MERGE on a timestamp-partitioned table: the people's rows were masked with deletion
+        # vectors by another Spark job before (as Databricks does), and the erasure finds no live row
+        quoted = ", ".join(f"'{sid}'" for sid in ERASED)
+        spark_connect.sql(f"DELETE FROM delta.`{root / 'lake' / 'visits'}` WHERE user_id IN ({quoted})").collect()
+        engine = []
+    run = dsr("--policy", str(lake.policy_path), "run", *engine, env=lake.env)
     assert run.returncode == 0, run.stdout + run.stderr
     after_run = lakes.snapshot(root / "lake" / "visits")
-    assert sorted(r["user_id"] for r in after_run) == KEPT
+    assert sorted({r["user_id"] for r in after_run}) == KEPT
     found = json.loads(dsr("--policy", str(lake.policy_path), "residue", "--json", env=lake.env).stdout)
     for r in found["requests"]:  # the live file still holds the rows its deletion vector masks
         assert r["tables"]["visits"]["data files"] == 2, r
@@ -66,7 +93,7 @@ def test_sail_erase_marks_rows_and_the_purge_rewrites_them_away(
     assert "with deletion vectors (delta-rs)" in purge.stdout  # Sail runs no REORG
     assert bytescan.scan([root / "lake", root / "exports"], ERASED) == Counter()
     assert lakes.snapshot(root / "lake" / "visits") == after_run
-    assert spark_connect.read.format("delta").load(str(root / "lake" / "visits")).count() == len(KEPT)
+    assert spark_connect.read.format("delta").load(str(root / "lake" / "visits")).count() == len(after_run)
     assert set(ids) == set(ERASED)
 
 
