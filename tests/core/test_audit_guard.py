@@ -250,6 +250,11 @@ def test_a_sweep_on_a_broken_audit_chain_writes_nothing(tampered: lakes.Lake) ->
     assert dsr("sweep", "--dry-run").returncode == 0  # a dry run writes nothing anyway
 
 
+def test_a_purge_on_a_broken_audit_chain_writes_nothing(tampered: lakes.Lake) -> None:
+    _refused(tampered, "purge")
+    assert dsr("purge", "--dry-run").returncode == 0  # a dry run writes nothing anyway
+
+
 def test_the_dag_s_claim_refuses_a_broken_audit_chain(tampered: lakes.Lake) -> None:
     """The DAG's claim task is claim_batch (its AuditChainError fails the task at once: no retries)."""
     from dsr.steps import claim_batch

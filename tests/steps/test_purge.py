@@ -313,3 +313,20 @@ def test_the_receipt_and_the_listing_show_the_purge_s_residue_scan(purged: dict[
     # the scan with the raw id (before the digest), then the whole result with the control table's check
     assert [bool(s["details"].get("partial")) for s in scans] == [True, False]
     assert scans[-1]["details"]["total"] == 0 and scans[-1]["details"]["own"]["control table"] == 0
+
+
+def test_a_purge_with_another_key_than_the_suppression_list_s_is_refused_before_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21: the control table would be digested with the wrong key (a sweep with that key refused)."""
+    lake = lakes.small(tmp_path / "w")
+    lake.policy_path.write_text(lake.policy_path.read_text() + "purge_after_hours: 0\n", encoding="utf-8")
+    policy = lake.use(monkeypatch).policy()
+    control.submit(policy, "erase", "u1")
+    assert steps.run(policy, DeltaRsEngine()).exit_code == 0  # the completion added u1's suppression entry
+    before = lakes.files(lake.lake)
+    out = dsr("--policy", str(lake.policy_path), "purge", env={**lake.env, lakes.KEY_ENV: "another-key-0123456789"})
+    assert out.returncode == 2 and out.stdout == "", out.stdout + out.stderr
+    assert out.stderr.count("\n") == 1 and "suppression list" in out.stderr and lakes.KEY_ENV in out.stderr
+    assert lakes.files(lake.lake) == before
+    assert dsr("--policy", str(lake.policy_path), "purge", env=lake.env).returncode == 0
