@@ -13,7 +13,7 @@ from dsr.core.masks import Strategy
 from dsr.core.policy import Policy
 from dsr.core.subjects import uncastable_note
 from dsr.errors import InputError
-from dsr.exports.store import package_exists
+from dsr.exports import expiry
 
 __all__ = ["build_receipt", "file_effect", "print_receipt"]
 
@@ -94,7 +94,7 @@ def build_receipt(policy: Policy, request_id: str) -> dict[str, Any]:
         "request_id": r.request_id, "kind": r.kind, "status": r.status, "ticket": r.ticket,
         "requested_by": r.requested_by, "received_at": r.received_at.isoformat(), "due_at": r.due_at.isoformat(),
         "updated_at": r.updated_at.isoformat(), "attempts": r.attempts, "run_id": r.run_id, "error": r.error,
-        "export_uri": r.export_uri, "export_state": _export_state(r.export_uri, deleted),
+        "export_uri": r.export_uri, "export_state": _export_state(policy.exports, r.request_id, r.export_uri, deleted),
         "export_deleted": deleted, "outcome": r.result_json().get("outcome"), "tables": tables,
         "package": {k: r.result_json().get(k) for k in ("format", "sealed", "expires_at")}
         if r.kind == "export" and r.result_json().get("format") else None,
@@ -104,16 +104,20 @@ def build_receipt(policy: Policy, request_id: str) -> dict[str, Any]:
     }
 
 
-def _export_state(uri: str | None, deleted: dict[str, Any] | None) -> str | None:
+def _export_state(exports: str, request_id: str, uri: str | None, deleted: dict[str, Any] | None) -> str | None:
     """What became of the package: "deleted" (an ``export_deleted`` event: ``dsr purge`` removed it), "present",
-    "missing" (not at its path, though no dsr command deleted it), "unknown" (its location cannot be asked);
-    None without a package."""
+    "missing" (not under the policy's exports, though no dsr command deleted it), "unknown" (its location cannot
+    be asked); None without a package. Looked for by request id under ``exports``, as the purge does (a copied
+    lake's control table names the original's path)."""
     if not uri:
         return None
     if deleted is not None:
         return "deleted"
-    there = package_exists(uri)
-    return "unknown" if there is None else "present" if there else "missing"
+    try:
+        there = bool(expiry.documents_of(exports, [request_id]))
+    except Exception:  # an unreachable S3 endpoint, missing credentials: never claim it is gone
+        return "unknown"
+    return "present" if there else "missing"
 
 
 def _export_line(rec: dict[str, Any]) -> str:

@@ -110,18 +110,6 @@ def document_uri(exports: str, request_id: str, *, sealed: bool = False) -> str:
     return storage.join(exports, f"{check_id(request_id, 'request id')}.zip" + (".sealed" if sealed else ""))
 
 
-def package_exists(uri: str) -> bool | None:
-    """Whether the export package (or document) at ``uri`` is there; None when its location cannot be asked
-    (an unreachable S3 endpoint, missing credentials): a reader must not claim it is gone."""
-    from pyarrow import fs
-
-    try:
-        filesys, path = storage.filesystem(uri)
-        return bool(filesys.get_file_info(path).type == fs.FileType.File)
-    except Exception:
-        return None
-
-
 # --- storage: a local folder or an S3 prefix ----------------------------------------------------------------
 
 
