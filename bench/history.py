@@ -55,7 +55,7 @@ def build_history(policy: Any, requests: int, events: int, *, chunk: int = 20_00
     """``requests`` completed erasures received over the past ``days`` (control-table rows written in bulk, in
     dsr's schema) with their suppression-list entries, and their audit events as the runs that did them would
     have written them — received, claimed, table_erased (under the table's current spec), completed and, as the
-    daily purge does a week later, table_purged; padded with verified events up to ``events`` — appended through
+    daily purge does a week later, table_purged and minimised; padded with verified events up to ``events`` — appended through
     dsr's own chain, ``chunk`` requests per commit, each commit dated when its requests were done; then the
     coverage checkpoint and the audit log's verified point (a full check of the chain) the last run would have
     written. Returns the seconds it took."""
@@ -68,7 +68,7 @@ def build_history(policy: Any, requests: int, events: int, *, chunk: int = 20_00
 
     t = time.perf_counter()
     spec = spec_of(policy.table("events"))
-    kinds = ["received", "claimed", "table_erased", "completed", "table_purged"]
+    kinds = ["received", "claimed", "table_erased", "completed", "table_purged", "minimised"]
     per_request = max(len(kinds), events // max(1, requests))
     kinds += ["verified"] * (per_request - len(kinds))
     start = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
