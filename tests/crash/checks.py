@@ -33,12 +33,19 @@ MASK = decoded.Masker(ERASED, KEPT)
 
 @dataclass(frozen=True)
 class Finding:
+    """One failed check: which, where (a table, a folder or file relative to the roots, a request id), what
+    (counts, an error line). Ids in the place or the text are masked when it is made."""
+
     check: str
     where: str
     detail: str
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "where", MASK(self.where))
+        object.__setattr__(self, "detail", MASK(self.detail))
+
     def __str__(self) -> str:
-        return MASK(f"{self.check}: {self.where}: {self.detail}")
+        return f"{self.check}: {self.where}: {self.detail}"
 
 
 def _line(exc: BaseException) -> str:
