@@ -78,26 +78,25 @@ def _delta_rs_count(uri: str) -> int:
     return int(pa.table(batches).num_rows)
 
 
-def baseline(place: Place, spark: Any) -> tuple[dict[str, Counter[str]], dict[str, str]]:
-    """Right after the run: the rows of each data table as Sail reads them, and the tables Sail cannot read
-    (name -> why)."""
-    rows, unreadable = {}, {}
-    for name, uri in place.table_uris().items():
-        if name not in TABLES and not _present(uri):
-            continue
+def baseline(story: Scenario, spark: Any) -> None:
+    """Right after the run (the snapshot): which tables there are (dsr's own ones that this lake has), the rows
+    of each data table as Sail reads them, and the tables Sail cannot read (name -> why)."""
+    story.tables = [name for name, uri in story.snapshot.table_uris().items() if name in TABLES or _present(uri)]
+    for name in story.tables:
         try:
-            rows[name] = sail_rows(spark, uri)
+            rows = sail_rows(spark, story.snapshot.table_uris()[name])
         except Exception as exc:
-            unreadable[name] = _line(exc)
-    return {t: rows[t] for t in TABLES if t in rows}, unreadable
+            story.sail_unreadable[name] = _line(exc)
+            continue
+        if name in TABLES:
+            story.rows[name] = rows
 
 
 def readers(place: Place, spark: Any, story: Scenario) -> list[Finding]:
     out = []
     after_run = story.rows
-    for name, uri in place.table_uris().items():
-        if name not in TABLES and not _present(uri):
-            continue  # dsr's own table that this lake never had
+    for name in story.tables:  # each table there was after the run, dsr's own included
+        uri = place.table_uris()[name]
         try:
             _delta_rs_count(uri)
         except Exception as exc:
@@ -142,9 +141,8 @@ def dsr_says(place: Place, erasures: Iterable[str], receipt_of: str) -> list[Fin
     out = []
     verify = _cli(place, "audit", "verify")
     if verify.returncode != 0:
-        out.append(Finding("dsr audit verify", "audit", f"exit {verify.returncode}: "
-                           + MASK((verify.stdout + verify.stderr).strip().splitlines()[-1:][0][:200]
-                                  if (verify.stdout + verify.stderr).strip() else "")))
+        said = (verify.stdout + verify.stderr).strip().splitlines() or [""]
+        out.append(Finding("dsr audit verify", "audit", f"exit {verify.returncode}: {said[-1][:200]}"))
     listed = _cli(place, "requests", "--json")
     try:
         rows = {r["request_id"]: r for r in json.loads(listed.stdout)}

@@ -2,7 +2,7 @@
 scenario written and run, its snapshot, the rows right after the run (as Sail reads them).
 
 The S3 bench runs its own moto server (``moto_hook.py``: the one that can kill a writer before answering); its
-AWS_* variables are set only while a test uses it (``Bench.environment``)."""
+AWS_* variables are set only while a test uses it (``kit.environment``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.crash import checks, scenario
-from tests.crash.kit import REPO, Bench
+from tests.crash.kit import REPO, Bench, environment
 from tests.crash.moto_hook import HookClient
 
 FULL = os.environ.get("DSR_CRASH_FULL") == "1"
@@ -37,7 +37,7 @@ def local_bench(tmp_path_factory: pytest.TempPathFactory, spark_connect: Any) ->
     copier = scenario.local_copier(base)
     snapshot = copier(original, "snapshot")
     story = scenario.Scenario(original, snapshot, erase, export, copier=copier)
-    story.rows, story.sail_unreadable = checks.baseline(snapshot, spark_connect)
+    checks.baseline(story, spark_connect)
     return Bench("local", story, spark_connect, base)
 
 
@@ -54,8 +54,7 @@ def s3_bench(tmp_path_factory: pytest.TempPathFactory, spark_connect: Any) -> It
         aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
                "AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_S3": endpoint, "AWS_ALLOW_HTTP": "true"}
         token = scenario.new_token()
-        bench = Bench("s3", None, spark_connect, base, HookClient(endpoint), aws)  # type: ignore[arg-type]
-        with bench.environment():
+        with environment(aws):
             client = scenario.s3_client()
             for bucket in (f"{token}-original-l", f"{token}-original-x"):
                 client.create_bucket(Bucket=bucket)
@@ -65,8 +64,8 @@ def s3_bench(tmp_path_factory: pytest.TempPathFactory, spark_connect: Any) -> It
             copier = scenario.s3_copier(base, token)
             snapshot = copier(original, "snapshot")
             story = scenario.Scenario(original, snapshot, erase, export, copier=copier)
-            story.rows, story.sail_unreadable = checks.baseline(snapshot, spark_connect)
-        bench.scenario = story
+            checks.baseline(story, spark_connect)
+        bench = Bench("s3", story, spark_connect, base, HookClient(endpoint), aws)
         yield bench
     finally:
         if server.stdin:

@@ -23,7 +23,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from tests.crash.events import CRASHPOINT, FileEvent, LocalWatch, Recorder
 from tests.crash.scenario import Place, Scenario
 from tests.invoke import dsr
 
-__all__ = ["Bench", "Trace", "Trial", "failures"]
+__all__ = ["Bench", "Trace", "Trial", "environment", "failures", "key"]
 
 REPO = Path(__file__).resolve().parents[2]
 PURGE_TIMEOUT = 300.0
@@ -140,19 +140,9 @@ class Bench:
         self.env = env or {}
         self._trace: Trace | None = None
 
-    @contextmanager
-    def environment(self) -> Iterator[None]:
+    def environment(self) -> AbstractContextManager[None]:
         """This bench's environment (S3: the endpoint and test credentials) for in-process dsr and Sail."""
-        saved = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)
-        try:
-            yield
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        return environment(self.env)
 
     # --- one process of dsr purge, watched ----------------------------------------------------------------
 
@@ -210,6 +200,7 @@ class Bench:
             watch.poll(0)  # what the process did before it died
         finally:
             watch.close()
+        assert not watch.overflowed, "inotify's queue overflowed: the events' ranks cannot be trusted"
         return status, recorder.events, recorder.killed_at
 
     # --- trials -------------------------------------------------------------------------------------------
@@ -260,7 +251,7 @@ class Bench:
             points_file.unlink(missing_ok=True)
             status, seen, _ = self.purge_process(place, trace_points=points_file)
             points = points_file.read_text(encoding="utf-8").split() if points_file.exists() else []
-            trial = Trial(self.storage, "none", exit=status, reruns=[status])
+            trial = Trial(self.storage, "none", exit=status)
             if status != 0:
                 trial.findings.append(checks.Finding("untouched purge", "dsr purge", f"exit {status}"))
             trial.findings += checks.check(place, self.spark, self.scenario)
@@ -277,6 +268,21 @@ class Bench:
         """Remove a trial's copy (local folder; S3 buckets are left to the server's end)."""
         if not place.remote:
             shutil.rmtree(place.root, ignore_errors=True)
+
+
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """``env`` in ``os.environ`` for the duration (what was there before put back after)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def place_roots(place: Place) -> dict[str, str]:

@@ -247,6 +247,7 @@ class Scenario:
     snapshot: Place
     requests: dict[str, str]  # subject id -> erase request id
     exports: dict[str, str]  # subject id -> export request id
+    tables: list[str] = field(default_factory=list)  # every table after the run (dsr's own: those it has)
     rows: dict[str, Counter[str]] = field(default_factory=dict)
     sail_unreadable: dict[str, str] = field(default_factory=dict)  # table -> why Sail failed right after the run
     copier: Callable[[Place, str], Place] | None = None

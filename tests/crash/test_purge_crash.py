@@ -15,7 +15,7 @@ place (ids masked), counts.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import pytest
 
@@ -29,13 +29,15 @@ S3_POINT_FAMILIES = ("table:checkpoint:write", "table:log:rewrite", "table:log:d
                      "control:data:write", "control:commit:write", "control:log:delete")
 
 
-def _report(trials: Sequence[Trial], untouched: Trial | None = None) -> None:
+def _report(trials: Iterable[Trial], untouched: Trial | None = None) -> None:
+    """Run the trials (a generator: each line is printed as its trial ends), then fail with every failing one."""
     shared = {key(f) for f in untouched.findings} if untouched else set()
+    done = []
     for t in trials:
-        print(t.line(shared) if not t.ok else f"[{t.storage}] {t.target}: ok ({t.seconds:.1f}s)")
-    if trials:
-        print(f"{len(trials)} trial(s), {sum(t.seconds for t in trials):.0f}s")
-    assert all(t.ok for t in trials), failures(trials, untouched)
+        done.append(t)
+        print(t.line(shared) if not t.ok else f"[{t.storage}] {t.target}: ok ({t.seconds:.1f}s)", flush=True)
+    print(f"{len(done)} trial(s), {sum(t.seconds for t in done):.0f}s")
+    assert all(t.ok for t in done), failures(done, untouched)
 
 
 def test_an_untouched_purge_passes_every_check(bench: Bench) -> None:
@@ -54,13 +56,13 @@ def test_a_kill_at_each_kind_of_file_event_converges(bench: Bench) -> None:
     absent = sorted(set(DEFAULT_FAMILIES) - {family(e.kind) for e in targets})
     print(f"[{bench.storage}] kinds the untouched purge did not produce: {absent or 'none'}")
     assert targets, "the untouched purge produced no file event of any kind the trials aim at"
-    _report([bench.trial(event=e) for e in targets], bench.trace().trial)
+    _report((bench.trial(event=e) for e in targets), bench.trace().trial)
 
 
 def test_a_kill_at_each_crash_point_converges(local_bench: Bench) -> None:
     points = local_bench.trace().point_targets(every=False)
     assert points, "the purge reached no crash point (DSR_CRASH_TRACE listed none): each step needs one"
-    _report([local_bench.trial(point=p) for p in points], local_bench.trace().trial)
+    _report((local_bench.trial(point=p) for p in points), local_bench.trace().trial)
 
 
 @pytest.mark.s3
@@ -70,18 +72,18 @@ def test_a_kill_at_the_crash_points_before_checkpoints_log_cleanup_and_control_w
     points = [p for p in local_bench.trace().points_before(S3_POINT_FAMILIES) if p in reached]
     assert points, ("no crash point comes before a checkpoint, a log cleanup or a control-table write "
                     f"(points reached: {len(reached)})")
-    _report([s3_bench.trial(point=p) for p in points], s3_bench.trace().trial)
+    _report((s3_bench.trial(point=p) for p in points), s3_bench.trace().trial)
 
 
 @pytest.mark.crash_full
 def test_a_kill_at_every_file_event_converges(bench: Bench) -> None:
     trace = bench.trace()
     assert trace.events, "the untouched purge produced no file event"
-    _report([bench.trial(event=e) for e in trace.events], trace.trial)
+    _report((bench.trial(event=e) for e in trace.events), trace.trial)
 
 
 @pytest.mark.crash_full
 def test_a_kill_at_every_crash_point_converges(bench: Bench) -> None:
     points = bench.trace().point_targets(every=True)
     assert points, "the purge reached no crash point (DSR_CRASH_TRACE listed none): each step needs one"
-    _report([bench.trial(point=p) for p in points], bench.trace().trial)
+    _report((bench.trial(point=p) for p in points), bench.trace().trial)
