@@ -23,7 +23,7 @@ import re
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,7 +250,3 @@ class LocalWatch:
     def close(self) -> None:
         os.close(self.fd)
 
-
-def ranks(events: Iterable[FileEvent]) -> dict[str, int]:
-    """kind -> how many events of it."""
-    return dict(Counter(e.kind for e in events))

@@ -31,7 +31,6 @@ from typing import Any
 from tests.crash import checks, events
 from tests.crash.events import CRASHPOINT, FileEvent, LocalWatch, Recorder
 from tests.crash.scenario import Place, Scenario
-from tests.invoke import dsr
 
 __all__ = ["Bench", "Trace", "Trial", "environment", "failures", "key"]
 
@@ -205,21 +204,17 @@ class Bench:
 
     # --- trials -------------------------------------------------------------------------------------------
 
-    def rerun(self, place: Place) -> list[int]:
-        """``dsr purge`` again (in this process) until it exits 0, at most twice."""
-        codes: list[int] = []
+    def rerun(self, trial: Trial, place: Place) -> None:
+        """``dsr purge`` again (in this process) until it exits 0, at most twice; a finding when it never does
+        (with the last line it wrote)."""
         for _ in range(2):
-            codes.append(dsr("--policy", str(place.policy_path), "purge", env=place.env).returncode)
-            if codes[-1] == 0:
-                break
-        return codes
-
-    def verify(self, trial: Trial, place: Place) -> Trial:
-        if not trial.reruns or trial.reruns[-1] != 0:
-            trial.findings.append(checks.Finding("purge re-run", "dsr purge",
-                                                 f"exit codes {trial.reruns}: never 0 in two runs"))
-        trial.findings += checks.check(place, self.spark, self.scenario)
-        return trial
+            out = checks.run_dsr(place, "purge")
+            trial.reruns.append(out.returncode)
+            if out.returncode == 0:
+                return
+        said = (out.stderr.strip() or out.stdout.strip()).splitlines() or [""]
+        trial.findings.append(checks.Finding("purge re-run", "dsr purge",
+                                             f"exit codes {trial.reruns}, never 0 in two runs: {said[-1][:200]}"))
 
     def trial(self, *, event: FileEvent | None = None, point: str | None = None) -> Trial:
         """One trial from a fresh copy: kill at ``event`` (its kind and rank) or at ``point``; re-run; check."""
@@ -233,8 +228,8 @@ class Bench:
             trial.exit = status
             if status == -signal.SIGKILL:
                 trial.hit = killed.label if killed else (point or "?")
-            trial.reruns = self.rerun(place)
-            self.verify(trial, place)
+            self.rerun(trial, place)
+            trial.findings += checks.check(place, self.spark, self.scenario)
             self.discard(place)
         trial.seconds = time.monotonic() - started
         return trial

@@ -261,10 +261,6 @@ class Scenario:
         copy_tree(self.snapshot.exports, self.original.exports)
         return self.copier(self.snapshot, f"{label}{next(self._count)}")
 
-    @property
-    def erasures(self) -> list[str]:
-        return [self.requests[s] for s in sorted(self.requests)]
-
 
 def file_and_run(place: Place) -> tuple[dict[str, str], dict[str, str]]:
     """File the erasures and exports, run ``dsr run`` once; every request must complete."""
