@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install check test test-fast test-crash demo bench bench-quick bench-history bench-flat bench-steps clean
+.PHONY: help install check test test-fast demo bench bench-quick bench-history bench-flat bench-steps clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,6 +30,7 @@ test: $(STAMP) ## the whole test suite (Delta, GE, Spark Connect on Sail, Airflo
 test-fast: $(STAMP) ## the suite without the slow end-to-end tests
 	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
 
+.PHONY: test-crash
 test-crash: $(STAMP) ## the full sweep of purge crash trials: kill -9 at every file event and crash point, local and S3 (long)
 	DSR_CRASH_FULL=1 $(BIN)/python -m pytest -m crash_full tests/crash $(PYTEST_ARGS)
 
