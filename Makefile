@@ -42,6 +42,10 @@ test: $(STAMP) promtool ## the whole test suite (Delta, GE, Spark Connect on Sai
 test-fast: $(STAMP) promtool ## the suite without the slow end-to-end tests
 	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
 
+.PHONY: test-crash
+test-crash: $(STAMP) ## the full sweep of purge crash trials: kill -9 at every file event and crash point, local and S3 (long)
+	DSR_CRASH_FULL=1 $(BIN)/python -m pytest -m crash_full tests/crash $(PYTEST_ARGS)
+
 demo: $(STAMP) ## build a demo lake and run the Airflow DAG on it end to end (./demo)
 	$(BIN)/dsr demo --dir demo
 
