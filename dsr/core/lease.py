@@ -15,13 +15,16 @@ withdraws its record and waits; a purge that finds live runs waits for them to e
 looked second sees the first, so the two never both go ahead. Waiting is bounded by the policy's
 ``lease_wait_seconds``; then :class:`LeaseHeld` (exit 1) names the holder. Every record expires
 ``claim_ttl_minutes`` after it was last renewed (a dead holder's lease runs out), and a holder renews when
-less than half is left. Records hold ids of runs, sweeps and purges, and times; never a subject id.
+less than half is left. A lease only one process holds (a purge, a CLI run or sweep, a DAG task) names that
+process: on the same machine, a holder killed with -9 is seen gone at once. Records hold ids of runs, sweeps
+and purges, times and process ids; never a subject id.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +35,10 @@ from dsr.core.policy import Policy
 from dsr.delta import objects, storage
 from dsr.errors import DsrError
 
-__all__ = ["SKEW", "LeaseHeld", "Record", "exclusive", "folder", "hold", "holders", "release", "renew", "shared"]
+__all__ = [
+    "SKEW", "LeaseHeld", "Record", "exclusive", "folder", "hold", "holders", "release", "renew", "shared",
+    "this_process",
+]
 
 SKEW = dt.timedelta(seconds=60)  # a record counts as live this long past its expiry (clocks of other machines)
 _POLL = 1.0  # seconds between looks while waiting
@@ -53,22 +59,65 @@ class Record:
     kind: str  # run | sweep | purge
     expires_at: dt.datetime
     released: bool = False
+    process: str | None = None  # "host:pid:start" of the one process that holds it, when only it may (bound)
 
     def live(self, now: dt.datetime) -> bool:
-        return not self.released and now < self.expires_at + SKEW
+        """Held: not released, not expired, and, when bound to a process of this machine, that process runs
+        (a purge killed with -9 does not make the next one wait out its lease)."""
+        return not self.released and now < self.expires_at + SKEW and not _dead(self.process)
 
     def encode(self) -> bytes:
         return json.dumps({"holder": self.holder, "kind": self.kind, "expires_at": self.expires_at.isoformat(),
-                           "released": self.released}).encode()
+                           "released": self.released, "process": self.process}).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> Record | None:
         try:
             raw = json.loads(data)
             return cls(str(raw["holder"]), str(raw["kind"]), dt.datetime.fromisoformat(raw["expires_at"]),
-                       bool(raw.get("released", False)))
+                       bool(raw.get("released", False)), raw.get("process"))
         except (ValueError, KeyError, TypeError):
             return None  # a torn or foreign file: not a lease
+
+
+def _start(pid: int) -> str | None:
+    """A process's start time (clock ticks after boot) and state, from /proc; None where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]  # a zombie is dead: it only waits to be reaped
+
+
+def this_process() -> str:
+    """This process's identity in a lease: host, pid and start time (a pid can be reused)."""
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}:{_start(os.getpid()) or ''}"
+
+
+def _dead(process: str | None) -> bool:
+    """Whether a bound lease's process is known to be gone: on this machine, no such pid, a zombie, or another
+    process under that pid. A process of another machine is never known dead: its lease runs out."""
+    import socket
+
+    if not process:
+        return False
+    host, _, rest = process.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    now = _start(int(pid))
+    if now is None:
+        return os.path.isdir("/proc")  # no stat for a pid that answers kill(0): gone between the two, or a zombie
+    return bool(start) and now != start
 
 
 def folder(policy: Policy) -> str:
@@ -123,12 +172,17 @@ def _wait(policy: Policy, until: Callable[[], Record | None], what: str) -> None
         time.sleep(_POLL)
 
 
-def hold(policy: Policy, holder: str, kind: str) -> None:
-    """Take a shared lease for ``holder`` (a run or sweep id), waiting while a purge holds the exclusive one."""
+def hold(policy: Policy, holder: str, kind: str, *, bound: bool = True) -> None:
+    """Take a shared lease for ``holder`` (a run or sweep id), waiting while a purge holds the exclusive one.
+    ``bound``: only this process holds it (a CLI run or sweep, a DAG task): gone with it. A DAG run's lease,
+    held from its claim task to its completion task, is not bound: it runs out ``claim_ttl_minutes`` after the
+    last renewal."""
     name = f"shared-{holder}.json"
+    process = this_process() if bound else None
 
     def blocked() -> Record | None:
-        objects.write_whole(folder(policy), name, Record(holder, kind, _now() + _ttl(policy)).encode())
+        objects.write_whole(folder(policy), name, Record(holder, kind, _now() + _ttl(policy), process=process)
+                            .encode())
         _, purge = _newest_epoch(policy, _names(policy))
         if purge is None or not purge.live(_now()):
             return None
@@ -140,15 +194,16 @@ def hold(policy: Policy, holder: str, kind: str) -> None:
 
 def renew(policy: Policy, holder: str, kind: str) -> None:
     """Keep ``holder``'s shared lease: rewritten when less than half of it is left, taken again (waiting for a
-    purge, as :func:`hold`) when it is gone or has run out."""
+    purge, as :func:`hold`) when it is gone or has run out. Bound or not, as it was taken."""
     mine = _read(policy, f"shared-{holder}.json")
     now = _now()
+    bound = mine is None or mine.process is not None
     if mine is not None and mine.live(now) and now < mine.expires_at:
         if mine.expires_at - now < _ttl(policy) / 2:
-            objects.write_whole(folder(policy), f"shared-{holder}.json", Record(holder, kind, now + _ttl(policy))
-                                .encode())
+            objects.write_whole(folder(policy), f"shared-{holder}.json",
+                                Record(holder, kind, now + _ttl(policy), process=mine.process).encode())
         return
-    hold(policy, holder, kind)
+    hold(policy, holder, kind, bound=bound)
 
 
 def release(policy: Policy, holder: str) -> None:
@@ -179,14 +234,16 @@ def exclusive(policy: Policy, holder: str) -> Iterator[Callable[[], None]]:
         return live[0] if live else None
 
     def keep() -> None:
-        objects.write_whole(folder(policy), name, Record(holder, "purge", _now() + _ttl(policy)).encode())
+        objects.write_whole(folder(policy), name, Record(holder, "purge", _now() + _ttl(policy),
+                                                         process=this_process()).encode())
 
     try:
         _wait(policy, runs, f"purge {holder}")
         objects.delete(folder(policy), [n for n in _names(policy) if (m := _EPOCH.match(n)) and int(m[1]) < epoch])
         yield keep
     finally:
-        objects.write_whole(folder(policy), name, Record(holder, "purge", _now(), released=True).encode())
+        objects.write_whole(folder(policy), name, Record(holder, "purge", _now(), released=True,
+                                                         process=this_process()).encode())
 
 
 def _take(policy: Policy, holder: str) -> int:
@@ -197,7 +254,7 @@ def _take(policy: Policy, holder: str) -> int:
         epoch, newest = _newest_epoch(policy, _names(policy))
         if newest is not None and newest.live(_now()):
             return newest
-        record = Record(holder, "purge", _now() + _ttl(policy))
+        record = Record(holder, "purge", _now() + _ttl(policy), process=this_process())
         if objects.create_exclusive(folder(policy), f"purge-{epoch + 1:012d}.json", record.encode()):
             taken.append(epoch + 1)
             return None

@@ -17,7 +17,8 @@ __all__ = ["claim_batch", "cooling_erasures"]
 log = logging.getLogger("dsr.steps")
 
 
-def claim_batch(policy: Policy, run_id: str | None = None, *, now: dt.datetime | None = None) -> dict[str, Any]:
+def claim_batch(policy: Policy, run_id: str | None = None, *, now: dt.datetime | None = None,
+                in_process: bool = False) -> dict[str, Any]:
     """Claim every claimable request for this run. Returns run id, counts and the tables to process.
 
     Refuses (CoverageError, nothing claimed) while a personal table is neither covered nor exempt, (InputError)
@@ -31,7 +32,9 @@ def claim_batch(policy: Policy, run_id: str | None = None, *, now: dt.datetime |
     exporting.check_location(policy.exports)
     run_id = control.check_run_id(run_id) if run_id else control.new_run_id()
     intact = audit_guard.require_intact_chain(policy)  # nothing is written on a broken audit chain
-    lease.hold(policy, run_id, "run")  # until the batch completes: a purge waits for it, or it for a purge
+    # until the batch completes: a purge waits for it, or it for a purge. In one process (dsr run) the lease
+    # goes with the process; a DAG's tasks are processes of their own, so its lease lasts until it runs out
+    lease.hold(policy, run_id, "run", bound=in_process)
     live: set[str] = set()
     at = now or dt.datetime.now(dt.UTC)
     cooling = cooling_erasures(policy, at)

@@ -105,7 +105,7 @@ def run(policy: Policy, engine: Engine, *, run_id: str | None = None, now: dt.da
 
 
 def _run(policy: Policy, engine: Engine, run_id: str, now: dt.datetime | None) -> RunReport:
-    claimed = claim_batch(policy, run_id, now=now)
+    claimed = claim_batch(policy, run_id, now=now, in_process=True)
     rid = claimed["run_id"]
     report = RunReport(run_id=rid, engine=engine.name, claimed=claimed)
     if not claimed["requests"]:

@@ -155,3 +155,18 @@ def test_on_s3_the_exclusive_lease_is_one_put_if_absent(s3_env: str, tmp_path: P
     client = boto3.client("s3", endpoint_url=s3_env, region_name="us-east-1")
     keys = [o["Key"] for o in client.list_objects_v2(Bucket="lake", Prefix="leases-lake/_dsr/leases/")["Contents"]]
     assert len(keys) == 1 and keys[0].endswith(".json")  # older epochs cleaned up, no folder marker
+
+
+def test_a_purge_killed_with_9_does_not_hold_the_next_one_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its lease names its process: on the same machine the next purge sees it gone (no wait at all here)."""
+    from tests.invoke import dsr_process
+
+    lake = _lake(tmp_path, monkeypatch, wait=0)
+    _erased(lake)
+    killed = dsr_process("--policy", str(lake.policy_path), "purge",
+                         env={**lake.env, "DSR_CRASH_AT": "purge.vacuumed"})
+    assert killed.returncode == -9, killed.stderr
+    held = [r for r in lease.holders(lake.policy(), dt.datetime.now(dt.UTC)) if r.kind == "purge"]
+    assert held == []  # its record is there, not released, not expired: but its process is gone
+    out = dsr("--policy", str(lake.policy_path), "purge", env=lake.env)
+    assert out.returncode == 0, out.stdout + out.stderr
