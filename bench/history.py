@@ -55,10 +55,10 @@ def build_history(policy: Any, requests: int, events: int, *, chunk: int = 20_00
     """``requests`` completed erasures received over the past ``days`` (control-table rows written in bulk, in
     dsr's schema) with their suppression-list entries, and their audit events as the runs that did them would
     have written them — received, claimed, table_erased (under the table's current spec), completed and, as the
-    daily purge does a week later, table_purged and minimised; padded with verified events up to ``events`` — appended through
-    dsr's own chain, ``chunk`` requests per commit, each commit dated when its requests were done; then the
-    coverage checkpoint and the audit log's verified point (a full check of the chain) the last run would have
-    written. Returns the seconds it took."""
+    daily purge does a week later, table_purged and minimised; padded with verified events up to ``events`` —
+    appended through dsr's own chain, ``chunk`` requests per commit, each commit dated when its requests were
+    done; then the coverage checkpoint and the audit log's verified point (a full check of the chain) the last
+    run would have written. Returns the seconds it took."""
     import pyarrow as pa
     from deltalake import write_deltalake
 

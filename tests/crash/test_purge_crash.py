@@ -1,16 +1,16 @@
 """A purge killed at any point must never lose a table or leave a person behind (issue 21, invariant 10).
 
-Each trial kills ``dsr purge`` with SIGKILL in a fresh copy of the scenario (``scenario.py``), runs it again
-(at most twice, it must exit 0) and checks with readers that are not dsr's (``checks.py``): every table reads on
-delta-rs and Sail, every other row is intact, no erased id in a decoded scan of the lake and the exports, ``dsr
-audit verify`` passes, ``dsr requests``/``dsr receipt`` show every erasure purged with residue 0.
+Each trial kills ``dsr purge`` with SIGKILL in a fresh copy of the scenario (``scenario.py``), runs it again (at
+most twice, it must exit 0) and checks with readers that are not dsr's (``checks.py``): every table reads on delta-
+rs and Sail, every other row is intact, no erased id in a decoded scan of the lake and the exports, ``dsr audit
+verify`` passes, ``dsr requests``/``dsr receipt`` show every erasure purged with residue 0.
 
 ``make test`` runs one trial per kind of file event (locally; on S3 per kind where a crash did damage before: a
-checkpoint, a commit replaced by its stub, a control-table commit, a package deletion), one per crash point
-(local) and, on S3, the crash points just before a checkpoint, a log cleanup or a control-table write.
-``make test-crash`` (``DSR_CRASH_FULL=1``, marker ``crash_full``) runs a trial at every file event and every crash point the
-untouched run reaches, on both storages. A failure lists each failing trial: storage, target, the check, the
-place (ids masked), counts.
+checkpoint, a commit replaced by its stub, a control-table commit, a package deletion), one per crash point (local)
+and, on S3, the crash points just before a checkpoint, a log cleanup or a control-table write. ``make test-crash``
+(``DSR_CRASH_FULL=1``, marker ``crash_full``) runs a trial at every file event and every crash point the untouched
+run reaches, on both storages. A failure lists each failing trial: storage, target, the check, the place (ids
+masked), counts.
 """
 
 from __future__ import annotations

@@ -167,8 +167,9 @@ def _purges_clean(run: dict[str, Any], case: rt.Case, after: list[dict[str, Any]
 def _naming(root: Path, names: set[str], value: Any) -> list[str]:
     """Every place under ``root`` that holds ``value`` for a column of ``names``: a ``name=value`` folder (any
     level of percent-escaping), a data file's value, a log action's partition value or min/max statistic."""
-    import pyarrow.parquet as pq
     from urllib.parse import unquote
+
+    import pyarrow.parquet as pq
 
     def plain(text: str) -> str:
         while unquote(text) != text:
