@@ -71,12 +71,14 @@ def final_errors() -> Iterator[None]:
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from dsr.errors import InputError, VerificationError
+    from dsr.errors import DsrError, InputError, VerificationError
 
     try:
         yield
     except (InputError, VerificationError) as exc:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+    except DsrError:
+        raise  # its text names no subject; retried (a lease another command holds, a lost commit race)
     except Exception as exc:
         from dsr.steps import safe_error
 

@@ -170,3 +170,16 @@ def test_a_purge_killed_with_9_does_not_hold_the_next_one_back(tmp_path: Path, m
     assert held == []  # its record is there, not released, not expired: but its process is gone
     out = dsr("--policy", str(lake.policy_path), "purge", env=lake.env)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.airflow
+def test_in_a_dag_task_a_held_lease_fails_the_try_for_airflow_to_retry() -> None:
+    """final_errors fails a task for good on bad input or a failed check; a held lease is neither: the task is
+    retried (its retries and retry_delay), as the README says."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from dsr.orchestrate.task_context import final_errors
+
+    with pytest.raises(lease.LeaseHeld) as raised, final_errors():
+        raise lease.LeaseHeld("purge: run run_x holds the lease")
+    assert not isinstance(raised.value, AirflowFailException)
