@@ -27,7 +27,7 @@ from typing import Any
 
 from tests.leaks import Leaks
 
-__all__ = ["objects", "scan"]
+__all__ = ["column_places", "objects", "scan"]
 
 
 def objects(root: str | Path) -> Iterator[tuple[str, bytes]]:
@@ -124,4 +124,48 @@ def scan(roots: Iterable[str | Path], texts: Iterable[str], ints: Mapping[str, s
                             found[where + "integer values"] += 1
             if in_log and key.endswith((".json", ".parquet")) and ints:
                 found[where + "log integers"] += _action_ints(_actions(key, data), ints)
+    return +found
+
+
+def _plain(text: str) -> str:
+    """A name with every level of percent-escaping undone (``x=A%252FA`` -> ``x=A/A``)."""
+    from urllib.parse import unquote
+
+    while unquote(text) != text:
+        text = unquote(text)
+    return text
+
+
+def column_places(root: Path, names: Iterable[str], wanted: Iterable[Any]) -> Counter[str]:
+    """Where under a local table folder values of ``wanted`` are held for a column of ``names`` (logical and
+    physical): place -> count, places ``directory names`` (a ``name=value`` folder, any escaping), ``data``
+    (a data file's rows), ``log partition values`` and ``log statistics`` (min/max) of add/remove/cdc actions in
+    JSON commits and checkpoints. Empty: nowhere."""
+    import pyarrow.parquet as pq
+
+    columns, values = set(names), set(wanted)
+    texts = {str(w) for w in values}
+    found: Counter[str] = Counter()
+    for f in sorted(root.rglob("*")):
+        rel = f.relative_to(root).as_posix()
+        folder = rel.split("/") if f.is_dir() else rel.split("/")[:-1]
+        found["directory names"] += any(c in columns and _plain(v) in texts
+                                        for c, eq, v in (p.partition("=") for p in folder[-1:]) if eq)
+        if not f.is_file():
+            continue
+        if "_delta_log" not in rel and f.suffix == ".parquet":
+            for column in columns & set(pq.read_schema(f).names):
+                found["data"] += sum(v in values for v in pq.read_table(f, columns=[column]).column(0).to_pylist())
+        elif "_delta_log" in rel and f.suffix in (".json", ".parquet"):
+            for action in _actions(f.name, f.read_bytes()):
+                for kind in ("add", "remove", "cdc"):
+                    a = action.get(kind) or {}
+                    parts = a.get("partitionValues") or {}
+                    parts = dict(parts) if isinstance(parts, list) else parts
+                    stats = json.loads(a["stats"]) if isinstance(a.get("stats"), str) else {}
+                    for column in columns:
+                        found["log partition values"] += parts.get(column) is not None and \
+                            str(parts.get(column)) in texts
+                        found["log statistics"] += sum((stats.get(b) or {}).get(column) in values
+                                                       for b in ("minValues", "maxValues"))
     return +found

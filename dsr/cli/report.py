@@ -7,6 +7,7 @@ import sys
 
 from dsr.cli.report_pages import collect, index_page, run_page
 from dsr.core.policy import Policy
+from dsr.delta import storage
 from dsr.errors import InputError
 
 __all__ = ["cli_report"]
@@ -35,20 +36,7 @@ def _check_out(out: str) -> None:
     """The folder exists and is writable, or its nearest existing ancestor is a writable folder."""
     if not out.strip():
         raise InputError("--out: empty: name the folder to write the report into")
-    path = os.path.abspath(out)
-    if os.path.exists(path):
-        if not os.path.isdir(path):
-            raise InputError(f"--out {out!r}: not a directory")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise InputError(f"--out {out!r}: the directory is not writable")
-        return
-    ancestor = os.path.dirname(path)
-    while not os.path.exists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise InputError(f"--out {out!r}: cannot be created: {ancestor} is not a directory")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise InputError(f"--out {out!r}: cannot be created: {ancestor} is not writable")
+    storage.check_writable_folder(out, f"--out {out!r}")
 
 
 def _write(path: str, text: str) -> None:

@@ -68,6 +68,13 @@ def _temporary_beside(path: str, data: bytes) -> str:
     return temp
 
 
+def _staged(root: str, rel: str, data: bytes) -> tuple[str, str]:
+    """The local path of ``rel`` below ``root`` (its folder made) and a complete temporary file beside it."""
+    path = _local(root, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return path, _temporary_beside(path, data)
+
+
 def _sync_folder(path: str) -> None:
     fd = os.open(os.path.dirname(path), os.O_RDONLY)
     try:
@@ -82,9 +89,7 @@ def write_whole(root: str, rel: str, data: bytes) -> None:
         bucket, key = _key(root, rel)
         s3_client().put_object(Bucket=bucket, Key=key, Body=data)
         return
-    path = _local(root, rel)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temp = _temporary_beside(path, data)
+    path, temp = _staged(root, rel, data)
     try:
         os.replace(temp, path)
     except BaseException:
@@ -109,9 +114,7 @@ def create_exclusive(root: str, rel: str, data: bytes) -> bool:
                 return False
             raise
         return True
-    path = _local(root, rel)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temp = _temporary_beside(path, data)
+    path, temp = _staged(root, rel, data)
     try:
         os.link(temp, path)
     except FileExistsError:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
+    "check_writable_folder",
     "delta_table_exists",
     "filesystem",
     "is_remote",
@@ -106,6 +107,29 @@ def walk(uri: str) -> Iterator[tuple[Any, str, str, int]]:
     for info in filesys.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True)):
         if info.type == fs.FileType.File:
             yield filesys, info.path, info.path[len(base):].lstrip("/"), int(info.size or 0)
+
+
+def check_writable_folder(path: str, label: str) -> None:
+    """InputError (one line starting with ``label``) unless the local folder ``path`` is a writable folder, or
+    can be made one: its nearest existing ancestor is a writable folder."""
+    from dsr.errors import InputError
+
+    path = os.path.abspath(path)
+    if os.path.lexists(path):
+        if not os.path.exists(path):
+            raise InputError(f"{label}: is a broken symbolic link")
+        if not os.path.isdir(path):
+            raise InputError(f"{label}: exists and is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise InputError(f"{label}: the directory is not writable")
+        return
+    ancestor = os.path.dirname(path)
+    while not os.path.lexists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise InputError(f"{label}: cannot be created: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"{label}: cannot be created: {ancestor} is not writable")
 
 
 def delta_table_exists(uri: str) -> bool:

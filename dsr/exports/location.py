@@ -74,26 +74,7 @@ def check_location(exports: str) -> None:
             raise InputError(f"{label}: no bucket: use s3://bucket/prefix")
         _check_s3(exports, label)
     else:
-        _check_local(exports, label)
-
-
-def _check_local(exports: str, label: str) -> None:
-    path = os.path.abspath(exports)
-    if os.path.lexists(path):
-        if not os.path.exists(path):
-            raise InputError(f"{label}: is a broken symbolic link")
-        if not os.path.isdir(path):
-            raise InputError(f"{label}: exists and is not a directory")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise InputError(f"{label}: the directory is not writable")
-        return
-    ancestor = os.path.dirname(path)
-    while not os.path.lexists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise InputError(f"{label}: cannot be created: {ancestor} is not a directory")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise InputError(f"{label}: cannot be created: {ancestor} is not writable")
+        storage.check_writable_folder(exports, label)
 
 
 def _fail_fast_s3(exports: str) -> tuple[Any, str]:

@@ -5,29 +5,17 @@ complete, and presigned GET links. The endpoint and credentials are the usual AW
 
 from __future__ import annotations
 
-import os
-import urllib.parse
 from typing import Any
+
+from dsr.delta import objects
 
 __all__ = ["PART_BYTES", "S3Upload", "client", "exists", "presign", "split"]
 
 PART_BYTES = 8 << 20  # a multipart upload's part (S3's minimum is 5 MiB, except the last)
 
 
-def client() -> Any:
-    import boto3
-    from botocore.config import Config
-
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.client("s3", endpoint_url=endpoint, region_name=region,
-                        config=Config(signature_version="s3v4", retries={"max_attempts": 3}))
-
-
-def split(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> (bucket, key)."""
-    parts = urllib.parse.urlsplit(uri)
-    return parts.netloc, parts.path.lstrip("/")
+client = objects.s3_client  # one home for the client and the split of an s3:// URI
+split = objects.split
 
 
 def sse_args(sse: str | None, kms_key_id: str | None) -> dict[str, str]:

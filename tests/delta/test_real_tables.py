@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from dsr.core.policy import Policy, check_against_lake, load_policy
 from dsr.delta import access
 from dsr.delta.support import DELTA_RS
 from dsr.engines.deltars import DeltaRsEngine
-from tests import expect, lakes
+from tests import bytescan, expect, lakes
 from tests import real_tables as rt
 from tests.packages import document
 
@@ -161,45 +162,7 @@ def _purges_clean(run: dict[str, Any], case: rt.Case, after: list[dict[str, Any]
     assert report.exit_code == 0 and [t.table for t in report.tables] == [table.name], report.as_dict()
     assert expect.multiset(lakes.rows(table.uri)) == expect.multiset(after)
     names = {case.subject, access.table_info(table.uri).physical_name(case.subject)}
-    assert _naming(Path(table.uri), names, case.value) == [], case.source.name
-
-
-def _naming(root: Path, names: set[str], value: Any) -> list[str]:
-    """Every place under ``root`` that holds ``value`` for a column of ``names``: a ``name=value`` folder (any
-    level of percent-escaping), a data file's value, a log action's partition value or min/max statistic."""
-    from urllib.parse import unquote
-
-    import pyarrow.parquet as pq
-
-    def plain(text: str) -> str:
-        while unquote(text) != text:
-            text = unquote(text)
-        return text
-
-    found = []
-    for f in sorted(root.rglob("*")):
-        rel = f.relative_to(root).as_posix()
-        if any(c in names and plain(v) == str(value) for c, eq, v in (p.partition("=") for p in rel.split("/")) if eq):
-            found.append(f"name {rel}")
-        if not f.is_file():
-            continue
-        if "_delta_log" not in rel and f.suffix == ".parquet":
-            columns = [c for c in pq.read_schema(f).names if c in names]
-            if columns and value in pq.read_table(f, columns=columns).column(0).to_pylist():
-                found.append(f"value {rel}")
-        elif "_delta_log" in rel and f.suffix in (".json", ".parquet"):
-            actions = ([json.loads(x) for x in f.read_text(encoding="utf-8").splitlines() if x.strip()]
-                       if f.suffix == ".json" else pq.read_table(f).to_pylist())
-            for action in actions:
-                for kind in ("add", "remove", "cdc"):
-                    a = action.get(kind) or {}
-                    parts = a.get("partitionValues") or {}
-                    parts = dict(parts) if isinstance(parts, list) else parts
-                    stats = json.loads(a["stats"]) if isinstance(a.get("stats"), str) else {}
-                    if any(str(parts.get(c)) == str(value) for c in names if parts.get(c) is not None) or any(
-                            (stats.get(b) or {}).get(c) == value for b in ("minValues", "maxValues") for c in names):
-                        found.append(f"log {rel}")
-    return found
+    assert bytescan.column_places(Path(table.uri), names, {case.value}) == Counter(), case.source.name
 
 
 def _masked(mask: str, case: rt.Case, arrow_type: Any) -> Any:

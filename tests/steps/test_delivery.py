@@ -13,6 +13,7 @@ import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +67,11 @@ class _Hook(http.server.BaseHTTPRequestHandler):
         return None
 
 
-@pytest.fixture()
-def hook() -> Iterator[Any]:
-    server: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    server.received, server.gets, server.status, server.dribble = [], [], 204, 0.0
+@contextmanager
+def serving(server: Any, status: int) -> Iterator[Any]:
+    """A real webhook server for a test: it records what it receives (``received``, ``gets``), answers
+    ``status``, may dribble its answer (``dribble`` seconds a byte); serves in a thread until the block ends."""
+    server.received, server.gets, server.status, server.dribble = [], [], status, 0.0
     server.stop = threading.Event()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -79,6 +81,12 @@ def hook() -> Iterator[Any]:
         server.stop.set()
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture()
+def hook() -> Iterator[Any]:
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook), 204) as server:
+        yield server
 
 
 def _finished_within(seconds: float, work: Callable[[], Any]) -> tuple[bool, Any]:

@@ -26,7 +26,7 @@ from dsr.core import audit, control
 from dsr.delta import maintenance
 from dsr.engines.deltars import DeltaRsEngine
 from dsr.steps import purge as purging
-from tests import lakes
+from tests import bytescan, lakes
 from tests import real_tables as rt
 from tests.invoke import dsr
 
@@ -35,30 +35,7 @@ ERASED_INTS = {int(s) for s in lakes.ERASE if s.isdigit()}
 
 def _on_disk(table: Path, column: str, wanted: set[Any]) -> Counter[str]:
     """Where values of ``wanted`` are under the table, read with plain pyarrow and json (not dsr)."""
-    found: Counter[str] = Counter()
-    as_text = {str(w) for w in wanted}
-    for f in table.rglob("*"):
-        rel = f.relative_to(table)
-        if any(part.partition("=")[2] in as_text for part in rel.parts[:-1] if "=" in part):
-            found["directory names"] += 1
-        if not f.is_file():
-            continue
-        if f.suffix == ".parquet" and "_delta_log" not in rel.parts:
-            if column in pq.read_schema(f).names:
-                found["data"] += sum(v in wanted for v in pq.read_table(f, columns=[column]).column(0).to_pylist())
-        elif "_delta_log" in rel.parts and f.suffix in (".json", ".parquet"):
-            actions = ([json.loads(x) for x in f.read_text(encoding="utf-8").splitlines() if x.strip()]
-                       if f.suffix == ".json" else pq.read_table(f).to_pylist())
-            for action in actions:
-                for kind in ("add", "remove", "cdc"):
-                    a = action.get(kind) or {}
-                    values = a.get("partitionValues") or {}
-                    values = dict(values) if isinstance(values, list) else values
-                    found["log partition values"] += values.get(column) in as_text
-                    stats = json.loads(a["stats"]) if a.get("stats") else {}
-                    found["log statistics"] += sum(stats.get(b, {}).get(column) in wanted
-                                                   for b in ("minValues", "maxValues"))
-    return +found
+    return bytescan.column_places(table, {column}, wanted)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from dsr.steps.webhook import post_json
-from tests.steps.test_delivery import _finished_within, _Hook
+from tests.steps.test_delivery import _finished_within, _Hook, serving
 
 
 def _certificate(folder: Path) -> tuple[Path, Path]:
@@ -54,17 +54,9 @@ def tls_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    server.received, server.gets, server.status, server.dribble = [], [], 200, 0.0
-    server.stop = threading.Event()
-    server.url = f"https://127.0.0.1:{server.server_address[1]}/hook"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.stop.set()
-        server.shutdown()
-        server.server_close()
+    with serving(server, 200) as running:
+        running.url = f"https://127.0.0.1:{server.server_address[1]}/hook"
+        yield running
 
 
 def _workers() -> list[threading.Thread]:
