@@ -42,12 +42,17 @@ def moto_server(*buckets: str) -> Iterator[str]:
             client.create_bucket(Bucket=bucket)
         yield endpoint
     finally:
-        if proc.stdin:
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """End a server process started with its stdin as its lifeline: close it, wait, kill if it lingers."""
+    if proc.stdin:
+        proc.stdin.close()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def aws_env(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:

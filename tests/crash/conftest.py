@@ -17,6 +17,7 @@ import pytest
 from tests.crash import checks, scenario
 from tests.crash.kit import REPO, Bench, environment
 from tests.crash.moto_hook import HookClient
+from tests.moto_s3 import stop
 
 FULL = os.environ.get("DSR_CRASH_FULL") == "1"
 
@@ -68,12 +69,7 @@ def s3_bench(tmp_path_factory: pytest.TempPathFactory, spark_connect: Any) -> It
         bench = Bench("s3", story, spark_connect, base, HookClient(endpoint), aws)
         yield bench
     finally:
-        if server.stdin:
-            server.stdin.close()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
