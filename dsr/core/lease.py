@@ -197,7 +197,7 @@ def renew(policy: Policy, holder: str, kind: str) -> None:
     purge, as :func:`hold`) when it is gone or has run out. Bound or not, as it was taken."""
     mine = _read(policy, f"shared-{holder}.json")
     now = _now()
-    bound = mine is None or mine.process is not None
+    bound = mine is not None and mine.process is not None  # gone: taken again unbound (it may span processes)
     if mine is not None and mine.live(now) and now < mine.expires_at:
         if mine.expires_at - now < _ttl(policy) / 2:
             objects.write_whole(folder(policy), f"shared-{holder}.json",
