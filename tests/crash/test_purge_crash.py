@@ -6,7 +6,7 @@ rs and Sail, every other row is intact, no erased id in a decoded scan of the la
 verify`` passes, ``dsr requests``/``dsr receipt`` show every erasure purged with residue 0.
 
 ``make test`` runs one trial per kind of file event (locally; on S3 per kind where a crash did damage before: a
-checkpoint, a commit replaced by its stub, a control-table commit, a package deletion), one per crash point (local)
+checkpoint, a commit replaced by its stub, a control-table commit), one per crash point (local)
 and, on S3, the crash points just before a checkpoint, a log cleanup or a control-table write. ``make test-crash``
 (``DSR_CRASH_FULL=1``, marker ``crash_full``) runs a trial at every file event and every crash point the untouched
 run reaches, on both storages. A failure lists each failing trial: storage, target, the check, the place (ids
