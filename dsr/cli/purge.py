@@ -50,7 +50,10 @@ def cli_purge(policy: Policy, *, dry_run: bool, as_json: bool, engine: str | Non
               + (f" ({r['dv_rewrite']})" if r.get("dv_rewrite") else ""))
         if t.residue is not None:
             print(f"{'':20} residue: {t.residue}")
-    if report.minimised:
+    if report.minimised.get("error"):
+        print(f"{'control table':20} settling the purged erasures FAILED: {report.minimised['error']}; the next "
+              "purge settles them")
+    elif report.minimised:
         m = report.minimised
         print(f"{'control table':20} {m['requests']} purged erasure(s): subject ids replaced by keyed digests; "
               f"versions {m['unreadable_versions']} are now unreadable; residue: {m['control_residue']}")

@@ -70,7 +70,7 @@ class PurgeReport:
     @property
     def exit_code(self) -> int:
         return 1 if any(t.error or t.residue for t in self.tables) or self.minimised.get("control_residue") \
-            or any(self.own_residue.values()) else 0
+            or self.minimised.get("error") or any(self.own_residue.values()) else 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, "purge_id": self.purge_id, "tables": [t.as_dict() for t in self.tables],
@@ -287,7 +287,10 @@ def _purge(policy: Policy, pid: str, key: bytes | None, *, dry_run: bool, now: d
     erased: set[str] = set()
     if not dry_run and key is not None:
         keep()
-        erased = _settle(policy, _Ledger.read(policy), key, report)  # with the table_purged events just written
+        try:
+            erased = _settle(policy, _Ledger.read(policy), key, report)  # with the table_purged events just written
+        except Exception as exc:  # reported in one line, never an id; the next purge settles them
+            report.minimised = {"error": str(exc) if isinstance(exc, DsrError) else access.error_line(exc)}
     report.exports = _expire_exports(policy, now, erased, dry_run=dry_run)
     return report
 
