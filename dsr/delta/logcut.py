@@ -190,8 +190,12 @@ def _built(uri: str, version: int, log: LogFiles, scratch: str) -> tuple[Any, se
 
 
 def clear(scratch: str) -> None:
-    """Remove everything under ``scratch`` (a checkpoint built there holds the log's tombstones)."""
+    """Remove ``scratch`` and everything under it (a checkpoint built there holds the log's tombstones)."""
+    import shutil
+
     objects.delete(scratch, [rel for _, _, rel, _ in storage.walk(scratch)])
+    if not storage.is_remote(scratch):
+        shutil.rmtree(scratch, ignore_errors=True)  # the folders (on S3 a prefix goes with its last object)
 
 
 def checkpoint(uri: str, version: int, present: Iterable[str], scratch: str) -> None:
