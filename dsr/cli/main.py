@@ -103,7 +103,11 @@ def _parser() -> argparse.ArgumentParser:
 
     prg = sub.add_parser(
         "purge", help="physically remove what completed erasures left (old files, log entries, deletion-vector "
-                      "rows) once purge_after_hours has passed; versions before the erase become unreadable"
+                      "rows) once purge_after_hours has passed; versions before the erase become unreadable",
+        description="Physically remove what completed erasures left once purge_after_hours has passed, then "
+                    "forget the purged people in the control table. It holds the purge lease: it waits up to "
+                    "lease_wait_seconds for a running dsr run or sweep, then exits 1 naming it. Killed at any "
+                    "point, every table stays readable: run it again to finish the job (README: Crash safety).",
     )
     prg.add_argument("--dry-run", action="store_true", help="list what would be removed, write nothing")
     prg.add_argument("--engine", choices=("delta-rs", "spark"), default=None,
