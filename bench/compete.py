@@ -278,7 +278,7 @@ def dsr_verify(job: dict[str, Any]) -> dict[str, Any]:
     steps.erase_table(policy, DeltaRsEngine(), run_id, "events")
     Validator.shared()
     t = time.perf_counter()
-    steps.verify_table(policy, run_id, "events")
+    steps.verify_table(policy, DeltaRsEngine(), run_id, "events")
     return {"seconds": time.perf_counter() - t}
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsr.core.masks import Strategy
 from dsr.core.policy import Policy
+
+if TYPE_CHECKING:
+    from dsr.engines.reading import Reader
 
 __all__ = ["cli_run", "cli_verify", "verify_all"]
 
@@ -64,9 +66,10 @@ def _first_sweeps(policy: Policy, engine: Any) -> dict[str, Any] | None:
                                         f"{rows} row(s) of past erasures erased (dsr receipt {report.sweep_id})"}
 
 
-def verify_all(policy: Policy) -> list[dict[str, Any]]:
+def verify_all(policy: Policy, reader: Reader | None = None) -> list[dict[str, Any]]:
     """Re-run the suites of every delete/anonymise table for all completed erasures, reading each table back
-    through the access layer. A table that cannot be read fails its check (a blind check is never a pass)."""
+    with ``reader`` (the access layer in this process by default; an engine's to read on the cluster). A table
+    that cannot be read fails its check (a blind check is never a pass)."""
     from dsr.core import control
     from dsr.errors import TableError
     from dsr.verify.checks import TableCheck, check_table
@@ -78,24 +81,32 @@ def verify_all(policy: Policy) -> list[dict[str, Any]]:
         if t.erase is Strategy.RETAIN:
             continue
         try:
-            checks.append(check_table(policy, t, subjects).as_dict())
+            checks.append((check_table(policy, t, subjects, reader=reader) if reader else
+                           check_table(policy, t, subjects)).as_dict())
         except TableError as exc:
             checks.append(TableCheck(t.name, success=False, notes=[str(exc)]).as_dict())
     return checks
 
 
 def cli_verify(policy: Policy, *, engine: str | None, remote: str | None, as_json: bool) -> int:
-    """Exit 0 when every table verifies, 1 when one does not. ``--engine``/``--remote`` are not needed (the
-    read-back is the access layer's), but given, they must name an engine and, for Spark Connect, a server that
-    answers: else one line and exit 2, as for ``dsr run``."""
+    """Exit 0 when every table verifies, 1 when one does not. ``--engine``/``--remote``, when given, must name an
+    engine and, for Spark Connect, a server that answers: else one line and exit 2, as for ``dsr run``. Without
+    them the tables are read in this process (delta-rs); with Spark, the tables are read on the cluster and
+    checked against the files delta-rs lists (:mod:`dsr.verify.evidence`)."""
     from dsr.cli.progress import configure
+    from dsr.engines import engine_name, make_engine
 
     configure()
     if engine or remote:
         _check_engine_args(engine, remote)
-        print("dsr verify: tables are read back through the Delta access layer (delta-rs), whatever engine wrote "
-              "them; --engine/--remote are not needed", file=sys.stderr)
-    checks = verify_all(policy)
+    if engine_name(engine, remote) == "spark":
+        spark = make_engine("spark", remote=remote)
+        try:
+            checks = verify_all(policy, spark.reader)
+        finally:
+            spark.close()
+    else:
+        checks = verify_all(policy)
     ok = all(c["success"] for c in checks)
     if as_json:
         print(json.dumps({"success": ok, "tables": checks}, indent=2))

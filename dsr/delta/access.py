@@ -30,8 +30,19 @@ from dsr.delta.rawlog import raw_log_info
 from dsr.delta.tableinfo import TableInfo, plain_schema, plain_type
 from dsr.errors import TableError, scrub
 
-__all__ = ["TableInfo", "count_rows", "error_line", "in_predicate", "open_table", "plain_type", "scan", "scans",
-           "table_info"]
+__all__ = [
+    "TableInfo",
+    "conform",
+    "count_rows",
+    "error_line",
+    "in_predicate",
+    "open_table",
+    "plain_type",
+    "scan",
+    "scans",
+    "table_info",
+    "target_schema",
+]
 
 scans: Counter[str] = Counter()
 """Full or filtered data scans per table uri in this process (tests read it to prove one scan per batch)."""
@@ -165,11 +176,11 @@ def scan(
         else:
             value_set = pa.array(keys, info.schema.field(where_in[0]).type)
             read += [] if where_in[0] in read else [where_in[0]]
-    target = _target(uri, info, read)
+    target = target_schema(uri, info, read)
     scans[uri] += 1
     try:
         reader = pa.RecordBatchReader.from_stream(dt.scan(columns=read, predicate=predicate))
-        batches = (_conform(b, target) for b in reader if b.num_rows)
+        batches = (conform(b, target) for b in reader if b.num_rows)
         if value_set is None:
             yield from batches
             return
@@ -205,7 +216,7 @@ def chunked(batches: Iterable[Any], rows: int = CHUNK_ROWS) -> Iterator[Any]:
         yield pa.Table.from_batches(held)
 
 
-def _target(uri: str, info: TableInfo, columns: Sequence[str]) -> Any:
+def target_schema(uri: str, info: TableInfo, columns: Sequence[str]) -> Any:
     """The logical schema of ``columns``; TableError naming the ones the table lacks."""
     import pyarrow as pa
 
@@ -215,7 +226,7 @@ def _target(uri: str, info: TableInfo, columns: Sequence[str]) -> Any:
     return pa.schema([info.schema.field(c) for c in columns])
 
 
-def _conform(batch: Any, target: Any) -> Any:
+def conform(batch: Any, target: Any) -> Any:
     """The batch with the logical schema's plain types and nullability (DataFusion yields string views)."""
     import pyarrow as pa
 

@@ -1,11 +1,13 @@
 """The Engine Protocol: the only thing the steps (dsr.steps) know about the engines.
 
-An engine writes; it decides nothing and reads nothing for dsr's checks. Every read of a data table (export,
-erase planning, verification, row counts, metadata) goes through the one access layer (:mod:`dsr.delta.access`),
-whatever engine writes, so verification never trusts the writer's own reader. Everything an engine is handed
-is already validated and built (the MERGE source of subject keys and pseudonyms, the SQL of each mask in the
-engine's dialect). Subject ids travel only as data (pyarrow columns, DataFrames), never as literals in SQL
-text or in commit metadata.
+An engine writes, and carries the reader of the heavy reads (``reader``, :mod:`dsr.engines.reading`): the
+export scan, the erase planning, verification's passes and counts, the near-match scan run where the engine
+runs (in this process on delta-rs, as Spark jobs on Spark), and return results the size of the requests. The
+Delta log (versions, schemas, live files, statistics, deletion vectors, the commit's actions) is always read
+here by the one access layer (:mod:`dsr.delta.access`); verification never rests on the writer's reader alone
+(:mod:`dsr.verify.evidence`). Everything an engine is handed is already validated and built (the MERGE source of
+subject keys and pseudonyms, the SQL of each mask in the engine's dialect). Subject ids travel only as data
+(pyarrow columns, DataFrames), never as literals in SQL text or in commit metadata.
 
 Each engine declares the Delta features it writes correctly (``support``, see :mod:`dsr.delta.features`); the
 steps refuse a table the engine does not handle before any write.
@@ -20,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 from dsr.delta.newfiles import DataFile
 from dsr.delta.support import Support
 from dsr.engines.matching import Matches
+from dsr.engines.reading import Reader
 
 __all__ = ["KEY_COLUMN", "CommitResult", "Engine", "ErasePlan", "Search"]
 
@@ -85,6 +88,8 @@ class Engine(Protocol):
     """'datafusion' (delta-rs) or 'spark': which SQL the mask expressions are written in."""
     support: Support
     """The Delta features this engine deletes and updates correctly (the protocol gate reads it)."""
+    reader: Reader
+    """Where the heavy reads run (:mod:`dsr.engines.reading`)."""
 
     def erase(self, plan: ErasePlan, source: Any) -> CommitResult:
         """One Delta commit: MERGE ``source`` (a pyarrow Table with KEY_COLUMN and pseudonym columns) into

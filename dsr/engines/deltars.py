@@ -15,6 +15,7 @@ from dsr.delta.support import DELETE, DELTA_RS, UPDATE, Support
 from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan, Search
 from dsr.engines.matching import Matches, datafusion_matches
 from dsr.engines.pruning import partition_predicate
+from dsr.engines.reading import LOCAL, Reader
 from dsr.errors import TableError
 
 __all__ = ["DeltaRsEngine"]
@@ -28,6 +29,7 @@ class DeltaRsEngine:
     name = "delta-rs"
     dialect = "datafusion"
     support: Support = DELTA_RS
+    reader: Reader = LOCAL
 
     def history(self, uri: str, limit: int = 20) -> list[dict[str, Any]]:
         return commits.history(uri, limit)

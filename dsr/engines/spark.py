@@ -10,11 +10,13 @@ The source (subject keys, pseudonyms) arrives as a pyarrow Table and becomes a s
 behind a temporary view with a unique name, so subject ids travel as data, never as SQL text. Every SQL
 statement the engine builds is kept on ``statements`` so tests can prove it.
 
-The engine only writes. Every read (export, planning, verification, versions, history, commit metrics)
-goes through the one Delta access layer (:mod:`dsr.delta.access`, delta-rs), so what Spark wrote is checked by a
-reader that did not write it, and works whatever the Spark server can do: Sail, for one, has no
-``DESCRIBE HISTORY``, and its MERGE returns only an output row count. Metrics come from the MERGE's own
-commit in the log (``numTargetRows*``, ``numTargetFiles*``, the same names on delta-spark and Sail).
+The engine writes, and its reader (:mod:`dsr.engines.spark_reads`) runs the heavy reads as Spark jobs: the
+export scan, the erase planning, verification's passes and counts, the near-match scan. The Delta log
+(versions, history, commit metrics, live files) is read by the one access layer (:mod:`dsr.delta.access`,
+delta-rs), which works whatever the Spark server can do: Sail, for one, has no ``DESCRIBE HISTORY``, and its
+MERGE returns only an output row count. Metrics come from the MERGE's own commit in the log
+(``numTargetRows*``, ``numTargetFiles*``, the same names on delta-spark and Sail). What Spark's Delta reader
+returns is checked against evidence it did not produce (:mod:`dsr.verify.evidence`).
 
 What the engine writes correctly depends on the server (``support``, :mod:`dsr.delta.features`): classic Spark is
 delta-spark; a Spark Connect server is identified as Sail (``current_catalog()`` is ``sail``) or Databricks
@@ -46,6 +48,8 @@ from dsr.delta import access, commits, storage
 from dsr.delta.support import ENGINE_SUPPORT, Support
 from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan, Search
 from dsr.engines.matching import Matches, match_sql
+from dsr.engines.reading import Reader
+from dsr.engines.spark_reads import SparkReader
 from dsr.engines.spark_session import (
     SERVER_ENV,
     SERVER_KINDS,
@@ -113,6 +117,8 @@ class SparkEngine:
         self.support: Support = ENGINE_SUPPORT[f"spark:{self.server}"]
         self._owned = owned
         self._open = True
+        self.reader: Reader = SparkReader(spark, self._path)
+        """The heavy reads, as Spark jobs (:mod:`dsr.engines.spark_reads`)."""
         # masks generalise timestamps in UTC: the session runs in UTC
         spark.conf.set("spark.sql.session.timeZone", "UTC")
 

@@ -158,11 +158,12 @@ def work_items(batch: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _run(step: Step, table: str | None) -> dict[str, Any]:
-    """Run one step (for one table when it fans out), with an engine only if it writes; log its metrics."""
+    """Run one step (for one table when it fans out), with an engine only if it writes or reads tables; log its
+    metrics."""
     from dsr import steps
 
     with final_errors():
-        engine = task_engine() if step.engine else None
+        engine = task_engine() if step.engine or step.reads else None
         try:
             out = steps.call(step, task_policy(), batch_id(), engine, table)
         finally:

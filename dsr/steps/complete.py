@@ -13,6 +13,7 @@ from dsr.core.masks import Strategy
 from dsr.core.policy import Policy
 from dsr.core.subjects import uncastable_note
 from dsr.delta import tables as deltautil
+from dsr.engines.reading import LOCAL, Reader
 from dsr.errors import scrub
 from dsr.steps import nearmatch
 from dsr.steps.batch import Batch, table_failures
@@ -103,17 +104,18 @@ def _suppress(policy: Policy, requests: list[control.Request]) -> None:
     suppression.ensure(policy, key, requests)
 
 
-def complete_batch(policy: Policy, run_id: str, errors: dict[str, str] | None = None) -> dict[str, Any]:
+def complete_batch(policy: Policy, run_id: str, errors: dict[str, str] | None = None,
+                   reader: Reader = LOCAL) -> dict[str, Any]:
     """Complete every erasure of the run that is erased and verified everywhere; fail the rest (a refused
     table fails its requests for good: retrying cannot help until the table or the engine changes). Gives back
     the run's lease at the end (:mod:`dsr.core.lease`)."""
     try:
-        return _complete(policy, run_id, errors)
+        return _complete(policy, run_id, errors, reader)
     finally:
         lease.release(policy, run_id)
 
 
-def _complete(policy: Policy, run_id: str, errors: dict[str, str] | None) -> dict[str, Any]:
+def _complete(policy: Policy, run_id: str, errors: dict[str, str] | None, reader: Reader) -> dict[str, Any]:
     batch = Batch.load(policy, run_id)
     reqs = batch.requests
     done: list[dict[str, Any]] = []
@@ -134,7 +136,7 @@ def _complete(policy: Policy, run_id: str, errors: dict[str, str] | None) -> dic
             failed[r.request_id] = scrub(problem + (f" ({extra})" if extra else ""), [r.subject_id])
             if is_final:
                 final.append(r.request_id)
-    outcomes, review = nearmatch.outcomes(policy, found, "erased")
+    outcomes, review = nearmatch.outcomes(policy, found, "erased", reader)
     failed.update(review)
     final.extend(review)
     done = [{**d, "result": {**d["result"], "outcome": outcomes[d["request_id"]]}}

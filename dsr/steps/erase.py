@@ -21,6 +21,7 @@ from dsr.core.masks import Strategy
 from dsr.core.policy import Policy, TableSpec
 from dsr.delta import access, commits
 from dsr.engines.base import CommitResult, Engine, ErasePlan
+from dsr.engines.reading import Reader
 from dsr.errors import scrub
 from dsr.plan import erasure
 from dsr.steps.batch import Batch
@@ -41,28 +42,24 @@ def _erase_events(batch: Batch, table: str) -> dict[str, dict[str, Any]]:
 
 
 def _rows_now(
-    table: TableSpec, info: access.TableInfo, reqs: Sequence[control.Request], *, partitions: bool = False,
+    table: TableSpec, info: access.TableInfo, reqs: Sequence[control.Request], reader: Reader, *,
+    partitions: bool = False,
 ) -> tuple[erasure.SubjectKeys, dict[Any, int], dict[str, int], dict[Any, set[tuple[Any, ...]]]]:
-    """The subjects' rows in the table now, by one projected, pushed-down read of the subject column (and,
-    with ``partitions``, the table's prunable partition columns): (keys, rows per key, rows per request,
-    per key the partitions holding its rows)."""
-    import pyarrow as pa
-
+    """The subjects' rows in the table now, counted where the engine reads (one pushed-down read of the subject
+    column and, with ``partitions``, the table's prunable partition columns, grouped): (keys, rows per key, rows
+    per request, per key the partitions holding its rows)."""
     keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in reqs], info.schema.field(table.subject).type)
     columns = erasure.prunable_partitions(table, info.schema, info.partition_columns) if partitions else []
     per_key: dict[Any, int] = defaultdict(int)
     where: dict[Any, set[tuple[Any, ...]]] = defaultdict(set)
-    scanned = [table.subject, *columns]
-    found = list(access.scan(table.uri, scanned, where_in=(table.subject, keys.keys), info=info))
-    if found:
-        # counted per (key, partition) in Arrow, once over the rows found: the Python loop runs over groups
-        groups = pa.Table.from_batches(found).group_by(scanned, use_threads=False).aggregate([([], "count_all")])
-        values = groups.column(table.subject).to_pylist()
-        parts = list(zip(*(groups.column(c).to_pylist() for c in columns), strict=True)) if columns else \
-            [()] * len(values)
-        for value, part, n in zip(values, parts, groups.column("count_all").to_pylist(), strict=True):
-            per_key[value] += int(n)
-            where[value].add(part)
+    groups = reader.group_counts(table.uri, [table.subject, *columns], where_in=(table.subject, keys.keys),
+                                 info=info)
+    values = groups.column(table.subject).to_pylist()
+    parts = list(zip(*(groups.column(c).to_pylist() for c in columns), strict=True)) if columns else \
+        [()] * len(values)
+    for value, part, n in zip(values, parts, groups.column("count_all").to_pylist(), strict=True):
+        per_key[value] += int(n)
+        where[value].add(part)
     rows = {r.request_id: per_key.get(keys.by_request.get(r.request_id), 0) for r in reqs}
     return keys, per_key, rows, dict(where)
 
@@ -77,12 +74,12 @@ def _partitions(table: TableSpec, info: access.TableInfo, where: dict[Any, set[t
     return tuple(dict(zip(columns, p, strict=True)) for p in found)
 
 
-def _retained_rows(table: TableSpec, reqs: Sequence[control.Request]) -> dict[str, int | None]:
+def _retained_rows(table: TableSpec, reqs: Sequence[control.Request], reader: Reader) -> dict[str, int | None]:
     """Rows each request's subject has in a retained table; None when the table cannot be read."""
     from dsr.errors import TableError
 
     try:
-        return dict(_rows_now(table, access.table_info(table.uri), reqs)[2])
+        return dict(_rows_now(table, access.table_info(table.uri), reqs, reader)[2])
     except TableError:
         return {r.request_id: None for r in reqs}
 
@@ -149,7 +146,7 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
         return {"table": table_name, "requests": 0}
     done = _erase_events(batch, table.name)
     if table.erase is Strategy.RETAIN:
-        return _retain(batch, table, [r for r in reqs if r.request_id not in done])
+        return _retain(batch, table, [r for r in reqs if r.request_id not in done], engine.reader)
 
     verdict = gate.check_table(table, engine.support)
     if not verdict.ok:
@@ -158,7 +155,7 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
 
     info = verdict.info
     assert info is not None
-    _, per_key, rows_now, where = _rows_now(table, info, reqs, partitions=True)
+    _, per_key, rows_now, where = _rows_now(table, info, reqs, engine.reader, partitions=True)
     todo = [r for r in reqs if r.request_id not in done or rows_now[r.request_id] > 0]
     if not todo:
         return {"table": table_name, "requests": 0, "already_done": len(reqs)}
@@ -170,9 +167,9 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
     return _commit(batch, engine, table, info, todo, per_key, rows_now, done, where)
 
 
-def _retain(batch: Batch, table: TableSpec, todo: Sequence[control.Request]) -> dict[str, Any]:
+def _retain(batch: Batch, table: TableSpec, todo: Sequence[control.Request], reader: Reader) -> dict[str, Any]:
     """A retained table is not changed: record, per request, that it keeps its rows (and how many) and why."""
-    retained = _retained_rows(table, todo)
+    retained = _retained_rows(table, todo, reader)
     spec = spec_of(table)
     batch.record([
         audit.AuditEvent("table_retained", request_id=r.request_id, run_id=batch.run_id, table_name=table.name,

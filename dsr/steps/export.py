@@ -18,9 +18,9 @@ from dsr.core import audit, control, gate
 from dsr.core.cooldown import erase_waits
 from dsr.core.policy import Policy
 from dsr.core.subjects import uncastable_note
-from dsr.delta import access
 from dsr.delta.support import READ
 from dsr.engines.base import Engine
+from dsr.engines.reading import LOCAL, Reader
 from dsr.plan import erasure
 from dsr.steps import nearmatch, notify
 from dsr.steps.batch import Batch, table_failures
@@ -31,7 +31,8 @@ log = logging.getLogger("dsr.steps")
 
 
 def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -> dict[str, Any]:
-    """ONE scan of one table for every export request of the run; rows go to the table's part files.
+    """ONE scan of one table for every export request of the run, where the engine reads (only the requested
+    people's rows come back); rows go to the table's part files.
 
     A table the reader cannot read is refused: its export requests fail with the reason, for good.
     """
@@ -56,7 +57,7 @@ def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
     with exporting.PartWriter(policy.exports, run_id, table.name, [r.request_id for r in reqs],
                               columns=columns) as parts:
         if len(keys.keys):
-            for rows in access.scan(table.uri, columns, where_in=(table.subject, keys.keys), info=info):
+            for rows in engine.reader.scan(table.uri, columns, where_in=(table.subject, keys.keys), info=info):
                 values = exporting.json_columns(rows)  # a column at a time, not cell by cell
                 owners = rows.column(table.subject).to_pylist()
                 for owner, cells in zip(owners, zip(*values, strict=True), strict=True):
@@ -80,7 +81,7 @@ def _exported_tables(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, An
     return {e["table_name"]: e["details"] for e in events if e["event"] == "table_exported"}
 
 
-def finish_exports(policy: Policy, run_id: str) -> dict[str, Any]:
+def finish_exports(policy: Policy, run_id: str, reader: Reader = LOCAL) -> dict[str, Any]:
     """Write one document per export request and complete it; hold back erasures that must wait.
 
     Sorting requests into refused, incomplete, for review and ready, then writing: one pass, kept together.
@@ -110,7 +111,7 @@ def finish_exports(policy: Policy, run_id: str) -> dict[str, Any]:
     outcomes, review = nearmatch.outcomes(policy, {
         rid: (r.subject_id, sum(int(exported[t].get("rows", 0)) for t in tables))
         for rid, (r, exported) in ready.items()
-    }, "exported")
+    }, "exported", reader)
     failed.update(review)
     final.extend(review)
     notes = {

@@ -10,30 +10,22 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
 
 from dsr.core.policy import Policy
 from dsr.delta import access
+from dsr.engines.reading import LOCAL, Reader, normalise
 
 __all__ = ["near_matches", "normalise", "outcomes", "review_reason"]
 
 
-def normalise(values: Any) -> Any:
-    """A pyarrow string array in the comparison form: NFKC, lower case, no surrounding white space."""
-    import pyarrow.compute as pc
-
-    return pc.utf8_trim_whitespace(pc.utf8_lower(pc.utf8_normalize(values, "NFKC")))
-
-
-def near_matches(policy: Policy, subject_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+def near_matches(policy: Policy, subject_ids: Sequence[str], reader: Reader = LOCAL) -> dict[str, dict[str, int]]:
     """subject id -> {table: rows whose text subject column equals it only after normalisation}.
 
-    One read of the subject column per table with a text subject column (only called for requests that
-    matched nothing exactly, so rarely). Tables the reader cannot read are skipped (their requests fail on
-    their own account).
+    One read of the subject column per table with a text subject column, where the engine reads (only called
+    for requests that matched nothing exactly, so rarely); only counts per form come back. Tables the reader
+    cannot read are skipped (their requests fail on their own account).
     """
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     from dsr.core.masks import pseudonym_kind
     from dsr.errors import TableError
@@ -52,16 +44,7 @@ def near_matches(policy: Policy, subject_ids: Sequence[str]) -> dict[str, dict[s
             info = access.table_info(table.uri)
             if pseudonym_kind(info.schema.field(table.subject).type) != "string":
                 continue
-            counts: dict[str, int] = defaultdict(int)
-            for batch in access.scan(table.uri, [table.subject], info=info):
-                column = batch.column(0)
-                hit = pc.is_in(normalise(column), value_set=form_set)
-                exact = pc.is_in(column, value_set=wanted)
-                near = pc.and_(pc.fill_null(hit, False), pc.invert(pc.fill_null(exact, False)))
-                if not pc.any(near).as_py():
-                    continue
-                for value in normalise(pc.filter(column, near)).to_pylist():
-                    counts[value] += 1
+            counts = reader.near_counts(table.uri, table.subject, wanted, form_set)
         except TableError:
             continue
         for form, n in counts.items():
@@ -78,7 +61,7 @@ def review_reason(tables: dict[str, int]) -> str:
 
 
 def outcomes(
-    policy: Policy, found: dict[str, tuple[str, int | None]], done_word: str
+    policy: Policy, found: dict[str, tuple[str, int | None]], done_word: str, reader: Reader = LOCAL,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """``found``: request id -> (subject id, rows of the subject found in all tables, None if unknown).
 
@@ -87,7 +70,7 @@ def outcomes(
     trimming: then the request fails for a person to review (counts only, never values).
     """
     empty = sorted({sid for sid, n in found.values() if n == 0})
-    near = near_matches(policy, empty) if empty else {}
+    near = near_matches(policy, empty, reader) if empty else {}
     outcomes: dict[str, str] = {}
     review: dict[str, str] = {}
     for rid, (sid, n) in found.items():

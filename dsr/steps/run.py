@@ -38,7 +38,9 @@ class Step:
     """One step after the claim.
 
     ``per_table``: the key of the claim result listing the tables it fans out over ('export_tables' or
-    'erase_tables'), None for a step that runs once. ``engine``: it needs the engine (it writes data tables).
+    'erase_tables'), None for a step that runs once. ``engine``: it needs the engine (it writes data tables, or
+    reads them where the engine reads).
+    ``reads``: it may read data tables (the near-match scan), given the engine's reader as ``reader``.
     ``always``: it runs whatever happened before it (the last step, which settles every request).
     """
 
@@ -46,15 +48,16 @@ class Step:
     fn: Callable[..., dict[str, Any]]
     per_table: str | None = None
     engine: bool = False
+    reads: bool = False
     always: bool = False
 
 
 STEPS: tuple[Step, ...] = (
     Step("export", export_table, per_table="export_tables", engine=True),
-    Step("finish_exports", finish_exports),
+    Step("finish_exports", finish_exports, reads=True),
     Step("erase", erase_table, per_table="erase_tables", engine=True),
-    Step("verify", verify_table, per_table="erase_tables"),
-    Step("complete", complete_batch, always=True),
+    Step("verify", verify_table, per_table="erase_tables", engine=True),
+    Step("complete", complete_batch, always=True, reads=True),
 )
 
 
@@ -70,8 +73,9 @@ def call(step: Step, policy: Policy, run_id: str, engine: Engine | None = None, 
     lease.renew(policy, run_id, "run")  # taken by the claim; in a DAG, tasks may be hours apart
     if step.per_table:
         args.append(table)
+    extra = {"reader": engine.reader} if step.reads and engine is not None else {}
     with opened.shared():
-        return step.fn(*args)
+        return step.fn(*args, **extra)
 
 
 @dataclass

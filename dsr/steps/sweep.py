@@ -27,6 +27,7 @@ from dsr.core.masks import Strategy
 from dsr.core.policy import Policy, TableSpec
 from dsr.delta import access, newfiles
 from dsr.engines.base import CommitResult, Engine, Search
+from dsr.engines.reading import Reader
 from dsr.errors import DsrError, InputError
 from dsr.plan import erasure
 from dsr.steps import progress
@@ -172,13 +173,13 @@ def sweep_table(policy: Policy, engine: Engine, sweep_id: str, table_name: str, 
     values = sorted(found.values)
     keys = erasure.subject_keys([(v, v) for v in values], ctype)
     out.entries_matched = len({ctx.entries.request_of(suppression_digest(secret, v), as_int) for v in values})
-    out.rows = access.count_rows(table.uri, where_in=(table.subject, keys.keys)) if values else 0
+    out.rows = engine.reader.count_rows(table.uri, where_in=(table.subject, keys.keys)) if values else 0
     if dry_run:
         return out
     if out.rows:
         metadata = {"dsr.sweep_id": sweep_id, "dsr.table": table.name, "dsr.rows_matched": str(out.rows)}
         result = engine.erase(*plan_commit(policy, engine, table, info, keys, metadata))
-        _verify(policy, table, values, result, out)
+        _verify(policy, table, values, result, out, engine.reader)
     _record(policy, sweep_id, table, out, ctx, files.version)
     return out
 
@@ -195,12 +196,14 @@ def _kind(ctype: Any, table: TableSpec) -> bool:
                      "and integer subject columns only")
 
 
-def _verify(policy: Policy, table: TableSpec, values: Sequence[str], result: CommitResult, out: TableSweep) -> None:
-    """The sweep commit proved like an erase commit: the GE suites on an independent read-back."""
+def _verify(policy: Policy, table: TableSpec, values: Sequence[str], result: CommitResult, out: TableSweep,
+            reader: Reader) -> None:
+    """The sweep commit proved like an erase commit: the GE suites on the engine's read-back, checked against
+    evidence it did not produce."""
     out.version_before, out.version_after = result.version_before, result.version_after
     rec = {"version_before": result.version_before, "version_after": result.version_after,
            "rows_deleted": result.rows_deleted, "rows_updated": result.rows_updated}
-    check = check_table(policy, table, values, [rec] if result.committed else [])
+    check = check_table(policy, table, values, [rec] if result.committed else [], reader)
     out.success = check.success
     out.suites = failed_suites(check.suites)
 

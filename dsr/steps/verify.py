@@ -1,5 +1,5 @@
-"""Step 5, verify: each erased table read back through the access layer (never through the engine that wrote)
-and proved with the GE suites of :mod:`dsr.verify.checks`."""
+"""Step 5, verify: each erased table read back where the engine reads, checked against the log and the files'
+own account, and proved with the GE suites of :mod:`dsr.verify.checks`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from dsr.core import audit, control
 from dsr.core.masks import Strategy
 from dsr.core.policy import Policy
+from dsr.engines.base import Engine
 from dsr.errors import VerificationError
 from dsr.steps.batch import Batch, table_failures
 from dsr.verify.checks import check_table
@@ -19,9 +20,9 @@ __all__ = ["failed_suites", "verify_table"]
 log = logging.getLogger("dsr.steps")
 
 
-def verify_table(policy: Policy, run_id: str, table_name: str) -> dict[str, Any]:
-    """Verify one table for the run's erasures, reading it back through the access layer (never through the
-    engine that wrote); record a ``verified`` event per request.
+def verify_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -> dict[str, Any]:
+    """Verify one table for the run's erasures, reading it back with the engine's reader, checked against
+    evidence that reader did not produce (:mod:`dsr.verify.checks`); record a ``verified`` event per request.
 
     Raises VerificationError when a suite fails (after recording it).
     """
@@ -46,7 +47,8 @@ def verify_table(policy: Policy, run_id: str, table_name: str) -> dict[str, Any]
                 commits[(d["version_before"], d["version_after"])] = d
     if not verify:
         return {"table": table_name, "requests": 0, "success": True}
-    check = check_table(policy, table, [r.subject_id for r in verify], [commits[k] for k in sorted(commits)])
+    check = check_table(policy, table, [r.subject_id for r in verify], [commits[k] for k in sorted(commits)],
+                        engine.reader)
     proof = check.as_dict()  # the same for every request: one object, encoded once
     batch.record([
         audit.AuditEvent("verified", request_id=r.request_id, run_id=run_id, table_name=table.name, details=proof)

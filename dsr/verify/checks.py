@@ -1,7 +1,9 @@
-"""What one table must prove after erasure, read back by the access layer (never by the engine that wrote).
+"""What one table must prove after erasure, read back by the engine's reader and checked against the log.
 
-``check_table`` runs the GE suites on what :mod:`dsr.delta.access` (delta-rs' DataFusion reader, which honours
-column mapping and deletion vectors) reads, whatever engine wrote the commit:
+``check_table`` runs the GE suites on what the engine's reader (:mod:`dsr.engines.reading`) returns: on the
+delta-rs engine, the access layer in this process (delta-rs' DataFusion reader, which honours column mapping
+and deletion vectors); on Spark, Spark jobs on the cluster, whose results are checked against the files' own
+account (6.):
 
 1. ``dsr_erased_rows``: the rows found for the erased subjects (a pushed-down filter; past ``BIG_IN`` keys the
    access layer filters the whole column in Arrow, which is the full pass of 2: its matches) number zero;
@@ -14,7 +16,9 @@ column mapping and deletion vectors) reads, whatever engine wrote the commit:
    commit's reported deletions (update: unchanged), the rows changed equal the erased subjects' rows before,
    none of them is left, the rows of every other subject are unchanged in number, every file the commit
    removes was live before it (a remove path written differently from its add leaves the rows visible to
-   other readers), and the table's protocol, features, configuration and schema are unchanged.
+   other readers), and the table's protocol, features, configuration and schema are unchanged;
+6. ``dsr_files_agree`` (a cluster reader only): the live files delta-rs' log replay lists, read as plain Parquet
+   (:mod:`dsr.verify.evidence`), hold no erased key, and agree with the Delta reader's counts and the log.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from typing import Any
 from dsr.core.masks import Strategy, pseudonym_kind
 from dsr.core.policy import Policy, TableSpec
 from dsr.delta import access, commits
+from dsr.engines.reading import LOCAL, Reader, SubjectPass
 from dsr.plan import erasure
+from dsr.verify import evidence
 from dsr.verify.frames import access_schema, as_text, frames, one_row, within
 
 __all__ = ["TableCheck", "check_table", "commit_counts"]
@@ -65,8 +71,10 @@ def _marker(table: TableSpec, keys: erasure.SubjectKeys, key: bytes | None, ctyp
 
 def check_table(
     policy: Policy, table: TableSpec, subject_ids: Sequence[str], reconcile: Sequence[dict[str, Any]] = (),
+    reader: Reader = LOCAL,
 ) -> TableCheck:
-    """Run the GE suites of one table for a set of erased subjects (absence, sight, masks, reconcile).
+    """Run the GE suites of one table for a set of erased subjects (absence, sight, masks, reconcile), the data
+    read by ``reader`` (the engine's: in this process, or on the cluster, then with the files' own evidence).
 
     The suites run in a fixed order over one table; each is a few lines, kept in the order they prove.
     """
@@ -86,13 +94,15 @@ def check_table(
     subject_schema = access_schema(schema, [table.subject])
 
     # 2 + 3. every value of the subject column, batch by batch, outside the erased set; and the read not blind
-    total, non_null, survivors = _full_pass(table, info, keys.keys if values else None)
+    seen = reader.subject_pass(table.uri, table.subject, keys.keys if values else None, version=info.version,
+                               info=info)
+    total, non_null, survivors = seen.rows, seen.non_null, seen.survivors
     if values:
         # 1. the rows the reader finds for the erased set (a pushed-down filter): there must be none. Past
         # BIG_IN keys the reader's filter is the full pass itself (the whole column compared in Arrow): its
         # matches are those rows, not read a second time
         rows = SuiteOutcome("dsr_erased_rows")
-        found = survivors.to_batches() if not access.pushes_down(keys.keys) else access.scan(
+        found = survivors.to_batches() if not access.pushes_down(keys.keys) else reader.scan(
             table.uri, [table.subject], where_in=(table.subject, keys.keys), version=info.version, info=info)
         for frame in frames(iter(found), subject_schema):
             rows.add(validator.validate("dsr_erased_rows", frame, "pandas"))
@@ -116,41 +126,33 @@ def check_table(
         params={"non_null_low": low, "non_null_high": high},
     )
     check.add(sight)
-    check.notes.append(f"v{info.version}: {total} rows, {non_null} non-null subject values read ({why})")
+    cluster = reader.where != LOCAL.where
+    check.notes.append(f"v{info.version}: {total} rows, {non_null} non-null subject values read"
+                       f"{' ' + reader.where if cluster else ''} ({why})")
+    if cluster:
+        _check_files(reader, table, info, keys, seen, reconcile, check, validator)
 
     # 4. anonymised rows hold their masks
     if table.erase is Strategy.ANONYMISE and values:
-        _check_masks(policy, table, info, keys, check, validator)
+        _check_masks(policy, table, info, keys, check, validator, reader)
 
     # 5. each erase commit of the run reconciles (its after-side, when it is the version the pass read, counted
     # by that same pass: the rows, the erased subjects' rows, the NULL subjects)
     read = {"version": info.version, "rows": total, "keyed": len(survivors) if values else 0,
             "nulls": total - non_null}
     for rec in reconcile:
-        _reconcile(policy, table, keys, rec, check, validator, read)
+        _reconcile(policy, table, keys, rec, check, validator, read, reader)
     return check
 
 
-def _full_pass(table: TableSpec, info: access.TableInfo, keys: Any) -> tuple[int, int, Any]:
-    """One projected read of the whole subject column, batch by batch, compared with the erased keys in Arrow
-    (``is_in``, vectorised): (rows read, non-NULL values read, a table of the values that are erased keys).
-    GE validates that small table, not millions of rows in pandas; the counts feed the sight check."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    total = non_null = 0
-    found: list[Any] = []
-    for chunk in access.chunked(access.scan(table.uri, [table.subject], version=info.version, info=info)):
-        column = chunk.column(0)
-        total += len(column)
-        non_null += len(column) - column.null_count
-        if keys is not None and len(column) > column.null_count:
-            hits = pc.filter(column, pc.is_in(column, value_set=keys))
-            if len(hits):
-                found.extend(hits.chunks)
-    field = info.schema.field(table.subject)
-    survivors = pa.table({table.subject: pa.concat_arrays(found) if found else pa.array([], field.type)})
-    return total, non_null, survivors
+def _check_files(reader: Reader, table: TableSpec, info: access.TableInfo, keys: erasure.SubjectKeys,
+                 seen: SubjectPass, reconcile: Sequence[dict[str, Any]], check: TableCheck, validator: Any) -> None:
+    """The cluster's Delta reader against the files' own account (:mod:`dsr.verify.evidence`)."""
+    found = evidence.gather(reader, table.uri, table.subject, info, keys.keys if len(keys.keys) else None,
+                            [int(r["version_after"]) for r in reconcile])
+    check.add(validator.validate("dsr_files_agree", one_row(**found.frame_values(seen)), "pandas",
+                                 params=found.params()))
+    check.notes.append(found.note)
 
 
 def _sighted_bounds(stats: commits.ColumnStats, rows_read: int) -> tuple[int, int | None, str]:
@@ -170,7 +172,7 @@ def _sighted_bounds(stats: commits.ColumnStats, rows_read: int) -> tuple[int, in
 
 def _check_masks(
     policy: Policy, table: TableSpec, info: access.TableInfo, keys: erasure.SubjectKeys, check: TableCheck,
-    validator: Any,
+    validator: Any, reader: Reader,
 ) -> None:
     from dsr.verify.ge import SuiteOutcome
 
@@ -187,7 +189,7 @@ def _check_masks(
     outcomes = {c: SuiteOutcome(f"{m.kind.suite}[{c}]") for c, m in table.masks}
     text_cols = [c for c, m in table.masks if m.kind.checked_as_text]
     columns = [c for c, _ in table.masks]
-    found = access.scan(table.uri, columns, where_in=(table.subject, anonymised), version=info.version, info=info)
+    found = reader.scan(table.uri, columns, where_in=(table.subject, anonymised), version=info.version, info=info)
     for frame in frames(found, access_schema(schema, columns)):
         frame = as_text(frame, text_cols)
         for col, mask in table.masks:
@@ -200,33 +202,34 @@ def _check_masks(
 
 def commit_counts(
     uri: str, subject: str, version: int, keys: Any, marker: tuple[str, Any], read: dict[str, int] | None = None,
+    reader: Reader = LOCAL,
 ) -> dict[str, int]:
     """Rows, erased subjects' rows, and marked rows (pseudonyms or NULL subjects) at one version. ``read``: the
     counts a full pass of the subject column made at ``read["version"]`` (rows, keyed, nulls), used instead of
     counting again when that is this version."""
     kind, values = marker
     known = read if read is not None and read["version"] == version else None
-    rows = known["rows"] if known else access.count_rows(uri, version)
-    keyed = known["keyed"] if known else access.count_rows(uri, version, where_in=(subject, keys))
+    rows = known["rows"] if known else reader.count_rows(uri, version)
+    keyed = known["keyed"] if known else reader.count_rows(uri, version, where_in=(subject, keys))
     marked = 0
     if kind == "pseudonym":
-        marked = access.count_rows(uri, version, where_in=(subject, values))
+        marked = reader.count_rows(uri, version, where_in=(subject, values))
     elif kind == "null":
-        marked = known["nulls"] if known else access.count_rows(uri, version, null_column=subject)
+        marked = known["nulls"] if known else reader.count_rows(uri, version, null_column=subject)
     return {"rows": rows, "keyed": keyed, "marked": marked, "others": rows - keyed - marked}
 
 
 def _reconcile(
     policy: Policy, table: TableSpec, keys: erasure.SubjectKeys, rec: dict[str, Any], check: TableCheck,
-    validator: Any, read: dict[str, int] | None = None,
+    validator: Any, read: dict[str, int] | None = None, reader: Reader = LOCAL,
 ) -> None:
     vb, va = int(rec["version_before"]), int(rec["version_after"])
     info_before = access.table_info(table.uri, vb)
     info_after = access.table_info(table.uri, va)
     ctype = info_before.schema.field(table.subject).type
     marker = _marker(table, keys, policy.pseudonym_key() if policy.needs_key else None, ctype)
-    before = commit_counts(table.uri, table.subject, vb, keys.keys, marker)
-    after = commit_counts(table.uri, table.subject, va, keys.keys, marker, read)
+    before = commit_counts(table.uri, table.subject, vb, keys.keys, marker, reader=reader)
+    after = commit_counts(table.uri, table.subject, va, keys.keys, marker, read, reader)
     commit = commits.commit_actions(table.uri, va)
     live = commits.live_files(table.uri, vb)
     stray_removes = sum(1 for path, _ in commit.removes if path not in live)

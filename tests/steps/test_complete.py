@@ -261,9 +261,9 @@ def test_no_erasure_completes_while_verification_failed(lake: lakes.Lake, tmp_pa
     for t in policy.tables:
         if t.name == "events":
             with pytest.raises(VerificationError, match="events"):
-                steps.verify_table(policy, run_id, t.name)
+                steps.verify_table(policy, engine, run_id, t.name)
         else:
-            steps.verify_table(policy, run_id, t.name)
+            steps.verify_table(policy, engine, run_id, t.name)
     summary = steps.complete_batch(policy, run_id)
 
     assert summary["completed"] == len(lakes.EXPORT) and summary["failed"] == len(ERASE)

@@ -27,6 +27,7 @@ from dsr.delta.commits import ColumnStats
 from dsr.delta.support import DELETE, UPDATE
 from dsr.engines.base import ErasePlan
 from dsr.engines.deltars import DeltaRsEngine
+from dsr.engines.reading import LOCAL, SubjectPass
 from dsr.errors import TableError
 from dsr.plan import erasure
 from dsr.verify import checks as tablecheck
@@ -410,13 +411,13 @@ def test_the_reconcile_after_side_is_the_full_pass_at_that_version(
     check = check_table(small, events, ["u1"], [rec])
     assert check.success, check.as_dict()
     assert rec["version_after"] not in counted and rec["version_before"] in counted
-    full_pass = tablecheck._full_pass
+    full_pass = LOCAL.subject_pass
 
-    def one_more(*args: Any) -> tuple[int, int, Any]:
-        total, non_null, survivors = full_pass(*args)
-        return total + 1, non_null + 1, survivors
+    def one_more(*args: Any, **kw: Any) -> SubjectPass:
+        seen = full_pass(*args, **kw)
+        return SubjectPass(seen.rows + 1, seen.non_null + 1, seen.survivors)
 
-    monkeypatch.setattr(tablecheck, "_full_pass", one_more)
+    monkeypatch.setattr(LOCAL, "subject_pass", one_more)
     off = check_table(small, events, ["u1"], [rec])
     assert not off.success and "dsr_reconcile[v0->v1]" in [s["suite"] for s in off.suites if not s["success"]]
 

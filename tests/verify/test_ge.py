@@ -28,6 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 PARAMETERS: dict[str, set[str]] = {
     "dsr_erased_absent": {"erased_subjects"},
     "dsr_erased_rows": set(),
+    "dsr_files_agree": {"files_rows_low", "files_rows_high", "non_null_low", "non_null_high", "log_rows_low",
+                        "log_rows_high", "log_non_null_low", "log_non_null_high"},
     "dsr_mask_ipv4_24": set(),
     "dsr_mask_month": set(),
     "dsr_mask_nullify": set(),

@@ -1,0 +1,91 @@
+"""Data files of a Delta table read as plain Parquet in this process, with the deletion vectors delta-rs' log
+replay gives: the in-process half of verification's independent evidence on a cluster reader (the few files an
+erase commit added), and the default reader's version of the cluster's plain file pass.
+
+Nothing here uses a Delta reader: the file list, the physical column name and the deletion vectors are given.
+Only counts leave this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from dsr.delta import access, storage
+from dsr.errors import TableError
+
+__all__ = ["FilePass", "deletion_vectors", "file_pass"]
+
+
+@dataclass(frozen=True)
+class FilePass:
+    """Some data files read as plain Parquet: their rows (less those a given deletion vector masks), the non-NULL
+    values of one column among them, and how many of those values are among the keys."""
+
+    files: int
+    rows: int
+    non_null: int
+    hits: int
+
+
+def deletion_vectors(uri: str, version: int) -> dict[str, Any]:
+    """Live file path (as the log writes it, URL-encoded) -> its selection vector (True: the row is live), for
+    the files carrying a deletion vector at ``version``, by delta-rs' log replay (it reads the vectors' own
+    files, never a data file)."""
+    import pyarrow as pa
+
+    dt = access.open_table(uri, version)
+    try:
+        vectors = pa.table(dt.deletion_vectors())
+        adds = pa.table(dt.get_add_actions(flatten=True)).column("path").to_pylist()
+    except Exception as exc:
+        raise TableError(f"reading the deletion vectors of the Delta table at {uri} failed "
+                         f"({access.error_line(exc)})") from None
+    by_tail = {unquote(str(p)): str(p) for p in adds}
+    out: dict[str, Any] = {}
+    for where, selection in zip(vectors.column("filepath").to_pylist(),
+                                vectors.column("selection_vector").to_pylist(), strict=True):
+        tail = unquote(str(where))
+        for decoded, logged in by_tail.items():
+            if tail.endswith("/" + decoded):
+                out[logged] = selection
+                break
+        else:
+            raise TableError(f"a deletion vector of the Delta table at {uri} names no live file")
+    return out
+
+
+def file_pass(uri: str, paths: Sequence[str], physical: str, arrow_type: Any, keys: Any,
+              selections: Mapping[str, Any] | None = None) -> FilePass:
+    """``paths`` (as the log writes them) read as plain Parquet, column ``physical`` (a file without it reads as
+    NULLs); a file's rows masked by its selection vector in ``selections`` are left out."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    filesys, base = storage.filesystem(uri)
+    wanted = None if keys is None else pa.array([k for k in keys.to_pylist() if k is not None], arrow_type)
+    rows = non_null = hits = 0
+    for path in paths:
+        try:
+            with filesys.open_input_file(f"{base}/{unquote(path)}") as f:
+                parquet = pq.ParquetFile(f)
+                n = parquet.metadata.num_rows
+                if physical in parquet.schema_arrow.names:
+                    column = parquet.read(columns=[physical]).column(0)
+                else:
+                    column = pa.nulls(n, arrow_type)
+        except Exception as exc:
+            raise TableError(f"reading a data file of the Delta table at {uri} failed "
+                             f"({access.error_line(exc)})") from None
+        selection = (selections or {}).get(path)
+        if selection is not None:
+            keep = list(selection)[:n] + [True] * max(0, n - len(selection))
+            column = column.filter(pa.array(keep, pa.bool_()))
+        rows += len(column)
+        non_null += len(column) - column.null_count
+        if wanted is not None and len(wanted) and len(column) > column.null_count:
+            hits += int(pc.sum(pc.is_in(column.cast(arrow_type), value_set=wanted)).as_py() or 0)
+    return FilePass(len(paths), rows, non_null, hits)

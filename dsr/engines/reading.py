@@ -1,0 +1,155 @@
+"""The Reader Protocol: the heavy reads of data tables, run where the engine runs.
+
+Each engine carries a ``reader``. The steps ask it for results the size of the requests — the rows of the
+requested people, counts, the erased keys still present — never for a table's contents:
+
+- :class:`LocalReader` (the delta-rs engine's): the one access layer (:mod:`dsr.delta.access`), in this process;
+- :class:`dsr.engines.spark_reads.SparkReader` (the Spark engine's): Spark jobs on the cluster; only their
+  results come back to this process.
+
+Whatever the reader, the Delta *log* is read here by the access layer (versions, schemas, live files, file
+statistics, deletion vectors), and verification on a cluster reader keeps evidence of its own
+(:mod:`dsr.verify.evidence`): the cluster's plain Parquet reads of the very files delta-rs' log replay lists,
+and the files the erase commit added read in this process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from dsr.delta import access
+from dsr.delta.plainfiles import FilePass
+from dsr.delta.tableinfo import TableInfo
+
+__all__ = ["LOCAL", "FilePass", "LocalReader", "Reader", "SubjectPass", "normalise", "survivors_of"]
+
+
+@dataclass(frozen=True)
+class SubjectPass:
+    """One full pass of a subject column at one version: rows read, non-NULL values read, and a one-column
+    pyarrow Table of the values that are among the keys (every survivor of an erasure; none when all is well)."""
+
+    rows: int
+    non_null: int
+    survivors: Any
+
+
+@runtime_checkable
+class Reader(Protocol):
+    where: str
+    """'in this process' or 'on the cluster': where the data is read (said in verification's notes)."""
+
+    def scan(self, uri: str, columns: Sequence[str], *, where_in: tuple[str, Any], version: int | None = None,
+             info: TableInfo | None = None) -> Iterator[Any]:
+        """Record batches (logical names, plain arrow types) of the rows whose column is one of the keys."""
+        ...
+
+    def group_counts(self, uri: str, columns: Sequence[str], *, where_in: tuple[str, Any],
+                     info: TableInfo | None = None) -> Any:
+        """A pyarrow Table: ``columns`` and ``count_all``, the rows per distinct value of ``columns`` among the
+        rows whose column is one of the keys."""
+        ...
+
+    def count_rows(self, uri: str, version: int | None = None, *, where_in: tuple[str, Any] | None = None,
+                   null_column: str | None = None) -> int:
+        """Rows at ``version``; only those whose column is one of the keys, or whose ``null_column`` is NULL."""
+        ...
+
+    def subject_pass(self, uri: str, column: str, keys: Any, *, version: int, info: TableInfo) -> SubjectPass:
+        """One read of the whole ``column`` at ``version``: counts, and the values among ``keys`` (or none)."""
+        ...
+
+    def file_pass(self, uri: str, paths: Sequence[str], physical: str, arrow_type: Any, keys: Any) -> FilePass:
+        """``paths`` (below the table, as the log writes them) read as plain Parquet (no Delta reader, no deletion
+        vector applied), column ``physical``."""
+        ...
+
+    def near_counts(self, uri: str, column: str, wanted: Any, forms: Any) -> dict[str, int]:
+        """Per normalised form (NFKC, lower case, trimmed): rows of the text ``column`` equal to one of
+        ``forms`` after normalisation but to none of ``wanted`` as they are."""
+        ...
+
+
+def normalise(values: Any) -> Any:
+    """A pyarrow string array in the near-match comparison form: NFKC, lower case, no surrounding white space."""
+    import pyarrow.compute as pc
+
+    return pc.utf8_trim_whitespace(pc.utf8_lower(pc.utf8_normalize(values, "NFKC")))
+
+
+def survivors_of(column: Any, keys: Any) -> Any:
+    """The values of a pyarrow column that are among ``keys`` (a pyarrow Array), as a list of chunks."""
+    import pyarrow.compute as pc
+
+    if keys is None or len(column) == column.null_count:
+        return []
+    hits = pc.filter(column, pc.is_in(column, value_set=keys))
+    return hits.chunks if hasattr(hits, "chunks") else [hits]
+
+
+class LocalReader:
+    """The in-process reader of the delta-rs engine: the access layer's DataFusion scans."""
+
+    where = "in this process"
+
+    def scan(self, uri: str, columns: Sequence[str], *, where_in: tuple[str, Any], version: int | None = None,
+             info: TableInfo | None = None) -> Iterator[Any]:
+        return access.scan(uri, columns, where_in=where_in, version=version, info=info)
+
+    def group_counts(self, uri: str, columns: Sequence[str], *, where_in: tuple[str, Any],
+                     info: TableInfo | None = None) -> Any:
+        import pyarrow as pa
+
+        info = info or access.table_info(uri)
+        found = list(access.scan(uri, list(columns), where_in=where_in, info=info))
+        if not found:
+            return pa.table({**{c: pa.array([], info.schema.field(c).type) for c in columns},
+                             "count_all": pa.array([], pa.int64())})
+        # counted per group in Arrow, once over the rows found
+        return pa.Table.from_batches(found).group_by(list(columns), use_threads=False).aggregate([([], "count_all")])
+
+    def count_rows(self, uri: str, version: int | None = None, *, where_in: tuple[str, Any] | None = None,
+                   null_column: str | None = None) -> int:
+        return access.count_rows(uri, version, where_in=where_in, null_column=null_column)
+
+    def subject_pass(self, uri: str, column: str, keys: Any, *, version: int, info: TableInfo) -> SubjectPass:
+        """One projected read of the whole column, batch by batch, compared with the keys in Arrow (``is_in``,
+        vectorised): GE validates the small table of survivors, not millions of rows in pandas."""
+        import pyarrow as pa
+
+        rows = non_null = 0
+        found: list[Any] = []
+        for chunk in access.chunked(access.scan(uri, [column], version=version, info=info)):
+            values = chunk.column(0)
+            rows += len(values)
+            non_null += len(values) - values.null_count
+            found.extend(survivors_of(values, keys))
+        field = info.schema.field(column)
+        return SubjectPass(rows, non_null, pa.table({column: pa.concat_arrays(found) if found
+                                                     else pa.array([], field.type)}))
+
+    def file_pass(self, uri: str, paths: Sequence[str], physical: str, arrow_type: Any, keys: Any) -> FilePass:
+        from dsr.delta.plainfiles import file_pass
+
+        return file_pass(uri, paths, physical, arrow_type, keys)
+
+    def near_counts(self, uri: str, column: str, wanted: Any, forms: Any) -> dict[str, int]:
+        from collections import Counter
+
+        import pyarrow.compute as pc
+
+        counts: Counter[str] = Counter()
+        for batch in access.scan(uri, [column]):
+            values = batch.column(0)
+            hit = pc.is_in(normalise(values), value_set=forms)
+            exact = pc.is_in(values, value_set=wanted)
+            near = pc.and_(pc.fill_null(hit, False), pc.invert(pc.fill_null(exact, False)))
+            if pc.any(near).as_py():
+                counts.update(normalise(pc.filter(values, near)).to_pylist())
+        return dict(counts)
+
+
+LOCAL = LocalReader()
+"""The in-process reader (the delta-rs engine's, and any command's that has no engine)."""

@@ -1,0 +1,190 @@
+"""The Spark engine's reader: the heavy reads as Spark jobs, so the cluster reads the data.
+
+Every read here is a DataFrame job whose result is the size of the requests: the rows of the requested people
+(a left-semi join with a small broadcast frame of their keys), counts, the erased keys still present. Subject
+ids travel as data (the key frames), never as SQL text. Nothing of a table's contents comes back otherwise.
+
+Two readers run on the cluster:
+
+- Spark's Delta reader (``format("delta")``, with time travel by ``versionAsOf``): the writer's own reader, for
+  the export, the erase planning and verification's counts;
+- Spark's plain Parquet reader over an explicit list of files (:meth:`SparkReader.file_pass`): it knows nothing
+  of Delta — the files, their physical column names and their deletion vectors come from delta-rs' log replay
+  in this process. Verification compares the two (:mod:`dsr.verify.evidence`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+from urllib.parse import unquote
+
+from dsr.delta import access
+from dsr.delta.plainfiles import FilePass
+from dsr.delta.tableinfo import TableInfo
+from dsr.engines.reading import SubjectPass
+from dsr.engines.spark_sql import error_for, key_frame, quote
+
+__all__ = ["SparkReader"]
+
+_KEY = "__dsr_key"
+_FORM = "__dsr_form"
+
+
+def _keys(where_in: tuple[str, Any]) -> list[Any]:
+    return [k for k in where_in[1].to_pylist() if k is not None]
+
+
+class SparkReader:
+    """Reads on a SparkSession (classic or Connect). ``path`` turns a table uri into the location Spark reads."""
+
+    where = "on the cluster"
+
+    def __init__(self, spark: Any, path: Callable[[str], str]) -> None:
+        self.spark = spark
+        self._path = path
+        self.jobs = 0
+        """Spark jobs this reader ran (tests read it)."""
+
+    # --- frames ---------------------------------------------------------------------------------------------
+
+    def _table(self, uri: str, version: int | None = None) -> Any:
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", int(version))
+        return reader.load(self._path(uri))
+
+    def _key_frame(self, values: Any, arrow_type: Any) -> Any:
+        import pyarrow as pa
+
+        return key_frame(self.spark, pa.table({_KEY: pa.array(values, arrow_type)}))
+
+    def _matching(self, frame: Any, column: str, keys: list[Any], arrow_type: Any) -> Any:
+        """The rows of ``frame`` whose ``column`` is one of ``keys``: a left-semi join with a key frame."""
+        wanted = self._key_frame(keys, arrow_type)
+        return frame.join(wanted, frame[quote(column)] == wanted[_KEY], "left_semi")
+
+    def _arrow(self, frame: Any, what: str, uri: str, keys: Sequence[Any] = ()) -> Any:
+        self.jobs += 1
+        try:
+            return frame.toArrow()
+        except Exception as exc:
+            raise error_for(f"{what} of {uri} on the cluster", exc, list(keys)) from None
+
+    # --- the Reader Protocol ---------------------------------------------------------------------------------
+
+    def scan(self, uri: str, columns: Sequence[str], *, where_in: tuple[str, Any], version: int | None = None,
+             info: TableInfo | None = None) -> Iterator[Any]:
+        info = info or access.table_info(uri, version)
+        keys = _keys(where_in)
+        if not keys:
+            return iter(())
+        column = where_in[0]
+        frame = self._matching(self._table(uri, version), column, keys, info.schema.field(column).type)
+        found = self._arrow(frame.select(*[frame[quote(c)] for c in columns]), "reading the requested rows",
+                            uri, keys)
+        target = access.target_schema(uri, info, list(columns))
+        return (access.conform(b, target) for b in found.to_batches() if b.num_rows)
+
+    def group_counts(self, uri: str, columns: Sequence[str], *, where_in: tuple[str, Any],
+                     info: TableInfo | None = None) -> Any:
+        import pyarrow as pa
+
+        info = info or access.table_info(uri)
+        keys = _keys(where_in)
+        target = access.target_schema(uri, info, list(columns))
+        empty = pa.table({**{c: pa.array([], target.field(c).type) for c in columns},
+                          "count_all": pa.array([], pa.int64())})
+        if not keys:
+            return empty
+        column = where_in[0]
+        frame = self._matching(self._table(uri), column, keys, info.schema.field(column).type)
+        grouped = frame.groupBy(*[frame[quote(c)] for c in columns]).count()
+        found = self._arrow(grouped, "counting the requested rows", uri, keys)
+        if not found.num_rows:
+            return empty
+        out = {c: found.column(i).cast(target.field(c).type) for i, c in enumerate(columns)}
+        return pa.table({**out, "count_all": found.column(len(columns)).cast(pa.int64())})
+
+    def count_rows(self, uri: str, version: int | None = None, *, where_in: tuple[str, Any] | None = None,
+                   null_column: str | None = None) -> int:
+        frame = self._table(uri, version)
+        keys: list[Any] = []
+        if where_in is not None:
+            keys = _keys(where_in)
+            if not keys:
+                return 0
+            info = access.table_info(uri, version)
+            frame = self._matching(frame, where_in[0], keys, info.schema.field(where_in[0]).type)
+        elif null_column is not None:
+            frame = frame.where(frame[quote(null_column)].isNull())
+        found = self._arrow(frame.selectExpr("count(*) AS n"), "counting rows", uri, keys)
+        return int(found.column(0)[0].as_py() or 0)
+
+    def subject_pass(self, uri: str, column: str, keys: Any, *, version: int, info: TableInfo) -> SubjectPass:
+        """Two jobs over the whole column: its counts (an aggregate), and the values among the keys (a semi-join
+        with the key frame); only those come back."""
+        import pyarrow as pa
+
+        frame = self._table(uri, version)
+        counts = self._arrow(frame.selectExpr("count(*) AS n", f"count({quote(column)}) AS nn"),
+                             "the full pass", uri)
+        rows, non_null = (int(counts.column(i)[0].as_py() or 0) for i in range(2))
+        ctype = info.schema.field(column).type
+        wanted = [] if keys is None else [k for k in keys.to_pylist() if k is not None]
+        survivors = pa.table({column: pa.array([], ctype)})
+        if wanted and non_null:
+            found = self._arrow(self._matching(frame, column, wanted, ctype).select(frame[quote(column)]),
+                                "the full pass", uri, wanted)
+            survivors = pa.table({column: found.column(0).cast(ctype)})
+        return SubjectPass(rows, non_null, survivors)
+
+    def file_pass(self, uri: str, paths: Sequence[str], physical: str, arrow_type: Any, keys: Any) -> FilePass:
+        """The files read by Spark's plain Parquet reader, with an explicit one-column schema (a file without the
+        column reads as NULLs, as Delta's schema evolution means): rows, non-NULL values, values among keys."""
+        import pyarrow as pa
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        if not paths:
+            return FilePass(0, 0, 0, 0)
+        base = self._path(uri).rstrip("/")
+        schema = from_arrow_schema(pa.schema([pa.field(physical, access.plain_type(arrow_type))]))
+        frame = self.spark.read.schema(schema).parquet(*[f"{base}/{unquote(p)}" for p in paths])
+        counts = self._arrow(frame.selectExpr("count(*) AS n", f"count({quote(physical)}) AS nn"),
+                             "reading the table's files", uri)
+        rows, non_null = (int(counts.column(i)[0].as_py() or 0) for i in range(2))
+        wanted = [] if keys is None else [k for k in keys.to_pylist() if k is not None]
+        hits = 0
+        if wanted and non_null:
+            found = self._arrow(self._matching(frame, physical, wanted, arrow_type).selectExpr("count(*) AS n"),
+                                "reading the table's files", uri, wanted)
+            hits = int(found.column(0)[0].as_py() or 0)
+        return FilePass(len(paths), rows, non_null, hits)
+
+    def near_counts(self, uri: str, column: str, wanted: Any, forms: Any) -> dict[str, int]:
+        """Normalised on the cluster (a Python function over Arrow batches, carrying no subject id), joined with
+        a frame of the wanted forms, less the rows equal to a wanted id as they are; counted per form."""
+        import pyarrow as pa
+
+        name = f"__dsr_near_{uuid.uuid4().hex[:8]}"
+        frame = self._table(uri).selectExpr(f"CAST({quote(column)} AS STRING) AS v")
+        normalised = frame.mapInArrow(_with_forms, f"v STRING, {_FORM} STRING")
+        form_frame = key_frame(self.spark, pa.table({_KEY: forms.cast(pa.string())}))
+        exact = key_frame(self.spark, pa.table({name: wanted.cast(pa.string())}))
+        near = normalised.join(form_frame, normalised[_FORM] == form_frame[_KEY], "left_semi")
+        near = near.join(exact, near["v"] == exact[name], "left_anti")
+        found = self._arrow(near.groupBy(_FORM).count(), "the near-match scan", uri, wanted.to_pylist())
+        return {str(f): int(n) for f, n in zip(found.column(0).to_pylist(), found.column(1).to_pylist(),
+                                               strict=True)}
+
+
+def _with_forms(batches: Iterator[Any]) -> Iterator[Any]:
+    """Runs on the cluster: each batch of ``v`` with its normalised form beside it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for batch in batches:
+        values = batch.column(0)
+        forms = pc.utf8_trim_whitespace(pc.utf8_lower(pc.utf8_normalize(values, "NFKC")))
+        yield pa.RecordBatch.from_arrays([values, forms], names=["v", _FORM])
