@@ -84,8 +84,9 @@ def _parser() -> argparse.ArgumentParser:
 
     ver = sub.add_parser("verify", help="re-run the Great Expectations suites for all erased subjects")
     ver.add_argument("--engine", choices=("delta-rs", "spark"), default=None,
-                     help="not needed: tables are read back through the Delta access layer whatever engine wrote")
-    ver.add_argument("--remote", metavar="sc://HOST:PORT", help="not needed (as --engine)")
+                     help="where to read the tables: delta-rs in this process (default), or spark on the cluster "
+                          "(checked against the files delta-rs lists)")
+    ver.add_argument("--remote", metavar="sc://HOST:PORT", help="Spark Connect server to read on (implies spark)")
     add_json(ver, "each table's verification")
 
     rec = sub.add_parser("receipt", help="what was done for a request (tables, strategy, rows, versions, GE "

@@ -25,6 +25,7 @@ from dsr.delta.plainfiles import FilePass
 from dsr.delta.tableinfo import TableInfo
 from dsr.engines.reading import SubjectPass
 from dsr.engines.spark_sql import error_for, key_frame, quote
+from dsr.errors import TableError
 
 __all__ = ["SparkReader"]
 
@@ -69,8 +70,8 @@ class SparkReader:
         self.jobs += 1
         try:
             return frame.toArrow()
-        except Exception as exc:
-            raise error_for(f"{what} of {uri} on the cluster", exc, list(keys)) from None
+        except Exception as exc:  # a table the cluster cannot read: refused like one the access layer cannot
+            raise TableError(str(error_for(f"{what} of {uri} on the cluster", exc, list(keys)))) from None
 
     # --- the Reader Protocol ---------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pyarrow as pa
@@ -135,12 +136,30 @@ def test_cli_verify_passes_after_a_run(processed: lakes.Lake, capsys: pytest.Cap
     assert lines[-1] == "verify: all tables OK"
 
 
-def test_cli_verify_says_engine_options_are_not_needed(processed: lakes.Lake,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_verify_reads_in_process_with_delta_rs(processed: lakes.Lake,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_verify(processed.policy(), engine="delta-rs", remote=None, as_json=True) == 0
-    captured = capsys.readouterr()
-    assert json.loads(captured.out)["success"] is True
-    assert "--engine/--remote are not needed" in captured.err
+    out = json.loads(capsys.readouterr().out)
+    assert out["success"] is True
+    assert not [s for t in out["tables"] for s in t["suites"] if s["suite"] == "dsr_files_agree"]
+
+
+@pytest.mark.spark
+def test_cli_verify_on_spark_reads_on_the_cluster_with_the_files_evidence(
+        lake: lakes.Lake, spark_connect: Any, spark_remote: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from dsr.engines.spark import SparkEngine
+
+    policy = lake.policy()
+    _file(policy, lakes.ERASE, lakes.EXPORT)
+    assert steps.run(policy, SparkEngine(spark_connect)).exit_code == 0
+    capsys.readouterr()
+    assert cli_verify(policy, engine="spark", remote=spark_remote, as_json=True) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["success"] is True and [t["table"] for t in out["tables"]] == VERIFIED_TABLES
+    for t in out["tables"]:
+        agree = [s for s in t["suites"] if s["suite"] == "dsr_files_agree"]
+        assert len(agree) == 1 and agree[0]["success"], t
+        assert any("on the cluster" in n for n in t["notes"]), t
 
 
 def _append_event(lake: lakes.Lake, user_id: str) -> None:
