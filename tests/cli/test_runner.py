@@ -9,8 +9,8 @@ import json
 import re
 import shutil
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
