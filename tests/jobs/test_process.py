@@ -192,3 +192,10 @@ def test_spark_submit_runs_the_batch_against_a_connect_server(
     assert done.returncode == 0, done.stderr[-2000:]
     assert "(spark):" in done.stdout and ", 0 failed" in done.stdout
     assert len(_receipt_counts(lake)) == len(lakes.ERASE)  # every request completed
+    # the job read on the cluster: every verification carries the files' evidence, checked on the cluster
+    from dsr.core import audit_read
+
+    verified = [e for e in audit_read.events(lake.policy()) if e["event"] == "verified"]
+    assert verified and all(any(s["suite"] == "dsr_files_agree" and s["success"] for s in e["details"]["suites"])
+                            for e in verified)
+    assert all(any("on the cluster" in n for n in e["details"]["notes"]) for e in verified)
