@@ -90,8 +90,8 @@ def refuse_unresolved(policy: Policy, command: str) -> None:
         more = f" (and {len(policy.unresolved) - 1} more)" if len(policy.unresolved) > 1 else ""
         raise PolicyError(
             f"policy {policy.source}: table {t.name!r} is named in the Spark catalog ({t.catalog}){more}: {command} "
-            "finds its location only through a Spark session; use --engine spark (--remote sc://HOST:PORT for Spark "
-            "Connect)"
+            "cannot resolve the name to a location without a Spark session; use --engine spark (with --remote "
+            "sc://HOST:PORT for Spark Connect)"
         )
 
 
