@@ -84,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
 
     ver = sub.add_parser("verify", help="re-run the Great Expectations suites for all erased subjects")
     ver.add_argument("--engine", choices=("delta-rs", "spark"), default=None,
-                     help="not needed: tables are read back through the Delta access layer whatever engine wrote")
+                     help="not needed: tables are read back through the Delta access layer whatever engine wrote "
+                          "(spark only resolves tables the policy names in the Spark catalog)")
     ver.add_argument("--remote", metavar="sc://HOST:PORT", help="not needed (as --engine)")
     add_json(ver, "each table's verification")
 

@@ -93,6 +93,7 @@ def cli_verify(policy: Policy, *, engine: str | None, remote: str | None, as_jso
     configure()
     if engine or remote:
         _check_engine_args(engine, remote)
+    if (engine or remote) and all(t.catalog is None for t in policy.tables):  # else they resolved catalog names
         print("dsr verify: tables are read back through the Delta access layer (delta-rs), whatever engine wrote "
               "them; --engine/--remote are not needed", file=sys.stderr)
     checks = verify_all(policy)
