@@ -68,13 +68,11 @@ def resolve(policy: Policy, locate: Callable[[str], str]) -> Policy:
         if nested(uri, control) or nested(control, uri):
             raise PolicyError(f"{label}: its location {uri} overlaps the control folder {policy.control!r}")
         tables.append(replace(t, path=uri, uri=uri))
-    seen: dict[str, str] = {}
-    for t in tables:
-        for other_uri, other in seen.items():
-            if nested(t.uri, other_uri) and nested(other_uri, t.uri):
-                raise PolicyError(f"policy {policy.source}: tables {other!r} and {t.name!r} have the same location "
-                                  f"{t.uri}")
-        seen[t.uri] = t.name
+    for i, t in enumerate(tables):  # a catalog table against every table before it (paths are distinct already)
+        for other in tables[:i]:
+            if (t.catalog or other.catalog) and nested(t.uri, other.uri) and nested(other.uri, t.uri):
+                raise PolicyError(f"policy {policy.source}: tables {other.name!r} and {t.name!r} have the same "
+                                  f"location {t.uri}")
     return replace(policy, tables=tuple(tables))
 
 
