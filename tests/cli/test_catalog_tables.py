@@ -1,6 +1,6 @@
 """Issue 22, item 3, end to end on Sail: a policy table named in the Spark catalog (``table: sail.<db>.users``)
 whose location lies outside the lake. ``dsr check`` lists it, ``dsr run --engine spark --remote`` exports from it
-and erases at that location, verify, residue and purge find it there; dsr writes nowhere but the lake, the
+and erases at that location, verify, sweep, residue and purge find it there; dsr writes nowhere but the lake, the
 exports and that location. A name the catalog cannot resolve is one line, exit 2, nothing written.
 
 The server is Sail with its Glue catalog on moto (``spark_catalog_remote``): Sail's default catalog keeps a
@@ -86,6 +86,9 @@ def test_a_catalog_table_outside_the_lake_is_checked_exported_erased_and_purged_
     assert [r["email"] for r in exported["users"]] == ["b@example.org"]
 
     assert dsr("verify", "--remote", remote, env=env).returncode == 0
+    swept = dsr("sweep", "--full", "--remote", remote, "--json", env=env)
+    assert swept.returncode == 0, swept.stderr
+    assert {t["table"]: t["rows"] for t in json.loads(swept.stdout)["tables"]}["users"] == 0
     left = dsr("residue", erase, "--remote", remote, "--json", env=env)
     assert left.returncode == 1 and json.loads(left.stdout)["requests"][0]["tables"]["users"], left.stdout
     purged = dsr("purge", "--remote", remote, env=env)
