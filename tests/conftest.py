@@ -77,6 +77,18 @@ def spark_connect(spark_remote: str) -> object:
     spark.stop()
 
 
+@pytest.fixture(scope="module")
+def spark_catalog_remote() -> Iterator[str]:
+    """The sc://HOST:PORT address of a Sail server whose catalog persists across sessions (Sail's Glue catalog
+    on moto, in their own processes: tests/sail_catalog.py); the default one keeps tables per session only."""
+    pytest.importorskip("pysail.spark", reason="pysail (the Sail Spark Connect server) is not installed")
+    pytest.importorskip("pyspark.sql.connect.session", reason="pyspark[connect] is not installed")
+    from tests.sail_catalog import sail_with_glue
+
+    with sail_with_glue() as (address, _):
+        yield address
+
+
 @pytest.fixture(scope="session")
 def spark_local() -> object:
     """A classic local SparkSession (JVM, no Delta) for chispa tests of pure DataFrame/Column transforms."""

@@ -15,6 +15,7 @@ def cli_check(policy: Policy, *, engine: str | None, remote: str | None, as_json
     is pending its first sweep; 0 (policy OK) otherwise."""
     from dsr.core.coverage import uncovered_tables
     from dsr.core.gate import check_tables
+    from dsr.core.policy_catalog import outside_lake
     from dsr.engines import engine_support
     from dsr.exports import check_location
     from dsr.steps.sweep_pending import pending_tables
@@ -25,6 +26,9 @@ def cli_check(policy: Policy, *, engine: str | None, remote: str | None, as_json
     refused = [v for v in verdicts if not v.ok]
     missing = uncovered_tables(policy)
     pending = pending_tables(policy)
+    outside = {t.name for t in outside_lake(policy)}
+    named = [{"table": t.name, "catalog": t.catalog, "location": t.uri, "outside_lake": t.name in outside}
+             for t in policy.tables if t.catalog is not None]
     ok = not refused and not missing and not pending
     if as_json:
         print(json.dumps({
@@ -33,8 +37,15 @@ def cli_check(policy: Policy, *, engine: str | None, remote: str | None, as_json
             "uncovered": [{"path": path, "columns": cols} for path, cols in missing],
             "exempt": [{"path": e.path, "reason": e.reason} for e in policy.exempt],
             "pending_first_sweep": [{"table": t, "erasures": n} for t, n in pending.items()],
+            "catalog_tables": named,
         }, indent=2))
         return 0 if ok else 1
+    if named:
+        print(f"dsr check: {len(named)} table(s) named in the Spark catalog; {len(outside)} outside the lake, where "
+              "dsr also writes (erase commits, purges):")
+        for entry in named:
+            where = "  (outside the lake)" if entry["outside_lake"] else ""
+            print(f"  {entry['table']}: {entry['catalog']} at {entry['location']}{where}")
     if refused:
         print(f"dsr check: {len(refused)} table(s) cannot be processed on engine {support.name}:")
         for v in refused:

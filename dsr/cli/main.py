@@ -100,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     res.add_argument("request_ids", metavar="REQUEST_ID", nargs="*",
                      help="erasure requests to scan (default: every completed erasure)")
+    res.add_argument("--engine", choices=("delta-rs", "spark"), default=None,
+                     help="not needed, but for tables the policy names in the Spark catalog (table:), whose "
+                          "location only a Spark session can give: spark")
+    res.add_argument("--remote", metavar="sc://HOST:PORT", help="Spark Connect endpoint (implies --engine spark)")
     add_json(res, "the counts per request, table and place")
 
     prg = sub.add_parser(
@@ -185,17 +189,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def _policy(args: argparse.Namespace, *, lake: bool = True) -> Any:
+def _policy(args: argparse.Namespace, *, lake: bool = True, tables: bool | None = None) -> Any:
     """The policy. ``lake=True`` (check, run, verify: commands that process data) also checks the pseudonym
     key when a mask pseudonymises and the tables' Delta metadata, before anything is read or written;
     ``lake=False`` (filing requests, listing them, receipts, the audit chain) needs neither the key nor the
-    tables."""
+    tables. ``tables`` (default: ``lake``): the command reads the tables, so tables named in the Spark catalog
+    (``table:``) are resolved first through the command's Spark session, or refused (exit 2) without one."""
     from dsr.core.policy import check_against_lake, load_policy, resolve_policy_path
+    from dsr.core.policy_catalog import resolve_for
 
     policy = load_policy(resolve_policy_path(args.policy))
+    if lake and policy.needs_key:
+        policy.pseudonym_key()  # PolicyError (exit 2) naming the variable when unset or too short
+    if lake if tables is None else tables:
+        policy = resolve_for(policy, engine=getattr(args, "engine", None), remote=getattr(args, "remote", None),
+                             command=f"dsr {args.command}")
     if lake:
-        if policy.needs_key:
-            policy.pseudonym_key()  # PolicyError (exit 2) naming the variable when unset or too short
         check_against_lake(policy)
     return policy
 
@@ -237,14 +246,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from dsr.cli.purge import cli_purge
         from dsr.core.policy import check_against_lake
 
-        policy = _policy(args, lake=False)
+        policy = _policy(args, lake=False, tables=True)
         check_against_lake(policy, key=False)  # maintenance computes no pseudonym: no key needed
         return cli_purge(policy, dry_run=args.dry_run, as_json=args.json, engine=args.engine, remote=args.remote,
                          quiet=args.quiet)
     if cmd == "residue":
         from dsr.cli.residue import cli_residue
 
-        return cli_residue(_policy(args, lake=False), args.request_ids, as_json=args.json)
+        return cli_residue(_policy(args, lake=False, tables=True), args.request_ids, as_json=args.json)
     if cmd == "run":
         from dsr.cli.runner import cli_run
         from dsr.core.requests import check_run_id

@@ -55,6 +55,10 @@ def check_against_lake(policy: Policy, *, key: bool = True) -> dict[str, Any]:
     (``Policy.pseudonym_key()``; a PolicyError names the variable) unless ``key=False`` (maintenance, which
     computes no pseudonym). Then reads only the Delta log (schemas). Returns ``{table name: pyarrow schema}``.
     """
+    if policy.unresolved:  # a table: entry no Spark session has resolved: there is nothing to read yet
+        from dsr.core.policy_catalog import refuse_unresolved
+
+        refuse_unresolved(policy, "this command")
     if key and policy.needs_key:
         policy.pseudonym_key()
     schemas: dict[str, Any] = {}

@@ -33,6 +33,14 @@ class TableSpec:
     never_export: tuple[str, ...] = ()
     export: bool = True
     purge_after_hours: int | None = None  # None: the policy's
+    catalog: str | None = None
+    """``table:`` in the policy: the name in the Spark catalog (``schema.table``...). ``path`` and ``uri`` are
+    empty until :func:`dsr.core.policy_catalog.resolve` sets both to the location the catalog gives."""
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the table's location is known (always, unless it is named by ``table:`` and not resolved)."""
+        return bool(self.uri)
 
     @property
     def mask_map(self) -> dict[str, Mask]:
@@ -80,6 +88,11 @@ class Policy:
     @property
     def audit_uri(self) -> str:
         return storage.join(self.control_uri, "audit")
+
+    @property
+    def unresolved(self) -> tuple[TableSpec, ...]:
+        """The tables named by ``table:`` whose location the Spark catalog has not given yet."""
+        return tuple(t for t in self.tables if not t.resolved)
 
     def table(self, name: str) -> TableSpec:
         for t in self.tables:

@@ -23,6 +23,7 @@ from dsr.core.policy_paths import (
 )
 from dsr.core.policy_yaml import show
 from dsr.delta import storage
+from dsr.engines.spark_catalog import NAME_RULE, display_name, parse_name
 from dsr.errors import PolicyError
 
 _TOP_KEYS = {
@@ -30,7 +31,8 @@ _TOP_KEYS = {
     "subject_columns", "max_attempts", "claim_ttl_minutes", "due_days", "purge_after_hours",
     "export_ttl_days", "erase_cooldown_days", "lease_wait_seconds", *DELIVERY_KEYS,
 }
-_TABLE_KEYS = {"name", "path", "subject", "erase", "mask", "reason", "never_export", "export", "purge_after_hours"}
+_TABLE_KEYS = {"name", "path", "table", "subject", "erase", "mask", "reason", "never_export", "export",
+               "purge_after_hours"}
 
 _NAME_RULE = (
     f"letters, digits, '_', '-' and '.', not starting with '.' or '-', at most {MAX_NAME_LEN} characters"
@@ -118,20 +120,22 @@ def _parse_tables(raw_tables: Any, lake: str, control: str, p: Path) -> tuple[Ta
     control_uri = storage.join(lake, control)
     for i, rt in enumerate(raw_tables, start=1):
         t = _parse_table(rt, i, p, lake)
+        if t.name in seen_names:
+            raise PolicyError(f"policy {p}: duplicate table name {t.name!r}")
+        seen_names.add(t.name)
+        tables.append(t)
+        if not t.resolved:  # named in the Spark catalog: its location is checked once resolved
+            continue
         if nested(t.uri, control_uri) or nested(control_uri, t.uri):
             raise PolicyError(
                 f"policy {p}: table {t.name!r}: path {show(t.path)} overlaps the control folder "
                 f"{control!r} (dsr's own tables)"
             )
-        if t.name in seen_names:
-            raise PolicyError(f"policy {p}: duplicate table name {t.name!r}")
         if t.uri in seen_paths:
             raise PolicyError(
                 f"policy {p}: tables {seen_paths[t.uri]!r} and {t.name!r} have the same path {t.path!r}"
             )
-        seen_names.add(t.name)
         seen_paths[t.uri] = t.name
-        tables.append(t)
     return tuple(tables)
 
 
@@ -191,15 +195,17 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
     unknown = sorted(set(rt) - _TABLE_KEYS, key=repr)
     if unknown:
         raise PolicyError(f"{label}: unknown key {show(unknown[0])} (known: {', '.join(sorted(_TABLE_KEYS))})")
-    path = rt.get("path", name)
-    if not isinstance(path, str) or not path.strip():
-        raise PolicyError(f"{label}: 'path' must be a non-empty string")
-    problem = location_problem(path, lake)
-    if problem:
-        raise PolicyError(
-            f"{label}: path {show(path)} {problem}; a table path is relative to the lake {lake}, "
-            f"or an absolute path or URI below it"
-        )
+    catalog = _catalog_name(rt, label)
+    path = "" if catalog else rt.get("path", name)  # neither path nor table: the path is the name, as ever
+    if catalog is None:
+        if not isinstance(path, str) or not path.strip():
+            raise PolicyError(f"{label}: 'path' must be a non-empty string")
+        problem = location_problem(path, lake)
+        if problem:
+            raise PolicyError(
+                f"{label}: path {show(path)} {problem}; a table path is relative to the lake {lake}, "
+                f"or an absolute path or URI below it"
+            )
     subject = rt.get("subject")
     if not isinstance(subject, str) or not subject:
         raise PolicyError(f"{label}: 'subject' must name the column that holds the subject id")
@@ -248,8 +254,9 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
                           "nothing of them is purged): remove it")
     return TableSpec(
         name=name,
-        path=clean_path(path),
-        uri=table_uri(lake, path),
+        path=clean_path(path) if catalog is None else "",
+        uri=table_uri(lake, path) if catalog is None else "",
+        catalog=catalog,
         subject=subject,
         erase=erase,
         masks=tuple(masks),
@@ -258,6 +265,23 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
         export=export,
         purge_after_hours=window,
     )
+
+
+def _catalog_name(rt: Mapping[str, Any], label: str) -> str | None:
+    """``table:``, the table's name in the Spark catalog (as a person writes it), or None when the entry gives a
+    ``path``; both at once is refused."""
+    if "table" not in rt:
+        return None
+    if "path" in rt:
+        raise PolicyError(f"{label}: give either 'path' (a folder under the lake) or 'table' (a name in the Spark "
+                          "catalog), not both")
+    raw = rt["table"]
+    if not isinstance(raw, str):
+        raise PolicyError(f"{label}: 'table' must be a catalog table name ({NAME_RULE})")
+    try:
+        return display_name(parse_name(raw))
+    except ValueError as exc:
+        raise PolicyError(f"{label}: 'table' {show(raw)} is not a catalog table name: {exc} ({NAME_RULE})") from None
 
 
 def _parse_mask(spec: Any, label: str) -> Mask:

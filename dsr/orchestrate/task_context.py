@@ -34,12 +34,24 @@ def task_params(context: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 
 def task_policy(context: Mapping[str, Any] | None = None) -> Any:
-    """The policy the run's Params name, checked against the lake (``context``: as for :func:`task_params`)."""
+    """The policy the run's Params name, its tables named in the Spark catalog resolved through the run's Spark
+    engine (refused on delta-rs), checked against the lake (``context``: as for :func:`task_params`)."""
     from dsr.core.policy import check_against_lake, load_policy, resolve_policy_path
+    from dsr.core.policy_catalog import resolve_for
 
-    policy = load_policy(resolve_policy_path(task_params(context).get("policy") or None))
+    params = task_params(context)
+    policy = load_policy(resolve_policy_path(params.get("policy") or None))
+    name, remote = _engine_params(params)
+    policy = resolve_for(policy, engine=name, remote=remote, command="the DAG's tasks")
     check_against_lake(policy)
     return policy
+
+
+def _engine_params(params: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(engine, Spark Connect address) from the run's Params: the address only with engine spark (or none)."""
+    name = params.get("engine") or None
+    remote = params.get("spark_remote") or None
+    return name, (remote if name in (None, "spark") else None)
 
 
 def task_engine(*, spark_only: bool = False) -> Any:
@@ -47,10 +59,7 @@ def task_engine(*, spark_only: bool = False) -> Any:
     Spark (the purge needs an engine only for Spark's REORG)."""
     from dsr.engines import engine_name, make_engine
 
-    params = task_params()
-    name = params.get("engine") or None
-    remote = params.get("spark_remote") or None
-    remote = remote if name in (None, "spark") else None
+    name, remote = _engine_params(task_params())
     if spark_only and engine_name(name, remote) != "spark":
         return None
     return make_engine(name, remote=remote)

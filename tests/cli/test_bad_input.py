@@ -362,8 +362,25 @@ LAKE_CASES = [
     Case("lake-data-log-gone", [*P, "run"], lambda root: shutil.rmtree(root / "lake" / "events" / "_delta_log")),
 ]
 
+# issue 22, item 3: a table named in the Spark catalog (table: instead of path:)
+USERS_BY_NAME = patch_policy("    path: users\n", "    table: crm.users\n")
+CATALOG_CASES = [
+    Case("policy-table-and-path", [*P, "check"], patch_policy("    path: users\n",
+                                                              "    path: users\n    table: crm.users\n")),
+    Case("policy-table-four-parts", [*P, "requests"], patch_policy("    path: users\n", "    table: a.b.c.d\n")),
+    Case("policy-table-empty-part", [*P, "run"], patch_policy("    path: users\n", "    table: crm..users\n")),
+    Case("policy-table-space", [*P, "check"], patch_policy("    path: users\n", "    table: 'crm. users'\n")),
+    Case("policy-table-quote", [*P, "check"], patch_policy("    path: users\n", "    table: \"crm.'users'\"\n")),
+    *(Case(f"catalog-table-{cmd[0]}-default-engine", [*P, *cmd], USERS_BY_NAME)
+      for cmd in (["check"], ["run"], ["verify"], ["sweep"], ["purge"], ["residue"])),
+    Case("catalog-table-run-engine-delta-rs", [*P, "run", "--engine", "delta-rs"], USERS_BY_NAME),
+    Case("catalog-table-run-env-delta-rs", [*P, "run"], USERS_BY_NAME, env={"DSR_ENGINE": "delta-rs"}),
+    Case("catalog-table-run-remote-unreachable", [*P, "run", "--remote", "sc://127.0.0.1:9"], USERS_BY_NAME),
+    Case("catalog-table-check-remote-unreachable", [*P, "check", "--remote", "sc://127.0.0.1:9"], USERS_BY_NAME),
+]
+
 CASES = (POLICY_CASES + ID_CASES + CSV_CASES + CLI_CASES + EXPORTS_CASES + ENV_CASES + LAKE_CASES
-         + REPORT_AND_SCHEME_CASES)
+         + REPORT_AND_SCHEME_CASES + CATALOG_CASES)
 
 
 def test_there_are_at_least_a_hundred_cases() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dsr.core.coverage import uncovered_tables
-from dsr.core.policy import load_policy
+from dsr.core.policy import Policy, load_policy
 from tests.lakes import SMALL_POLICY, Lake, write_policy, write_table
 
 
@@ -42,3 +44,36 @@ def test_an_exempt_entry_may_use_an_absolute_path(small_lake: Lake) -> None:
 
     assert policy.exempt[0].path == str(orders)
     assert uncovered_tables(policy) == []
+
+
+# --- tables named in the Spark catalog (issue 22, item 3) ------------------------------------------------------
+
+
+def _users_by_name(lake: Lake, location: str) -> Policy:
+    """The small lake's policy with users named ``crm.users`` in the catalog, resolved to ``location``."""
+    from dsr.core.policy_catalog import resolve
+
+    text = SMALL_POLICY.replace("    path: users\n", "    table: crm.users\n", 1)
+    return resolve(load_policy(write_policy(lake.root, text, name="cat.yml")), lambda name: location)
+
+
+def test_a_catalog_table_inside_the_lake_counts_as_covered(small_lake: Lake) -> None:
+    assert uncovered_tables(_users_by_name(small_lake, "file://" + str(small_lake.lake / "users"))) == []
+
+
+def test_below_a_catalog_location_outside_the_lake_a_nested_personal_table_must_be_covered(
+    small_lake: Lake, tmp_path: Path
+) -> None:
+    import shutil
+
+    outside = tmp_path / "warehouse" / "users"
+    shutil.copytree(small_lake.lake / "users", outside)
+    write_table(outside / "backup" / "old", {"user_id": ["u1"]})
+    write_table(outside / "notes", {"text": ["not personal"]})
+    write_table(tmp_path / "warehouse" / "beside", {"user_id": ["u1"]})  # the catalog's, not searched
+    policy = _users_by_name(small_lake, str(outside))
+
+    missing = uncovered_tables(policy)
+
+    # the lake's own users folder is no longer named by the policy: found there as uncovered too
+    assert missing == sorted([(str(outside / "backup" / "old"), ["user_id"]), ("users", ["user_id"])])
