@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install promtool check test test-fast demo bench bench-quick bench-history bench-flat bench-steps clean
+.PHONY: help install promtool strace check test test-fast demo bench bench-quick bench-history bench-flat bench-steps clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[spark,airflow,dev]'
 	touch $(STAMP)
 
-install: $(STAMP) promtool ## create .venv and install the project with everything the tests need
+install: $(STAMP) promtool strace ## create .venv and install the project with everything the tests need
 
 # promtool checks `dsr status --prometheus` (tests/cli/test_status.py); Debian's `prometheus` package ships it.
 # Installed when missing and this is root with apt-get; otherwise the test skips, except under CI=true, where a
@@ -32,14 +32,25 @@ promtool: ## install promtool (Debian's prometheus package) when missing and pos
 	if [ "$${CI:-}" = true ]; then echo "promtool missing and not installable (apt-get install prometheus)" >&2; exit 1; fi; \
 	echo "promtool missing (apt-get install prometheus): its test will skip" >&2
 
+# strace counts the files the dsr process opens (tests/opens.py: its test, the Spark reads test, bench-spark); the
+# same rule as promtool: installed when missing as root with apt-get, else its tests skip, except under CI=true.
+strace: ## install strace (Debian's strace package) when missing and possible
+	@command -v strace >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends strace >/dev/null \
+			&& command -v strace >/dev/null && exit 0; \
+	fi; \
+	if [ "$${CI:-}" = true ]; then echo "strace missing and not installable (apt-get install strace)" >&2; exit 1; fi; \
+	echo "strace missing (apt-get install strace): the tests that count opened files will skip" >&2
+
 check: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff check dsr dags jobs tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) promtool ## the whole test suite (Delta, GE, Spark Connect on Sail, Airflow, S3 on moto)
+test: $(STAMP) promtool strace ## the whole test suite (Delta, GE, Spark Connect on Sail, Airflow, S3 on moto)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP) promtool ## the suite without the slow end-to-end tests
+test-fast: $(STAMP) promtool strace ## the suite without the slow end-to-end tests
 	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
 
 .PHONY: test-crash
