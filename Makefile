@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install promtool strace check test test-fast demo bench bench-quick bench-history bench-flat bench-steps clean
+.PHONY: help install promtool strace check test test-fast demo bench bench-quick bench-history bench-flat bench-spark bench-steps clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -60,16 +60,20 @@ test-crash: $(STAMP) ## the full sweep of purge crash trials: kill -9 at every f
 demo: $(STAMP) ## build a demo lake and run the Airflow DAG on it end to end (./demo)
 	$(BIN)/dsr demo --dir demo
 
-bench: $(STAMP) ## dsr against its competitors (2M rows, 2 layouts, K=1..10,000; BENCH_ARGS=--large for 20M), then bench-history and bench-flat
+bench: $(STAMP) strace ## dsr against its competitors (2M rows, 2 layouts, K=1..10,000; BENCH_ARGS=--large for 20M), then bench-history, bench-flat and bench-spark
 	$(BIN)/python bench/compare.py $(BENCH_ARGS)
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/flat.py
+	$(BIN)/python bench/spark_scale.py
 
 bench-history: $(STAMP) ## bookkeeping on a long history (100,000 requests, 500,000 audit events)
 	$(BIN)/python bench/history.py
 
 bench-flat: $(STAMP) ## erase memory against table size with the touched files fixed (2M rows in 100 files, then 10x)
 	$(BIN)/python bench/flat.py
+
+bench-spark: $(STAMP) strace ## the dsr process on Spark (Sail in its own process) at 2M rows / 100 files and 20M / 1,000: peak RSS, data files and bytes it reads, run vs MERGE alone
+	$(BIN)/python bench/spark_scale.py
 
 bench-quick: $(STAMP) ## the comparative benchmark on a small lake, and the history bench on a short one
 	$(BIN)/python bench/compare.py --quick
