@@ -131,3 +131,29 @@ def test_a_trace_that_saw_no_open_is_an_error_not_an_empty_count(tmp_path: Path)
     _strace()
     with pytest.raises(TraceError, match="no open"):
         traced([str(tmp_path / "no-such-program")])
+
+
+def test_strace_s_lines_are_read_whole_across_threads_and_what_cannot_be_trusted_is_refused() -> None:
+    """strace's own output, as it prints it: a call another thread interrupted is joined to its resumption; a
+    failed open and an O_PATH descriptor open nothing; a relative open it could not decode resolves against the
+    directory descriptor; io_uring (opens strace cannot see) is refused."""
+    from tests.opens import _parse
+
+    text = "\n".join([
+        '7 openat(AT_FDCWD</w>, "/t/a.parquet", O_RDONLY|O_CLOEXEC <unfinished ...>',
+        '8 openat(AT_FDCWD</w>, "/t/missing.parquet", O_RDONLY) = -1 ENOENT (No such file or directory)',
+        '7 <... openat resumed>)             = 5</t/a.parquet>',
+        '8 pread64(5</t/a.parquet>, ""..., 8, 100) = 8',
+        '8 openat(3</t/p=1>, "b.parquet", O_RDONLY) = 6',
+        '8 openat(AT_FDCWD</w>, "/t/c.parquet", O_RDONLY|O_PATH) = 7</t/c.parquet>',
+        '8 mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, 6</t/p=1/b.parquet>, 0) = 0x7f0000000000',
+    ])
+    opens, reads = _parse(text, "/w")
+    assert [(o.path, o.pid) for o in opens] == [("/t/a.parquet", 7), ("/t/p=1/b.parquet", 8), ("/t/c.parquet", 8)]
+    trace = Trace(tuple(opens), reads, 0, "", "")
+    assert trace.data_files("/t") == {"/t/a.parquet", "/t/p=1/b.parquet"}  # O_PATH reads nothing
+    assert reads == {"/t/a.parquet": 8, "/t/p=1/b.parquet": 4096}
+    with pytest.raises(TraceError, match="io_uring"):
+        _parse("9 io_uring_setup(8, {}) = 3<anon_inode:[io_uring]>", "/w")
+    with pytest.raises(TraceError, match="chdir"):
+        _parse('9 chdir("/x") = 0\n9 openat(AT_FDCWD, "rel.parquet", O_RDONLY) = 4', "/w")
