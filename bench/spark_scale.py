@@ -48,7 +48,7 @@ from compare import _machine, build, holding  # noqa: E402  (bench/ is not a pac
 from compete import POLICY  # noqa: E402
 from targets import print_verdicts  # noqa: E402
 
-from tests.opens import commit_adds, traced  # noqa: E402
+from tests.opens import commit_adds, strace, traced  # noqa: E402
 from tests.sail_server import sail_server  # noqa: E402
 
 KINDS = ("export", "erase")
@@ -300,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.rows, args.files, args.reps = 50_000, 20, 1
     ks = args.k or ([1, 10] if args.quick else [1, 1000])
+    if strace() is None:
+        print("strace is missing: it counts the files the dsr process reads (make strace installs it as root)",
+              file=sys.stderr)
+        return 2
     os.environ.setdefault("DSR_PSEUDONYM_KEY", KEY)
     sizes = []
     with tempfile.TemporaryDirectory(prefix="dsr-spark-scale-") as tmp, sail_server() as remote:
