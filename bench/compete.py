@@ -307,7 +307,8 @@ def dsr_run(job: dict[str, Any], engine: tuple[str, ...] = ()) -> dict[str, Any]
     from dsr.verify.ge import Validator
 
     root, policy = _policy_in(job)
-    _file(policy, root, "erase", job["ids"])
+    if not job.get("filed"):  # else filed beforehand by the driver, outside this process
+        _file(policy, root, "erase", job["ids"])
 
     ge = {"seconds": 0.0, "validations": 0.0}
     # the GE import and context, where the run pays them; and GE's own time in each suite
@@ -357,9 +358,42 @@ def dsr_run_spark(job: dict[str, Any]) -> dict[str, Any]:
         server.stop()
 
 
+def dsr_run_remote(job: dict[str, Any]) -> dict[str, Any]:
+    """The whole ``dsr run --engine spark --remote`` against the Spark Connect server at ``job["remote"]``, which
+    runs in another process (``bench/spark_scale.py``): this process is the dsr process alone, its requests
+    filed beforehand (``job["filed"]``)."""
+    return dsr_run(job, ("--engine", "spark", "--remote", job["remote"]))
+
+
+def sail_merge_remote(job: dict[str, Any]) -> dict[str, Any]:
+    """The MERGE dsr's erase issues on Spark (``merge_statement``: the K keys as a small DataFrame behind a view,
+    restricted to the partitions that hold their rows), alone, through a Spark Connect session on the server at
+    ``job["remote"]``; the statement timed, the session and the view not."""
+    import os
+
+    import pyarrow as pa
+    from pyspark.sql.connect.session import SparkSession
+
+    from dsr.delta.support import DELETE
+    from dsr.engines.base import KEY_COLUMN
+    from dsr.engines.spark_sql import key_frame, merge_statement
+
+    spark = SparkSession.builder.remote(job["remote"]).config("spark.sql.session.timeZone", "UTC").create()
+    days = sorted({rel.split("/")[0].split("=", 1)[1] for rel in job["holding"]})
+    key_frame(spark, pa.table({KEY_COLUMN: job["ids"]})).createOrReplaceTempView("__bench_src")
+    statement = merge_statement(os.path.abspath(job["table"]), "__bench_src", "user_id", DELETE,
+                                partitions=[{"event_date": d} for d in days])
+    before = _version(job["table"])
+    t = time.perf_counter()
+    spark.sql(statement).collect()
+    spent = time.perf_counter() - t
+    spark.stop()
+    return {"seconds": spent, **_files_changed(job["table"], before)}
+
+
 COMPETITORS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "dsr_erase": dsr_erase, "dsr_verify": dsr_verify, "dsr_run": dsr_run, "dsr_run_spark": dsr_run_spark,
-    "dsr_export": dsr_export,
+    "dsr_export": dsr_export, "dsr_run_remote": dsr_run_remote, "sail_merge_remote": sail_merge_remote,
     "loop_delete": loop_delete, "delete_in": delete_in, "full_rewrite": full_rewrite, "sail_merge": sail_merge,
     "bound": bound, "export_bound": export_bound, "ge_import": ge_import, "merge_alone": merge_alone,
     "files_floor": files_floor,

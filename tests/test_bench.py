@@ -4,6 +4,7 @@ No time is asserted (speed is measured by the benchmark, never by a test)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,39 @@ def test_the_quick_flat_bench_measures_memory_at_two_table_sizes(tmp_path: Path)
     assert [(s["rows"], s["files"]) for s in result["sizes"]] == [(50_000, 20), (500_000, 200)]
     assert all("error" not in s[n] for s in result["sizes"] for n in ("dsr_erase", "merge_alone"))
     assert "dsr's excess over the MERGE alone" in result["verdict"]["breakdown"] and "flat in table size" in done.stdout
+
+
+@pytest.mark.spark
+def test_the_quick_spark_scale_bench_measures_the_dsr_process_beside_a_sail_server(tmp_path: Path) -> None:
+    """``bench/spark_scale.py --quick``: the dsr process on Spark at two table sizes, a Sail server in its own
+    process; its peak RSS, the data files and bytes it read (counted by strace), the run beside the MERGE alone,
+    and the verdicts printed met or NOT MET. No time or memory is asserted, nor whether a target is met."""
+    from tests.opens import strace
+
+    if strace() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("strace is missing (make install installs Debian's strace package): CI runs this test")
+        pytest.skip("strace is missing: apt-get install strace (make install does it as root)")
+    done = subprocess.run([sys.executable, str(BENCH.parent / "spark_scale.py"), "--quick", "--k", "1",
+                           "--data", str(tmp_path / "data"), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (path,) = tmp_path.glob("spark-scale-*.json")
+    result = json.loads(path.read_text(encoding="utf-8"))
+    assert [(s["rows"], s["files"], s["files_live"]) for s in result["sizes"]] == [(50_000, 20, 20),
+                                                                                   (500_000, 200, 200)]
+    for size in result["sizes"]:
+        assert [(c["kind"], c["k"]) for c in size["cases"]] == [("export", 1), ("erase", 1)]
+        for case in size["cases"]:
+            assert "error" not in case["run"] and "error" not in case["reads"], case
+            assert case["run"]["peak_rss_mb"] > 0 and case["run"]["exit_code"] == 0
+            # the counter saw the run read the table's log, and the erase's commit add the file it rewrote
+            assert case["reads"]["log_bytes_read"] > 0 and case["files_holding_rows"] == 1
+            assert (case["reads"]["files_added_by_erase"] > 0) == (case["kind"] == "erase")
+        (erase,) = [c for c in size["cases"] if c["kind"] == "erase"]
+        assert erase["merge_alone"]["seconds"] > 0 and erase["merge_alone"]["files_removed"] == 1
+    judged = {v["target"].split(" from ")[0].split(" at ")[0] for v in result["targets"]}
+    assert judged == {"dsr process peak RSS grows <= 10%", "(erase run - GE import) <= 2x the Sail MERGE alone",
+                      "the dsr process opens no data file but those its erase commit added"}
+    met = sum(v["met"] for v in result["targets"])
+    assert f"targets: {met} of {len(result['targets'])} met" in done.stdout
