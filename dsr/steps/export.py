@@ -24,6 +24,7 @@ from dsr.engines.reading import LOCAL, Reader
 from dsr.plan import erasure
 from dsr.steps import nearmatch, notify
 from dsr.steps.batch import Batch, table_failures
+from dsr.verify import evidence
 
 __all__ = ["export_table", "finish_exports"]
 
@@ -54,15 +55,23 @@ def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
     for rid, value in keys.by_request.items():
         by_key[value].append(rid)
     columns = [c for c in schema.names if c not in table.never_export]
+    found = 0
     with exporting.PartWriter(policy.exports, run_id, table.name, [r.request_id for r in reqs],
                               columns=columns) as parts:
         if len(keys.keys):
-            for rows in engine.reader.scan(table.uri, columns, where_in=(table.subject, keys.keys), info=info):
+            for rows in engine.reader.scan(table.uri, columns, where_in=(table.subject, keys.keys),
+                                           version=info.version, info=info):
+                found += rows.num_rows
                 values = exporting.json_columns(rows)  # a column at a time, not cell by cell
                 owners = rows.column(table.subject).to_pylist()
                 for owner, cells in zip(owners, zip(*values, strict=True), strict=True):
                     for rid in by_key.get(owner, ()):
                         parts.write_json(rid, dict(zip(columns, cells, strict=True)))
+    if engine.reader.where != LOCAL.where:  # the writer's reader found these rows: the files must agree
+        why = evidence.export_disagreement(engine.reader, table.uri, table.subject, info, keys.keys, found)
+        if why is not None:
+            batch.refuse(table, [r.request_id for r in reqs], "export", f"table '{table.name}': {why}", final=False)
+            return {"table": table_name, "requests": len(reqs), "refused": why}
     batch.record([
         audit.AuditEvent(
             "table_exported", request_id=r.request_id, run_id=run_id, table_name=table.name,
@@ -97,7 +106,8 @@ def finish_exports(policy: Policy, run_id: str, reader: Reader = LOCAL) -> dict[
     final: list[str] = []
     ready: dict[str, tuple[control.Request, dict[str, dict[str, Any]]]] = {}
     for r in reqs:
-        refused = {t: d for t, d in table_failures(events[r.request_id], run_id).items() if d.get("final")}
+        failures = table_failures(events[r.request_id], run_id)
+        refused = {t: d for t, d in failures.items() if d.get("final")}
         if refused:
             failed[r.request_id] = "export impossible: " + "; ".join(d["reason"] for d in refused.values())
             final.append(r.request_id)
@@ -105,7 +115,9 @@ def finish_exports(policy: Policy, run_id: str, reader: Reader = LOCAL) -> dict[
         exported = _exported_tables(events[r.request_id])
         missing = [t for t in tables if t not in exported]
         if missing:
-            failed[r.request_id] = f"export incomplete: table(s) not scanned: {', '.join(missing)}"
+            why = "; ".join(str(failures[t]["reason"]) for t in missing if t in failures)
+            failed[r.request_id] = f"export incomplete: table(s) not scanned: {', '.join(missing)}" + (
+                f" ({why})" if why else "")
             continue
         ready[r.request_id] = (r, exported)
     outcomes, review = nearmatch.outcomes(policy, {

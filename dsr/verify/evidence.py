@@ -32,7 +32,7 @@ from urllib.parse import unquote
 from dsr.delta import access, commits, plainfiles
 from dsr.engines.reading import Reader, SubjectPass
 
-__all__ = ["Evidence", "gather"]
+__all__ = ["Evidence", "export_disagreement", "gather"]
 
 
 @dataclass(frozen=True)
@@ -166,3 +166,61 @@ def _from_partitions(actions: list[dict[str, Any]], vectors: dict[str, Any], col
                     note=f"{len(actions)} live file(s) listed by delta-rs; the subject is a partition column: "
                          "the log's partition values are the evidence"
                          + ("" if complete else " (incomplete statistics: row counts not compared)"))
+
+
+# --- the export's cross-check ---------------------------------------------------------------------------------
+
+
+def _may_hold(action: dict[str, Any], physical: str, keys: list[Any]) -> bool:
+    """Whether the log's min/max statistics of a file leave room for one of the (sorted) keys. Missing or
+    possibly truncated bounds (long strings) leave room: only a file the log rules out is skipped."""
+    import bisect
+
+    low, high = action.get(f"min.{physical}"), action.get(f"max.{physical}")
+    if low is None or high is None:
+        return True
+    if isinstance(low, str) and (len(low) >= 32 or len(str(high)) >= 32):
+        return True
+    try:
+        at = bisect.bisect_left(keys, low)
+        return at < len(keys) and keys[at] <= high
+    except TypeError:  # keys and bounds of types that do not compare: no pruning
+        return True
+
+
+def export_disagreement(reader: Reader, uri: str, column: str, info: access.TableInfo, keys: Any,
+                        rows_found: int) -> str | None:
+    """Why the cluster's Delta reader's rows of the requested keys cannot be trusted (None: they can).
+
+    The files the log says may hold a key (min/max statistics) are read as plain Parquet on the cluster by the
+    subject column's physical name: the Delta reader must have found at least the rows of files without deletion
+    vectors, and at most those plus the rows of files with them. A blind reader (column mapping missed: every
+    subject NULL) finds none and is caught; so is one that returns rows the files do not hold.
+    """
+    wanted = sorted({k for k in ([] if keys is None else keys.to_pylist()) if k is not None}, key=lambda k: (
+        type(k).__name__, k))
+    if not wanted:
+        return None
+    version = info.version
+    physical = info.physical_name(column)
+    actions = _live_actions(uri, version)
+    vectors = plainfiles.deletion_vectors(uri, version)
+    if column in info.partition_columns:
+        from_log = _from_partitions(actions, vectors, column, physical, keys)
+        if from_log.rows is None or from_log.hits == rows_found:
+            return None
+        return (f"the Delta reader found {rows_found} row(s) of the requested subjects, the log's partition "
+                f"values {from_log.hits}")
+    same_type = len({type(k) for k in wanted}) == 1
+    candidates = [a for a in actions if not same_type or _may_hold(a, physical, wanted)]
+    ctype = info.schema.field(column).type
+    plain = reader.file_pass(uri, [str(a["path"]) for a in candidates if str(a["path"]) not in vectors], physical,
+                             ctype, keys)
+    marked_paths = [str(a["path"]) for a in candidates if str(a["path"]) in vectors]
+    marked = reader.file_pass(uri, marked_paths, physical, ctype, keys) if marked_paths else None
+    low, high = plain.hits, plain.hits + (marked.hits if marked else 0)
+    if low <= rows_found <= high:
+        return None
+    return (f"the Delta reader found {rows_found} row(s) of the requested subjects, the table's files hold "
+            f"{low if low == high else f'{low} to {high}'} ({len(candidates)} of {len(actions)} live file(s) read "
+            f"as plain Parquet {reader.where})")
