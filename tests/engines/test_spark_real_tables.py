@@ -25,12 +25,19 @@ from dsr.core import control
 from dsr.core.policy import check_against_lake, load_policy
 from dsr.delta import access, commits
 from dsr.engines.deltars import DeltaRsEngine
+from dsr.engines.spark_reads import SparkReader
 from tests import expect, lakes
 from tests import real_tables as rt
 
 pytestmark = [pytest.mark.spark]
 
 TABLES = rt.table_dirs()
+# Tables the gate admits for Sail whose erase Sail then cannot read back (a known Sail 0.7 defect): the run must
+# fail closed (never report the erasure done); the gate should refuse them (see the report of issue 22's tests).
+SAIL_CANNOT_READ_BACK = {
+    ("spark-variant-checkpoint", "delete"): "Sail 0.7 panics reading the variant table its own MERGE rewrote "
+    "(Found unmasked nulls for non-nullable StructArray field \"metadata\"): verification on the cluster fails",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +88,90 @@ def test_after_a_default_engine_erase_spark_reads_what_delta_rs_reads(
         assert count == len(lakes.rows(table.uri)), first
         return
     assert expect.multiset(spark_rows) == expect.multiset(lakes.rows(table.uri))
+
+
+def _is_subject(case: rt.Case, value: Any) -> bool:
+    return case.castable and value is not None and case.value is not None and value == case.value
+
+
+def _masked(mask: str, case: rt.Case, arrow_type: Any) -> Any:
+    """The reference value of a mask for the case's subject (pseudonymise: the keyed pseudonym)."""
+    if mask == "nullify":
+        return None
+    kind = expect.form(arrow_type)
+    assert mask == "pseudonymise" and kind is not None
+    return expect.pseudonym(lakes.KEY.encode(), case.subject_id, kind)
+
+
+def _suites(policy: Any, request_id: str) -> list[dict[str, Any]]:
+    """The suites of the request's ``verified`` audit events."""
+    from dsr.core import audit
+
+    return [s for e in audit.events(policy, request_id=request_id) if e["event"] == "verified"
+            for s in e["details"]["suites"]]
+
+
+@pytest.mark.parametrize("strategy", ["delete", "anonymise"])
+@pytest.mark.parametrize("source", TABLES, ids=[p.name for p in TABLES])
+def test_a_real_table_the_gate_admits_for_sail_is_exported_erased_and_verified_on_the_spark_engine(
+    tmp_path: Path, source: Path, strategy: str, spark_connect: Any
+) -> None:
+    """The whole run on the Spark engine (the cluster reads: export scan, erase planning, verification), checked
+    with delta-rs: the export holds exactly the subject's rows, they are gone (or masked), every other row is
+    unchanged, and verification kept the files' own evidence (``dsr_files_agree``) and it passed."""
+    from dsr.core import gate
+    from dsr.engines.spark import SparkEngine
+    from tests.packages import document
+
+    case = rt.case_for(source)
+    assert case is not None
+    if strategy == "anonymise" and not case.anonymise_masks:
+        pytest.skip(f"{source.name}: no column type a subject mask can apply to")
+    policy = load_policy(lakes.around(tmp_path, case, strategy).policy_path)
+    check_against_lake(policy)
+    table = policy.tables[0]
+    engine = SparkEngine(spark_connect)
+    verdict = gate.check_table(table, engine.support)
+    if not verdict.ok:
+        pytest.skip(f"{source.name} ({strategy}): refused for Sail by the gate: {verdict.reason}")
+    before = lakes.rows(table.uri)
+    before_info = access.table_info(table.uri)
+    erase_id = control.submit(policy, "erase", case.subject_id)[0]
+    export_id = control.submit(policy, "export", case.subject_id)[0]
+    report = steps.run(policy, engine)
+    erase, export = (control.list_requests(policy, ids=[rid])[0] for rid in (erase_id, export_id))
+    if (source.name, strategy) in SAIL_CANNOT_READ_BACK and rt.VENDORED in source.parents:
+        # fail closed: the cluster's read-back fails, so the erasure is not reported done
+        assert report.exit_code == 1 and export.status == "completed" and erase.status != "completed"
+        assert any("on the cluster failed" in e for e in report.errors), report.errors
+        assert not [r for r in lakes.rows(table.uri) if _is_subject(case, r[case.subject])]
+        pytest.xfail(SAIL_CANNOT_READ_BACK[(source.name, strategy)])
+    assert report.exit_code == 0, report.as_dict()
+    assert erase.status == "completed" and export.status == "completed", (erase.error, export.error)
+
+    mine = [r for r in before if _is_subject(case, r[case.subject])]
+    others = [r for r in before if not _is_subject(case, r[case.subject])]
+    # the export holds exactly the subject's rows as delta-rs read them before
+    assert expect.multiset(document(export.export_uri)["tables"][table.name]) == expect.multiset(mine)
+    after = lakes.rows(table.uri)
+    assert not [r for r in after if _is_subject(case, r[case.subject])]
+    if strategy == "delete":
+        assert expect.multiset(after) == expect.multiset(others)
+    else:
+        schema = before_info.schema
+        masked = [{**r, **{c: _masked(m, case, schema.field(c).type) for c, m in case.anonymise_masks.items()}}
+                  for r in mine]
+        assert expect.multiset(after) == expect.multiset(others + masked)
+    assert access.table_info(table.uri).fingerprint() == before_info.fingerprint()
+
+    # verification ran the files' own evidence, and it agreed
+    suites = _suites(policy, erase_id)
+    agree = [s for s in suites if s["suite"] == "dsr_files_agree"]
+    assert agree and all(s["success"] for s in agree), suites
+    assert all(s["success"] for s in suites), suites
+    if mine:  # the erase happened on the cluster's MERGE, and the reads ran there
+        assert engine.statements and all(s.startswith("MERGE INTO delta.`") for s in engine.statements)
+    assert isinstance(engine.reader, SparkReader) and engine.reader.jobs > 0
 
 
 def _copy(tmp_path: Path, case: rt.Case) -> Path:
