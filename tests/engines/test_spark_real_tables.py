@@ -202,7 +202,9 @@ def test_sail_timestamp_partition_defect_is_refused_by_the_gate(tmp_path: Path, 
 
 def test_sail_timestamp_partition_defect_is_caught_by_verification(tmp_path: Path, spark_remote: str) -> None:
     """Told the server is delta-spark, the gate lets the table through: Sail's MERGE reports success, Sail reads
-    its result as erased — and the access layer's read-back fails the request."""
+    its result as erased — and verification fails the request: the commit's remove names no live file
+    (``dsr_reconcile``), and the old file delta-rs still lists, read as plain Parquet, holds the erased row
+    (``dsr_files_agree``: hits in the files, and more live rows than Spark's Delta reader returned)."""
     case = _vendored("kernel-timestamp-partition-col-ISO8601")
     policy_path = _copy(tmp_path, case)
     policy = load_policy(policy_path)
@@ -216,7 +218,12 @@ def test_sail_timestamp_partition_defect_is_caught_by_verification(tmp_path: Pat
     # the defect itself: the commit happened, yet delta-rs (like every reader but Sail) still sees the row
     assert access.table_info(table.uri).version == 1
     assert [r for r in lakes.rows(table.uri) if r[case.subject] == case.value]
-    assert "stray_removes" in json.dumps(json.loads(_cli(policy_path, "receipt", rid, "--json").stdout))
+    receipt = json.loads(_cli(policy_path, "receipt", rid, "--json").stdout)
+    assert "stray_removes" in json.dumps(receipt)
+    # the files' own evidence caught it too: the old file delta-rs lists as live still holds the erased row
+    failed = [s["suite"] for s in receipt["tables"][case.name]["ge_suites"] if not s["success"]]
+    assert "dsr_files_agree" in failed, (failed, req.error)
+    assert "dsr_files_agree (expect_column_values_to_be_between[hits_in_files]" in (req.error or ""), req.error
 
 
 def test_sail_marks_deletion_vector_rows_and_the_receipt_says_so(tmp_path: Path, spark_remote: str) -> None:
