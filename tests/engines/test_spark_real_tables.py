@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from dsr import steps
@@ -260,6 +261,82 @@ def test_sail_erases_a_column_mapping_table_and_delta_rs_confirms(tmp_path: Path
     assert control.list_requests(policy, ids=[rid])[0].status == "completed"
     assert not [r for r in lakes.rows(table.uri) if r[case.subject] == case.value]
     assert access.table_info(table.uri).fingerprint() == before
+
+
+def _blind_table(reader: SparkReader, uri: str, version: int | None = None) -> Any:
+    """Spark's Delta reader as a reader that does not implement column mapping reads a column-mapped table: the
+    live data files (the right ones, at the right version) as plain Parquet by the *logical* column names. The
+    files hold ``col-<uuid>`` columns, so every column reads as NULL, with no error."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    info = access.table_info(uri, version)
+    schema = pa.schema([pa.field(f.name, access.plain_type(f.type)) for f in info.schema])
+    base = reader._path(uri).rstrip("/")
+    paths = [f"{base}/{p}" for p in sorted(commits.live_files(uri, info.version))]
+    return reader.spark.read.schema(from_arrow_schema(schema)).parquet(*paths)
+
+
+def test_a_blind_delta_reader_on_the_cluster_never_reports_an_erasure_done(
+    tmp_path: Path, spark_connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: Spark's Delta reader made blind to column mapping (it reads a column-mapped table's files
+    by logical names, so the subject column reads as all NULL — what a reader without column mapping does, with
+    no error). It then finds nobody to export or erase; verification must not take its word: the files, read
+    by the subject column's physical name, still hold the subject (``dsr_files_agree``), and the log's
+    statistics say the column holds values (``dsr_read_sighted``). The run does not report success."""
+    from dsr.core import audit
+    from dsr.engines.spark import SparkEngine
+
+    case = _vendored("data-skipping-basic-stats-all-types-columnmapping-name")
+    policy = load_policy(lakes.around(tmp_path, case, "delete").policy_path)
+    table = policy.tables[0]
+    assert access.table_info(table.uri).physical_name(case.subject) != case.subject  # column-mapped indeed
+    before = lakes.rows(table.uri)
+    mine = [r for r in before if r[case.subject] == case.value]
+    assert mine
+    monkeypatch.setattr(SparkReader, "_table", _blind_table)
+    engine = SparkEngine(spark_connect)
+    # the injected fault is real: the cluster's "Delta" read of the subject column is all NULL
+    blind = engine.reader.subject_pass(table.uri, case.subject, None, version=access.table_info(table.uri).version,
+                                       info=access.table_info(table.uri))
+    assert blind.rows == len(before) and blind.non_null == 0
+
+    erase_id = control.submit(policy, "erase", case.subject_id)[0]
+    control.submit(policy, "export", case.subject_id)
+    report = steps.run(policy, engine)
+    assert report.exit_code == 1, report.as_dict()
+    erase = control.list_requests(policy, ids=[erase_id])[0]
+    assert erase.status != "completed", erase
+    failed = {s["suite"] for e in audit.events(policy, request_id=erase_id) if e["event"] == "verified"
+              for s in e["details"]["suites"] if not s["success"]}
+    assert {"dsr_files_agree", "dsr_read_sighted"} <= failed, failed
+    assert "dsr_files_agree (expect_column_values_to_be_between[hits_in_files]" in " ".join(report.errors)
+    # the subject's row is still there: nothing may say otherwise
+    assert [r for r in lakes.rows(table.uri) if r[case.subject] == case.value] == mine
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="an export has no evidence of its own: a blind cluster reader finds nobody, and the "
+                          "export completes as 'no data found' (issue 22 gap, see the tests' report)")
+def test_a_blind_delta_reader_on_the_cluster_never_completes_an_export_as_no_data_found(
+    tmp_path: Path, spark_connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same injected fault as above, for an export alone: the subject's row is in the table, so the export
+    must hold it or fail — never complete empty."""
+    from dsr.engines.spark import SparkEngine
+    from tests.packages import document
+
+    case = _vendored("data-skipping-basic-stats-all-types-columnmapping-name")
+    policy = load_policy(lakes.around(tmp_path, case, "delete").policy_path)
+    table = policy.tables[0]
+    mine = [r for r in lakes.rows(table.uri) if r[case.subject] == case.value]
+    assert mine
+    monkeypatch.setattr(SparkReader, "_table", _blind_table)
+    export_id = control.submit(policy, "export", case.subject_id)[0]
+    steps.run(policy, SparkEngine(spark_connect))
+    export = control.list_requests(policy, ids=[export_id])[0]
+    if export.status == "completed":
+        assert expect.multiset(document(export.export_uri)["tables"][table.name]) == expect.multiset(mine)
 
 
 def test_sail_refuses_a_table_listing_change_data_feed_switched_off_before_any_write(
