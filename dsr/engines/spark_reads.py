@@ -193,12 +193,17 @@ class SparkReader:
 
         name = f"__dsr_near_{uuid.uuid4().hex[:8]}"
         frame = self._table(uri).selectExpr(f"CAST({quote(column)} AS STRING) AS v")
-        normalised = frame.mapInArrow(_with_forms, f"v STRING, {_FORM} STRING")
+        try:  # mapInArrow has the plan analysed at once (on Spark Connect): a failure comes here, not in the job
+            normalised = frame.mapInArrow(_with_forms, f"v STRING, {_FORM} STRING")
+        except Exception as exc:
+            raise error_for(f"the near-match scan of {uri} on the cluster", exc,
+                            [*wanted.to_pylist(), *forms.to_pylist()]) from None
         form_frame = key_frame(self.spark, pa.table({_KEY: forms.cast(pa.string())}))
         exact = key_frame(self.spark, pa.table({name: wanted.cast(pa.string())}))
         near = normalised.join(form_frame, normalised[_FORM] == form_frame[_KEY], "left_semi")
         near = near.join(exact, near["v"] == exact[name], "left_anti")
-        found = self._arrow(near.groupBy(_FORM).count(), "the near-match scan", uri, wanted.to_pylist())
+        found = self._arrow(near.groupBy(_FORM).count(), "the near-match scan", uri,
+                            [*wanted.to_pylist(), *forms.to_pylist()])
         return {str(f): int(n) for f, n in zip(found.column(0).to_pylist(), found.column(1).to_pylist(),
                                                strict=True)}
 

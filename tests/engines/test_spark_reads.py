@@ -22,6 +22,7 @@ from dsr.delta.plainfiles import FilePass
 from dsr.engines.reading import LOCAL, normalise
 from tests import lakes
 from tests import real_tables as rt
+from tests.leaks import Leaks
 
 pytestmark = [pytest.mark.spark]
 
@@ -351,3 +352,64 @@ def test_near_counts_normalise_unicode_case_and_blanks_like_the_local_reader(rea
     spark, local = _both(reader, "near_counts", uri, "user_id", wanted, forms)
     assert spark == local == {normalise(_keys([name])).to_pylist()[0]: 3, "fi-ligature-9": 1}
     assert reader.near_counts(uri, "user_id", _keys([OTHERS[0]]), normalise(_keys([OTHERS[0]]))) == {}
+
+
+# --- privacy: no subject id in statements or error messages -----------------------------------------------------
+
+
+def test_failed_reads_name_no_subject_id(reader: Any, people: str, tmp_path: Path) -> None:
+    ids = [*TEXT_IDS, "nobody-here-1"]
+    failures: list[str] = []
+
+    def fails(call: Any) -> None:
+        with pytest.raises(Exception) as info:  # any error: its message is what is checked
+            call()
+        failures.append(f"{type(info.value).__name__}: {info.value}")
+
+    keys = _keys(ids)
+    fails(lambda: list(reader.scan(people, ["no_such_column"], where_in=("user_id", keys))))
+    fails(lambda: reader.file_pass(people, ["_delta_log/00000000000000000000.json"], "user_id", pa.string(), keys))
+    fails(lambda: reader.file_pass(people, _live(people), "user_id", pa.int64(), pa.array([1], pa.int64())))
+    fails(lambda: reader.count_rows(str(tmp_path / "no-table"), where_in=("user_id", keys)))
+    fails(lambda: reader.near_counts(people, "no_such_column", keys, normalise(keys)))
+    assert all(f.split(": ", 1)[1].startswith("spark: ") or "no-table" in f for f in failures), failures
+    assert Leaks(ids, whole_token=False).in_texts(dict(enumerate(failures))) == [], failures  # type: ignore[arg-type]
+
+
+def test_a_spark_run_puts_no_subject_id_in_statements_or_errors(
+    tmp_path: Path, spark_connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole run on the Spark engine (export scan, erase planning, verification's reads and evidence), then one
+    whose cluster reads fail: the SQL the engine ran, the run's errors and the requests' errors hold no id."""
+    from dsr import steps
+    from dsr.core import control
+    from dsr.core.policy import load_policy
+    from dsr.engines.spark import SparkEngine
+    from dsr.engines.spark_reads import SparkReader
+    from tests import spark_tables as st
+
+    monkeypatch.setenv(lakes.KEY_ENV, lakes.KEY)
+    monkeypatch.delenv("DSR_SPARK_SERVER", raising=False)
+    st.write_users(tmp_path / "lake" / "users")
+    policy = load_policy(lakes.write_policy(tmp_path, "lake: ./lake\nexports: ./exports\ntables:\n  - name: users\n"
+                                                      "    path: users\n    subject: user_id\n    erase: delete\n"))
+    ids = [*st.ERASED, *st.OTHERS]
+    for sid in st.ERASED:
+        control.submit(policy, "erase", sid)
+    control.submit(policy, "export", st.OTHERS[0])
+    engine = SparkEngine(spark_connect)
+    report = steps.run(policy, engine)
+    assert report.exit_code == 0, report.as_dict()
+    assert isinstance(engine.reader, SparkReader) and engine.reader.jobs > 0
+    assert len(engine.statements) == 1 and engine.statements[0].startswith("MERGE INTO delta.`")
+
+    control.submit(policy, "erase", st.OTHERS[1])
+    control.submit(policy, "export", st.OTHERS[2])
+    monkeypatch.setattr(SparkReader, "_table", lambda self, uri, version=None: self.spark.read.format(
+        "delta").load(self._path(uri) + "-gone"))
+    failed = steps.run(policy, engine)
+    assert failed.exit_code == 1 and failed.errors
+    texts = {"statements": "\n".join(engine.statements), "errors": "\n".join(failed.errors),
+             **{r.request_id: r.error or "" for r in control.list_requests(policy)}}
+    assert any("on the cluster failed" in e for e in failed.errors), failed.errors
+    assert Leaks(ids, whole_token=False).in_texts(texts) == [], texts
