@@ -15,9 +15,11 @@ Two readers run on the cluster:
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+from urllib.parse import quote as url_quote
 from urllib.parse import unquote
 
 from dsr.delta import access
@@ -27,7 +29,7 @@ from dsr.engines.reading import SubjectPass
 from dsr.engines.spark_sql import error_for, key_frame, quote
 from dsr.errors import TableError
 
-__all__ = ["SparkReader"]
+__all__ = ["SparkReader", "file_location"]
 
 _KEY = "__dsr_key"
 _FORM = "__dsr_form"
@@ -37,14 +39,36 @@ def _keys(where_in: tuple[str, Any]) -> list[Any]:
     return [k for k in where_in[1].to_pylist() if k is not None]
 
 
+_HADOOP_GLOB = re.compile(r"([\\\[\]{}*?])")
+
+
+def file_location(base: str, logged: str, server: str) -> str:
+    """Where Spark's plain Parquet reader finds one data file of the table at ``base`` (as Spark reads the table):
+    ``logged`` is the file's path as the Delta log writes it (relative, URL-encoded).
+
+    Spark's file readers take a path as a pattern, not a name. Hadoop's (Spark with delta-spark, Databricks, and
+    any server not known to be Sail) globs ``* ? [ ] { }``, escaped with a backslash. Sail globs a local path and
+    URL-decodes a URL (``part=a%20b`` on S3 would name ``part=a b``), and takes no backslash: it is given a URL
+    whose path is percent-encoded, so every name means itself."""
+    key = unquote(logged)
+    base = base.rstrip("/")
+    if server == "sail":
+        if "://" in base or base.startswith("file:"):
+            return f"{base}/{url_quote(key, safe='/')}"
+        return "file://" + url_quote(f"{base}/{key}", safe="/")
+    return base + "/" + _HADOOP_GLOB.sub(r"\\\1", key)
+
+
 class SparkReader:
     """Reads on a SparkSession (classic or Connect). ``path`` turns a table uri into the location Spark reads."""
 
     where = "on the cluster"
 
-    def __init__(self, spark: Any, path: Callable[[str], str]) -> None:
+    def __init__(self, spark: Any, path: Callable[[str], str], server: str = "unknown") -> None:
         self.spark = spark
         self._path = path
+        self.server = server
+        """The server kind (:data:`dsr.engines.spark_session.SERVER_KINDS`): how a file's location is spelled."""
         self.jobs = 0
         """Spark jobs this reader ran (tests read it)."""
 
@@ -149,9 +173,9 @@ class SparkReader:
 
         if not paths:
             return FilePass(0, 0, 0, 0)
-        base = self._path(uri).rstrip("/")
+        base = self._path(uri)
         schema = from_arrow_schema(pa.schema([pa.field(physical, access.plain_type(arrow_type))]))
-        frame = self.spark.read.schema(schema).parquet(*[f"{base}/{unquote(p)}" for p in paths])
+        frame = self.spark.read.schema(schema).parquet(*[file_location(base, p, self.server) for p in paths])
         counts = self._arrow(frame.selectExpr("count(*) AS n", f"count({quote(physical)}) AS nn"),
                              "reading the table's files", uri)
         rows, non_null = (int(counts.column(i)[0].as_py() or 0) for i in range(2))
@@ -170,12 +194,17 @@ class SparkReader:
 
         name = f"__dsr_near_{uuid.uuid4().hex[:8]}"
         frame = self._table(uri).selectExpr(f"CAST({quote(column)} AS STRING) AS v")
-        normalised = frame.mapInArrow(_with_forms, f"v STRING, {_FORM} STRING")
+        try:  # mapInArrow has the plan analysed at once (on Spark Connect): a failure comes here, not in the job
+            normalised = frame.mapInArrow(_with_forms, f"v STRING, {_FORM} STRING")
+        except Exception as exc:
+            raise error_for(f"the near-match scan of {uri} on the cluster", exc,
+                            [*wanted.to_pylist(), *forms.to_pylist()]) from None
         form_frame = key_frame(self.spark, pa.table({_KEY: forms.cast(pa.string())}))
         exact = key_frame(self.spark, pa.table({name: wanted.cast(pa.string())}))
         near = normalised.join(form_frame, normalised[_FORM] == form_frame[_KEY], "left_semi")
         near = near.join(exact, near["v"] == exact[name], "left_anti")
-        found = self._arrow(near.groupBy(_FORM).count(), "the near-match scan", uri, wanted.to_pylist())
+        found = self._arrow(near.groupBy(_FORM).count(), "the near-match scan", uri,
+                            [*wanted.to_pylist(), *forms.to_pylist()])
         return {str(f): int(n) for f, n in zip(found.column(0).to_pylist(), found.column(1).to_pylist(),
                                                strict=True)}
 

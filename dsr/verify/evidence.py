@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
 
 from dsr.delta import access, commits, plainfiles
 from dsr.engines.reading import Reader, SubjectPass
@@ -158,7 +157,7 @@ def _from_partitions(actions: list[dict[str, Any]], vectors: dict[str, Any], col
         rows += live
         if value is not None:
             non_null += live
-            if unquote(str(value)) in wanted or str(value) in wanted:
+            if str(value) in wanted:  # the log holds the value itself (only paths are URL-encoded)
                 hits += live
     return Evidence(hits=hits, rows=rows if complete else None, non_null_low=non_null if complete else 0,
                     non_null_high=non_null if complete else None, plain_rows=0, plain_non_null=0, log_rows=0,
