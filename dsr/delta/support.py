@@ -72,11 +72,13 @@ SAIL = Support(
     "spark (Sail)",
     {
         "columnMapping": _DU, "deletionVectors": _DU, "timestampNtz": _DU, "v2Checkpoint": _DU,
-        "variantType": _D, "variantType-preview": _D, "invariants": _D, "checkConstraints": _D,
-        "generatedColumns": _D,
+        "invariants": _D, "checkConstraints": _D, "generatedColumns": _D,
     },
     {
         "deletionVectors": "marks erased rows with deletion vectors: the rows stay in the files until purged",
+        "variantType": "Sail 0.7 cannot read back its own MERGE of a table with a variant column (its reader "
+                       "fails: unmasked nulls for a non-nullable struct field), so the erase cannot be verified",
+        "variantType-preview": "as variantType",
         "timestampPartition": "Sail 0.7 MERGE writes remove paths escaped differently from their adds: "
                               "other readers see the erased rows again",
         "changeDataFeed": "Sail 0.7 cannot write change data, and refuses a table that lists changeDataFeed among "

@@ -43,13 +43,14 @@ import os
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import quote as url_quote
 
 from dsr.delta import access, commits, storage
 from dsr.delta.support import ENGINE_SUPPORT, Support
 from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan, Search
 from dsr.engines.matching import Matches, match_sql
 from dsr.engines.reading import Reader
-from dsr.engines.spark_reads import SparkReader
+from dsr.engines.spark_reads import SparkReader, file_location
 from dsr.engines.spark_session import (
     SERVER_ENV,
     SERVER_KINDS,
@@ -208,7 +209,7 @@ class SparkEngine:
             values = [f.partition.get(search.column, f.partition.get(search.physical)) for f in search.files]
             frame = key_frame(self.spark, pa.table({"v": pa.array(values, pa.string())}))
         elif search.files:
-            paths = [f"{path.rstrip('/')}/{f.path}" for f in search.files]
+            paths = [file_location(path, url_quote(f.path, safe="/"), self.server) for f in search.files]
             frame = self.spark.read.parquet(*paths).selectExpr(f"{quote(search.physical)} AS v")
         else:
             return found
