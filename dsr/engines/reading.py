@@ -61,6 +61,10 @@ class Reader(Protocol):
         """One read of the whole ``column`` at ``version``: counts, and the values among ``keys`` (or none)."""
         ...
 
+    def tally(self, uri: str, column: str, keys: Any, *, version: int | None = None) -> tuple[int, int, int]:
+        """(rows, non-NULL values of ``column``, rows whose ``column`` is one of ``keys``) at ``version``."""
+        ...
+
     def file_pass(self, uri: str, paths: Sequence[str], physical: str, arrow_type: Any, keys: Any) -> FilePass:
         """``paths`` (below the table, as the log writes them) read as plain Parquet (no Delta reader, no deletion
         vector applied), column ``physical``."""
@@ -113,6 +117,13 @@ class LocalReader:
     def count_rows(self, uri: str, version: int | None = None, *, where_in: tuple[str, Any] | None = None,
                    null_column: str | None = None) -> int:
         return access.count_rows(uri, version, where_in=where_in, null_column=null_column)
+
+    def tally(self, uri: str, column: str, keys: Any, *, version: int | None = None) -> tuple[int, int, int]:
+        """Three counting queries of the DataFusion reader (partition and statistics pruning where they can)."""
+        rows = access.count_rows(uri, version)
+        nulls = access.count_rows(uri, version, null_column=column)
+        keyed = access.count_rows(uri, version, where_in=(column, keys)) if keys is not None and len(keys) else 0
+        return rows, rows - nulls, keyed
 
     def subject_pass(self, uri: str, column: str, keys: Any, *, version: int, info: TableInfo) -> SubjectPass:
         """One projected read of the whole column, batch by batch, compared with the keys in Arrow (``is_in``,

@@ -147,19 +147,36 @@ class SparkReader:
         found = self._arrow(frame.selectExpr("count(*) AS n"), "counting rows", uri, keys)
         return int(found.column(0)[0].as_py() or 0)
 
+    def _tally(self, frame: Any, column: str, keys: list[Any], arrow_type: Any, what: str, uri: str
+               ) -> tuple[int, int, int]:
+        """One job over the whole column: (rows, non-NULL values, values among the keys), by a left join with the
+        distinct keys' broadcast frame and one aggregate."""
+        counted = [f"count({quote(column)}) AS nn"]
+        if keys:
+            wanted = self._key_frame(list(dict.fromkeys(keys)), arrow_type)
+            frame = frame.join(wanted, frame[quote(column)] == wanted[_KEY], "left")
+            counted.append(f"count({_KEY}) AS hits")
+        found = self._arrow(frame.selectExpr("count(*) AS n", *counted), what, uri, keys)
+        values = [int(found.column(i)[0].as_py() or 0) for i in range(found.num_columns)]
+        return values[0], values[1], values[2] if keys else 0
+
+    def tally(self, uri: str, column: str, keys: Any, *, version: int | None = None) -> tuple[int, int, int]:
+        info = access.table_info(uri, version)
+        wanted = [] if keys is None else [k for k in keys.to_pylist() if k is not None]
+        return self._tally(self._table(uri, version), column, wanted, info.schema.field(column).type,
+                           "counting rows", uri)
+
     def subject_pass(self, uri: str, column: str, keys: Any, *, version: int, info: TableInfo) -> SubjectPass:
-        """Two jobs over the whole column: its counts (an aggregate), and the values among the keys (a semi-join
-        with the key frame); only those come back."""
+        """One job over the whole column (its counts and how many values are among the keys); a second, a
+        semi-join, fetches those values only when there are any (after an erasure: none)."""
         import pyarrow as pa
 
         frame = self._table(uri, version)
-        counts = self._arrow(frame.selectExpr("count(*) AS n", f"count({quote(column)}) AS nn"),
-                             "the full pass", uri)
-        rows, non_null = (int(counts.column(i)[0].as_py() or 0) for i in range(2))
         ctype = info.schema.field(column).type
         wanted = [] if keys is None else [k for k in keys.to_pylist() if k is not None]
+        rows, non_null, hits = self._tally(frame, column, wanted, ctype, "the full pass", uri)
         survivors = pa.table({column: pa.array([], ctype)})
-        if wanted and non_null:
+        if hits:
             found = self._arrow(self._matching(frame, column, wanted, ctype).select(frame[quote(column)]),
                                 "the full pass", uri, wanted)
             survivors = pa.table({column: found.column(0).cast(ctype)})
@@ -167,7 +184,8 @@ class SparkReader:
 
     def file_pass(self, uri: str, paths: Sequence[str], physical: str, arrow_type: Any, keys: Any) -> FilePass:
         """The files read by Spark's plain Parquet reader, with an explicit one-column schema (a file without the
-        column reads as NULLs, as Delta's schema evolution means): rows, non-NULL values, values among keys."""
+        column reads as NULLs, as Delta's schema evolution means): rows, non-NULL values, values among keys; one
+        job."""
         import pyarrow as pa
         from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -176,15 +194,8 @@ class SparkReader:
         base = self._path(uri)
         schema = from_arrow_schema(pa.schema([pa.field(physical, access.plain_type(arrow_type))]))
         frame = self.spark.read.schema(schema).parquet(*[file_location(base, p, self.server) for p in paths])
-        counts = self._arrow(frame.selectExpr("count(*) AS n", f"count({quote(physical)}) AS nn"),
-                             "reading the table's files", uri)
-        rows, non_null = (int(counts.column(i)[0].as_py() or 0) for i in range(2))
         wanted = [] if keys is None else [k for k in keys.to_pylist() if k is not None]
-        hits = 0
-        if wanted and non_null:
-            found = self._arrow(self._matching(frame, physical, wanted, arrow_type).selectExpr("count(*) AS n"),
-                                "reading the table's files", uri, wanted)
-            hits = int(found.column(0)[0].as_py() or 0)
+        rows, non_null, hits = self._tally(frame, physical, wanted, arrow_type, "reading the table's files", uri)
         return FilePass(len(paths), rows, non_null, hits)
 
     def near_counts(self, uri: str, column: str, wanted: Any, forms: Any) -> dict[str, int]:

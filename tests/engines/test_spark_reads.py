@@ -147,6 +147,19 @@ def test_count_rows_at_each_version_with_keys_and_nulls(reader: Any, people: str
     assert reader.count_rows(people, None, where_in=("user_id", _keys([None]))) == 0  # NULL never matches
 
 
+def test_tally_is_the_three_counts_in_one_job_at_each_version(reader: Any, people: str) -> None:
+    keys = _keys([OTHERS[0], QUOTED[3], OTHERS[0], None])  # a repeated key counts its rows once
+    for version in range(4):
+        jobs = reader.jobs
+        spark = reader.tally(people, "user_id", keys, version=version)
+        assert reader.jobs == jobs + 1
+        rows = LOCAL.count_rows(people, version)
+        expected = (rows, rows - LOCAL.count_rows(people, version, null_column="user_id"),
+                    LOCAL.count_rows(people, version, where_in=("user_id", keys)))
+        assert spark == LOCAL.tally(people, "user_id", keys, version=version) == expected
+    assert reader.tally(people, "user_id", None)[2] == reader.tally(people, "user_id", _keys([]))[2] == 0
+
+
 # --- subject_pass -------------------------------------------------------------------------------------------
 
 
