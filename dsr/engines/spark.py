@@ -117,7 +117,7 @@ class SparkEngine:
         self.support: Support = ENGINE_SUPPORT[f"spark:{self.server}"]
         self._owned = owned
         self._open = True
-        self.reader: Reader = SparkReader(spark, self._path)
+        self.reader: Reader = SparkReader(spark, self._path, server=self.server)
         """The heavy reads, as Spark jobs (:mod:`dsr.engines.spark_reads`)."""
         # masks generalise timestamps in UTC: the session runs in UTC
         spark.conf.set("spark.sql.session.timeZone", "UTC")
