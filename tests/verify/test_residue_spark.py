@@ -7,6 +7,7 @@ the Spark engine's reader, and compares; the expected counts themselves are in `
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -17,10 +18,15 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
+from dsr import steps
+from dsr.core import control
 from dsr.delta import physical
+from dsr.engines.deltars import DeltaRsEngine
 from dsr.engines.reading import LOCAL, Reader
+from dsr.verify import residue
 from tests import lakes
 from tests import real_tables as rt
+from tests.invoke import dsr, dsr_process
 from tests.leaks import Leaks
 
 pytestmark = pytest.mark.spark
@@ -138,3 +144,63 @@ def test_a_reader_error_names_no_subject_id(tmp_path: Path, engine: Any) -> None
     assert "residue" in str(info.value) or "schema" in str(info.value)
     assert Leaks(["a1", "b2"]).in_texts({"error": str(info.value)}) == []
     assert engine.statements == []
+
+
+# --- the scan of a lake, and the command --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The busy lake after a run (its erasures leave residue: old files, log entries, the control table)."""
+    with pytest.MonkeyPatch.context() as mp:
+        lake = lakes.busy(tmp_path_factory.mktemp("residue-spark") / "w").use(mp)
+        policy = lake.policy()
+        lakes.file_requests(policy)
+        assert steps.run(policy, DeltaRsEngine()).exit_code == 0
+        yield lake
+
+
+def test_the_scan_of_a_lake_on_the_cluster_equals_the_scan_in_this_process(ran: lakes.Lake, engine: Any,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    ran.use(monkeypatch)
+    policy = ran.policy()
+    todo = [r for r in control.list_requests(policy, status="completed") if r.kind == "erase"]
+    jobs = engine.reader.jobs
+    there = [r.as_dict() for r in residue.scan(policy, todo, reader=engine.reader)]
+    assert engine.reader.jobs > jobs
+    assert there == [r.as_dict() for r in residue.scan(policy, todo)]
+    assert sum(r["total"] for r in there) > 0
+
+
+def test_a_purge_with_the_spark_engine_checks_the_tables_files_on_the_cluster(
+    ran: lakes.Lake, engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dsr.steps import purge as purging
+
+    lake = lakes.copy(ran, tmp_path / "w").use(monkeypatch)
+    lake.policy_path.write_text(lake.policy_path.read_text() + "purge_after_hours: 0\n", encoding="utf-8")
+    jobs = engine.reader.jobs
+    report = purging.purge(lake.policy(), engine=engine)
+    assert report.exit_code == 0, report.as_dict()
+    assert engine.reader.jobs > jobs
+    assert report.tables and all(t.residue == 0 for t in report.tables)
+    assert engine.statements == []
+
+
+def test_dsr_residue_engine_spark_prints_what_the_default_prints(ran: lakes.Lake, spark_remote: str) -> None:
+    args = ("--policy", str(ran.policy_path), "residue")
+    spark = ("--engine", "spark", "--remote", spark_remote)
+    here_json, here_text = dsr(*args, "--json", env=ran.env), dsr(*args, env=ran.env)
+    there_json = dsr_process(*args, "--json", *spark, env=ran.env)
+    there_text = dsr_process(*args, "--remote", spark_remote, env=ran.env)
+    assert there_json.returncode == here_json.returncode == 1, there_json.stderr
+    assert json.loads(there_json.stdout) == json.loads(here_json.stdout)
+    assert there_text.returncode == 1 and there_text.stdout == here_text.stdout
+    assert Leaks(lakes.ERASE).in_texts({"out": there_json.stdout + there_text.stdout,
+                                        "err": there_json.stderr + there_text.stderr}) == []
+
+
+def test_dsr_residue_refuses_a_bad_engine_before_reading(ran: lakes.Lake) -> None:
+    out = dsr("--policy", str(ran.policy_path), "residue", "--engine", "delta-rs", "--remote", "sc://127.0.0.1:1",
+              env=ran.env)
+    assert out.returncode == 2 and out.stdout == "" and "--remote" in out.stderr
