@@ -101,8 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     res.add_argument("request_ids", metavar="REQUEST_ID", nargs="*",
                      help="erasure requests to scan (default: every completed erasure)")
     res.add_argument("--engine", choices=("delta-rs", "spark"), default=None,
-                     help="not needed, but for tables the policy names in the Spark catalog (table:), whose "
-                          "location only a Spark session can give: spark")
+                     help="who reads the tables' data files: delta-rs (default, in this process) or spark (the "
+                          "cluster; only counts come back); the logs, names and dsr's own tables are read here; "
+                          "spark also resolves tables the policy names in the Spark catalog (table:)")
     res.add_argument("--remote", metavar="sc://HOST:PORT", help="Spark Connect endpoint (implies --engine spark)")
     add_json(res, "the counts per request, table and place")
 
@@ -253,7 +254,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "residue":
         from dsr.cli.residue import cli_residue
 
-        return cli_residue(_policy(args, lake=False, tables=True), args.request_ids, as_json=args.json)
+        return cli_residue(_policy(args, lake=False, tables=True), args.request_ids, as_json=args.json,
+                           engine=args.engine, remote=args.remote)
     if cmd == "run":
         from dsr.cli.runner import cli_run
         from dsr.core.requests import check_run_id

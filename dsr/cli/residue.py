@@ -41,10 +41,25 @@ def _places(entry: dict[str, int] | str) -> str:
     return ", ".join(f"{place} {n}" for place, n in found.items()) if found else "0"
 
 
-def cli_residue(policy: Policy, request_ids: Sequence[str], *, as_json: bool) -> int:
-    """Scan and print; exit 1 when anything of an erased subject is left, 0 when nothing is."""
+def cli_residue(policy: Policy, request_ids: Sequence[str], *, as_json: bool, engine: str | None = None,
+                remote: str | None = None) -> int:
+    """Scan and print; exit 1 when anything of an erased subject is left, 0 when nothing is. With the Spark
+    engine (``engine``/``remote``), the tables' data files are read on the cluster; a bad engine or an address
+    that does not answer is one line and exit 2, before anything is read."""
+    from dsr.cli.options import check_engine_args
+    from dsr.engines import engine_name, make_engine
+
+    if engine or remote:
+        check_engine_args(engine, remote)
     todo = erasures_to_scan(policy, request_ids)
-    results = residue.scan(policy, todo)
+    if todo and engine_name(engine, remote) == "spark":
+        spark = make_engine("spark", remote=remote)
+        try:
+            results = residue.scan(policy, todo, reader=spark.reader)
+        finally:
+            spark.close()
+    else:
+        results = residue.scan(policy, todo)
     total = sum(r.total() for r in results)
     if as_json:
         report: dict[str, Any] = {"requests": [r.as_dict() for r in results], "total": total}

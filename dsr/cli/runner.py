@@ -93,12 +93,13 @@ def cli_verify(policy: Policy, *, engine: str | None, remote: str | None, as_jso
     engine and, for Spark Connect, a server that answers: else one line and exit 2, as for ``dsr run``. Without
     them the tables are read in this process (delta-rs); with Spark, the tables are read on the cluster and
     checked against the files delta-rs lists (:mod:`dsr.verify.evidence`)."""
+    from dsr.cli.options import check_engine_args
     from dsr.cli.progress import configure
     from dsr.engines import engine_name, make_engine
 
     configure()
     if engine or remote:
-        _check_engine_args(engine, remote)
+        check_engine_args(engine, remote)
     if engine_name(engine, remote) == "spark":
         spark = make_engine("spark", remote=remote)
         try:
@@ -117,17 +118,3 @@ def cli_verify(policy: Policy, *, engine: str | None, remote: str | None, as_jso
         print("verify: all tables OK" if ok else "verify: FAILED — an erased subject survives, a mask is missing "
               "or a table could not be read")
     return 0 if ok else 1
-
-
-def _check_engine_args(engine: str | None, remote: str | None) -> None:
-    """InputError (exit 2) for an unknown engine, ``--remote`` beside delta-rs, or a Spark Connect address (the
-    flag's, else $SPARK_REMOTE with ``--engine spark``) that is malformed or does not answer."""
-    import os
-
-    from dsr.engines import engine_name
-    from dsr.engines.spark_session import check_reachable
-
-    if engine_name(engine, remote) == "spark":
-        address = remote or os.environ.get("SPARK_REMOTE")
-        if address:
-            check_reachable(address)

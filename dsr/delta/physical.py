@@ -11,6 +11,10 @@ the table's directory, whether the current version references the file or not:
 * ``partition values`` -- the column's partition value in those actions;
 * ``file names`` -- directory names ``column=value`` on the way to a file.
 
+The log and the names are read here. The rows of the data and change-data files are read by whoever
+:func:`find_keys` is given (``rows``): by default this process (:func:`rows_in_files`); on the Spark engine, the
+cluster (:meth:`dsr.engines.spark_reads.SparkReader.key_rows`), handed the list of files.
+
 Only counts leave this module, never the values. Nothing here writes.
 """
 
@@ -18,16 +22,22 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
 from dsr.delta import rawlog, storage
 
-__all__ = ["PLACES", "find_keys", "holds_any"]
+__all__ = ["DATA", "PLACES", "RowSearch", "find_keys", "holds_any", "place_of", "rows_in_files"]
 
 PLACES = ("data files", "change data", "log statistics", "partition values", "file names")
+DATA = PLACES[:2]
+"""The places whose files' rows are read (the others are the log and the names)."""
 _ACTIONS = ("add", "remove", "cdc")
+
+RowSearch = Callable[[Mapping[str, Sequence[str]]], dict[Any, Counter[str]]]
+"""Reads the rows of the data and change-data files (place -> paths below the table, as on disk): key -> place ->
+rows holding it."""
 
 
 def _in_names(rel: str, names: set[str], keys: Mapping[str, Any], seen: set[str]) -> Counter[Any]:
@@ -87,16 +97,42 @@ def holds_any(filesys: Any, path: str, names: Iterable[str], keys: Iterable[str]
     return any(_in_rows(filesys, path, name, by_text) for name in set(names))
 
 
-def find_keys(uri: str, names: Iterable[str], keys: Iterable[Any]) -> dict[Any, Counter[str]]:
+def place_of(rel: str) -> str:
+    """The place of a parquet file below a table: ``change data`` under ``_change_data/``, else ``data files``."""
+    return "change data" if rel.startswith("_change_data/") or "/_change_data/" in rel else "data files"
+
+
+def rows_in_files(uri: str, files: Mapping[str, Sequence[str]], names: Collection[str],
+                  keys: Iterable[Any]) -> dict[Any, Counter[str]]:
+    """key -> place -> rows of the parquet files (place -> paths below the table at ``uri``, as on disk) holding it
+    in a column of ``names``, read in this process; a file without such a column holds none. Compared as text."""
+    by_text = {str(k): k for k in keys if k is not None}
+    found: dict[Any, Counter[str]] = {}
+    if not by_text:
+        return found
+    filesys, base = storage.filesystem(uri)
+    for place, rels in files.items():
+        for rel in rels:
+            for name in set(names):
+                for key, n in _in_rows(filesys, f"{base.rstrip('/')}/{rel}", name, by_text).items():
+                    found.setdefault(key, Counter())[place] += n
+    return found
+
+
+def find_keys(uri: str, names: Iterable[str], keys: Iterable[Any], *,
+              rows: RowSearch | None = None) -> dict[Any, Counter[str]]:
     """key -> place -> count, for every key found anywhere under the table at ``uri``.
 
     ``names`` are the column's names on disk (logical and physical, when column mapping gives it another);
     ``keys`` are the values sought, compared as text (a partition value or JSON statistic of 12 is ``12``).
+    ``rows`` reads the data and change-data files, once, given their list (default: :func:`rows_in_files`, in
+    this process); the log and the names are read here.
     """
     by_text = {str(k): k for k in keys if k is not None}
     wanted = set(names)
     found: dict[Any, Counter[str]] = {}
     seen_dirs: set[str] = set()
+    files: dict[str, list[str]] = {place: [] for place in DATA}
 
     def add(place: str, hits: Counter[Any]) -> None:
         for key, n in hits.items():
@@ -112,7 +148,9 @@ def find_keys(uri: str, names: Iterable[str], keys: Iterable[Any]) -> dict[Any, 
                 add("log statistics", stats_hits)
                 add("partition values", part_hits)
         elif rel.endswith(".parquet"):
-            place = "change data" if rel.startswith("_change_data/") or "/_change_data/" in rel else "data files"
-            for name in wanted:
-                add(place, _in_rows(filesys, path, name, by_text))
+            files[place_of(rel)].append(rel)
+    in_rows = rows(files) if rows is not None else rows_in_files(uri, files, wanted, by_text.values())
+    for key, places in in_rows.items():
+        for place, n in places.items():
+            found.setdefault(key, Counter())[place] += n
     return found

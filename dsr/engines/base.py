@@ -1,13 +1,13 @@
 """The Engine Protocol: the only thing the steps (dsr.steps) know about the engines.
 
-An engine writes, and carries the reader of the heavy reads (``reader``, :mod:`dsr.engines.reading`): the
-export scan, the erase planning, verification's passes and counts, the near-match scan run where the engine
-runs (in this process on delta-rs, as Spark jobs on Spark), and return results the size of the requests. The
-Delta log (versions, schemas, live files, statistics, deletion vectors, the commit's actions) is always read
-here by the one access layer (:mod:`dsr.delta.access`); verification never rests on the writer's reader alone
-(:mod:`dsr.verify.evidence`). Everything an engine is handed is already validated and built (the MERGE source of
-subject keys and pseudonyms, the SQL of each mask in the engine's dialect). Subject ids travel only as data
-(pyarrow columns, DataFrames), never as literals in SQL text or in commit metadata.
+An engine writes, and carries the reader of the heavy reads (``reader``, :mod:`dsr.engines.reading`): the export
+scan, the erase planning, verification's passes and counts, the near-match scan, the residue scan's data files
+run where the engine runs (in this process on delta-rs, as Spark jobs on Spark), and return results the size of
+the requests. The Delta log (versions, schemas, live files, statistics, deletion vectors, the commit's actions)
+is always read here by the one access layer (:mod:`dsr.delta.access`); verification never rests on the writer's
+reader alone (:mod:`dsr.verify.evidence`). Everything an engine is handed is already validated and built (the
+MERGE source of subject keys and pseudonyms, the SQL of each mask in the engine's dialect). Subject ids travel
+only as data (pyarrow columns, DataFrames), never as literals in SQL text or in commit metadata.
 
 Each engine declares the Delta features it writes correctly (``support``, see :mod:`dsr.delta.features`); the
 steps refuse a table the engine does not handle before any write.

@@ -15,7 +15,8 @@ and the files the erase commit added read in this process.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -73,6 +74,15 @@ class Reader(Protocol):
     def near_counts(self, uri: str, column: str, wanted: Any, forms: Any) -> dict[str, int]:
         """Per normalised form (NFKC, lower case, trimmed): rows of the text ``column`` equal to one of
         ``forms`` after normalisation but to none of ``wanted`` as they are."""
+        ...
+
+    def key_rows(self, uri: str, files: Mapping[str, Sequence[str]], names: Collection[str],
+                 keys: Any) -> dict[Any, Counter[str]]:
+        """The residue scan's rows: key -> group -> rows holding it, among parquet files read as plain Parquet
+        (every row: a deletion vector masks none). ``files``: group (a place: data files, change data) -> paths
+        below the table, as on disk, referenced by the log or not; ``names``: the column's names on disk (logical
+        and physical); ``keys``: a pyarrow Array. A file without such a column holds no key; one with it under
+        another type is compared as text (:mod:`dsr.delta.physical`)."""
         ...
 
 
@@ -147,8 +157,6 @@ class LocalReader:
         return file_pass(uri, paths, physical, arrow_type, keys)
 
     def near_counts(self, uri: str, column: str, wanted: Any, forms: Any) -> dict[str, int]:
-        from collections import Counter
-
         import pyarrow.compute as pc
 
         counts: Counter[str] = Counter()
@@ -160,6 +168,12 @@ class LocalReader:
             if pc.any(near).as_py():
                 counts.update(normalise(pc.filter(values, near)).to_pylist())
         return dict(counts)
+
+    def key_rows(self, uri: str, files: Mapping[str, Sequence[str]], names: Collection[str],
+                 keys: Any) -> dict[Any, Counter[str]]:
+        from dsr.delta import physical
+
+        return physical.rows_in_files(uri, files, names, keys.to_pylist())
 
 
 LOCAL = LocalReader()

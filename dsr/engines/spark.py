@@ -11,7 +11,8 @@ behind a temporary view with a unique name, so subject ids travel as data, never
 statement the engine builds is kept on ``statements`` so tests can prove it.
 
 The engine writes, and its reader (:mod:`dsr.engines.spark_reads`) runs the heavy reads as Spark jobs: the
-export scan, the erase planning, verification's passes and counts, the near-match scan. The Delta log
+export scan, the erase planning, verification's passes and counts, the near-match scan, the residue scan's data
+files. The Delta log
 (versions, history, commit metrics, live files) is read by the one access layer (:mod:`dsr.delta.access`,
 delta-rs), which works whatever the Spark server can do: Sail, for one, has no ``DESCRIBE HISTORY``, and its
 MERGE returns only an output row count. Metrics come from the MERGE's own commit in the log

@@ -10,14 +10,21 @@ Two readers run on the cluster:
   the export, the erase planning and verification's counts;
 - Spark's plain Parquet reader over an explicit list of files (:meth:`SparkReader.file_pass`): it knows nothing
   of Delta — the files, their physical column names and their deletion vectors come from delta-rs' log replay
-  in this process. Verification compares the two (:mod:`dsr.verify.evidence`).
+  in this process. Verification compares the two (:mod:`dsr.verify.evidence`). The residue scan
+  (:meth:`SparkReader.key_rows`) reads every parquet file under a table's directory the same way, from the
+  listing made in this process.
+
+``parquet()`` takes each path as a glob pattern: a partition value such as ``a[1]`` would match other files, or
+none. Each file is named literally (:func:`file_location`).
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from functools import reduce
 from typing import Any
 from urllib.parse import quote as url_quote
 from urllib.parse import unquote
@@ -29,34 +36,53 @@ from dsr.engines.reading import SubjectPass
 from dsr.engines.spark_sql import error_for, key_frame, quote
 from dsr.errors import TableError
 
-__all__ = ["SparkReader", "file_location"]
+__all__ = ["SparkReader", "file_location", "literal_location", "skipped_by_name"]
 
 _KEY = "__dsr_key"
 _FORM = "__dsr_form"
+_GROUP = "__dsr_group"
+_VALUE = "__dsr_value"
+_GLOB = re.compile(r"([\\\[\]*?{}])")
+
+
+def literal_location(location: str, server: str) -> str:
+    """A file's location as ``spark.read.parquet`` reads it literally, never as a glob pattern. Spark's file readers
+    take a path as a pattern, not a name. Sail globs a local path and URL-decodes a URL (``part=a%20b`` on S3
+    would name ``part=a b``), and takes no backslash: it is given ``file://`` (or the location's own scheme) and
+    the path percent-encoded, so every name means itself. Elsewhere (Hadoop's glob on delta-spark, Databricks and
+    servers not known to be Sail): ``\\`` before each of ``\\ [ ] * ? { }``."""
+    if server != "sail":
+        return _GLOB.sub(r"\\\1", location)
+    scheme, sep, rest = location.partition("://")
+    if not sep:  # a local path (or file:/path)
+        scheme, rest = "file", location.removeprefix("file:")
+    if scheme == "file":
+        return "file://" + url_quote("/" + rest.lstrip("/"), safe="/")
+    authority, _, path = rest.partition("/")
+    return f"{scheme}://{authority}/{url_quote(path, safe='/')}"
+
+
+def skipped_by_name(rel: str) -> bool:
+    """Whether Spark's file reader skips a file even when it is named: its name starts with ``.`` or ``_``
+    (measured on Sail 0.7; Spark's own rule for hidden files). No writer names a data file so: leftovers."""
+    name = rel.rsplit("/", 1)[-1]
+    return name.startswith((".", "_"))
+
+
+def _text(value: Any) -> str:
+    """A key as the text Spark's ``CAST(... AS STRING)`` gives (a binary one decoded as UTF-8)."""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _keys(where_in: tuple[str, Any]) -> list[Any]:
     return [k for k in where_in[1].to_pylist() if k is not None]
 
 
-_HADOOP_GLOB = re.compile(r"([\\\[\]{}*?])")
-
-
 def file_location(base: str, logged: str, server: str) -> str:
     """Where Spark's plain Parquet reader finds one data file of the table at ``base`` (as Spark reads the table):
-    ``logged`` is the file's path as the Delta log writes it (relative, URL-encoded).
-
-    Spark's file readers take a path as a pattern, not a name. Hadoop's (Spark with delta-spark, Databricks, and
-    any server not known to be Sail) globs ``* ? [ ] { }``, escaped with a backslash. Sail globs a local path and
-    URL-decodes a URL (``part=a%20b`` on S3 would name ``part=a b``), and takes no backslash: it is given a URL
-    whose path is percent-encoded, so every name means itself."""
-    key = unquote(logged)
-    base = base.rstrip("/")
-    if server == "sail":
-        if "://" in base or base.startswith("file:"):
-            return f"{base}/{url_quote(key, safe='/')}"
-        return "file://" + url_quote(f"{base}/{key}", safe="/")
-    return base + "/" + _HADOOP_GLOB.sub(r"\\\1", key)
+    ``logged`` is the file's path as the Delta log writes it (relative, URL-encoded), spelled literally
+    (:func:`literal_location`)."""
+    return literal_location(f"{base.rstrip('/')}/{unquote(logged)}", server)
 
 
 class SparkReader:
@@ -218,6 +244,97 @@ class SparkReader:
                             [*wanted.to_pylist(), *forms.to_pylist()])
         return {str(f): int(n) for f, n in zip(found.column(0).to_pylist(), found.column(1).to_pylist(),
                                                strict=True)}
+
+    def key_rows(self, uri: str, files: Mapping[str, Sequence[str]], names: Collection[str],
+                 keys: Any) -> dict[Any, Counter[str]]:
+        """One Spark job over the files: each group read by the plain Parquet reader with an explicit schema (a
+        column of each name, of the keys' type: a file without one reads as NULLs) beside a literal group index,
+        the union joined with a broadcast frame of the keys, counted per key and group. When the files do not
+        agree on the column's type (the reader merges their schemas, and fails), each file's schema is asked for
+        (the cluster reads the footers), the files are grouped by it, and the column is compared as text
+        (``CAST(... AS STRING)``, as the in-process scan compares). Files Spark skips by name
+        (:func:`skipped_by_name`) are read in this process."""
+        import pyarrow as pa
+
+        from dsr.delta import physical
+
+        wanted = [k for k in keys.to_pylist() if k is not None]
+        columns = sorted(set(names))
+        found: dict[Any, Counter[str]] = {}
+        if not wanted or not columns:
+            return found
+        hidden = {g: [f for f in fs if skipped_by_name(f)] for g, fs in files.items()}
+        if any(hidden.values()):
+            found = physical.rows_in_files(uri, hidden, columns, wanted)
+        base = self._path(uri).rstrip("/")
+        located = {g: [literal_location(f"{base}/{f}", self.server) for f in fs if not skipped_by_name(f)]
+                   for g, fs in files.items()}
+        located = {g: fs for g, fs in located.items() if fs}
+        if not located:
+            return found
+        by_text = {_text(k): k for k in wanted}
+        groups, frame = self._typed_values(located, columns, keys.type)
+        try:
+            self.jobs += 1
+            counts = self._counted(frame, self._key_frame(wanted, keys.type)).toArrow()
+        except Exception:  # the files disagree on the column's type: grouped by their own schemas, as text
+            groups, frame = self._text_values(uri, located, columns, wanted)
+            if frame is None:  # no file has the column
+                return found
+            counts = self._arrow(self._counted(frame, self._key_frame(list(by_text), pa.string())),
+                                 "the residue scan of the table's files", uri, wanted)
+        for k, i, n in zip(*(counts.column(c).to_pylist() for c in range(3)), strict=True):
+            found.setdefault(by_text[_text(k)], Counter())[groups[i]] += int(n)
+        return found
+
+    def _typed_values(self, located: Mapping[str, Sequence[str]], columns: Sequence[str],
+                      arrow_type: Any) -> tuple[list[str], Any]:
+        """The groups, and a frame of (group index, value) over every file and column name, read as the keys'
+        type."""
+        import pyarrow as pa
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        schema = from_arrow_schema(pa.schema([pa.field(c, access.plain_type(arrow_type)) for c in columns]))
+        parts = []
+        for i, locations in enumerate(located.values()):
+            frame = self.spark.read.schema(schema).parquet(*locations)
+            parts += [frame.selectExpr(f"{i} AS {_GROUP}", f"{quote(c)} AS {_VALUE}") for c in columns]
+        return list(located), reduce(lambda a, b: a.unionAll(b), parts)
+
+    def _text_values(self, uri: str, located: Mapping[str, Sequence[str]], columns: Sequence[str],
+                     wanted: Sequence[Any]) -> tuple[list[str], Any | None]:
+        """As :meth:`_typed_values`, the files grouped by their own schema (the reader merges the schemas of the
+        files it reads together, and fails on any column whose type differs), the values cast to text (a nested
+        column cannot hold a key: left out); no frame when no file has a column of ``columns``."""
+        from pyspark.sql.types import ArrayType, MapType, StructField, StructType
+
+        kinds: dict[tuple[str, str], tuple[list[Any], list[str]]] = {}
+        for g, locations in located.items():
+            for location in locations:
+                try:
+                    schema = self.spark.read.parquet(location).schema
+                except Exception as exc:
+                    raise error_for(f"reading the schema of a file of {uri} on the cluster", exc, wanted) from None
+                fields = {f.name: f for f in schema.fields}
+                mine = [fields[c] for c in columns
+                        if c in fields and not isinstance(fields[c].dataType, ArrayType | MapType | StructType)]
+                kinds.setdefault((g, schema.simpleString()), (mine, []))[1].append(location)
+        groups: list[str] = []
+        parts = []
+        for (g, _), (mine, locations) in kinds.items():
+            if not mine:  # these files have no such column: no key there
+                continue
+            frame = self.spark.read.schema(StructType([StructField(f.name, f.dataType, True) for f in mine])) \
+                .parquet(*locations)
+            parts += [frame.selectExpr(f"{len(groups)} AS {_GROUP}", f"CAST({quote(f.name)} AS STRING) AS {_VALUE}")
+                      for f in mine]
+            groups.append(g)
+        return groups, reduce(lambda a, b: a.unionAll(b), parts) if parts else None
+
+    def _counted(self, values: Any, wanted: Any) -> Any:
+        """(key, group index, rows): the (group, value) frame joined with a key frame, counted."""
+        joined = values.join(wanted, values[_VALUE] == wanted[_KEY], "inner")
+        return joined.groupBy(_KEY, _GROUP).count()
 
 
 def _with_forms(batches: Iterator[Any]) -> Iterator[Any]:

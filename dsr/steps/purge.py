@@ -33,6 +33,7 @@ from dsr.core.policy import Policy, TableSpec
 from dsr.core.requests import SUBJECT_DIGEST_PREFIX, Request
 from dsr.delta import access, crashpoints, maintenance, physical, storage
 from dsr.engines.base import Engine
+from dsr.engines.reading import LOCAL, Reader
 from dsr.errors import DsrError
 from dsr.exports import expiry
 from dsr.steps import progress
@@ -190,16 +191,17 @@ def due_purges(policy: Policy, now: dt.datetime, ledger: _Ledger | None = None
 
 
 def _purge_table(policy: Policy, table: TableSpec, due: _Due, people: Sequence[Request], dry_run: bool,
-                 rewrite: tuple[str, Callable[[str], int]] | None) -> TablePurge:
+                 rewrite: tuple[str, Callable[[str], int]] | None, reader: Reader) -> TablePurge:
     """Purge one table through the due version, then search its files for ``people`` (the due erasures whose
-    ids are known; sweeps have none): ``table_purged`` events only when none is left. When none of the erasures
-    committed here (their people had no live row), their rows may still be in old versions or behind deletion
-    vectors someone else wrote: the files are searched first, and the history is cut only if one is found."""
+    ids are known; sweeps have none; the rows of the files read by ``reader``): ``table_purged`` events only when
+    none is left. When none of the erasures committed here (their people had no live row), their rows may still
+    be in old versions or behind deletion vectors someone else wrote: the files are searched first, and the
+    history is cut only if one is found."""
     out = TablePurge(table.name, due.version, due.request_ids)
     names, keys = residue.search_terms(table, people) if people else (set(), None)
     wanted = keys.keys.to_pylist() if keys is not None else []
     if due.version is not None and not due.committed:
-        found = residue.table_counts(table, people) if people else {}
+        found = residue.table_counts(table, people, reader) if people else {}
         if not any(sum(c.values()) for c in found.values()):
             out.version = None
     if out.version is None:  # nothing of these people is on disk here: nothing to remove
@@ -214,7 +216,7 @@ def _purge_table(policy: Policy, table: TableSpec, due: _Due, people: Sequence[R
         out.removed = done.as_dict()
     if dry_run:
         return out
-    left = residue.table_counts(table, people) if people else {}
+    left = residue.table_counts(table, people, reader) if people else {}
     out.residue = sum(sum(c.values()) for c in left.values())
     if out.residue:
         out.error = (f"{out.residue} finding(s) of the purged erasures are still in the table's files (dsr "
@@ -241,7 +243,9 @@ def purge(policy: Policy, *, dry_run: bool = False, now: dt.datetime | None = No
     what that would remove, writing nothing). Writing needs the pseudonym key (for the digests; checked against
     the suppression list's), an intact audit chain and the exclusive lease: refused before anything is written
     otherwise. ``engine``: a Spark engine whose server rewrites deletion-vector files itself (REORG); the rest of
-    the maintenance is delta-rs on every engine (VACUUM, checkpoints and log cleanup are not Spark SQL on all)."""
+    the maintenance is delta-rs on every engine (VACUUM, checkpoints and log cleanup are not Spark SQL on all).
+    The residue scans read the tables' data files with the engine's reader (on Spark, the cluster); without an
+    engine, in this process."""
     pid = purge_id or new_purge_id()
     if dry_run:
         return _purge(policy, pid, None, dry_run=True, now=now, engine=engine, keep=lambda: None)
@@ -266,6 +270,7 @@ def _anything_to_do(policy: Policy, now: dt.datetime) -> bool:
 def _purge(policy: Policy, pid: str, key: bytes | None, *, dry_run: bool, now: dt.datetime | None,
            engine: Engine | None, keep: Callable[[], None]) -> PurgeReport:
     now = now or dt.datetime.now(dt.UTC)
+    reader = engine.reader if engine is not None else LOCAL
     ledger = _Ledger.read(policy)
     due, waiting = due_purges(policy, now, ledger)
     report = PurgeReport(dry_run=dry_run, purge_id=pid, waiting={t: w for t, w in waiting.items() if t not in due})
@@ -278,7 +283,7 @@ def _purge(policy: Policy, pid: str, key: bytes | None, *, dry_run: bool, now: d
         progress.started("purge", table.name)
         people = [known[rid] for rid in todo.request_ids if rid in known]
         try:
-            report.tables.append(_purge_table(policy, table, todo, people, dry_run, _rewriter(engine)))
+            report.tables.append(_purge_table(policy, table, todo, people, dry_run, _rewriter(engine), reader))
         except Exception as exc:  # a foreign failure mid-purge: reported in one line, never an id
             error = str(exc) if isinstance(exc, DsrError) else access.error_line(exc)
             report.tables.append(TablePurge(table.name, todo.version, todo.request_ids, error=error))
@@ -288,7 +293,8 @@ def _purge(policy: Policy, pid: str, key: bytes | None, *, dry_run: bool, now: d
     if not dry_run and key is not None:
         keep()
         try:
-            erased = _settle(policy, _Ledger.read(policy), key, report)  # with the table_purged events just written
+            # with the table_purged events just written
+            erased = _settle(policy, _Ledger.read(policy), key, report, reader)
         except Exception as exc:  # reported in one line, never an id; the next purge settles them
             report.minimised = {"error": str(exc) if isinstance(exc, DsrError) else access.error_line(exc)}
     report.exports = _expire_exports(policy, now, erased, dry_run=dry_run)
@@ -308,7 +314,7 @@ def _expire_exports(policy: Policy, now: dt.datetime, erased: set[str], *, dry_r
     return {"erased": len(erased), "expired": len(gone)}
 
 
-def _settle(policy: Policy, ledger: _Ledger, key: bytes, report: PurgeReport) -> set[str]:
+def _settle(policy: Policy, ledger: _Ledger, key: bytes, report: PurgeReport, reader: Reader) -> set[str]:
     """Stage 2 for the erasures purged everywhere and not yet settled; returns the export requests whose
     packages were deleted. Each step is idempotent, in an order a crash cannot skip: what needs the raw id
     (the suppression entry, the residue scan) comes before the id is digested."""
@@ -323,7 +329,7 @@ def _settle(policy: Policy, ledger: _Ledger, key: bytes, report: PurgeReport) ->
     exports = [r for r in rows if r.kind == "export"]
     deleted = _delete_packages(policy, exports)
     crashpoints.reached("purge.packages_deleted")
-    scanned = _scan(policy, raw, ledger)
+    scanned = _scan(policy, raw, ledger, reader)
     crashpoints.reached("purge.scanned")
     version = control.minimise(policy, {r.request_id: digests[r.subject_id] for r in rows
                                         if r.subject_id in digests})
@@ -368,7 +374,7 @@ def _delete_packages(policy: Policy, exports: Sequence[Request]) -> set[str]:
     return gone | (set(ids) - recorded)
 
 
-def _scan(policy: Policy, raw: Sequence[Request], ledger: _Ledger) -> dict[str, residue.Residue]:
+def _scan(policy: Policy, raw: Sequence[Request], ledger: _Ledger, reader: Reader) -> dict[str, residue.Residue]:
     """The residue of the settling erasures whose raw id is known: per table, what the purge's own check of
     the table found (its ``table_purged`` event; a table purged before those kept it is scanned now), and the
     audit table and the exports, searched now (the control table is checked after the digest). A
@@ -382,7 +388,7 @@ def _scan(policy: Policy, raw: Sequence[Request], ledger: _Ledger) -> dict[str, 
             recorded = [e["details"].get("residue") for e in ledger.events.get(r.request_id, [])
                         if e["event"] == "table_purged" and e["table_name"] == table.name]
             counts = recorded[-1] if recorded and isinstance(recorded[-1], dict) else \
-                residue.table_counts(table, [r])[r.request_id]
+                residue.table_counts(table, [r], reader)[r.request_id]
             found[r.request_id].tables[table.name] = {k: int(v) for k, v in counts.items()}
     audit.append(policy, [audit.AuditEvent("residue_scanned", request_id=rid, details={**r.as_dict(), "partial": True})
                           for rid, r in found.items()])

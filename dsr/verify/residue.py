@@ -9,6 +9,10 @@ column, statistics included), the audit table (every text value, JSON details in
 
 An erasure leaves residue until a purge: the removed files stay for time travel, old log entries keep their
 statistics, the control table keeps the id. This scan says where, so a purge can be proven.
+
+The tables' data and change-data files are read by the given reader (:meth:`dsr.engines.reading.Reader.key_rows`):
+in this process by default, on the cluster with the Spark engine's, handed the files listed here. The logs, the
+names, and dsr's own places (small tables of its own, the exports) are read here.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dsr.core.masks import Strategy
 from dsr.core.policy import Policy, TableSpec
 from dsr.core.requests import Request
 from dsr.delta import access, physical, storage
+from dsr.engines.reading import LOCAL, Reader
 from dsr.plan import erasure
 
 __all__ = ["RETAINED", "Residue", "scan", "search_terms", "table_counts"]
@@ -57,10 +62,12 @@ def search_terms(table: TableSpec, requests: Sequence[Request]) -> tuple[set[str
     return {table.subject, info.physical_name(table.subject)}, keys
 
 
-def table_counts(table: TableSpec, requests: Sequence[Request]) -> dict[str, dict[str, int]]:
-    """request id -> place -> how often its subject's key is on disk in one (delete/anonymise) table."""
+def table_counts(table: TableSpec, requests: Sequence[Request], reader: Reader = LOCAL) -> dict[str, dict[str, int]]:
+    """request id -> place -> how often its subject's key is on disk in one (delete/anonymise) table; the rows of
+    its data and change-data files read by ``reader``."""
     names, keys = search_terms(table, requests)
-    found = physical.find_keys(table.uri, names, keys.keys.to_pylist())
+    found = physical.find_keys(table.uri, names, keys.keys.to_pylist(),
+                               rows=lambda files: reader.key_rows(table.uri, files, names, keys.keys))
     out: dict[str, dict[str, int]] = {}
     for r in requests:
         key = keys.by_request.get(r.request_id)
@@ -69,13 +76,13 @@ def table_counts(table: TableSpec, requests: Sequence[Request]) -> dict[str, dic
     return out
 
 
-def _table_residue(policy: Policy, requests: Sequence[Request], out: Mapping[str, Residue]) -> None:
+def _table_residue(policy: Policy, requests: Sequence[Request], out: Mapping[str, Residue], reader: Reader) -> None:
     for table in policy.tables:
         if table.erase == Strategy.RETAIN:
             for r in requests:
                 out[r.request_id].tables[table.name] = RETAINED
             continue
-        for rid, counts in table_counts(table, requests).items():
+        for rid, counts in table_counts(table, requests, reader).items():
             out[rid].tables[table.name] = counts
 
 
@@ -168,17 +175,17 @@ def _document_subject(text: str) -> str | None:
     return str(doc.get("subject_id")) if isinstance(doc, dict) and doc.get("subject_id") is not None else None
 
 
-def scan(policy: Policy, requests: Iterable[Request], *, tables: bool = True,
-         control_table: bool = True) -> list[Residue]:
+def scan(policy: Policy, requests: Iterable[Request], *, tables: bool = True, control_table: bool = True,
+         reader: Reader = LOCAL) -> list[Residue]:
     """The residue of each erasure request, in the order given: in every covered table (unless ``tables`` is
-    false) and dsr's own places (the control table unless ``control_table`` is false: a purge checks it after
-    the ids there are digested)."""
+    false; their data files read by ``reader``) and dsr's own places, read here (the control table unless
+    ``control_table`` is false: a purge checks it after the ids there are digested)."""
     todo = list(requests)
     out = {r.request_id: Residue(r.request_id) for r in todo}
     if not todo:
         return []
     if tables:
-        _table_residue(policy, todo, out)
+        _table_residue(policy, todo, out, reader)
     ids = {r.subject_id: _token(r.subject_id) for r in todo}
     control = physical.find_keys(policy.requests_uri, {"subject_id"}, list(ids)) \
         if control_table and storage.delta_table_exists(policy.requests_uri) else {}
