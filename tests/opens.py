@@ -226,3 +226,15 @@ def _unescape(text: str) -> str:
     raw = codecs.escape_decode(text.encode("utf-8", "surrogateescape"))[0]
     path = bytes(raw).decode("utf-8", "surrogateescape")
     return path.removesuffix(" (deleted)")
+
+
+def require_strace() -> None:
+    """Skip the test when strace is missing; under ``CI=true`` fail it (CI runs the tests that need it)."""
+    import os
+
+    import pytest
+
+    if strace() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("strace is missing (make install installs Debian's strace package): CI runs this test")
+        pytest.skip("strace is missing: apt-get install strace (make install does it as root)")

@@ -87,3 +87,14 @@ def case_for(source: Path) -> Case | None:
     elif subject.nullable:
         masks[subject.name] = "nullify"
     return Case(source, name, subject.name, value, _castable(subject.type), masks)
+
+
+def masked_value(mask: str, case: Case, arrow_type: Any) -> Any:
+    """The reference value of a mask for the case's subject (pseudonymise: the keyed pseudonym)."""
+    from tests import expect
+
+    if mask == "nullify":
+        return None
+    kind = expect.form(arrow_type)
+    assert mask == "pseudonymise" and kind is not None
+    return expect.pseudonym(lakes.KEY.encode(), case.subject_id, kind)

@@ -171,3 +171,16 @@ def assert_no_subject_text(texts: list[str], subjects: list[Any]) -> None:
     """No subject id, even inside a longer token, in SQL text or commit info (``tests/leaks.py``)."""
     found = Leaks(subjects, whole_token=False).in_texts({f"text {i}": t for i, t in enumerate(texts)})
     assert found == [], f"a subject id reached SQL text / commit info: {found}"
+
+
+def register_delta(remote: str, db: str, name: str, location: Path | str) -> None:
+    """``db.name`` registered in the catalog of the Spark Connect server at ``remote`` as the Delta table at
+    ``location``, from a session of its own (closed afterwards, as a dsr command's would be)."""
+    from pyspark.sql.connect.session import SparkSession
+
+    spark = SparkSession.builder.remote(remote).create()
+    try:
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {db}").collect()
+        spark.sql(f"CREATE TABLE {db}.{name} USING delta LOCATION '{location}'").collect()
+    finally:
+        spark.stop()

@@ -16,16 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests import lakes
-from tests.opens import Trace, TraceError, commit_adds, data_files, strace, traced
+from tests.opens import Trace, TraceError, commit_adds, data_files, require_strace, traced
 
 FILES = 24
 
-
-def _strace() -> None:
-    if strace() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("strace is missing (make install installs Debian's strace package): CI runs this test")
-        pytest.skip("strace is missing: apt-get install strace (make install does it as root)")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +37,7 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _python(code: str, *args: str, cwd: Path | None = None, reads: bool = False) -> Trace:
-    _strace()
+    require_strace()
     run = traced([sys.executable, "-c", textwrap.dedent(code), *args], cwd=cwd, reads=reads, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     return run
@@ -128,7 +122,7 @@ def test_data_files_keeps_the_parquet_files_under_the_table_outside_its_log(tmp_
 
 def test_a_trace_that_saw_no_open_is_an_error_not_an_empty_count(tmp_path: Path) -> None:
     """strace that cannot start its command records nothing: that is refused, never counted as no open."""
-    _strace()
+    require_strace()
     with pytest.raises(TraceError, match="no open"):
         traced([str(tmp_path / "no-such-program")])
 

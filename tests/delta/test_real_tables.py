@@ -132,7 +132,7 @@ def test_a_real_table_is_erased_correctly_or_refused_before_any_write(
         assert expect.multiset(after) == expect.multiset(others)
     else:  # the subject's rows now hold their masks, nothing else changed
         schema = run["before_info"].schema
-        masked = [{**r, **{c: _masked(m, case, schema.field(c).type) for c, m in case.anonymise_masks.items()}}
+        masked = [{**r, **{c: rt.masked_value(m, case, schema.field(c).type) for c, m in case.anonymise_masks.items()}}
                   for r in mine]
         assert expect.multiset(after) == expect.multiset(others + masked)
     assert not [r for r in after if _is_subject(case, r[subject])]
@@ -164,16 +164,6 @@ def _purges_clean(run: dict[str, Any], case: rt.Case, after: list[dict[str, Any]
     names = {case.subject, access.table_info(table.uri).physical_name(case.subject)}
     assert bytescan.column_places(Path(table.uri), names, {case.value}) == Counter(), case.source.name
 
-
-def _masked(mask: str, case: rt.Case, arrow_type: Any) -> Any:
-    """The reference value of a mask for the case's subject (pseudonymise: the keyed pseudonym)."""
-    from tests import expect
-
-    if mask == "nullify":
-        return None
-    kind = expect.form(arrow_type)
-    assert mask == "pseudonymise" and kind is not None
-    return expect.pseudonym(lakes.KEY.encode(), case.subject_id, kind)
 
 
 def test_the_vendored_tables_cover_what_the_issue_names() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from dsr.engines.spark_catalog import locate, parse_name, sql_name
 from dsr.errors import InputError
-from tests import lakes
+from tests import lakes, spark_tables
 
 pytestmark = pytest.mark.spark
 
@@ -78,12 +78,7 @@ def test_sails_glue_catalog_keeps_a_table_for_the_next_session(spark_catalog_rem
 
     where = lakes.write_table(tmp_path / "users", {"user_id": ["u1"]})
     db = f"crm_{uuid.uuid4().hex[:8]}"
-    first = SparkSession.builder.remote(spark_catalog_remote).create()
-    try:
-        first.sql(f"CREATE DATABASE {db}").collect()
-        first.sql(f"CREATE TABLE {db}.users USING delta LOCATION '{where}'").collect()
-    finally:
-        first.stop()
+    spark_tables.register_delta(spark_catalog_remote, db, "users", where)
     second = SparkSession.builder.remote(spark_catalog_remote).create()
     try:
         assert locate(second, f"{db}.users").location == str(where)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests import lakes
-from tests.opens import TraceError, commit_adds, strace, traced
+from tests.opens import TraceError, commit_adds, require_strace, traced
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -33,12 +33,6 @@ tables:
   - {{name: events, path: events, subject: user_id, erase: delete}}
 """
 
-
-def _strace() -> None:
-    if strace() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("strace is missing (make install installs Debian's strace package): CI runs this test")
-        pytest.skip("strace is missing: apt-get install strace (make install does it as root)")
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +60,7 @@ def _clustered(table: Path) -> None:
 def test_the_dsr_process_opens_no_data_file_but_those_its_erase_commit_added(
     tmp_path: Path, sail_process: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _strace()
+    require_strace()
     from dsr.core import control
     from dsr.core.policy import load_policy
 

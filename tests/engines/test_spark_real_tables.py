@@ -87,14 +87,6 @@ def _is_subject(case: rt.Case, value: Any) -> bool:
     return case.castable and value is not None and case.value is not None and value == case.value
 
 
-def _masked(mask: str, case: rt.Case, arrow_type: Any) -> Any:
-    """The reference value of a mask for the case's subject (pseudonymise: the keyed pseudonym)."""
-    if mask == "nullify":
-        return None
-    kind = expect.form(arrow_type)
-    assert mask == "pseudonymise" and kind is not None
-    return expect.pseudonym(lakes.KEY.encode(), case.subject_id, kind)
-
 
 def _suites(policy: Any, request_id: str) -> list[dict[str, Any]]:
     """The suites of the request's ``verified`` audit events."""
@@ -146,7 +138,7 @@ def test_a_real_table_the_gate_admits_for_sail_is_exported_erased_and_verified_o
         assert expect.multiset(after) == expect.multiset(others)
     else:
         schema = before_info.schema
-        masked = [{**r, **{c: _masked(m, case, schema.field(c).type) for c, m in case.anonymise_masks.items()}}
+        masked = [{**r, **{c: rt.masked_value(m, case, schema.field(c).type) for c, m in case.anonymise_masks.items()}}
                   for r in mine]
         assert expect.multiset(after) == expect.multiset(others + masked)
     assert access.table_info(table.uri).fingerprint() == before_info.fingerprint()

@@ -10,7 +10,7 @@ import pytest
 
 from dsr.errors import PolicyError
 from dsr.orchestrate.task_context import task_policy
-from tests import lakes
+from tests import lakes, spark_tables
 
 
 def _named(root: Path) -> tuple[lakes.Lake, str]:
@@ -35,16 +35,10 @@ def test_on_delta_rs_a_task_refuses_a_catalog_table(tmp_path: Path, monkeypatch:
 @pytest.mark.spark
 def test_on_spark_a_task_gets_the_catalog_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    spark_catalog_remote: str) -> None:
-    from pyspark.sql.connect.session import SparkSession
 
     lake, db = _named(tmp_path)
     lake.use(monkeypatch)
-    spark = SparkSession.builder.remote(spark_catalog_remote).create()
-    try:
-        spark.sql(f"CREATE DATABASE {db}").collect()
-        spark.sql(f"CREATE TABLE {db}.users USING delta LOCATION '{lake.lake / 'users'}'").collect()
-    finally:
-        spark.stop()
+    spark_tables.register_delta(spark_catalog_remote, db, "users", lake.lake / "users")
 
     policy = task_policy({"params": {"policy": str(lake.policy_path), "engine": "spark",
                                      "spark_remote": spark_catalog_remote}})
