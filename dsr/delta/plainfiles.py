@@ -16,7 +16,7 @@ from urllib.parse import unquote
 from dsr.delta import access, storage
 from dsr.errors import TableError
 
-__all__ = ["FilePass", "deletion_vectors", "file_pass"]
+__all__ = ["FilePass", "PartitionPass", "deletion_vectors", "file_pass", "live_actions", "masked", "partition_pass"]
 
 
 @dataclass(frozen=True)
@@ -89,3 +89,52 @@ def file_pass(uri: str, paths: Sequence[str], physical: str, arrow_type: Any, ke
         if wanted is not None and len(wanted) and len(column) > column.null_count:
             hits += int(pc.sum(pc.is_in(column.cast(arrow_type), value_set=wanted)).as_py() or 0)
     return FilePass(len(paths), rows, non_null, hits)
+
+
+def live_actions(uri: str, version: int) -> list[dict[str, Any]]:
+    """The add actions live at ``version`` (delta-rs' log replay, flattened: path, num_records, null_count.*,
+    min.*, max.*, partition.*)."""
+    import pyarrow as pa
+
+    dt = access.open_table(uri, version)
+    try:
+        return list(pa.table(dt.get_add_actions(flatten=True)).to_pylist())
+    except Exception as exc:
+        raise TableError(f"listing the files of the Delta table at {uri} failed ({access.error_line(exc)})") from None
+
+
+def masked(selection: Any) -> int:
+    """Rows a selection vector masks."""
+    return sum(1 for live in selection if not live)
+
+
+@dataclass(frozen=True)
+class PartitionPass:
+    """A partition column counted from the log alone: live rows, rows with a value, rows whose value is a key
+    (``complete`` False: a file carries no row count, so the counts are partial)."""
+
+    rows: int
+    non_null: int
+    hits: int
+    complete: bool
+
+
+def partition_pass(actions: Sequence[Mapping[str, Any]], vectors: Mapping[str, Any], column: str, physical: str,
+                   keys: Any) -> PartitionPass:
+    """The log's partition values and row counts (less deletion vectors) of a partition column."""
+    wanted = {str(k) for k in ([] if keys is None else keys.to_pylist()) if k is not None}
+    rows = non_null = hits = 0
+    complete = True
+    for a in actions:
+        value = a.get(f"partition.{column}", a.get(f"partition.{physical}"))
+        records = a.get("num_records")
+        if records is None:
+            complete = False
+            continue
+        live = int(records) - (masked(vectors[str(a["path"])]) if str(a["path"]) in vectors else 0)
+        rows += live
+        if value is not None:
+            non_null += live
+            if str(value) in wanted:  # the log holds the value itself (only paths are URL-encoded)
+                hits += live
+    return PartitionPass(rows, non_null, hits, complete)

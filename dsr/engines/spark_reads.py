@@ -101,10 +101,41 @@ class SparkReader:
     # --- frames ---------------------------------------------------------------------------------------------
 
     def _table(self, uri: str, version: int | None = None) -> Any:
+        """The table as Spark's Delta reader reads it; at ``version`` by time travel unless that is the current
+        version (Sail 0.7 cannot time-travel once the log's first commits are gone behind a checkpoint: the
+        current version it reads from the checkpoint). A commit landing meanwhile makes the read newer than the
+        log's account of ``version``: verification's evidence then disagrees, and fails (retried)."""
         reader = self.spark.read.format("delta")
-        if version is not None:
+        if version is not None and int(version) != int(access.open_table(uri).version()):
             reader = reader.option("versionAsOf", int(version))
         return reader.load(self._path(uri))
+
+    def _old(self, uri: str, version: int | None) -> bool:
+        return version is not None and int(version) != int(access.open_table(uri).version())
+
+    def _tally_from_files(self, uri: str, column: str, keys: Any, version: int) -> tuple[int, int, int]:
+        """(rows, non-NULL values, values among the keys) at an older ``version`` the cluster's Delta reader cannot
+        time-travel to: the files delta-rs' log replay lists live then, read as plain Parquet on the cluster by the
+        column's physical name; those with a deletion vector read in this process with it applied (a partition
+        column: counted from the log)."""
+        from dsr.delta import plainfiles
+
+        info = access.table_info(uri, version)
+        physical = info.physical_name(column)
+        ctype = info.schema.field(column).type
+        actions = plainfiles.live_actions(uri, version)
+        vectors = plainfiles.deletion_vectors(uri, version)
+        if column in info.partition_columns:
+            found = plainfiles.partition_pass(actions, vectors, column, physical, keys)
+            if not found.complete:
+                raise TableError(f"cannot count version {version} of the Delta table at {uri}: the cluster cannot "
+                                 "time-travel to it and its log carries no row counts")
+            return found.rows, found.non_null, found.hits
+        plain = self.file_pass(uri, [str(a["path"]) for a in actions if str(a["path"]) not in vectors], physical,
+                               ctype, keys)
+        marked = plainfiles.file_pass(uri, [str(a["path"]) for a in actions if str(a["path"]) in vectors],
+                                      physical, ctype, keys, vectors)
+        return plain.rows + marked.rows, plain.non_null + marked.non_null, plain.hits + marked.hits
 
     def _key_frame(self, values: Any, arrow_type: Any) -> Any:
         import pyarrow as pa
@@ -160,6 +191,14 @@ class SparkReader:
 
     def count_rows(self, uri: str, version: int | None = None, *, where_in: tuple[str, Any] | None = None,
                    null_column: str | None = None) -> int:
+        if self._old(uri, version) and (where_in is not None or null_column is not None):
+            column = where_in[0] if where_in is not None else str(null_column)
+            rows, non_null, hits = self.tally(uri, column, where_in[1] if where_in is not None else None,
+                                              version=version)
+            return hits if where_in is not None else rows - non_null
+        if self._old(uri, version):
+            info = access.table_info(uri, version)
+            return self.tally(uri, info.schema.names[0], None, version=version)[0]
         frame = self._table(uri, version)
         keys: list[Any] = []
         if where_in is not None:
@@ -187,10 +226,18 @@ class SparkReader:
         return values[0], values[1], values[2] if keys else 0
 
     def tally(self, uri: str, column: str, keys: Any, *, version: int | None = None) -> tuple[int, int, int]:
+        """One job at ``version`` by Spark's Delta reader; at an older version it cannot time-travel to, the
+        files the log lists then (:meth:`_tally_from_files`)."""
         info = access.table_info(uri, version)
         wanted = [] if keys is None else [k for k in keys.to_pylist() if k is not None]
-        return self._tally(self._table(uri, version), column, wanted, info.schema.field(column).type,
-                           "counting rows", uri)
+        try:
+            return self._tally(self._table(uri, version), column, wanted, info.schema.field(column).type,
+                               "counting rows", uri)
+        except TableError:
+            if not self._old(uri, version):
+                raise
+            assert version is not None
+            return self._tally_from_files(uri, column, keys, version)
 
     def subject_pass(self, uri: str, column: str, keys: Any, *, version: int, info: TableInfo) -> SubjectPass:
         """One job over the whole column (its counts and how many values are among the keys); a second, a

@@ -67,22 +67,6 @@ class Evidence:
                 "log_non_null_high": self.log_non_null}
 
 
-def _masked(selection: Any) -> int:
-    return sum(1 for live in selection if not live)
-
-
-def _live_actions(uri: str, version: int) -> list[dict[str, Any]]:
-    import pyarrow as pa
-
-    from dsr.errors import TableError
-
-    dt = access.open_table(uri, version)
-    try:
-        return list(pa.table(dt.get_add_actions(flatten=True)).to_pylist())
-    except Exception as exc:
-        raise TableError(f"listing the files of the Delta table at {uri} failed ({access.error_line(exc)})") from None
-
-
 def _added_by(uri: str, versions: Iterable[int]) -> set[str]:
     """Paths (as logged) the given commits added."""
     out: set[str] = set()
@@ -102,7 +86,7 @@ def gather(reader: Reader, uri: str, column: str, info: access.TableInfo, keys: 
     version = info.version
     physical = info.physical_name(column)
     ctype = info.schema.field(column).type
-    actions = _live_actions(uri, version)
+    actions = plainfiles.live_actions(uri, version)
     vectors = plainfiles.deletion_vectors(uri, version)
     if column in info.partition_columns:
         return _from_partitions(actions, vectors, column, physical, keys)
@@ -128,7 +112,7 @@ def gather(reader: Reader, uri: str, column: str, info: access.TableInfo, keys: 
                                      high + masked_pass.non_null, hits + masked_pass.hits)
             note += f"; {len(paths)} file(s) with older deletion vectors held erased keys: read in this process"
         else:
-            gone = sum(_masked(vectors[p]) for p in paths)
+            gone = sum(plainfiles.masked(vectors[p]) for p in paths)
             rows, low, high = rows + on_cluster.rows - gone, low + max(0, on_cluster.non_null - gone), \
                 high + on_cluster.non_null
         plain_rows, plain_nn = plain_rows + on_cluster.rows, plain_nn + on_cluster.non_null
@@ -144,27 +128,14 @@ def gather(reader: Reader, uri: str, column: str, info: access.TableInfo, keys: 
 def _from_partitions(actions: list[dict[str, Any]], vectors: dict[str, Any], column: str, physical: str,
                      keys: Any) -> Evidence:
     """The subject is a partition column: the log's partition values and row counts are the evidence."""
-    wanted = {str(k) for k in ([] if keys is None else keys.to_pylist()) if k is not None}
-    rows = non_null = hits = 0
-    complete = True
-    for a in actions:
-        value = a.get(f"partition.{column}", a.get(f"partition.{physical}"))
-        records = a.get("num_records")
-        if records is None:
-            complete = False
-            continue
-        live = int(records) - (_masked(vectors[str(a["path"])]) if str(a["path"]) in vectors else 0)
-        rows += live
-        if value is not None:
-            non_null += live
-            if str(value) in wanted:  # the log holds the value itself (only paths are URL-encoded)
-                hits += live
-    return Evidence(hits=hits, rows=rows if complete else None, non_null_low=non_null if complete else 0,
-                    non_null_high=non_null if complete else None, plain_rows=0, plain_non_null=0, log_rows=0,
-                    log_non_null=0, files_here=0, files_cluster=0,
+    found = plainfiles.partition_pass(actions, vectors, column, physical, keys)
+    return Evidence(hits=found.hits, rows=found.rows if found.complete else None,
+                    non_null_low=found.non_null if found.complete else 0,
+                    non_null_high=found.non_null if found.complete else None, plain_rows=0, plain_non_null=0,
+                    log_rows=0, log_non_null=0, files_here=0, files_cluster=0,
                     note=f"{len(actions)} live file(s) listed by delta-rs; the subject is a partition column: "
                          "the log's partition values are the evidence"
-                         + ("" if complete else " (incomplete statistics: row counts not compared)"))
+                         + ("" if found.complete else " (incomplete statistics: row counts not compared)"))
 
 
 # --- the export's cross-check ---------------------------------------------------------------------------------
@@ -202,7 +173,7 @@ def export_disagreement(reader: Reader, uri: str, column: str, info: access.Tabl
         return None
     version = info.version
     physical = info.physical_name(column)
-    actions = _live_actions(uri, version)
+    actions = plainfiles.live_actions(uri, version)
     vectors = plainfiles.deletion_vectors(uri, version)
     if column in info.partition_columns:
         from_log = _from_partitions(actions, vectors, column, physical, keys)
