@@ -133,26 +133,40 @@ def _checksums_orphaned(files: Mapping[str, int], gone: Collection[str]) -> list
     return sorted(out)
 
 
-def _holding(uri: str, rels: Iterable[str], names: Collection[str], keys: Collection[Any]) -> list[str]:
+Holds = Callable[[list[str]], set[str]]
+"""Given parquet files below a table (as on disk), those holding one of the searched keys in a row: who reads
+them (the engine's reader: on Spark, the cluster). None: read here, row by row (:func:`physical.holds_any`)."""
+
+
+def _holding(uri: str, rels: Iterable[str], names: Collection[str], keys: Collection[Any],
+             holds: Holds | None = None) -> list[str]:
     """The files among ``rels`` that hold one of ``keys``: in a ``column=value`` directory on their path, or in
-    a row of a column of ``names``."""
+    a row of a column of ``names`` (read by ``holds``, else here)."""
     from dsr.delta import physical
 
     by_text = {str(k) for k in keys if k is not None}
     if not by_text:
         return []
     filesys, base = storage.filesystem(uri)
-    out = []
+    out = set()
+    unnamed = []
     for rel in rels:
-        named = any(c in names and unquote(v) in by_text
-                    for c, eq, v in (part.partition("=") for part in rel.split("/")[:-1]) if eq)
-        if named or (rel.endswith(".parquet") and physical.holds_any(filesys, f"{base}/{rel}", names, by_text)):
-            out.append(rel)
+        if any(c in names and unquote(v) in by_text
+               for c, eq, v in (part.partition("=") for part in rel.split("/")[:-1]) if eq):
+            out.add(rel)
+        elif rel.endswith(".parquet"):
+            unnamed.append(rel)
+    if holds is not None:
+        out |= holds(unnamed) if unnamed else set()
+    else:
+        out |= {rel for rel in unnamed if physical.holds_any(filesys, f"{base}/{rel}", names, by_text)}
     return sorted(out)
 
 
-def plan(uri: str, version: int, *, names: Collection[str] = (), keys: Collection[Any] = ()) -> PurgePlan:
-    """What ``purge_through(uri, version)`` would remove, without writing anything."""
+def plan(uri: str, version: int, *, names: Collection[str] = (), keys: Collection[Any] = (),
+         holds: Holds | None = None) -> PurgePlan:
+    """What ``purge_through(uri, version)`` would remove, without writing anything (``holds``: who reads the
+    unreferenced files for the keys)."""
     table = access.open_table(uri)
     current = int(table.version())
     point = purge_point(uri, version)
@@ -169,7 +183,7 @@ def plan(uri: str, version: int, *, names: Collection[str] = (), keys: Collectio
                                         keep_versions=keep, full=True))
     unreferenced -= vacuumed | disk.of(_cdc_named(uri, log, keep[0] + 1, current))
     doomed = vacuumed | disk.of(_cdc_named(uri, log, 0, min(point, current)))
-    doomed |= set(_holding(uri, sorted(unreferenced), names, keys))
+    doomed |= set(_holding(uri, sorted(unreferenced), names, keys, holds))
     out.data_files = sorted(doomed | set(_checksums_orphaned(files, doomed)))
     out.log_files = sorted(set(logcut.removable(log, point, uri))
                            | {rel for v, rel in log.commits.items() if v <= point})
@@ -250,15 +264,15 @@ def _remove_markers(uri: str) -> None:
 
 def purge_through(uri: str, version: int, *, private: Collection[str] = (), names: Collection[str] = (),
                   keys: Collection[Any] = (), rewrite: tuple[str, Callable[[str], int]] | None = None,
-                  scratch: str | None = None) -> PurgePlan:
+                  scratch: str | None = None, holds: Holds | None = None) -> PurgePlan:
     """Remove every version before the purge point of ``version`` (:func:`purge_point`); returns what was
     removed. ``private``: the table's personal columns (never put in a rewrite's predicate); ``names`` and
     ``keys``: the subject column's names on disk and the erased people's keys, to find files no version
     references that hold them (none given: such files are left); ``rewrite``: (its name, a function that
     rewrites the table's deletion-vector files and returns the version it committed), used instead of
     delta-rs; ``scratch``: a folder of the lake where the new checkpoint is built (default: ``_dsr_scratch`` in
-    the table's folder), emptied before and after. Run again after a crash at any point, it finishes the same
-    purge."""
+    the table's folder), emptied before and after; ``holds``: who reads the unreferenced files for the keys. Run
+    again after a crash at any point, it finishes the same purge."""
     scratch = scratch or storage.join(uri, "_dsr_scratch")
     logcut.clear(scratch)  # a killed purge's leftovers hold the log's tombstones
     dv = _dv_files(uri)
@@ -270,7 +284,7 @@ def purge_through(uri: str, version: int, *, private: Collection[str] = (), name
 
             raise TableError(f"files of {uri} still carry deletion vectors after their rewrite (a writer added "
                              "some meanwhile?): nothing was removed; run the purge again")
-    done = plan(uri, version, names=names, keys=keys)
+    done = plan(uri, version, names=names, keys=keys, holds=holds)
     done.dv_files, done.dv_rewrite = dv, rewrite[0] if rewrite else "delta-rs"
     point = done.version
     table = access.open_table(uri)

@@ -190,6 +190,19 @@ def due_purges(policy: Policy, now: dt.datetime, ledger: _Ledger | None = None
     return due, waiting
 
 
+def _holds(reader: Reader, uri: str, names: set[str], keys: Any) -> maintenance.Holds | None:
+    """The purge's search of files no version references, by the engine's reader (each file its own group); the
+    in-process reader leaves it to the purge's own row-by-row search."""
+    if keys is None or reader.where == LOCAL.where:
+        return None
+
+    def holds(rels: list[str]) -> set[str]:
+        found = reader.key_rows(uri, {rel: [rel] for rel in rels}, names, keys.keys)
+        return {rel for counts in found.values() for rel, n in counts.items() if n}
+
+    return holds
+
+
 def _purge_table(policy: Policy, table: TableSpec, due: _Due, people: Sequence[Request], dry_run: bool,
                  rewrite: tuple[str, Callable[[str], int]] | None, reader: Reader) -> TablePurge:
     """Purge one table through the due version, then search its files for ``people`` (the due erasures whose
@@ -207,11 +220,13 @@ def _purge_table(policy: Policy, table: TableSpec, due: _Due, people: Sequence[R
     if out.version is None:  # nothing of these people is on disk here: nothing to remove
         out.removed = {"unreadable_versions": "none"}
     elif dry_run:
-        out.removed = maintenance.plan(table.uri, out.version, names=names, keys=wanted).as_dict()
+        out.removed = maintenance.plan(table.uri, out.version, names=names, keys=wanted,
+                                       holds=_holds(reader, table.uri, names, keys)).as_dict()
     else:
         private = {table.subject, *table.mask_map}
         done = maintenance.purge_through(table.uri, out.version, private=private, names=names, keys=wanted,
-                                         rewrite=rewrite, scratch=_scratch(policy))
+                                         rewrite=rewrite, scratch=_scratch(policy),
+                                         holds=_holds(reader, table.uri, names, keys))
         out.version = done.version
         out.removed = done.as_dict()
     if dry_run:
