@@ -8,7 +8,7 @@ Only counts leave this module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -17,6 +17,10 @@ from dsr.delta import access, storage
 from dsr.errors import TableError
 
 __all__ = ["FilePass", "PartitionPass", "deletion_vectors", "file_pass", "live_actions", "masked", "partition_pass"]
+
+
+BATCH_ROWS = 1 << 16
+"""Rows of a file read at a time."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,9 @@ def deletion_vectors(uri: str, version: int) -> dict[str, Any]:
                          f"({access.error_line(exc)})") from None
     by_tail = {unquote(str(p)): str(p) for p in adds}
     out: dict[str, Any] = {}
-    for where, selection in zip(vectors.column("filepath").to_pylist(),
-                                vectors.column("selection_vector").to_pylist(), strict=True):
+    column: Any = vectors.column("selection_vector").combine_chunks() if vectors.num_rows else None
+    for i, where in enumerate(vectors.column("filepath").to_pylist()):
+        selection = column[i].values  # a BooleanArray: kept in Arrow, one bit a row, never a Python list
         tail = unquote(str(where))
         for decoded, logged in by_tail.items():
             if tail.endswith("/" + decoded):
@@ -69,25 +74,33 @@ def file_pass(uri: str, paths: Sequence[str], physical: str, arrow_type: Any, ke
     wanted = None if keys is None else pa.array([k for k in keys.to_pylist() if k is not None], arrow_type)
     rows = non_null = hits = 0
     for path in paths:
+        selection = (selections or {}).get(path)
         try:
             with filesys.open_input_file(f"{base}/{unquote(path)}") as f:
                 parquet = pq.ParquetFile(f)
                 n = parquet.metadata.num_rows
-                if physical in parquet.schema_arrow.names:
-                    column = parquet.read(columns=[physical]).column(0)
+                columns: Iterator[Any]
+                if physical in parquet.schema_arrow.names:  # batch by batch: memory stays flat in file size
+                    columns = (b.column(0) for b in parquet.iter_batches(batch_size=BATCH_ROWS, columns=[physical]))
                 else:
-                    column = pa.nulls(n, arrow_type)
+                    columns = iter([pa.nulls(n, arrow_type)])
+                at = 0
+                for column in columns:
+                    if selection is not None:  # rows past the vector's end are live
+                        keep = selection.slice(at, len(column))
+                        if len(keep) < len(column):
+                            keep = pa.concat_arrays([keep, pa.array([True] * (len(column) - len(keep)))])
+                        at += len(column)
+                        column = column.filter(keep)
+                    rows += len(column)
+                    non_null += len(column) - column.null_count
+                    if wanted is not None and len(wanted) and len(column) > column.null_count:
+                        hits += int(pc.sum(pc.is_in(column.cast(arrow_type), value_set=wanted)).as_py() or 0)
+        except TableError:
+            raise
         except Exception as exc:
             raise TableError(f"reading a data file of the Delta table at {uri} failed "
                              f"({access.error_line(exc)})") from None
-        selection = (selections or {}).get(path)
-        if selection is not None:
-            keep = list(selection)[:n] + [True] * max(0, n - len(selection))
-            column = column.filter(pa.array(keep, pa.bool_()))
-        rows += len(column)
-        non_null += len(column) - column.null_count
-        if wanted is not None and len(wanted) and len(column) > column.null_count:
-            hits += int(pc.sum(pc.is_in(column.cast(arrow_type), value_set=wanted)).as_py() or 0)
     return FilePass(len(paths), rows, non_null, hits)
 
 
@@ -104,8 +117,12 @@ def live_actions(uri: str, version: int) -> list[dict[str, Any]]:
 
 
 def masked(selection: Any) -> int:
-    """Rows a selection vector masks."""
-    return sum(1 for live in selection if not live)
+    """Rows a selection vector (a pyarrow BooleanArray, or a sequence of booleans) masks."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = selection if isinstance(selection, pa.Array) else pa.array(list(selection), pa.bool_())
+    return len(values) - int(pc.sum(values).as_py() or 0)
 
 
 @dataclass(frozen=True)
