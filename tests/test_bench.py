@@ -4,7 +4,6 @@ No time is asserted (speed is measured by the benchmark, never by a test)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,12 +76,9 @@ def test_the_quick_spark_scale_bench_measures_the_dsr_process_beside_a_sail_serv
     """``bench/spark_scale.py --quick``: the dsr process on Spark at two table sizes, a Sail server in its own
     process; its peak RSS, the data files and bytes it read (counted by strace), the run beside the MERGE alone,
     and the verdicts printed met or NOT MET. No time or memory is asserted, nor whether a target is met."""
-    from tests.opens import strace
+    from tests.opens import require_strace
 
-    if strace() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("strace is missing (make install installs Debian's strace package): CI runs this test")
-        pytest.skip("strace is missing: apt-get install strace (make install does it as root)")
+    require_strace()
     done = subprocess.run([sys.executable, str(BENCH.parent / "spark_scale.py"), "--quick", "--k", "1",
                            "--data", str(tmp_path / "data"), "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=900, check=False)
