@@ -74,8 +74,13 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
+def _present(keys: Any) -> list[Any]:
+    """The keys of a pyarrow Array (or None: none) that can match: NULL never does."""
+    return [] if keys is None else [k for k in keys.to_pylist() if k is not None]
+
+
 def _keys(where_in: tuple[str, Any]) -> list[Any]:
-    return [k for k in where_in[1].to_pylist() if k is not None]
+    return _present(where_in[1])
 
 
 def file_location(base: str, logged: str, server: str) -> str:
@@ -106,11 +111,12 @@ class SparkReader:
         current version it reads from the checkpoint). A commit landing meanwhile makes the read newer than the
         log's account of ``version``: verification's evidence then disagrees, and fails (retried)."""
         reader = self.spark.read.format("delta")
-        if version is not None and int(version) != int(access.open_table(uri).version()):
+        if version is not None and self._old(uri, version):
             reader = reader.option("versionAsOf", int(version))
         return reader.load(self._path(uri))
 
     def _old(self, uri: str, version: int | None) -> bool:
+        """Whether ``version`` is given and is not the table's current one."""
         return version is not None and int(version) != int(access.open_table(uri).version())
 
     def _tally_from_files(self, uri: str, column: str, keys: Any, version: int) -> tuple[int, int, int]:
@@ -229,7 +235,7 @@ class SparkReader:
         """One job at ``version`` by Spark's Delta reader; at an older version it cannot time-travel to, the
         files the log lists then (:meth:`_tally_from_files`)."""
         info = access.table_info(uri, version)
-        wanted = [] if keys is None else [k for k in keys.to_pylist() if k is not None]
+        wanted = _present(keys)
         try:
             return self._tally(self._table(uri, version), column, wanted, info.schema.field(column).type,
                                "counting rows", uri)
@@ -246,7 +252,7 @@ class SparkReader:
 
         frame = self._table(uri, version)
         ctype = info.schema.field(column).type
-        wanted = [] if keys is None else [k for k in keys.to_pylist() if k is not None]
+        wanted = _present(keys)
         rows, non_null, hits = self._tally(frame, column, wanted, ctype, "the full pass", uri)
         survivors = pa.table({column: pa.array([], ctype)})
         if hits:
@@ -267,7 +273,7 @@ class SparkReader:
         base = self._path(uri)
         schema = from_arrow_schema(pa.schema([pa.field(physical, access.plain_type(arrow_type))]))
         frame = self.spark.read.schema(schema).parquet(*[file_location(base, p, self.server) for p in paths])
-        wanted = [] if keys is None else [k for k in keys.to_pylist() if k is not None]
+        wanted = _present(keys)
         rows, non_null, hits = self._tally(frame, physical, wanted, arrow_type, "reading the table's files", uri)
         return FilePass(len(paths), rows, non_null, hits)
 
@@ -305,7 +311,7 @@ class SparkReader:
 
         from dsr.delta import physical
 
-        wanted = [k for k in keys.to_pylist() if k is not None]
+        wanted = _present(keys)
         columns = sorted(set(names))
         found: dict[Any, Counter[str]] = {}
         if not wanted or not columns:

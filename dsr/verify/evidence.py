@@ -176,8 +176,8 @@ def export_disagreement(reader: Reader, uri: str, column: str, info: access.Tabl
     actions = plainfiles.live_actions(uri, version)
     vectors = plainfiles.deletion_vectors(uri, version)
     if column in info.partition_columns:
-        from_log = _from_partitions(actions, vectors, column, physical, keys)
-        if from_log.rows is None or from_log.hits == rows_found:
+        from_log = plainfiles.partition_pass(actions, vectors, column, physical, keys)
+        if not from_log.complete or from_log.hits == rows_found:
             return None
         return (f"the Delta reader found {rows_found} row(s) of the requested subjects, the log's partition "
                 f"values {from_log.hits}")
