@@ -74,8 +74,8 @@ def verify_all(policy: Policy, reader: Reader | None = None) -> list[dict[str, A
     from dsr.errors import TableError
     from dsr.verify.checks import TableCheck, check_table
 
-    subjects = sorted({r.subject_id for r in control.list_requests(policy, status="completed")
-                       if r.kind == "erase" and not r.minimised})
+    subjects = [(r.request_id, r.ids) for r in control.list_requests(policy, status="completed")
+                if r.kind == "erase" and not r.minimised]
     checks = []
     for t in policy.tables:
         if t.erase is Strategy.RETAIN:

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from dsr.core.delivery import DELIVERY_KEYS, parse_delivery
+from dsr.core.identifiers import IdKind
 from dsr.core.masks import Mask, Strategy
+from dsr.core.policy_identity import parse_identifiers, parse_identity, parse_subjects
 from dsr.core.policy_model import ERASE_STRATEGIES, MASK_STRATEGIES, SUBJECT_MASKS, Exempt, Policy, TableSpec
 from dsr.core.policy_paths import (
     MAX_NAME_LEN,
@@ -29,10 +31,11 @@ from dsr.errors import PolicyError
 _TOP_KEYS = {
     "lake", "control", "exports", "pseudonym_key_env", "export_before_erase", "tables", "exempt",
     "subject_columns", "max_attempts", "claim_ttl_minutes", "due_days", "purge_after_hours",
-    "export_ttl_days", "erase_cooldown_days", "lease_wait_seconds", *DELIVERY_KEYS,
+    "export_ttl_days", "erase_cooldown_days", "lease_wait_seconds", "identifiers", "identity", "identity_max_ids",
+    "identity_max_depth", *DELIVERY_KEYS,
 }
-_TABLE_KEYS = {"name", "path", "table", "subject", "erase", "mask", "reason", "never_export", "export",
-               "purge_after_hours"}
+_TABLE_KEYS = {"name", "path", "table", "subject", "kind", "subjects", "erase", "mask", "reason", "never_export",
+               "export", "purge_after_hours"}
 
 _NAME_RULE = (
     f"letters, digits, '_', '-' and '.', not starting with '.' or '-', at most {MAX_NAME_LEN} characters"
@@ -48,6 +51,8 @@ _INT_RANGES = (
     ("export_ttl_days", 30, 1, 3650),
     ("erase_cooldown_days", 0, 0, 90),
     ("lease_wait_seconds", 120, 0, 86400),  # how long run, sweep and purge wait for each other (dsr.core.lease)
+    ("identity_max_ids", 50, 1, 10000),  # the fan-out guard: a request resolving to more ids fails for review
+    ("identity_max_depth", 3, 0, 20),  # link-table hops from the identifier a request names
 )
 
 
@@ -99,9 +104,14 @@ def parse(raw: Mapping[str, Any], p: Path) -> Policy:
     subject_columns = raw.get("subject_columns") or []
     if not isinstance(subject_columns, list) or not all(isinstance(c, str) and c for c in subject_columns):
         raise PolicyError(f"policy {p}: 'subject_columns' must be a list of column names")
+    identifiers = parse_identifiers(raw.get("identifiers"), p)
+    kinds = Policy(source=str(p), lake=lake, control="", exports="", pseudonym_key_env="", export_before_erase=False,
+                   tables=(), identifiers=identifiers).kinds
     return Policy(
         source=str(p), lake=lake, control=control.strip("/"), exports=exports, pseudonym_key_env=key_env,
-        export_before_erase=ebe, tables=_parse_tables(raw.get("tables"), lake, control, p),
+        export_before_erase=ebe, tables=_parse_tables(raw.get("tables"), lake, control, p, kinds),
+        identifiers=identifiers, identity=parse_identity(raw.get("identity"), kinds, lake, p),
+        identity_max_ids=ints["identity_max_ids"], identity_max_depth=ints["identity_max_depth"],
         exempt=_parse_exempt(raw.get("exempt") or [], lake, p), subject_columns=tuple(subject_columns),
         max_attempts=ints["max_attempts"], claim_ttl_minutes=ints["claim_ttl_minutes"], due_days=ints["due_days"],
         purge_after_hours=ints["purge_after_hours"], export_ttl_days=ints["export_ttl_days"],
@@ -110,7 +120,8 @@ def parse(raw: Mapping[str, Any], p: Path) -> Policy:
     )
 
 
-def _parse_tables(raw_tables: Any, lake: str, control: str, p: Path) -> tuple[TableSpec, ...]:
+def _parse_tables(raw_tables: Any, lake: str, control: str, p: Path,
+                  kinds: Mapping[str, IdKind]) -> tuple[TableSpec, ...]:
     """Every table entry; names unique, paths distinct and apart from the control folder."""
     if not isinstance(raw_tables, list) or not raw_tables:
         raise PolicyError(f"policy {p}: 'tables' must be a non-empty list")
@@ -119,7 +130,7 @@ def _parse_tables(raw_tables: Any, lake: str, control: str, p: Path) -> tuple[Ta
     seen_paths: dict[str, str] = {}
     control_uri = storage.join(lake, control)
     for i, rt in enumerate(raw_tables, start=1):
-        t = _parse_table(rt, i, p, lake)
+        t = _parse_table(rt, i, p, lake, kinds)
         if t.name in seen_names:
             raise PolicyError(f"policy {p}: duplicate table name {t.name!r}")
         seen_names.add(t.name)
@@ -179,7 +190,7 @@ def _parse_control(control: Any, lake: str, p: Path) -> str:
     return folder
 
 
-def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
+def _parse_table(rt: Any, i: int, p: Path, lake: str, kinds: Mapping[str, IdKind]) -> TableSpec:
     """One check per key of a table entry, in the order of the file; split, the order would be lost."""
     if not isinstance(rt, Mapping):
         raise PolicyError(f"policy {p}: tables entry {i} must be a mapping")
@@ -206,9 +217,9 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
                 f"{label}: path {show(path)} {problem}; a table path is relative to the lake {lake}, "
                 f"or an absolute path or URI below it"
             )
-    subject = rt.get("subject")
-    if not isinstance(subject, str) or not subject:
-        raise PolicyError(f"{label}: 'subject' must name the column that holds the subject id")
+    subjects = parse_subjects(rt, label, kinds, _parse_mask)
+    subject = subjects[0].column if subjects[0].owner else next(c.column for c in subjects if c.owner)
+    owners = [c.column for c in subjects if c.owner]
     raw_erase = rt.get("erase")
     if raw_erase not in ERASE_STRATEGIES:
         raise PolicyError(
@@ -225,12 +236,13 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
     if erase is Strategy.ANONYMISE:
         if not masks:
             raise PolicyError(f"{label}: erase 'anonymise' needs a 'mask' for at least the subject column")
-        subj_mask = dict(masks).get(subject)
-        if subj_mask is None or subj_mask.strategy not in SUBJECT_MASKS:
-            raise PolicyError(
-                f"{label}: 'anonymise' leaves the subject column {subject!r} unmasked, so the ID would survive; "
-                f"mask it with pseudonymise or nullify"
-            )
+        for owner in owners:
+            subj_mask = dict(masks).get(owner)
+            if subj_mask is None or subj_mask.strategy not in SUBJECT_MASKS:
+                raise PolicyError(
+                    f"{label}: 'anonymise' leaves the subject column {owner!r} unmasked, so the ID would survive; "
+                    f"mask it with pseudonymise or nullify"
+                )
     elif masks:
         raise PolicyError(f"{label}: 'mask' only applies to erase 'anonymise', not {erase.value!r}")
     reason = rt.get("reason")
@@ -241,8 +253,12 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
     never = rt.get("never_export") or []
     if not isinstance(never, list) or not all(isinstance(c, str) for c in never):
         raise PolicyError(f"{label}: 'never_export' must be a list of column names")
-    if subject in never:
-        raise PolicyError(f"{label}: the subject column {subject!r} cannot be in 'never_export'")
+    for c in subjects:
+        if c.column in never:
+            raise PolicyError(f"{label}: the subject column {c.column!r} cannot be in 'never_export'")
+    if erase is Strategy.RETAIN and any(not c.owner for c in subjects):
+        raise PolicyError(f"{label}: erase 'retain' keeps every row as it is: a 'mentioned' subject column's masks "
+                          "would not apply (make it an owner, or the table another strategy)")
     export = rt.get("export", True)
     if not isinstance(export, bool):
         raise PolicyError(f"{label}: 'export' must be true or false")
@@ -258,6 +274,7 @@ def _parse_table(rt: Any, i: int, p: Path, lake: str) -> TableSpec:
         uri=table_uri(lake, path) if catalog is None else "",
         catalog=catalog,
         subject=subject,
+        subjects=subjects,
         erase=erase,
         masks=tuple(masks),
         reason=reason.strip() if isinstance(reason, str) else None,

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from dsr.core.identifiers import IMPLICIT, Identifier
 from dsr.core.masks import SUBJECT_DIGEST_PREFIX
 from dsr.core.policy import Policy
 from dsr.delta import tables as deltautil
@@ -70,7 +71,14 @@ def schema() -> Any:
         pa.field("error", pa.string()),
         pa.field("export_uri", pa.string()),
         pa.field("result", pa.string()),
+        pa.field("id_kind", pa.string()),
+        pa.field("identities", pa.string()),
     ])
+
+
+ADDED_COLUMNS = ("id_kind", "identities")
+"""Columns added after the first release: a control table written before them is given them (NULL) on its
+first write, and reads fill them with NULL until then."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,37 @@ class Request:
     error: str | None
     export_uri: str | None
     result: str | None
+    id_kind: str | None = None
+    """The kind of ``subject_id`` (NULL: the implicit kind of a policy without ``identifiers``)."""
+    identities: str | None = None
+    """JSON ``{"given": [[kind, value], ...], "resolved": [[kind, value], ...]}``: the identifiers filed with the
+    request and, once claimed, the set identity resolution froze (a retry erases exactly that set). Personal
+    data: minimised by purge, as ``subject_id`` is."""
+
+    def given(self) -> tuple[Identifier, ...]:
+        """The identifiers the request was filed with."""
+        doc = json.loads(self.identities) if self.identities else {}
+        if doc.get("given"):
+            return tuple(Identifier(str(k), str(v)) for k, v in doc["given"])
+        return (Identifier(self.id_kind or IMPLICIT, self.subject_id),)
+
+    @property
+    def resolved(self) -> tuple[Identifier, ...] | None:
+        """The frozen set identity resolution found at the claim, or None before it."""
+        doc = json.loads(self.identities) if self.identities else {}
+        got = doc.get("resolved")
+        return None if got is None else tuple(Identifier(str(k), str(v)) for k, v in got)
+
+    @property
+    def ids(self) -> tuple[Identifier, ...]:
+        """The person's identifiers: the resolved set once there is one, else those filed."""
+        got = self.resolved
+        return got if got is not None else self.given()
+
+    @property
+    def values(self) -> list[str]:
+        """Every identifier value the request holds (to keep them out of error texts)."""
+        return sorted({self.subject_id, *(i.value for i in self.given()), *(i.value for i in self.resolved or ())})
 
     @property
     def minimised(self) -> bool:
@@ -107,6 +146,8 @@ class Request:
         out: dict[str, Any] = {}
         for k, v in self.__dict__.items():
             out[k] = v.isoformat() if isinstance(v, dt.datetime) else v
+        out["id_kind"] = self.id_kind or IMPLICIT
+        out["identities"] = json.loads(self.identities) if self.identities else None
         out["result"] = self.result_json() or None
         out["overdue"] = self.overdue(now)
         return out
@@ -148,9 +189,12 @@ def check_request_id(request_id: str) -> str:
 
 
 def open_requests(policy: Policy) -> Any:
-    return deltautil.create_if_missing(
+    """The control table, for a write: created when missing; given the columns added since it was written."""
+    table = deltautil.create_if_missing(
         policy.requests_uri, schema(), name="dsr_requests", description="dsr-lake data-subject requests"
     )
+    deltautil.add_missing_columns(table, schema(), ADDED_COLUMNS)
+    return table
 
 
 def read_requests(
@@ -168,8 +212,8 @@ def read_requests(
         where = ("status", [*OPEN, "failed"])  # pushed down: files of completed requests only are skipped
     elif where is None and statuses is not None:
         where = ("status", statuses)
-    data = (deltautil.read_all(table, schema=schema()) if where is None
-            else deltautil.read_where(table, where[0], where[1], schema=schema()))
+    data = (deltautil.read_all(table, schema=schema(), fill=ADDED_COLUMNS) if where is None
+            else deltautil.read_where(table, where[0], where[1], schema=schema(), fill=ADDED_COLUMNS))
     if statuses is not None:
         data = data.filter(pc.is_in(data["status"], value_set=pa.array(sorted(set(statuses)), pa.string())))
     if open_in is not None:

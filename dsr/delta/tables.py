@@ -124,7 +124,34 @@ def table_key(dt: Any) -> str:
     return (unquote(urlparse(uri).path) if uri.startswith("file://") else uri).rstrip("/")
 
 
-def read_all(dt: Any, columns: list[str] | None = None, *, schema: Any = None) -> Any:
+def add_missing_columns(dt: Any, schema: Any, names: Iterable[str]) -> None:
+    """Add the nullable columns ``names`` of ``schema`` the table lacks (one ADD COLUMN commit; none when it has
+    them all): dsr's own tables gain columns in later releases."""
+    from deltalake.schema import Field
+
+    have = set(dt.schema().to_arrow().names)
+    missing = [n for n in names if n not in have]
+    if not missing:
+        return
+    try:
+        dt.alter.add_columns([Field.from_arrow(schema.field(n)) for n in missing])
+    except Exception:
+        dt.update_incremental()  # another writer added them first
+        if any(n not in set(dt.schema().to_arrow().names) for n in missing):
+            raise
+
+
+def _filled(table: Any, schema: Any, fill: Iterable[str]) -> Any:
+    """The columns ``fill`` of ``schema`` a read lacks (a table written before they were added), as NULL."""
+    import pyarrow as pa
+
+    for n in fill:
+        if schema is not None and n not in table.column_names:
+            table = table.append_column(schema.field(n), pa.nulls(table.num_rows, schema.field(n).type))
+    return table
+
+
+def read_all(dt: Any, columns: list[str] | None = None, *, schema: Any = None, fill: Iterable[str] = ()) -> Any:
     """The whole current version of a (small) table as a pyarrow Table. A missing or unreadable data file, or
     (when ``schema`` is given) columns that differ from it, raise StoreError."""
     reads[(table_key(dt), "full")] += 1
@@ -132,12 +159,12 @@ def read_all(dt: Any, columns: list[str] | None = None, *, schema: Any = None) -
         table = pyarrow_dataset(dt).to_table(columns=columns)
     except Exception as exc:
         raise _broken(str(dt.table_uri), exc) from None
-    return _checked(dt, table, schema)
+    return _checked(dt, _filled(table, schema, fill), schema)
 
 
 def read_where(
     dt: Any, column: str, values: Iterable[str], columns: list[str] | None = None, *, schema: Any = None,
-    also: Any = None,
+    also: Any = None, fill: Iterable[str] = (),
 ) -> Any:
     """The rows whose ``column`` is one of ``values`` (a pushed-down filter: files and row groups whose
     statistics rule the values out are not read), and that match the dataset expression ``also`` when given (on
@@ -165,7 +192,7 @@ def read_where(
             raise _broken(str(dt.table_uri), exc) from None
     else:
         raise _broken(str(dt.table_uri), RuntimeError(f"no filter on {column!r} could be evaluated"))
-    return _checked(dt, table, schema)
+    return _checked(dt, _filled(table, schema, fill), schema)
 
 
 def read_files(dt: Any, paths: Iterable[str], columns: list[str] | None = None) -> Any:

@@ -71,6 +71,18 @@ class Reader(Protocol):
         vector applied), column ``physical``."""
         ...
 
+    def variants(self, uri: str, column: str, steps: Sequence[str], forms: Sequence[str], *,
+                 version: int | None = None, info: TableInfo | None = None) -> dict[Any, str]:
+        """The distinct values of ``column`` (at ``version``) whose normalised form
+        (:func:`normalise_array` with ``steps``) is one of ``forms``: value -> form."""
+        ...
+
+    def linked(self, uri: str, columns: Mapping[str, Sequence[str]], wanted: Mapping[str, Sequence[str]]) -> Any:
+        """A link table's rows where some column's canonical text (cast to text, normalised with its steps:
+        ``columns``: column -> steps) is one of ``wanted[column]``: a pyarrow Table of every column of
+        ``columns``, canonical text."""
+        ...
+
     def near_counts(self, uri: str, column: str, wanted: Any, forms: Any) -> dict[str, int]:
         """Per normalised form (NFKC, lower case, trimmed): rows of the text ``column`` equal to one of
         ``forms`` after normalisation but to none of ``wanted`` as they are."""
@@ -91,6 +103,67 @@ def normalise(values: Any) -> Any:
     import pyarrow.compute as pc
 
     return pc.utf8_trim_whitespace(pc.utf8_lower(pc.utf8_normalize(values, "NFKC")))
+
+
+def normalise_array(values: Any, steps: Sequence[str]) -> Any:
+    """A pyarrow string array with the normalisation steps applied in order (the one implementation)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not steps:
+        return values
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        values = pc.cast(values, pa.string())
+    for step in steps:
+        if step == "trim":
+            values = pc.utf8_trim_whitespace(values)
+        elif step == "lower":
+            values = pc.utf8_lower(values)
+        elif step == "nfkc":
+            values = pc.utf8_normalize(values, "NFKC")
+        else:
+            raise ValueError(f"unknown normalisation {step!r}")
+    return values
+
+
+def canonical_text(values: Any, steps: Sequence[str]) -> Any:
+    """A column's values as canonical identifier text: cast to text (an integer as its digits, binary as UTF-8),
+    then normalised with ``steps`` (:func:`normalise_array`, the one implementation)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        values = pc.cast(values, pa.string())
+    return normalise_array(values, steps)
+
+
+def variants_in(values: Any, steps: Sequence[str], wanted: Any) -> dict[Any, str]:
+    """raw value -> form, for the values of an Arrow array whose canonical text is in ``wanted``."""
+    import pyarrow.compute as pc
+
+    forms = canonical_text(values, steps)
+    hit = pc.fill_null(pc.is_in(forms, value_set=wanted), False)
+    if not pc.any(hit).as_py():
+        return {}
+    raw, form = pc.filter(values, hit).to_pylist(), pc.filter(forms, hit).to_pylist()
+    return dict(zip(raw, form, strict=True))
+
+
+def linked_in(batch: Any, columns: Mapping[str, Sequence[str]], wanted: Mapping[str, Sequence[str]]) -> Any:
+    """The rows of a record batch where some column's canonical text is wanted, every column as canonical text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    texts = {n: canonical_text(batch.column(n), steps) for n, steps in columns.items()}
+    hit = None
+    for n, values in wanted.items():
+        if values:
+            h = pc.fill_null(pc.is_in(texts[n], value_set=pa.array(list(values), pa.string())), False)
+            hit = h if hit is None else pc.or_(hit, h)
+    table = pa.record_batch(list(texts.values()), names=list(texts))
+    return table.filter(hit) if hit is not None else table.slice(0, 0)
 
 
 def survivors_of(column: Any, keys: Any) -> Any:
@@ -155,6 +228,24 @@ class LocalReader:
         from dsr.delta.plainfiles import file_pass
 
         return file_pass(uri, paths, physical, arrow_type, keys)
+
+    def variants(self, uri: str, column: str, steps: Sequence[str], forms: Sequence[str], *,
+                 version: int | None = None, info: TableInfo | None = None) -> dict[Any, str]:
+        import pyarrow as pa
+
+        wanted = pa.array(sorted(set(forms)), pa.string())
+        out: dict[Any, str] = {}
+        for batch in access.scan(uri, [column], version=version, info=info):
+            out.update(variants_in(batch.column(0), steps, wanted))
+        return out
+
+    def linked(self, uri: str, columns: Mapping[str, Sequence[str]], wanted: Mapping[str, Sequence[str]]) -> Any:
+        import pyarrow as pa
+
+        names = list(columns)
+        found = [linked_in(batch, columns, wanted) for batch in access.scan(uri, names)]
+        return pa.Table.from_batches([b for b in found if b.num_rows]) if any(b.num_rows for b in found) else \
+            pa.table({n: pa.array([], pa.string()) for n in names})
 
     def near_counts(self, uri: str, column: str, wanted: Any, forms: Any) -> dict[str, int]:
         import pyarrow.compute as pc

@@ -298,6 +298,52 @@ class SparkReader:
         return {str(f): int(n) for f, n in zip(found.column(0).to_pylist(), found.column(1).to_pylist(),
                                                strict=True)}
 
+    def variants(self, uri: str, column: str, steps: Sequence[str], forms: Sequence[str], *,
+                 version: int | None = None, info: TableInfo | None = None) -> dict[Any, str]:
+        """Normalised on the cluster by the same function as in this process (``mapInArrow``: the Python
+        workers' pyarrow, the closure carrying only the steps), joined with a frame of the wanted forms; the
+        distinct (value, form) pairs come back."""
+        import functools
+
+        import pyarrow as pa
+
+        frame = self._table(uri, version).selectExpr(f"CAST({quote(column)} AS STRING) AS v").distinct()
+        try:
+            normalised = frame.mapInArrow(functools.partial(_canonical, tuple(steps)), f"v STRING, {_FORM} STRING")
+        except Exception as exc:
+            raise error_for(f"the identifier scan of {uri} on the cluster", exc, list(forms)) from None
+        wanted = key_frame(self.spark, pa.table({_KEY: pa.array(list(forms), pa.string())}))
+        hit = normalised.join(wanted, normalised[_FORM] == wanted[_KEY], "left_semi")
+        found = self._arrow(hit, "the identifier scan", uri, list(forms))
+        return dict(zip(found.column(0).to_pylist(), found.column(1).to_pylist(), strict=True))
+
+    def linked(self, uri: str, columns: Mapping[str, Sequence[str]], wanted: Mapping[str, Sequence[str]]) -> Any:
+        """The link table's columns as canonical text on the cluster (``mapInArrow``), each column's wanted
+        values a broadcast frame it is semi-joined with; the union of the matches comes back."""
+        import functools
+
+        import pyarrow as pa
+
+        names = list(columns)
+        shown = ", ".join(f"CAST({quote(n)} AS STRING) AS {quote(n)}" for n in names)
+        frame = self._table(uri).selectExpr(*shown.split(", "))
+        ddl = ", ".join(f"{quote(n)} STRING" for n in names)
+        values = [v for vs in wanted.values() for v in vs]
+        try:
+            canon = frame.mapInArrow(functools.partial(_canonical_all, tuple((n, tuple(st)) for n, st in
+                                                                                columns.items())), ddl)
+        except Exception as exc:
+            raise error_for(f"the link scan of {uri} on the cluster", exc, values) from None
+        parts = []
+        for n, vs in wanted.items():
+            if vs:
+                keys = key_frame(self.spark, pa.table({_KEY: pa.array(list(vs), pa.string())}))
+                parts.append(canon.join(keys, canon[n] == keys[_KEY], "left_semi"))
+        if not parts:
+            return pa.table({n: pa.array([], pa.string()) for n in names})
+        found = self._arrow(reduce(lambda a, b: a.unionByName(b), parts).distinct(), "the link scan", uri, values)
+        return pa.table({n: found.column(n).cast(pa.string()) for n in names})
+
     def key_rows(self, uri: str, files: Mapping[str, Sequence[str]], names: Collection[str],
                  keys: Any) -> dict[Any, Counter[str]]:
         """One Spark job over the files: each group read by the plain Parquet reader with an explicit schema (a
@@ -399,3 +445,25 @@ def _with_forms(batches: Iterator[Any]) -> Iterator[Any]:
         values = batch.column(0)
         forms = pc.utf8_trim_whitespace(pc.utf8_lower(pc.utf8_normalize(values, "NFKC")))
         yield pa.RecordBatch.from_arrays([values, forms], names=["v", _FORM])
+
+
+def _canonical(steps: tuple[str, ...], batches: Iterator[Any]) -> Iterator[Any]:
+    """Runs on the cluster: each batch of ``v`` with its canonical form (the identifier kind's steps) beside it."""
+    import pyarrow as pa
+
+    from dsr.engines.reading import canonical_text
+
+    for batch in batches:
+        values = batch.column(0)
+        yield pa.RecordBatch.from_arrays([values, canonical_text(values, steps)], names=["v", _FORM])
+
+
+def _canonical_all(columns: tuple[tuple[str, tuple[str, ...]], ...], batches: Iterator[Any]) -> Iterator[Any]:
+    """Runs on the cluster: every column of each batch as canonical text (its kind's steps)."""
+    import pyarrow as pa
+
+    from dsr.engines.reading import canonical_text
+
+    for batch in batches:
+        yield pa.RecordBatch.from_arrays([canonical_text(batch.column(n), st) for n, st in columns],
+                                         names=[n for n, _ in columns])

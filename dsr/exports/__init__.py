@@ -37,11 +37,12 @@ from request ids, run ids, table names and counters only — never subject ids.
 from dsr.exports.documents import PackageOptions, Stored, finish_documents
 from dsr.exports.location import check_location, remove_run_parts, remove_stale_parts
 from dsr.exports.parts import BUFFER_BYTES, FAN_IN, PartWriter
-from dsr.exports.store import SCHEMA_VERSION, document_uri, json_columns, json_value
+from dsr.exports.store import FOUND_BY, SCHEMA_VERSION, document_uri, json_columns, json_value
 
 __all__ = [
     "BUFFER_BYTES",
     "FAN_IN",
+    "FOUND_BY",
     "SCHEMA_VERSION",
     "PackageOptions",
     "PartWriter",

@@ -20,7 +20,11 @@ from typing import Any
 from dsr.delta import storage
 from dsr.errors import StepError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+FOUND_BY = "_found_by"
+"""The member of each exported row (schema_version 2) that says by which subject columns, of which identifier
+kinds, the row was found: ``[{"column": ..., "kind": ...}]``."""
 READ_BYTES = 1 << 20  # read buffer per part file
 
 _FILE_MODE = 0o600

@@ -20,33 +20,58 @@ __all__ = ["SubjectKeys", "build_source", "build_updates", "prunable_partitions"
 
 @dataclass(frozen=True)
 class SubjectKeys:
-    """Subject ids of a batch matched to one table's subject column type."""
+    """The identifiers of a batch matched to one subject column's type: the values to look for in the column."""
 
     keys: Any  # pyarrow Array of the column type, unique values
-    by_request: Mapping[str, Any]  # request id -> key value (castable requests only)
-    uncastable: tuple[str, ...]  # request ids whose subject id cannot be cast: they match nothing here
-    subject_of_key: Mapping[Any, str]  # key value -> subject id (to compute pseudonyms)
+    by_request: Mapping[str, tuple[Any, ...]]  # request id -> its key values (castable identifiers only)
+    uncastable: tuple[str, ...]  # request ids none of whose identifiers can be cast: they match nothing here
+    subject_of_key: Mapping[Any, str]  # key value -> what its pseudonym is computed from
+
+    def rows_of(self, rid: str, per_key: Mapping[Any, int]) -> int:
+        """A request's rows, given the rows per key value."""
+        return sum(per_key.get(v, 0) for v in self.by_request.get(rid, ()))
+
+    def values_of(self, rids: Sequence[str]) -> set[Any]:
+        return {v for rid in rids for v in self.by_request.get(rid, ())}
 
 
-def subject_keys(requests: Sequence[tuple[str, str]], column_type: Any) -> SubjectKeys:
-    """``requests`` = (request id, subject id) pairs. Casts each id to the column type."""
+def subject_keys(requests: Sequence[tuple[str, str] | tuple[str, str, str]], column_type: Any) -> SubjectKeys:
+    """``requests`` = (request id, id[, pseudonym input]) triples (a request may come more than once, one per
+    identifier). Casts each id to the column type; the pseudonym input defaults to the id."""
     import pyarrow as pa
 
-    by_request: dict[str, Any] = {}
-    uncastable: list[str] = []
+    by_request: dict[str, list[Any]] = {}
+    seen: list[str] = []
     subject_of_key: dict[Any, str] = {}
-    for rid, sid in requests:
+    for item in requests:
+        rid, sid = item[0], item[1]
+        seen.append(rid)
         value = cast_subject(sid, column_type)
         if value is None:
-            uncastable.append(rid)
             continue
-        by_request[rid] = value
-        subject_of_key.setdefault(value, sid)
+        mine = by_request.setdefault(rid, [])
+        if value not in mine:
+            mine.append(value)
+        subject_of_key.setdefault(value, item[2] if len(item) > 2 else sid)
     values = list(subject_of_key)
     return SubjectKeys(
         keys=pa.array(values, type=column_type),
-        by_request=by_request,
-        uncastable=tuple(uncastable),
+        by_request={rid: tuple(v) for rid, v in by_request.items()},
+        uncastable=tuple(dict.fromkeys(r for r in seen if r not in by_request)),
+        subject_of_key=subject_of_key,
+    )
+
+
+def merged(a: SubjectKeys, b: SubjectKeys) -> SubjectKeys:
+    """The keys of both (the same column): values, requests' keys and pseudonym inputs united."""
+    import pyarrow as pa
+
+    subject_of_key = {**b.subject_of_key, **a.subject_of_key}
+    by_request = {rid: tuple(dict.fromkeys([*a.by_request.get(rid, ()), *b.by_request.get(rid, ())]))
+                  for rid in {*a.by_request, *b.by_request}}
+    return SubjectKeys(
+        keys=pa.array(list(subject_of_key), type=a.keys.type), by_request=by_request,
+        uncastable=tuple(r for r in dict.fromkeys([*a.uncastable, *b.uncastable]) if r not in by_request),
         subject_of_key=subject_of_key,
     )
 
@@ -90,7 +115,7 @@ def prunable_partitions(table: TableSpec, schema: Any, partition_columns: Sequen
     not masked: their values go into the commit's predicate) and of a type with a plain literal."""
     import pyarrow as pa
 
-    personal = {table.subject, *table.mask_map}
+    personal = {*table.subject_names, *(c for c, _ in table.every_mask)}
     out = []
     for c in partition_columns:
         t = schema.field(c).type

@@ -94,7 +94,8 @@ class Batch:
 
     @property
     def subjects(self) -> list[str]:
-        return [r.subject_id for r in self.requests]
+        """Every identifier value the run's requests hold (kept out of error texts)."""
+        return [v for r in self.requests for v in r.values]
 
     def events(self) -> dict[str, list[dict[str, Any]]]:
         """request id -> its audit events in chain order (one filtered read, kept until the next record). An
@@ -194,7 +195,7 @@ def safe_error(exc: BaseException, policy: Policy | None, run_id: str) -> Except
     subjects: list[str] = []
     if policy is not None:
         try:
-            subjects = [r.subject_id for r in control.list_requests(policy, run_id=run_id)]
+            subjects = [v for r in control.list_requests(policy, run_id=run_id) for v in r.values]
         except Exception:
             subjects = []
     text = scrub(access.error_line(exc), subjects)

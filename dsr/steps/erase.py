@@ -14,9 +14,11 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from dsr.core import audit, control, gate
+from dsr.core.identifiers import IMPLICIT
 from dsr.core.masks import Strategy
 from dsr.core.policy import Policy, TableSpec
 from dsr.delta import access, commits
@@ -24,6 +26,7 @@ from dsr.engines.base import CommitResult, Engine, ErasePlan
 from dsr.engines.reading import Reader
 from dsr.errors import scrub
 from dsr.plan import erasure
+from dsr.plan import keys as keys_
 from dsr.steps.batch import Batch
 from dsr.steps.sweep_state import spec_of
 
@@ -42,25 +45,26 @@ def _erase_events(batch: Batch, table: str) -> dict[str, dict[str, Any]]:
 
 
 def _rows_now(
-    table: TableSpec, info: access.TableInfo, reqs: Sequence[control.Request], reader: Reader, *,
+    policy: Policy, view: TableSpec, info: access.TableInfo, people: keys_.People, reader: Reader, *,
     partitions: bool = False,
 ) -> tuple[erasure.SubjectKeys, dict[Any, int], dict[str, int], dict[Any, set[tuple[Any, ...]]]]:
-    """The subjects' rows in the table now, counted where the engine reads (one pushed-down read of the subject
-    column and, with ``partitions``, the table's prunable partition columns, grouped): (keys, rows per key, rows
-    per request, per key the partitions holding its rows)."""
-    keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in reqs], info.schema.field(table.subject).type)
-    columns = erasure.prunable_partitions(table, info.schema, info.partition_columns) if partitions else []
+    """The people's rows in one subject column of the table now, counted where the engine reads (one pushed-down
+    read of the column and, with ``partitions``, the table's prunable partition columns, grouped): (keys, rows
+    per key, rows per request, per key the partitions holding its rows)."""
+    keys = keys_.keys_for(policy, view, people, info, reader)
+    columns = erasure.prunable_partitions(view, info.schema, info.partition_columns) if partitions else []
     per_key: dict[Any, int] = defaultdict(int)
     where: dict[Any, set[tuple[Any, ...]]] = defaultdict(set)
-    groups = reader.group_counts(table.uri, [table.subject, *columns], where_in=(table.subject, keys.keys),
-                                 info=info)
-    values = groups.column(table.subject).to_pylist()
-    parts = list(zip(*(groups.column(c).to_pylist() for c in columns), strict=True)) if columns else \
-        [()] * len(values)
-    for value, part, n in zip(values, parts, groups.column("count_all").to_pylist(), strict=True):
-        per_key[value] += int(n)
-        where[value].add(part)
-    rows = {r.request_id: per_key.get(keys.by_request.get(r.request_id), 0) for r in reqs}
+    if len(keys.keys):
+        groups = reader.group_counts(view.uri, [view.subject, *columns], where_in=(view.subject, keys.keys),
+                                     info=info)
+        values = groups.column(view.subject).to_pylist()
+        parts = list(zip(*(groups.column(c).to_pylist() for c in columns), strict=True)) if columns else \
+            [()] * len(values)
+        for value, part, n in zip(values, parts, groups.column("count_all").to_pylist(), strict=True):
+            per_key[value] += int(n)
+            where[value].add(part)
+    rows = {rid: keys.rows_of(rid, per_key) for rid, _ in people}
     return keys, per_key, rows, dict(where)
 
 
@@ -74,12 +78,19 @@ def _partitions(table: TableSpec, info: access.TableInfo, where: dict[Any, set[t
     return tuple(dict(zip(columns, p, strict=True)) for p in found)
 
 
-def _retained_rows(table: TableSpec, reqs: Sequence[control.Request], reader: Reader) -> dict[str, int | None]:
-    """Rows each request's subject has in a retained table; None when the table cannot be read."""
+def _retained_rows(policy: Policy, table: TableSpec, reqs: Sequence[control.Request],
+                   reader: Reader) -> dict[str, int | None]:
+    """Rows each request's person has in a retained table (over its subject columns); None when it cannot be
+    read."""
     from dsr.errors import TableError
 
     try:
-        return dict(_rows_now(table, access.table_info(table.uri), reqs, reader)[2])
+        info = access.table_info(table.uri)
+        out: dict[str, int | None] = {r.request_id: 0 for r in reqs}
+        for view in table.views():
+            for rid, n in _rows_now(policy, view, info, keys_.people_of(reqs), reader)[2].items():
+                out[rid] = (out[rid] or 0) + n
+        return out
     except TableError:
         return {r.request_id: None for r in reqs}
 
@@ -94,49 +105,92 @@ def _commit_effect(uri: str, result: CommitResult) -> dict[str, Any]:
 
 
 def _recover_from_history(batch: Batch, engine: Engine, table: TableSpec, pending: Sequence[str]) -> list[str]:
-    """Find commits of a dead run that erased these requests but whose audit events were lost."""
+    """Find commits of a dead run that erased these requests but whose audit events were lost (a table with
+    several subject columns: every commit of that run, one per column)."""
     want = set(pending)
-    recovered: list[audit.AuditEvent] = []
-    for commit in engine.history(table.uri, 50):
+    found: dict[str, list[dict[str, Any]]] = {}
+    for commit in engine.history(table.uri, 50):  # newest first
         ids = str(commit.get("dsr.request_ids") or "")
         if not ids or commit.get("dsr.table") != table.name:
             continue
-        hit = want & set(ids.split(","))
-        if not hit:
-            continue
-        m = commit.get("operationMetrics") or {}
-        rows = json.loads(str(commit.get("dsr.rows_by_request") or "{}"))
-        version = int(commit["version"])
-        result = CommitResult(
-            version_before=version - 1, version_after=version,
-            rows_deleted=int(m.get("num_target_rows_deleted", 0)),
-            rows_updated=int(m.get("num_target_rows_updated", 0)),
-        )
-        for rid in sorted(hit):
-            recovered.append(audit.AuditEvent(
-                "table_erased", request_id=rid, run_id=batch.run_id, table_name=table.name,
-                details={
-                    "strategy": table.erase, "rows": int(rows.get(rid, 0)),
-                    "rows_matched_total": int(commit.get("dsr.rows_matched") or 0),
-                    "rows_deleted": result.rows_deleted, "rows_updated": result.rows_updated,
-                    **_commit_effect(table.uri, result),
-                    "version_before": version - 1, "version_after": version,
-                    "subject_matchable": True, "engine": engine.name, "spec": spec_of(table),
-                    "recovered_from_commit": True, "commit_run_id": commit.get("dsr.run_id"),
-                },
-            ))
-        want -= hit
+        for rid in want & set(ids.split(",")):
+            mine = found.setdefault(rid, [])
+            if not mine or mine[0].get("dsr.run_id") == commit.get("dsr.run_id"):
+                mine.append(commit)
+    recovered: list[audit.AuditEvent] = []
+    for rid, commits_ in sorted(found.items()):
+        parts = []
+        for commit in reversed(commits_):  # oldest first
+            m = commit.get("operationMetrics") or {}
+            rows = json.loads(str(commit.get("dsr.rows_by_request") or "{}"))
+            version = int(commit["version"])
+            result = CommitResult(
+                version_before=version - 1, version_after=version,
+                rows_deleted=int(m.get("num_target_rows_deleted", 0)),
+                rows_updated=int(m.get("num_target_rows_updated", 0)),
+            )
+            parts.append(_Part(str(commit.get("dsr.column") or table.subject), result,
+                               _commit_effect(table.uri, result), {rid: int(rows.get(rid, 0))},
+                               int(commit.get("dsr.rows_matched") or 0)))
+        details = _details(table, engine, parts, rid)
+        details.update({"recovered_from_commit": True, "commit_run_id": commits_[0].get("dsr.run_id")})
+        recovered.append(audit.AuditEvent("table_erased", request_id=rid, run_id=batch.run_id,
+                                          table_name=table.name, details=details))
+        want.discard(rid)
     batch.record(recovered)
     return sorted(set(pending) - want)
 
 
+@dataclass
+class _Part:
+    """One subject column's erase commit (or none: ``result`` not committed)."""
+
+    column: str
+    result: CommitResult
+    effect: dict[str, Any]
+    rows: dict[str, int]  # request id -> its rows in this column before
+    matched: int
+    kind: str = ""
+    role: str = "owner"
+    matchable: set[str] = field(default_factory=set)
+
+
+def _details(table: TableSpec, engine: Engine, parts: Sequence[_Part], rid: str) -> dict[str, Any]:
+    """A request's ``table_erased`` details over the table's subject columns: totals, the first commit's version
+    before and the last's after, and per column its kind, role, rows and commit."""
+    made = [p for p in parts if p.result.committed] or list(parts[:1])
+    out: dict[str, Any] = {
+        "strategy": table.erase, "rows": sum(p.rows.get(rid, 0) for p in parts),
+        "rows_matched_total": sum(p.matched for p in parts),
+        "rows_deleted": sum(p.result.rows_deleted for p in parts),
+        "rows_updated": sum(p.result.rows_updated for p in parts),
+        **{k: sum(int(p.effect[k]) for p in parts) for k in
+           ("files_removed", "files_added", "files_rewritten", "dv_marked", "cdc_files")},
+        "version_before": made[0].result.version_before if made else None,
+        "version_after": made[-1].result.version_after if made else None,
+        "subject_matchable": any(rid in p.matchable for p in parts) if parts and parts[0].kind else True,
+        "engine": engine.name, "spec": spec_of(table),
+    }
+    if len(table.subject_columns) > 1 or table.subject_columns[0].kind != IMPLICIT:
+        out["columns"] = {p.column: {"kind": p.kind, "role": p.role, "rows": p.rows.get(rid, 0),
+                                     "matchable": rid in p.matchable} for p in parts}
+        out["commits"] = [{"column": p.column, "version_before": p.result.version_before,
+                           "version_after": p.result.version_after, "rows_deleted": p.result.rows_deleted,
+                           "rows_updated": p.result.rows_updated, "rows_matched": p.matched,
+                           "operation": "delete" if p.result.rows_deleted else "update"}
+                          for p in parts if p.result.committed]
+    return out
+
+
 def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -> dict[str, Any]:
-    """ONE Delta commit erasing (or anonymising) every erase request of the run in one table.
+    """The erase commits of every erase request of the run in one table: ONE Delta commit per subject column
+    holding some of their rows (owners first: delete or anonymise the row; then mentions: mask the column), or
+    a record that the table retains the rows.
 
     The table passes the protocol gate first (refused: the requests fail with the reason, nothing written).
-    Then one read of the subjects' rows decides: a request whose rows are present is erased, whatever the
-    audit log says (rows appended since an earlier erase are erased again); a request already erased with no
-    rows left is done.
+    Then one read of the people's rows per subject column decides: a request whose rows are present is erased,
+    whatever the audit log says (rows appended since an earlier erase are erased again); a request already
+    erased with no rows left is done.
     """
     batch = Batch.load(policy, run_id)
     batch.keep_lease()
@@ -155,7 +209,11 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
 
     info = verdict.info
     assert info is not None
-    _, per_key, rows_now, where = _rows_now(table, info, reqs, engine.reader, partitions=True)
+    people = keys_.people_of(reqs)
+    rows_now: dict[str, int] = {r.request_id: 0 for r in reqs}
+    for view in table.views():
+        for rid, n in _rows_now(policy, view, info, people, engine.reader)[2].items():
+            rows_now[rid] += n
     todo = [r for r in reqs if r.request_id not in done or rows_now[r.request_id] > 0]
     if not todo:
         return {"table": table_name, "requests": 0, "already_done": len(reqs)}
@@ -164,12 +222,12 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
     todo = [r for r in todo if r.request_id not in recovered]
     if not todo:
         return {"table": table_name, "requests": 0, "recovered": len(recovered)}
-    return _commit(batch, engine, table, info, todo, per_key, rows_now, done, where)
+    return _commit(batch, engine, table, info, todo, done)
 
 
 def _retain(batch: Batch, table: TableSpec, todo: Sequence[control.Request], reader: Reader) -> dict[str, Any]:
     """A retained table is not changed: record, per request, that it keeps its rows (and how many) and why."""
-    retained = _retained_rows(table, todo, reader)
+    retained = _retained_rows(batch.policy, table, todo, reader)
     spec = spec_of(table)
     batch.record([
         audit.AuditEvent("table_retained", request_id=r.request_id, run_id=batch.run_id, table_name=table.name,
@@ -182,53 +240,53 @@ def _retain(batch: Batch, table: TableSpec, todo: Sequence[control.Request], rea
 
 def _commit(
     batch: Batch, engine: Engine, table: TableSpec, info: access.TableInfo, todo: Sequence[control.Request],
-    per_key: dict[Any, int], rows_now: dict[str, int], done: dict[str, dict[str, Any]],
-    where: dict[Any, set[tuple[Any, ...]]],
+    done: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    """The erase commit of ``todo`` (when any of their rows exist), then its audit events."""
-    ctype = info.schema.field(table.subject).type
-    todo_keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in todo], ctype)
-    matched = sum(per_key.get(v, 0) for v in set(todo_keys.by_request.values()))
+    """The erase commits of ``todo``, one per subject column holding some of their rows (each column's rows
+    read again at the version the previous commit left), then their audit events."""
     request_ids = sorted(r.request_id for r in todo)
-    rows_by_request = {rid: rows_now[rid] for rid in request_ids}
+    people = keys_.people_of(todo)
+    parts: list[_Part] = []
     try:
-        if len(todo_keys.keys) and matched:
-            metadata = {
-                "dsr.run_id": batch.run_id, "dsr.table": table.name, "dsr.request_ids": ",".join(request_ids),
-                "dsr.rows_by_request": json.dumps(rows_by_request, sort_keys=True), "dsr.rows_matched": str(matched),
-            }
-            within = _partitions(table, info, where, set(todo_keys.by_request.values()))
-            result = engine.erase(*plan_commit(batch.policy, engine, table, info, todo_keys, metadata, within))
-        else:
-            result = CommitResult(version_before=info.version, version_after=info.version)
+        for view in table.views():
+            sc = view.subject_columns[0]
+            keys, per_key, rows, where = _rows_now(batch.policy, view, info, people, engine.reader, partitions=True)
+            matched = sum(per_key.get(v, 0) for v in keys.values_of(request_ids))
+            if len(keys.keys) and matched:
+                metadata = {
+                    "dsr.run_id": batch.run_id, "dsr.table": table.name, "dsr.request_ids": ",".join(request_ids),
+                    "dsr.rows_by_request": json.dumps(rows, sort_keys=True), "dsr.rows_matched": str(matched),
+                    **({"dsr.column": view.subject} if len(table.subject_columns) > 1 else {}),
+                }
+                within = _partitions(view, info, where, keys.values_of(request_ids))
+                result = engine.erase(*plan_commit(batch.policy, engine, view, info, keys, metadata, within))
+                if result.committed:
+                    info = access.table_info(table.uri)
+            else:
+                result = CommitResult(version_before=info.version, version_after=info.version)
+            matchable = set(request_ids) - set(keys.uncastable)
+            parts.append(_Part(view.subject, result, _commit_effect(table.uri, result), rows, matched, sc.kind,
+                               sc.role, matchable))
     except Exception as exc:
         reason = scrub(f"table '{table.name}': erase failed on engine {engine.name}: {access.error_line(exc)}",
                        batch.subjects)
         batch.refuse(table, request_ids, "erase", reason, final=False)
         raise
-    effect = _commit_effect(table.uri, result)
-    spec = spec_of(table)  # the table's spec: one for every request
     batch.record([
-        audit.AuditEvent(
-            "table_erased", request_id=r.request_id, run_id=batch.run_id, table_name=table.name,
-            details={
-                "strategy": table.erase, "rows": rows_by_request[r.request_id], "rows_matched_total": matched,
-                "rows_deleted": result.rows_deleted, "rows_updated": result.rows_updated, **effect,
-                "version_before": result.version_before, "version_after": result.version_after,
-                "subject_matchable": r.request_id not in todo_keys.uncastable, "engine": engine.name,
-                "repeat": r.request_id in done, "spec": spec,
-            },
-        )
+        audit.AuditEvent("table_erased", request_id=r.request_id, run_id=batch.run_id, table_name=table.name,
+                         details={**_details(table, engine, parts, r.request_id), "repeat": r.request_id in done})
         for r in todo
     ])
+    total = _details(table, engine, parts, "")
+    matched_all = sum(p.matched for p in parts)
     log.info("run %s: table %s %s: %d row(s) for %d request(s), files rewritten %d, added %d, "
-             "deletion vectors %d, version %d -> %d", batch.run_id, table.name, table.erase, matched, len(todo),
-             effect["files_rewritten"], effect["files_added"], effect["dv_marked"],
-             result.version_before, result.version_after)
-    return {"table": table.name, "requests": len(todo), "strategy": table.erase, "rows": matched,
-            "files_rewritten": effect["files_rewritten"], "files_added": effect["files_added"],
-            "dv_marked": effect["dv_marked"], "version_before": result.version_before,
-            "version_after": result.version_after}
+             "deletion vectors %d, version %s -> %s", batch.run_id, table.name, table.erase, matched_all, len(todo),
+             total["files_rewritten"], total["files_added"], total["dv_marked"],
+             total["version_before"], total["version_after"])
+    return {"table": table.name, "requests": len(todo), "strategy": table.erase, "rows": matched_all,
+            "files_rewritten": total["files_rewritten"], "files_added": total["files_added"],
+            "dv_marked": total["dv_marked"], "version_before": total["version_before"],
+            "version_after": total["version_after"]}
 
 
 def plan_commit(
@@ -236,7 +294,7 @@ def plan_commit(
     metadata: dict[str, str], partitions: tuple[dict[str, Any], ...] = (),
 ) -> tuple[ErasePlan, Any]:
     """The engine's plan (operation, mask SQL in its dialect, commit metadata, the partitions to restrict the
-    MERGE to) and the MERGE source."""
+    MERGE to) and the MERGE source. ``table``: one subject column's view (:meth:`TableSpec.views`)."""
     anonymise = table.erase is Strategy.ANONYMISE
     key = policy.pseudonym_key() if policy.needs_key and anonymise else None
     source = erasure.build_source(table, info.schema, keys, key)

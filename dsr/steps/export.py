@@ -16,12 +16,13 @@ from typing import Any
 from dsr import exports as exporting
 from dsr.core import audit, control, gate
 from dsr.core.cooldown import erase_waits
-from dsr.core.policy import Policy
+from dsr.core.policy import Policy, TableSpec
 from dsr.core.subjects import uncastable_note
 from dsr.delta.support import READ
 from dsr.engines.base import Engine
 from dsr.engines.reading import LOCAL, Reader
 from dsr.plan import erasure
+from dsr.plan import keys as keys_
 from dsr.steps import nearmatch, notify
 from dsr.steps.batch import Batch, table_failures
 from dsr.verify import evidence
@@ -50,33 +51,48 @@ def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
     info = verdict.info
     assert info is not None  # an accepted verdict always carries the metadata it judged
     schema = info.schema
-    keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in reqs], schema.field(table.subject).type)
-    by_key: dict[Any, list[str]] = defaultdict(list)
-    for rid, value in keys.by_request.items():
-        by_key[value].append(rid)
+    people = keys_.people_of(reqs)
+    views = table.views()
     columns = [c for c in schema.names if c not in table.never_export]
-    found = 0
+    found = [0] * len(views)
+    by_view: list[tuple[TableSpec, erasure.SubjectKeys, dict[Any, list[str]]]] = []
+    for view in views:
+        keys = keys_.keys_for(policy, view, people, info, engine.reader)
+        by_key: dict[Any, list[str]] = defaultdict(list)
+        for rid, held_keys in keys.by_request.items():
+            for value in held_keys:
+                by_key[value].append(rid)
+        by_view.append((view, keys, by_key))
     with exporting.PartWriter(policy.exports, run_id, table.name, [r.request_id for r in reqs],
-                              columns=columns) as parts:
-        if len(keys.keys):
-            for rows in engine.reader.scan(table.uri, columns, where_in=(table.subject, keys.keys),
+                              columns=[*columns, exporting.FOUND_BY]) as parts:
+        for i, (view, keys, by_key) in enumerate(by_view):
+            if not len(keys.keys):
+                continue
+            for rows in engine.reader.scan(table.uri, columns, where_in=(view.subject, keys.keys),
                                            version=info.version, info=info):
-                found += rows.num_rows
+                found[i] += rows.num_rows
                 values = exporting.json_columns(rows)  # a column at a time, not cell by cell
-                owners = rows.column(table.subject).to_pylist()
-                for owner, cells in zip(owners, zip(*values, strict=True), strict=True):
-                    for rid in by_key.get(owner, ()):
-                        parts.write_json(rid, dict(zip(columns, cells, strict=True)))
+                held: list[list[Any]] = [rows.column(v.subject).to_pylist() for v, _, _ in by_view]
+                for n, cells in enumerate(zip(*values, strict=True)):
+                    for rid in by_key.get(held[i][n], ()):
+                        if any(held[j][n] in by_view[j][2] and rid in by_view[j][2][held[j][n]] for j in range(i)):
+                            continue  # written already: found by an earlier subject column
+                        hits = [{"column": v.subject, "kind": v.kind} for j, (v, _, bk) in enumerate(by_view)
+                                if held[j][n] is not None and rid in bk.get(held[j][n], ())]
+                        parts.write_json(rid, {**dict(zip(columns, cells, strict=True)), exporting.FOUND_BY: hits})
     if engine.reader.where != LOCAL.where:  # the writer's reader found these rows: the files must agree
-        why = evidence.export_disagreement(engine.reader, table.uri, table.subject, info, keys.keys, found)
-        if why is not None:
-            batch.refuse(table, [r.request_id for r in reqs], "export", f"table '{table.name}': {why}", final=False)
-            return {"table": table_name, "requests": len(reqs), "refused": why}
+        for i, (view, keys, _) in enumerate(by_view):
+            why = evidence.export_disagreement(engine.reader, table.uri, view.subject, info, keys.keys, found[i])
+            if why is not None:
+                batch.refuse(table, [r.request_id for r in reqs], "export", f"table '{table.name}': {why}",
+                             final=False)
+                return {"table": table_name, "requests": len(reqs), "refused": why}
+    uncastable = set.intersection(*(set(k.uncastable) for _, k, _ in by_view)) if by_view else set()
     batch.record([
         audit.AuditEvent(
             "table_exported", request_id=r.request_id, run_id=run_id, table_name=table.name,
             details={"rows": parts.rows[r.request_id], "version": info.version,
-                     "subject_matchable": r.request_id not in keys.uncastable,
+                     "subject_matchable": r.request_id not in uncastable,
                      "columns_excluded": list(table.never_export)},
         )
         for r in reqs

@@ -211,10 +211,10 @@ def _purge_table(policy: Policy, table: TableSpec, due: _Due, people: Sequence[R
     be in old versions or behind deletion vectors someone else wrote: the files are searched first, and the
     history is cut only if one is found."""
     out = TablePurge(table.name, due.version, due.request_ids)
-    names, keys = residue.search_terms(table, people) if people else (set(), None)
+    names, keys = residue.search_terms(policy, table.views()[0], people) if people else (set(), None)
     wanted = keys.keys.to_pylist() if keys is not None else []
     if due.version is not None and not due.committed:
-        found = residue.table_counts(table, people, reader) if people else {}
+        found = residue.table_counts(policy, table, people, reader) if people else {}
         if not any(sum(c.values()) for c in found.values()):
             out.version = None
     if out.version is None:  # nothing of these people is on disk here: nothing to remove
@@ -231,7 +231,7 @@ def _purge_table(policy: Policy, table: TableSpec, due: _Due, people: Sequence[R
         out.removed = done.as_dict()
     if dry_run:
         return out
-    left = residue.table_counts(table, people, reader) if people else {}
+    left = residue.table_counts(policy, table, people, reader) if people else {}
     out.residue = sum(sum(c.values()) for c in left.values())
     if out.residue:
         out.error = (f"{out.residue} finding(s) of the purged erasures are still in the table's files (dsr "
@@ -403,7 +403,7 @@ def _scan(policy: Policy, raw: Sequence[Request], ledger: _Ledger, reader: Reade
             recorded = [e["details"].get("residue") for e in ledger.events.get(r.request_id, [])
                         if e["event"] == "table_purged" and e["table_name"] == table.name]
             counts = recorded[-1] if recorded and isinstance(recorded[-1], dict) else \
-                residue.table_counts(table, [r], reader)[r.request_id]
+                residue.table_counts(policy, table, [r], reader)[r.request_id]
             found[r.request_id].tables[table.name] = {k: int(v) for k, v in counts.items()}
     audit.append(policy, [audit.AuditEvent("residue_scanned", request_id=rid, details={**r.as_dict(), "partial": True})
                           for rid, r in found.items()])

@@ -46,11 +46,12 @@ class Reduced:
 def read(policy: Policy) -> Reduced:
     """One projected read of each table, then :func:`reduce`."""
     from dsr.core import audit
-    from dsr.core.requests import schema
+    from dsr.core.requests import ADDED_COLUMNS, schema
     from dsr.delta import tables as deltautil
 
     table = deltautil.open_table(policy.requests_uri)
-    requests = schema().empty_table() if table is None else deltautil.read_all(table, schema=schema())
+    requests = schema().empty_table() if table is None else deltautil.read_all(table, schema=schema(),
+                                                                                fill=ADDED_COLUMNS)
     return reduce(policy, requests, audit.event_columns(policy, EVENTS))
 
 

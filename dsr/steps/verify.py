@@ -47,8 +47,8 @@ def verify_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
                 commits[(d["version_before"], d["version_after"])] = d
     if not verify:
         return {"table": table_name, "requests": 0, "success": True}
-    check = check_table(policy, table, [r.subject_id for r in verify], [commits[k] for k in sorted(commits)],
-                        engine.reader)
+    check = check_table(policy, table, [(r.request_id, r.ids) for r in verify],
+                        [commits[k] for k in sorted(commits)], engine.reader)
     proof = check.as_dict()  # the same for every request: one object, encoded once
     batch.record([
         audit.AuditEvent("verified", request_id=r.request_id, run_id=run_id, table_name=table.name, details=proof)

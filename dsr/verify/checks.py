@@ -32,6 +32,7 @@ from dsr.core.policy import Policy, TableSpec
 from dsr.delta import access, commits
 from dsr.engines.reading import LOCAL, Reader, SubjectPass
 from dsr.plan import erasure
+from dsr.plan import keys as keys_
 from dsr.verify import evidence
 from dsr.verify.frames import access_schema, as_text, frames, one_row, within
 
@@ -70,26 +71,76 @@ def _marker(table: TableSpec, keys: erasure.SubjectKeys, key: bytes | None, ctyp
 
 
 def check_table(
-    policy: Policy, table: TableSpec, subject_ids: Sequence[str], reconcile: Sequence[dict[str, Any]] = (),
+    policy: Policy, table: TableSpec, people: Sequence[str] | keys_.People, reconcile: Sequence[dict[str, Any]] = (),
     reader: Reader = LOCAL,
 ) -> TableCheck:
-    """Run the GE suites of one table for a set of erased subjects (absence, sight, masks, reconcile), the data
-    read by ``reader`` (the engine's: in this process, or on the cluster, then with the files' own evidence).
-
-    The suites run in a fixed order over one table; each is a few lines, kept in the order they prove.
-    """
-    from dsr.verify.ge import SuiteOutcome, Validator
-
+    """Run the GE suites of one table for a set of erased people (absence, sight, masks, reconcile) in each of its
+    subject columns (the identifiers of the column's kind), the data read by ``reader`` (the engine's: in this
+    process, or on the cluster, then with the files' own evidence). ``people``: (request id, identifiers) per
+    request, or plain ids of the implicit kind. ``reconcile``: the ``table_erased`` details of the run's
+    commits (per column when the table has several)."""
     check = TableCheck(table.name)
     if table.erase is Strategy.RETAIN:
         check.notes.append(f"retained: {table.reason}")
         return check
+    who = _people(policy, people)
+    views = table.views()
+    for view in views:
+        recs = _records_of(view, reconcile, len(views) > 1)
+        _check_view(policy, view, who, recs, reader, check, label=len(views) > 1)
+    return check
+
+
+def _people(policy: Policy, people: Sequence[str] | keys_.People) -> keys_.People:
+    """(request id, identifiers): plain ids are of the implicit kind (a policy with one declared kind: of it)."""
+    from dsr.core.identifiers import Identifier
+
+    out: list[tuple[str, Sequence[Identifier]]] = []
+    only = next(iter(policy.kinds)) if len(policy.kinds) == 1 else None
+    for i, p in enumerate(people):
+        if isinstance(p, str):
+            if only is None:
+                raise ValueError("plain ids need a policy with one identifier kind")
+            out.append((f"id{i}", (Identifier(only, p),)))
+        else:
+            rid, ids = p
+            out.append((str(rid), tuple(ids)))  # type: ignore[arg-type]
+    return out
+
+
+def _records_of(view: TableSpec, reconcile: Sequence[dict[str, Any]], several: bool) -> list[dict[str, Any]]:
+    """The commits of one subject column: a table's single commit, or its entries in ``commits``."""
+    out: dict[tuple[int, int], dict[str, Any]] = {}
+    for rec in reconcile:
+        if "commits" in rec:
+            for c in rec["commits"]:
+                if c["column"] == view.subject:
+                    out[(int(c["version_before"]), int(c["version_after"]))] = c
+        elif not several or rec.get("column", view.subject) == view.subject:
+            out[(int(rec["version_before"]), int(rec["version_after"]))] = rec
+    return [out[k] for k in sorted(out)]
+
+
+def _check_view(
+    policy: Policy, table: TableSpec, people: keys_.People, reconcile: Sequence[dict[str, Any]], reader: Reader,
+    check: TableCheck, *, label: bool,
+) -> None:
+    """The suites of one subject column (``table``: a view, :meth:`TableSpec.views`).
+
+    The suites run in a fixed order over one column; each is a few lines, kept in the order they prove.
+    """
+    from dsr.verify.ge import SuiteOutcome, Validator
+
+    first = len(check.suites)
     validator = Validator.shared()
     info = access.table_info(table.uri)
     check.version = info.version
     schema = info.schema
-    ctype = schema.field(table.subject).type
-    keys = erasure.subject_keys([(s, s) for s in subject_ids], ctype)
+    keys = keys_.keys_for(policy, table, people, info, reader)
+    for rec in reconcile:  # a normalised kind's raw values erased by the commit are looked for too
+        if policy.kinds[table.kind].normalise:
+            keys = erasure.merged(keys, keys_.keys_for(policy, table, people, access.table_info(
+                table.uri, int(rec["version_before"])), reader, version=int(rec["version_before"])))
     values = keys.keys.to_pylist()
     subject_schema = access_schema(schema, [table.subject])
 
@@ -108,7 +159,8 @@ def check_table(
             rows.add(validator.validate("dsr_erased_rows", frame, "pandas"))
         check.add(rows)
     else:
-        check.notes.append("no erased subject id can be cast to this table's subject column: nothing to find")
+        check.notes.append(f"no erased person's identifier fits the subject column {table.subject!r} (kind "
+                           f"{table.kind!r}): nothing to find")
     if values:
         # The value set GE checks against: the erased keys the pass found (every survivor is one, by
         # construction). Passing all K keys would check the same frame the same way, but GE copies and
@@ -127,7 +179,7 @@ def check_table(
     )
     check.add(sight)
     cluster = reader.where != LOCAL.where
-    check.notes.append(f"v{info.version}: {total} rows, {non_null} non-null subject values read"
+    check.notes.append(f"v{info.version}: {total} rows, {non_null} non-null values of {table.subject!r} read"
                        f"{' ' + reader.where if cluster else ''} ({why})")
     if cluster:
         _check_files(reader, table, info, keys, seen, reconcile, check, validator)
@@ -142,7 +194,9 @@ def check_table(
             "nulls": total - non_null}
     for rec in reconcile:
         _reconcile(policy, table, keys, rec, check, validator, read, reader)
-    return check
+    if label:  # a table with several subject columns: each suite says which one it proved
+        for suite in check.suites[first:]:
+            suite["suite"] = f"{suite['suite']}@{table.subject}"
 
 
 def _check_files(reader: Reader, table: TableSpec, info: access.TableInfo, keys: erasure.SubjectKeys,

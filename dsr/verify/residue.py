@@ -29,7 +29,7 @@ from dsr.core.policy import Policy, TableSpec
 from dsr.core.requests import Request
 from dsr.delta import access, physical, storage
 from dsr.engines.reading import LOCAL, Reader
-from dsr.plan import erasure
+from dsr.plan.people import column_keys
 
 __all__ = ["RETAINED", "Residue", "scan", "search_terms", "table_counts"]
 
@@ -53,27 +53,35 @@ class Residue:
         return {"request_id": self.request_id, "tables": self.tables, "own": self.own, "total": self.total()}
 
 
-def search_terms(table: TableSpec, requests: Sequence[Request]) -> tuple[set[str], Any]:
-    """The subject column's names on disk (logical and physical) and the requests' keys, each id cast to the
-    column's type (:func:`dsr.plan.erasure.subject_keys`: ``.keys`` to search, ``.by_request``)."""
-    info = access.table_info(table.uri)
-    keys = erasure.subject_keys([(r.request_id, r.subject_id) for r in requests],
-                                info.schema.field(table.subject).type)
-    return {table.subject, info.physical_name(table.subject)}, keys
+def search_terms(policy: Policy, view: TableSpec, requests: Sequence[Request]) -> tuple[set[str], Any]:
+    """One subject column's names on disk (logical and physical) and the requests' keys of its kind, each cast
+    to the column's type (:func:`dsr.plan.people.column_keys`: ``.keys`` to search, ``.by_request``).
+    ``view``: one subject column of a table (:meth:`TableSpec.views`)."""
+    info = access.table_info(view.uri)
+    keys = column_keys(policy.kinds[view.kind], [(r.request_id, r.ids) for r in requests],
+                       info.schema.field(view.subject).type)
+    return {view.subject, info.physical_name(view.subject)}, keys
 
 
-def table_counts(table: TableSpec, requests: Sequence[Request], reader: Reader = LOCAL) -> dict[str, dict[str, int]]:
-    """request id -> place -> how often its subject's key is on disk in one (delete/anonymise) table; the rows of
-    its data and change-data files read by ``reader``."""
-    names, keys = search_terms(table, requests)
-    found = physical.find_keys(table.uri, names, keys.keys.to_pylist(),
-                               rows=lambda files: reader.key_rows(table.uri, files, names, keys.keys))
-    out: dict[str, dict[str, int]] = {}
-    for r in requests:
-        key = keys.by_request.get(r.request_id)
-        counts = found.get(key, Counter()) if key is not None else Counter()
-        out[r.request_id] = {p: int(counts.get(p, 0)) for p in physical.PLACES}
+def table_counts(policy: Policy, table: TableSpec, requests: Sequence[Request],
+                 reader: Reader = LOCAL) -> dict[str, dict[str, int]]:
+    """request id -> place -> how often its person's keys are on disk in one (delete/anonymise) table, over its
+    subject columns; the rows of its data and change-data files read by ``reader``."""
+    out: dict[str, dict[str, int]] = {r.request_id: dict.fromkeys(physical.PLACES, 0) for r in requests}
+    for view in table.views():
+        names, keys = search_terms(policy, view, requests)
+        found = physical.find_keys(view.uri, names, keys.keys.to_pylist(), rows=_rows_of(reader, view.uri, names,
+                                                                                       keys.keys))
+        for r in requests:
+            for key in keys.by_request.get(r.request_id, ()):
+                for p, n in found.get(key, Counter()).items():
+                    out[r.request_id][p] = out[r.request_id].get(p, 0) + int(n)
     return out
+
+
+def _rows_of(reader: Reader, uri: str, names: set[str], keys: Any) -> Any:
+    """The reader's row search of one subject column's keys, for :func:`dsr.delta.physical.find_keys`."""
+    return lambda files: reader.key_rows(uri, files, names, keys)
 
 
 def _table_residue(policy: Policy, requests: Sequence[Request], out: Mapping[str, Residue], reader: Reader) -> None:
@@ -82,7 +90,7 @@ def _table_residue(policy: Policy, requests: Sequence[Request], out: Mapping[str
             for r in requests:
                 out[r.request_id].tables[table.name] = RETAINED
             continue
-        for rid, counts in table_counts(table, requests, reader).items():
+        for rid, counts in table_counts(policy, table, requests, reader).items():
             out[rid].tables[table.name] = counts
 
 
