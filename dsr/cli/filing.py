@@ -36,13 +36,13 @@ def cli_request(args: argparse.Namespace, load_policy: Callable[[], Policy]) -> 
             print(f"{rid}\t{'added' if created else 'duplicate of an open request'}")
         print(f"imported {added} new request(s), {len(results) - added} duplicate(s)", file=sys.stderr)
         return 0
-    from dsr.core.subjects import check_subject_id
-
-    check_subject_id(args.subject)
+    if args.subject is None and not args.ids:
+        raise InputError(f"dsr request {args.kind}: name the person: SUBJECT, or --id KIND=VALUE")
     key = _recipient_key(getattr(args, "recipient_key", None))
     policy = load_policy()
-    rid, created = control.submit(policy, args.kind, args.subject, ticket=args.ticket, requested_by=args.by,
-                                  export_format=getattr(args, "format", None), recipient_key=key)
+    rid, created = control.submit(policy, args.kind, args.subject, ids=args.ids, ticket=args.ticket,
+                                  requested_by=args.by, export_format=getattr(args, "format", None),
+                                  recipient_key=key)
     print(rid)
     if not created:
         print(f"dsr: an open {args.kind} request for this subject exists already: {rid}", file=sys.stderr)

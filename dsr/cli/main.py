@@ -50,12 +50,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="Spark Connect endpoint (implies --engine spark; its server kind decides what it handles)")
     add_json(chk, "the check's result (per table, every unsupported feature)")
 
-    req = sub.add_parser("request", help="file a request: erase|export SUBJECT, or import FILE.csv")
+    req = sub.add_parser("request", help="file a request: erase|export SUBJECT|--id KIND=VALUE, or import FILE.csv")
     rsub = req.add_subparsers(dest="kind", metavar="erase|export|import", parser_class=_Parser)
     rsub.required = True
     for kind, text in (("erase", "erasure (GDPR Art. 17)"), ("export", "access/portability export (Art. 15/20)")):
         r = rsub.add_parser(kind, help=f"file an {text} request; prints the request id")
-        r.add_argument("subject", metavar="SUBJECT", help="the subject id as stored in the tables")
+        r.add_argument("subject", metavar="SUBJECT", nargs="?",
+                       help="the subject id (a policy with one identifier kind; else use --id)")
+        r.add_argument("--id", dest="ids", metavar="KIND=VALUE", action="append", default=[],
+                       help="an identifier of the person, of a kind the policy declares (repeatable: the first "
+                            "names the request; identity resolution adds those the link tables tie to it)")
         r.add_argument("--ticket", metavar="T", help="your ticket or case reference")
         r.add_argument("--by", metavar="WHO", help="who files the request")
         if kind == "export":
@@ -63,8 +67,8 @@ def _parser() -> argparse.ArgumentParser:
             r.add_argument("--recipient-key", metavar="FILE.pem",
                            help="encrypt the package to this X25519 or RSA public key (PEM)")
     imp = rsub.add_parser(
-        "import", help="file every request of a CSV (header kind,subject_id[,ticket,requested_by,format]); all or "
-                       "nothing"
+        "import", help="file every request of a CSV (header kind,subject_id[,id_kind,ticket,requested_by,format]); "
+                       "all or nothing"
     )
     imp.add_argument("file", metavar="FILE.csv")
 
