@@ -67,7 +67,7 @@ EVENTS = (
     "received", "claimed", "released", "table_exported", "exported", "table_erased", "table_retained",
     "table_failed", "verified", "completed", "failed", "table_purged", "minimised",
     "export_deleted", "residue_scanned", "table_swept", "export_link_issued", "notified", "notify_failed",
-    "coverage_checked",
+    "coverage_checked", "identity_resolved",
 )
 
 

@@ -58,6 +58,7 @@ __all__ = [
     "renew_lease",
     "request_ids",
     "request_ids_received",
+    "set_identities",
     "submit",
 ]
 
@@ -198,6 +199,13 @@ def renew_lease(policy: Policy, run_id: str, request_ids: Iterable[str] | None =
     lease = utc_now() + dt.timedelta(minutes=policy.claim_ttl_minutes)
     updates = [{"request_id": rid, "lease_until": lease} for rid in held]
     return len(_transition(policy, run_id, updates, {"lease_until": "s.lease_until"}, "renew"))
+
+
+def set_identities(policy: Policy, run_id: str, identities: Mapping[str, str]) -> list[str]:
+    """Freeze the resolved identifiers (request id -> ``identities`` JSON) of requests this run holds. Returns
+    the request ids changed."""
+    updates = [{"request_id": rid, "identities": text} for rid, text in sorted(identities.items())]
+    return _transition(policy, run_id, updates, {"identities": "s.identities"}, "resolve")
 
 
 def complete(policy: Policy, run_id: str, results: Sequence[Mapping[str, Any]]) -> int:

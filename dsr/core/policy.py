@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dsr.core.identifiers import IdKind
 from dsr.core.masks import check_mask_type
 from dsr.core.policy_model import ERASE_STRATEGIES, MASK_STRATEGIES, Exempt, Policy, TableSpec
 from dsr.core.policy_parse import parse
@@ -71,9 +72,13 @@ def check_against_lake(policy: Policy, *, key: bool = True) -> dict[str, Any]:
         if schema is None:
             raise PolicyError(f"{label}: path {t.path!r} is not a Delta table")
         names = schema.names
-        if t.subject not in names:
-            raise PolicyError(f"{label}: subject column {t.subject!r} not found (columns: {', '.join(names)})")
-        for col, mask in t.masks:
+        for sc in t.subject_columns:
+            if sc.column not in names:
+                raise PolicyError(f"{label}: subject column {sc.column!r} not found (columns: {', '.join(names)})")
+            problem = kind_fits(policy.kinds[sc.kind], schema.field(sc.column).type)
+            if problem:
+                raise PolicyError(f"{label}, subject column {sc.column!r}: {problem}")
+        for col, mask in t.every_mask:
             if col not in names:
                 raise PolicyError(f"{label}: mask on column {col!r}, which the table does not have "
                                   f"(columns: {', '.join(names)})")
@@ -84,7 +89,42 @@ def check_against_lake(policy: Policy, *, key: bool = True) -> dict[str, Any]:
             if col not in names:
                 raise PolicyError(f"{label}: never_export column {col!r} not found (columns: {', '.join(names)})")
         schemas[t.name] = schema
+    _check_links(policy)
     return schemas
+
+
+def _check_links(policy: Policy) -> None:
+    """Every link table of ``identity`` is a Delta table with the named columns, of types that fit their kinds."""
+    for link in policy.identity:
+        label = f"policy {policy.source}: identity table {link.path!r}"
+        try:
+            schema = read_schema(link.uri)
+        except PolicyError as exc:
+            raise PolicyError(f"{label}: {exc}") from None
+        if schema is None:
+            raise PolicyError(f"{label}: not a Delta table")
+        for col, kind in link.columns:
+            if col not in schema.names:
+                raise PolicyError(f"{label}: column {col!r} not found (columns: {', '.join(schema.names)})")
+            problem = kind_fits(policy.kinds[kind], schema.field(col).type)
+            if problem:
+                raise PolicyError(f"{label}, column {col!r}: {problem}")
+
+
+def kind_fits(kind: IdKind, arrow_type: Any) -> str | None:
+    """Why a column of ``arrow_type`` cannot hold identifiers of ``kind`` (None: it can). The implicit kind is
+    cast to any column, as ever."""
+    import pyarrow as pa
+
+    if kind.implicit:
+        return None
+    text = pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or \
+        pa.types.is_string_view(arrow_type)
+    fits = {"string": text, "integer": pa.types.is_integer(arrow_type),
+            "binary": pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type)}[kind.type]
+    if fits:
+        return None
+    return f"holds {arrow_type}, but its identifier kind {kind.name!r} is of type {kind.type}"
 
 
 def read_schema(uri: str) -> Any:

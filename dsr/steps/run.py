@@ -26,6 +26,7 @@ from dsr.steps.claim import claim_batch
 from dsr.steps.complete import complete_batch
 from dsr.steps.erase import erase_table
 from dsr.steps.export import export_table, finish_exports
+from dsr.steps.resolve import resolve_identities
 from dsr.steps.verify import verify_table
 
 __all__ = ["STEPS", "RunReport", "Step", "call", "run"]
@@ -53,6 +54,7 @@ class Step:
 
 
 STEPS: tuple[Step, ...] = (
+    Step("resolve", resolve_identities, reads=True),
     Step("export", export_table, per_table="export_tables", engine=True),
     Step("finish_exports", finish_exports, reads=True),
     Step("erase", erase_table, per_table="erase_tables", engine=True),

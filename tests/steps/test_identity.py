@@ -1,0 +1,169 @@
+"""A person, not an id (issue 23): a request names one identifier, resolution finds the others through the link
+tables, and export, erasure and verification reach every row of the person in every table and column — and no
+row of anyone else, such as Bea, whose customer number equals Émile's user id.
+
+Read back independently: :func:`tests.lakes.rows` (delta-rs' DataFusion SQL over the log, not dsr's reader).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dsr import steps
+from dsr.core import audit, control
+from dsr.core.masks import pseudonym
+from dsr.engines.deltars import DeltaRsEngine
+from tests import identity_lake, lakes
+from tests.invoke import dsr
+from tests.packages import tables as package_tables
+
+KEY = lakes.KEY.encode()
+
+
+def _others_untouched(lake: lakes.Lake, before: dict[str, list[dict[str, Any]]]) -> None:
+    """Every row not Émile's is as it was, value for value (the rows that mention him aside: checked apart)."""
+    root = lake.lake
+
+    def keep(table: str, row: dict[str, Any]) -> bool:
+        if table in ("users", "events"):
+            return bool(row["user_id"] != "77")
+        if table == "marketing":
+            return bool(row["email"].strip().lower() != identity_lake.A_EMAIL_FORM)
+        if table in ("crm_customers", "support_tickets"):
+            return bool(row["customer_no"] != 5001)
+        return "77" not in (row["sender_id"], row["recipient_id"])
+
+    for table, rows in before.items():
+        now = lakes.snapshot(root / table)
+        for row in rows:
+            if keep(table, row):
+                assert row in now, f"{table}: a row of someone else changed or went"
+
+
+def _check_erased(lake: lakes.Lake) -> None:
+    root = lake.lake
+    expected = identity_lake.expected_after_erasure()
+    assert sorted((r["user_id"] for r in lakes.rows(root / "events")), key=repr) == expected["events"]
+    assert sorted(r["email"] for r in lakes.rows(root / "marketing")) == expected["marketing"]
+    assert sorted(r["customer_no"] for r in lakes.rows(root / "crm_customers")) == expected["crm_customers"]
+    assert sorted((r["customer_no"], r["subject_line"]) for r in lakes.rows(root / "support_tickets")) == \
+        expected["support_tickets"]  # Bea's ticket (customer 77) stays
+    users = {r["full_name"]: r for r in lakes.rows(root / "users")}
+    emile = users["[erased]"]
+    assert emile["user_id"] == pseudonym(KEY, "user_id:77", "string") and emile["email"] is None
+    assert users["Bea"]["user_id"] == "88"
+    messages = sorted((r["sender_id"], r["recipient_id"], r["body"]) for r in lakes.rows(root / "messages"))
+    masked = pseudonym(KEY, "user_id:77", "string")
+    assert messages == sorted([("88", masked, "hi Émile"), ("99", "88", "hello"), ("88", "99", "hey Cy")])
+
+
+def _run(policy: Any, engine: Any) -> None:
+    report = steps.run(policy, engine)
+    assert report.exit_code == 0, report.as_dict()
+
+
+def test_erasing_a_person_by_email_reaches_every_identifier_and_nobody_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake = identity_lake.build(tmp_path).use(monkeypatch)
+    policy = lake.policy()
+    before = {t.name: lakes.snapshot(lake.lake / t.path) for t in policy.tables}
+    # typed as a person types it: case and a trailing space; the kind's normalisation makes it the stored form
+    export = dsr("request", "export", "--id", "email=ÉMILE.Durand@example.org ", env=lake.env).stdout.strip()
+    erase = dsr("request", "erase", "--id", "email=émile.durand@EXAMPLE.org", env=lake.env).stdout.strip()
+    _run(policy, DeltaRsEngine())
+
+    done = {r.request_id: r for r in control.list_requests(policy)}
+    assert done[export].status == done[erase].status == "completed", done[erase].error
+    resolved = done[erase].resolved
+    assert resolved is not None
+    assert {(i.kind, i.value) for i in resolved} == {
+        ("email", identity_lake.A_EMAIL_FORM), ("user_id", "77"), ("customer_no", "5001")}
+    event = [e for e in audit.events(policy, request_id=erase) if e["event"] == "identity_resolved"][0]
+    assert event["details"]["kinds"] == {"customer_no": 1, "email": 1, "user_id": 1}
+    assert "77" not in json.dumps(event["details"]) and "durand" not in json.dumps(event["details"]).lower()
+
+    # the export holds every row of Émile's, in every table, found under each kind
+    got = package_tables(str(done[export].export_uri))
+    counts = {t: len(rows) for t, rows in got.items()}
+    assert counts == {"users": 1, "events": 2, "marketing": 2, "crm_customers": 1, "support_tickets": 2,
+                      "messages": 3}
+    assert all(r["customer_no"] == 5001 for r in got["support_tickets"])
+
+    _check_erased(lake)
+    _others_untouched(lake, before)
+    # the receipt says, per table and column, what matched under which kind
+    erased = {e["table_name"]: e["details"] for e in audit.events(policy, request_id=erase)
+              if e["event"] == "table_erased"}
+    assert erased["messages"]["columns"]["sender_id"]["rows"] == 2
+    # counted when that column's commit ran: the note to self went with the sender's rows
+    assert erased["messages"]["columns"]["recipient_id"]["rows"] == 1
+    assert erased["messages"]["rows"] == 3
+    assert erased["support_tickets"]["columns"]["customer_no"]["kind"] == "customer_no"
+    assert erased["support_tickets"]["rows"] == 2
+    assert len(erased["messages"]["commits"]) == 2  # one per subject column
+
+
+def test_a_value_of_one_kind_never_matches_a_column_of_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    """Erasing user 77 (without link tables to widen it) leaves customer 77's ticket alone."""
+    text = identity_lake.POLICY.split("identity:")[0] + "tables:" + identity_lake.POLICY.split("tables:")[1]
+    lake = identity_lake.build(tmp_path, text).use(monkeypatch)
+    policy = lake.policy()
+    control.submit(policy, "erase", ids=["user_id=77"])
+    _run(policy, DeltaRsEngine())
+    tickets = sorted(r["customer_no"] for r in lakes.rows(lake.lake / "support_tickets"))
+    assert tickets == [77, 5001, 5001, 9001]
+    assert sorted(r["customer_no"] for r in lakes.rows(lake.lake / "crm_customers")) == [77, 5001, 9001]
+    assert "77" not in [r["user_id"] for r in lakes.rows(lake.lake / "events")]
+
+
+def test_the_fan_out_guard_fails_the_request_for_review_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake = identity_lake.build(tmp_path, identity_lake.POLICY + "identity_max_ids: 2\n").use(monkeypatch)
+    policy = lake.policy()
+    before = {t.name: lakes.snapshot(lake.lake / t.path) for t in policy.tables}
+    versions = {t.name: lakes.version(lake.lake / t.path) for t in policy.tables}
+    rid, _ = control.submit(policy, "erase", ids=["email=" + identity_lake.A_EMAIL])
+    report = steps.run(policy, DeltaRsEngine())
+    assert report.exit_code == 1
+    (r,) = control.list_requests(policy, ids=[rid])
+    assert r.status == "failed" and r.attempts == policy.max_attempts  # for review: not retried
+    assert r.error is not None and "identity_max_ids 2" in r.error and "customer_no 1" in r.error
+    assert "77" not in r.error and "durand" not in r.error.lower() and "5001" not in r.error
+    assert {t.name: lakes.snapshot(lake.lake / t.path) for t in policy.tables} == before
+    assert {t.name: lakes.version(lake.lake / t.path) for t in policy.tables} == versions
+    # the next run does not take it again
+    assert steps.run(policy, DeltaRsEngine()).claimed["requests"] == 0
+
+
+def test_a_resolved_set_is_frozen_with_the_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retry erases exactly the set resolved at the first claim, even when the link tables changed since."""
+    lake = identity_lake.build(tmp_path).use(monkeypatch)
+    policy = lake.policy()
+    rid, _ = control.submit(policy, "erase", ids=["user_id=77"])
+    run_id = control.new_run_id()
+    steps.claim_batch(policy, run_id)
+    steps.call(steps.STEPS[0], policy, run_id, DeltaRsEngine())
+    first = control.list_requests(policy, ids=[rid])[0].resolved
+    lakes.write_table(lake.lake / "users", {"user_id": ["77"], "email": ["other@example.org"], "full_name": ["x"]})
+    steps.call(steps.STEPS[0], policy, run_id, DeltaRsEngine())
+    assert control.list_requests(policy, ids=[rid])[0].resolved == first
+    assert first is not None and {i.kind for i in first} == {"user_id", "email", "customer_no"}
+
+
+@pytest.mark.parametrize("bad", ["phone=123", "customer_no=12a", "email=", "customer_no=99999999999999999999"])
+def test_bad_identifiers_are_one_line_exit_2_never_echoed(tmp_path: Path, bad: str) -> None:
+    lake = identity_lake.build(tmp_path)
+    out = dsr("request", "erase", "--id", bad, env=lake.env)
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1
+    value = bad.partition("=")[2]
+    if value:
+        assert value not in out.stderr
+    assert not (lake.lake / "_dsr" / "requests").exists()
