@@ -16,9 +16,10 @@ from dsr.core.policy import Policy, TableSpec
 from dsr.delta import access
 from dsr.delta.features import Refusal, gate, refusal_text
 from dsr.delta.support import READ, Support
+from dsr.engines.reading import Reader
 from dsr.errors import TableError
 
-__all__ = ["TableVerdict", "check_table", "check_tables"]
+__all__ = ["TableVerdict", "check_table", "check_tables", "normalisation_refusal"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,18 @@ def check_table(table: TableSpec, support: Support, operations: Sequence[str] | 
     if not info.opened and not any(r.operation == READ for r in refusals):
         return TableVerdict(**{**verdict.__dict__, "refusals": refusals, "error": info.open_error, "info": info})
     return TableVerdict(**{**verdict.__dict__, "refusals": refusals, "info": info})
+
+
+def normalisation_refusal(policy: Policy, table: TableSpec, reader: Reader, engine: str) -> str | None:
+    """Why ``reader`` cannot match one of the table's subject columns: its kind normalises, and the reader's
+    normalisation differs from this process's on the probe strings (None: it reproduces every one)."""
+    for sc in table.subject_columns:
+        kind = policy.kinds[sc.kind]
+        why = reader.reproduces(kind.normalise) if kind.normalise else None
+        if why:
+            return f"table {table.name!r} refused on engine {engine}: subject column {sc.column!r}, identifier " \
+                   f"kind {kind.name!r}: {why}"
+    return None
 
 
 def check_tables(policy: Policy, support: Support) -> list[TableVerdict]:

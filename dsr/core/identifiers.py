@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsr.core.subjects import check_subject_id
-from dsr.engines.reading import normalise_array
+from dsr.engines.reading import PROBES, normalise_array
 from dsr.errors import InputError
 
 __all__ = [
@@ -50,14 +50,6 @@ IMPLICIT = "subject"
 KIND_TYPES = ("string", "integer", "binary")
 NORMALISATIONS = ("trim", "lower", "nfkc")
 _KIND_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
-
-PROBES = (
-    "ÉMILE@Example.org", "  jane@example.org\t", "ǅungla", "İstanbul", "ΟΔΟΣ", "Straße", "ｆｕｌｌ　ｗｉｄｔｈ",
-    "ﬁle", "Ⅻ", "K", "Å", "\u00a0nbsp\u2003", "ŉ", "ꭰ", "𐐀",
-)
-"""Strings whose normalisation differs between Unicode implementations (title case, dotted I, final sigma,
-sharp s, full width, ligatures, Roman numerals, Kelvin and Angstrom signs, odd white space, Cherokee, Deseret)."""
-
 
 @dataclass(frozen=True)
 class IdKind:

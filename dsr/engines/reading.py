@@ -24,7 +24,15 @@ from dsr.delta import access
 from dsr.delta.plainfiles import FilePass
 from dsr.delta.tableinfo import TableInfo
 
-__all__ = ["LOCAL", "FilePass", "LocalReader", "Reader", "SubjectPass", "normalise", "survivors_of"]
+__all__ = ["LOCAL", "PROBES", "FilePass", "LocalReader", "Reader", "SubjectPass", "normalise", "survivors_of"]
+
+
+PROBES = (
+    "ÉMILE@Example.org", "  jane@example.org\t", "ǅungla", "İstanbul", "ΟΔΟΣ", "Straße", "ｆｕｌｌ　ｗｉｄｔｈ",
+    "ﬁle", "Ⅻ", "K", "Å", "\u00a0nbsp\u2003", "ŉ", "ꭰ", "𐐀",
+)
+"""Strings whose normalisation differs between Unicode implementations (title case, dotted I, final sigma,
+sharp s, full width, ligatures, Roman numerals, Kelvin and Angstrom signs, odd white space, Cherokee, Deseret)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,11 @@ class Reader(Protocol):
                  version: int | None = None, info: TableInfo | None = None) -> dict[Any, str]:
         """The distinct values of ``column`` (at ``version``) whose normalised form
         (:func:`normalise_array` with ``steps``) is one of ``forms``: value -> form."""
+        ...
+
+    def reproduces(self, steps: Sequence[str]) -> str | None:
+        """Why this reader's normalisation with ``steps`` differs from this process's on the probe strings
+        (:data:`dsr.core.identifiers.PROBES`), or None when it gives the same text for every one."""
         ...
 
     def linked(self, uri: str, columns: Mapping[str, Sequence[str]], wanted: Mapping[str, Sequence[str]]) -> Any:
@@ -238,6 +251,9 @@ class LocalReader:
         for batch in access.scan(uri, [column], version=version, info=info):
             out.update(variants_in(batch.column(0), steps, wanted))
         return out
+
+    def reproduces(self, steps: Sequence[str]) -> str | None:
+        return None  # the same function, in this process
 
     def linked(self, uri: str, columns: Mapping[str, Sequence[str]], wanted: Mapping[str, Sequence[str]]) -> Any:
         import pyarrow as pa

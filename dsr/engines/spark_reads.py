@@ -101,6 +101,7 @@ class SparkReader:
         self.server = server
         """The server kind (:data:`dsr.engines.spark_session.SERVER_KINDS`): how a file's location is spelled."""
         self.jobs = 0
+        self._reproduces: dict[tuple[str, ...], str | None] = {}
         """Spark jobs this reader ran (tests read it)."""
 
     # --- frames ---------------------------------------------------------------------------------------------
@@ -316,6 +317,33 @@ class SparkReader:
         hit = normalised.join(wanted, normalised[_FORM] == wanted[_KEY], "left_semi")
         found = self._arrow(hit, "the identifier scan", uri, list(forms))
         return dict(zip(found.column(0).to_pylist(), found.column(1).to_pylist(), strict=True))
+
+    def reproduces(self, steps: Sequence[str]) -> str | None:
+        """The probe strings normalised on the cluster (its Python workers' pyarrow) against this process's
+        result: a cluster whose Unicode tables differ would match other texts than the request's. Asked once
+        per set of steps."""
+        import functools
+
+        import pyarrow as pa
+
+        from dsr.engines.reading import PROBES, canonical_text
+
+        key = tuple(steps)
+        if key not in self._reproduces:
+            here = canonical_text(pa.array(list(PROBES), pa.string()), key).to_pylist()
+            frame = self.spark.createDataFrame([(p,) for p in PROBES], "v STRING")
+            try:
+                got = self._arrow(frame.mapInArrow(functools.partial(_canonical, key), f"v STRING, {_FORM} STRING"),
+                                  "the normalisation probe", "(probe strings)")
+                there = dict(zip(got.column(0).to_pylist(), got.column(1).to_pylist(), strict=True))
+                differ = [i for i, p in enumerate(PROBES) if there.get(p) != here[i]]
+                self._reproduces[key] = None if not differ else (
+                    f"the cluster's normalisation ({', '.join(key)}) differs from this process's on "
+                    f"{len(differ)} of {len(PROBES)} probe strings (its pyarrow's Unicode tables differ): the "
+                    "kind's identifiers could match other texts there")
+            except TableError as exc:
+                self._reproduces[key] = f"the cluster cannot run the normalisation ({exc})"
+        return self._reproduces[key]
 
     def linked(self, uri: str, columns: Mapping[str, Sequence[str]], wanted: Mapping[str, Sequence[str]]) -> Any:
         """The link table's columns as canonical text on the cluster (``mapInArrow``), each column's wanted

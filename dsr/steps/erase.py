@@ -206,6 +206,10 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
     if not verdict.ok:
         batch.refuse(table, [r.request_id for r in reqs], "erase", verdict.reason, final=True)
         return {"table": table_name, "requests": len(reqs), "refused": verdict.reason}
+    unmatched = gate.normalisation_refusal(policy, table, engine.reader, engine.name)
+    if unmatched:
+        batch.refuse(table, [r.request_id for r in reqs], "erase", unmatched, final=True)
+        return {"table": table_name, "requests": len(reqs), "refused": unmatched}
 
     info = verdict.info
     assert info is not None

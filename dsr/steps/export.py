@@ -48,6 +48,10 @@ def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
     if not verdict.ok:
         batch.refuse(table, [r.request_id for r in reqs], "export", verdict.reason, final=True)
         return {"table": table_name, "requests": len(reqs), "refused": verdict.reason}
+    unmatched = gate.normalisation_refusal(policy, table, engine.reader, engine.name)
+    if unmatched:
+        batch.refuse(table, [r.request_id for r in reqs], "export", unmatched, final=True)
+        return {"table": table_name, "requests": len(reqs), "refused": unmatched}
     info = verdict.info
     assert info is not None  # an accepted verdict always carries the metadata it judged
     schema = info.schema

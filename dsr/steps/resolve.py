@@ -38,6 +38,14 @@ def resolve_identities(policy: Policy, run_id: str, reader: Reader = LOCAL) -> d
         return {"resolved": 0}
     batch.keep_lease()
     steps = {k.name: k.normalise for k in policy.identifiers}
+    for name, st in sorted(steps.items()):
+        why = reader.reproduces(st) if st and any(k == name for link in policy.identity for _, k in link.columns) \
+            else None
+        if why:  # the link tables would be matched otherwise than the requests: refuse, for good
+            reason = f"identity resolution: identifier kind {name!r}: {why}"
+            control.fail(policy, run_id, {r.request_id: reason for r in todo}, final=[r.request_id for r in todo])
+            log.error("run %s: %s", run_id, reason)
+            return {"resolved": 0, "failed": len(todo)}
 
     def lookup(link: IdentityLink, wanted: Mapping[str, Sequence[str]]) -> Any:
         return reader.linked(link.uri, {c: steps[k] for c, k in link.columns}, wanted)

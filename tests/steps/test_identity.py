@@ -193,3 +193,35 @@ def test_bad_identifiers_are_one_line_exit_2_never_echoed(tmp_path: Path, bad: s
     if value:
         assert value not in out.stderr
     assert not (lake.lake / "_dsr" / "requests").exists()
+
+
+def _other_unicode(steps: tuple[str, ...], batches: Any) -> Any:
+    """A cluster whose pyarrow folds case differently: upper case instead of lower."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for batch in batches:
+        values = batch.column(0)
+        yield pa.RecordBatch.from_arrays([values, pc.utf8_upper(values)], names=["v", "__dsr_form"])
+
+
+def test_a_cluster_that_normalises_otherwise_is_refused_for_that_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spark_connect: Any
+) -> None:
+    """The probe strings normalised on the cluster must equal this process's result; else every table with a
+    subject column of that kind is refused (final, nothing written), naming the column and the kind."""
+    from dsr.engines import spark_reads
+    from dsr.engines.spark import SparkEngine
+
+    assert SparkEngine(spark_connect).reader.reproduces(("trim", "lower", "nfkc")) is None
+    monkeypatch.setattr(spark_reads, "_canonical", _other_unicode)
+    lake = identity_lake.build(tmp_path).use(monkeypatch)
+    policy = lake.policy()
+    versions = {t.name: lakes.version(lake.lake / t.path) for t in policy.tables}
+    rid, _ = control.submit(policy, "erase", ids=["user_id=77"])
+    report = steps.run(policy, SparkEngine(spark_connect))
+    assert report.exit_code == 1
+    (r,) = control.list_requests(policy, ids=[rid])
+    assert r.status == "failed" and r.error is not None
+    assert "subject column 'email', identifier kind 'email'" in r.error and "probe strings" in r.error
+    assert lakes.version(lake.lake / "marketing") == versions["marketing"]
