@@ -26,10 +26,14 @@ def uncovered_tables(policy: Policy) -> list[tuple[str, list[str]]]:
     """Delta tables under the lake (and below the catalog tables' locations outside it) with a subject-like
     column that are neither covered nor exempt.
 
-    Subject-like: a column named like any policy table's subject column, or listed in ``subject_columns``.
+    Subject-like: a column named like any policy table's subject column (any of its ``subjects``), like an
+    identifier kind, like a link table's column, or listed in ``subject_columns``. A link table of ``identity``
+    holds people's identifiers too: it is no exception.
     Returns (path relative to the lake, or the full location outside it; matching columns), sorted by path.
     """
-    names = {t.subject.lower() for t in policy.tables} | {c.lower() for c in policy.subject_columns}
+    names = {c.lower() for t in policy.tables for c in t.subject_names} | {c.lower() for c in policy.subject_columns}
+    names |= {k.name.lower() for k in policy.identifiers} | {c.lower() for link in policy.identity
+                                                            for c, _ in link.columns}
     covered = {t.uri for t in policy.tables if t.resolved}
     located = [t.uri for t in policy.tables if t.catalog is not None and t.resolved]  # as the catalog wrote them
     exempt = {storage.join(policy.lake, e.path) for e in policy.exempt}
