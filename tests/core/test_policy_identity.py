@@ -65,8 +65,8 @@ BAD = {
     "a mention that does not mask its column": (("mask: {recipient_id: pseudonymise}", "mask: {body: nullify}"),
                                                 ["'recipient_id'", "mask the column itself"]),
     "an unknown role": (("role: mentioned", "role: cc"), ["'recipient_id'", "'cc'"]),
-    "subject and subjects at once": (("    erase: delete\n    subjects:", "    erase: delete\n    subject: x\n    subjects:"),
-                                     ["'messages'", "not both"]),
+    "subject and subjects at once": (("    erase: delete\n    subjects:",
+                                      "    erase: delete\n    subject: x\n    subjects:"), ["'messages'", "not both"]),
     "the reserved kind name": (("  customer_no: {type: integer}\n", "  customer_no: {type: integer}\n  subject: {}\n"),
                                ["'subject'", "reserved"]),
     "a cap of zero": (("tables:\n", "identity_max_ids: 0\ntables:\n"), ["identity_max_ids"]),
@@ -87,7 +87,8 @@ def test_identity_mistakes_are_one_line_naming_the_key(tmp_path: Path, case: str
 
 
 @pytest.mark.parametrize(("change", "names"), [
-    (("{path: users, columns: {user_id: user_id, email: email}}", "{path: users, columns: {user_id: user_id, mail: email}}"),
+    (("{path: users, columns: {user_id: user_id, email: email}}",
+      "{path: users, columns: {user_id: user_id, mail: email}}"),
      ["identity table 'users'", "'mail'", "not found"]),
     (("{name: support_tickets, path: support_tickets, subject: customer_no, kind: customer_no",
       "{name: support_tickets, path: support_tickets, subject: subject_line, kind: customer_no"),
