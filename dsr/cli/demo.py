@@ -189,7 +189,9 @@ def run_demo(dir: str) -> int:
 
     _say("[5/6] summary")
     ok = _summary(info) and rc == 0
-    leaks = subject_id_leaks(info.subjects("erase") + info.subjects("export"), airflow_texts(home))
+    leaks = subject_id_leaks(sorted({v for r in info.requests for _, v in r.known} | {r.subject_id for r in
+                                                                                     info.requests}),
+                             airflow_texts(home))
     if leaks:
         ok = False
         _say(f"  subject ids FOUND in: {', '.join(leaks)}")
@@ -202,7 +204,7 @@ def run_demo(dir: str) -> int:
          "the ids the demo filed:")
     from dsr.cli.purge import purge_lines
 
-    erased = {r.request_id: r.subject_id for r in info.requests if r.kind == "erase"}
+    erased = {r.request_id: r.known for r in info.requests if r.kind == "erase"}
     purged, lines = purge_lines(load_policy(info.policy_path), erased)
     ok = ok and purged
     for line in lines:
@@ -243,6 +245,9 @@ def _summary(info: DemoInfo) -> bool:
         _say(f"    {r.request_id}  {r.kind:6} {r.status:9}  {r.ticket or '-':9} {_request_line(r.result_json())}")
         if r.error:
             _say(f"      error: {r.error.splitlines()[0][:200]}")
+    _say("  identity (each request resolved through the link tables; kinds and counts, never values)")
+    for line in _identity_lines(policy, reqs):
+        _say(f"    {line}")
     _say("  tables (this run's erasures)")
     for line in _table_lines(policy, [r.result_json() for r in reqs if r.kind == "erase"]):
         _say(f"    {line}")
@@ -253,6 +258,27 @@ def _summary(info: DemoInfo) -> bool:
         ok = False
         _say(f"  audit chain BROKEN at event {brk.seq}: {brk.why}")
     return ok
+
+
+def _identity_lines(policy: Any, reqs: list[Any]) -> list[str]:
+    """Per request filed by a kind other than user_id: what it resolved to, and the rows found per kind."""
+    from dsr.core import audit
+
+    events = audit.events_by_request(policy, [r.request_id for r in reqs])
+    out = []
+    for r in reqs:
+        if (r.id_kind or "") == "user_id":
+            continue
+        resolved = [e["details"] for e in events[r.request_id] if e["event"] == "identity_resolved"]
+        kinds = ", ".join(f"{k} {n}" for k, n in (resolved[-1]["kinds"] if resolved else {}).items())
+        found: dict[str, int] = {}
+        for e in events[r.request_id]:
+            for col in (e["details"].get("columns") or {}).values() if e["event"] == "table_erased" else ():
+                found[f"{e['table_name']} by {col['kind']}"] = int(col.get("rows") or 0)
+        rows = ", ".join(f"{k} {n}" for k, n in sorted(found.items()) if n)
+        out.append(f"{r.request_id}  {r.kind:6} filed by {r.id_kind}: resolved to {kinds or '-'}"
+                   + (f"; rows: {rows}" if rows else ""))
+    return out
 
 
 def _shown_path(path: str) -> str:

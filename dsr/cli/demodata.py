@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import random
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -60,15 +61,20 @@ def ip_address(rng: random.Random) -> str:
 
 def people(rng: random.Random, n: int) -> list[dict[str, Any]]:
     out = []
+    taken: set[str] = set()
     for i in range(1, n + 1):
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
         local = f"{first}.{last}".lower().translate(_ASCII)
         if rng.random() < 0.3:
             local += str(rng.randrange(1, 99))
         salt = hashlib.sha256(f"salt{i}:{rng.random()}".encode()).hexdigest()[:16]
+        email = f"{local}@{rng.choice(_DOMAINS)}"
+        if email in taken:  # two people never share an address: the link table would make them one person
+            email = f"{local}.{i}@{email.partition('@')[2]}"
+        taken.add(email)
         out.append({
             "user_id": f"u{i:06d}",
-            "email": f"{local}@{rng.choice(_DOMAINS)}",
+            "email": email,
             "full_name": f"{first} {last}",
             "birth_date": dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(56 * 365)),
             "last_ip": ip_address(rng) if rng.random() < 0.95 else None,
@@ -195,3 +201,24 @@ def geo_table() -> Any:
 
     return pa.table({"country": [c for c, _ in _GEO], "region": [r for _, r in _GEO]})
 
+
+
+def customers_table(rng: random.Random, customers: list[int], users: list[dict[str, Any]],
+                    linked: Mapping[int, str]) -> Any:
+    """The CRM's customers: one row per customer number of the tickets, with an email. ``linked``: customer
+    numbers whose email is a user's (the demo's person erased by email: their address written in upper case with
+    a trailing space, as a CRM may hold it); the others get an address of nobody in ``users``."""
+    import pyarrow as pa
+
+    known = {u["email"] for u in users}
+    rows = []
+    for no in customers:
+        email = linked.get(no)
+        if email is None:
+            email = f"customer{no}@{rng.choice(_DOMAINS)}"
+            while email in known:  # never a user's by chance
+                email = "x" + email
+        rows.append({"customer_no": no, "email": email, "segment": rng.choice(("retail", "business"))})
+    schema = pa.schema([pa.field("customer_no", pa.int64(), nullable=False), pa.field("email", pa.string()),
+                        pa.field("segment", pa.string())])
+    return pa.Table.from_pylist(rows, schema=schema)

@@ -7,7 +7,8 @@ Layout of DIR::
 
     dsr.yml          the policy (lake: ./lake, exports: ./exports)
     demo.env         DSR_POLICY and DSR_PSEUDONYM_KEY, to ``source`` before using ``dsr`` on the demo
-    lake/            users, events (partitioned by event_date), orders, consents, support_tickets, geo_lookup
+    lake/            users, events (partitioned by event_date), orders, consents, support_tickets, customers,
+                     geo_lookup
     exports/         the export packages (after the run)
     airflow/         the throw-away AIRFLOW_HOME (SQLite metadata DB, task logs)
 """
@@ -23,11 +24,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["DEMO_MARKER", "KEY_ENV", "DemoInfo", "DemoRequest", "build_demo_lake"]
 
 from dsr.cli.demodata import (
     consents_table,
+    customers_table,
     events_table,
     geo_table,
     orders_table,
@@ -51,7 +54,9 @@ class DemoRequest:
     kind: str
     subject_id: str
     table_hint: str
-    """'user_id' or 'customer_no': which kind of id the subject is (for the demo's own checks)."""
+    """'user_id', 'email' or 'customer_no': the kind of identifier the request was filed with."""
+    known: tuple[tuple[str, str], ...] = ()
+    """Every (kind, value) the demo knows of the person (for its own residue scan after the purge)."""
 
 
 @dataclass
@@ -129,6 +134,14 @@ def build_demo_lake(
     customers = sorted(set(tickets.column("customer_no").to_pylist()))
     rows["support_tickets"] = write(lake / "support_tickets", tickets, parts=2)
     rows["geo_lookup"] = write(lake / "geo_lookup", geo_table())
+    plan = _plan(rng, [u for u in user_ids if u in active and u in buyers] if requests else [], user_ids, customers)
+    by_id = {u["user_id"]: u for u in users}
+    emailed = by_id[plan.email_user]["email"] if plan.email_user else None
+    # the CRM (a separate random stream: the tables above stay as they were): the person erased by email is a
+    # customer too, under a number only the link table ties to them
+    crm = random.Random(seed * 7919 + 1)
+    linked = {plan.email_customer: f"{emailed.upper()} "} if emailed and plan.email_customer else {}
+    rows["customers"] = write(lake / "customers", customers_table(crm, customers, users, linked))
 
     policy_path = root / "dsr.yml"
     policy_path.write_text(POLICY_YAML, encoding="utf-8")
@@ -144,8 +157,7 @@ def build_demo_lake(
         env_path=str(env_path), key=key, rows=rows,
     )
     if requests:
-        candidates = [u for u in user_ids if u in active and u in buyers]
-        info.requests = _file_requests(info, rng, candidates if len(candidates) >= 7 else user_ids, customers)
+        info.requests = _file_requests(info, plan, by_id)
     return info
 
 
@@ -159,14 +171,23 @@ export_before_erase: true
 claim_ttl_minutes: 30
 max_attempts: 3
 purge_after_hours: 0    # the demo purges at once; the default is 168 (a week)
+identifiers:            # the kinds of identifier a person has here
+  user_id: {type: string}
+  email: {type: string, normalise: [trim, lower]}
+  customer_no: {type: integer}
+identity:               # link tables: a request resolves through them to every identifier of the person
+  - {path: users, columns: {user_id: user_id, email: email}}
+  - {path: customers, columns: {customer_no: customer_no, email: email}}
 tables:
   - name: events
     path: events
     subject: user_id
+    kind: user_id
     erase: delete
   - name: users
     path: users
     subject: user_id
+    kind: user_id
     erase: anonymise
     mask:
       user_id: pseudonymise
@@ -178,21 +199,29 @@ tables:
   - name: orders
     path: orders
     subject: user_id
+    kind: user_id
     erase: anonymise            # analysts keep revenue per day; the buyer becomes a pseudonym
     mask:
       user_id: pseudonymise     # the same pseudonym as in users, so the two still join
   - name: consents
     path: consents
     subject: user_id
+    kind: user_id
     erase: retain
     reason: "GDPR Art. 7(1): proof of consent"
   - name: support_tickets
     path: support_tickets
-    subject: customer_no        # an integer subject column: requests for customer numbers match here
+    subject: customer_no        # an integer subject column of its own kind: a user id never matches here
+    kind: customer_no
     erase: anonymise
     mask:
       customer_no: pseudonymise
       body: {redact: "[erased]"}
+  - name: customers
+    path: customers
+    subject: customer_no
+    kind: customer_no
+    erase: delete
 exempt:
   - {path: geo_lookup, reason: "no personal data"}
 """
@@ -230,25 +259,56 @@ def _environ(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _file_requests(info: DemoInfo, rng: random.Random, user_ids: list[str], customers: list[int]) -> list[DemoRequest]:
+@dataclass(frozen=True)
+class _Plan:
+    """Who the demo's requests are for: five erasures (one filed by email, whose support tickets go through the
+    customer number the CRM links to that email), three exports (one user asks for both), one customer number."""
+
+    erase_users: tuple[str, ...] = ()
+    export_only: tuple[str, ...] = ()
+    both: str | None = None
+    customer: int | None = None
+    email_user: str | None = None
+    email_customer: int | None = None
+
+
+def _plan(rng: random.Random, candidates: list[str], user_ids: list[str], customers: list[int]) -> _Plan:
+    """The people of the requests (the same draws from ``rng``, in the same order, as ever)."""
+    if not candidates and not user_ids:
+        return _Plan()
+    picked = rng.sample(candidates if len(candidates) >= 7 else user_ids, 7)
+    customer = rng.choice(customers)
+    others = [c for c in customers if c != customer]
+    return _Plan(tuple(picked[:4]), tuple(picked[4:6]), picked[6], customer, picked[0],
+                 others[len(others) // 2] if others else None)
+
+
+def _file_requests(info: DemoInfo, plan: _Plan, users: Mapping[str, Mapping[str, Any]]) -> list[DemoRequest]:
     """Five erasures and three exports (the first as CSV, the others JSON); one user asks for both (the export
-    runs first)."""
+    runs first); the first erasure names the person by email, typed in another case."""
     from dsr.core import control
     from dsr.core.policy import load_policy
 
-    picked = rng.sample(user_ids, 7)
-    erase_users, export_only, both = picked[:4], picked[4:6], picked[6]
-    customer = str(rng.choice(customers))
-    plan = (
-        [("export", s, "user_id") for s in [*export_only, both]]
-        + [("erase", s, "user_id") for s in [*erase_users, both]]
-        + [("erase", customer, "customer_no")]
+    assert plan.both is not None and plan.customer is not None
+    email = str(users[plan.erase_users[0]]["email"])
+    person: dict[str, tuple[tuple[str, str], ...]] = {
+        u: (("user_id", u),) for u in [*plan.erase_users, *plan.export_only, plan.both]}
+    person[plan.erase_users[0]] = (("email", email), ("user_id", plan.erase_users[0]),
+                                   ("customer_no", str(plan.email_customer)))
+    entries = (
+        [("export", u, "user_id") for u in [*plan.export_only, plan.both]]
+        + [("erase", plan.erase_users[0], "email")]
+        + [("erase", u, "user_id") for u in [*plan.erase_users[1:], plan.both]]
+        + [("erase", str(plan.customer), "customer_no")]
     )
     out = []
     with _environ(info.env):
         policy = load_policy(info.policy_path)
-        for n, (kind, subject, hint) in enumerate(plan, start=1):
-            rid, _ = control.submit(policy, kind, subject, ticket=f"DEMO-{n:03d}", requested_by="privacy@example.com",
-                                    export_format="csv" if n == 1 else None)
-            out.append(DemoRequest(rid, kind, subject, hint))
+        for n, (kind, who, hint) in enumerate(entries, start=1):
+            known = person.get(who, (("customer_no", who),))
+            named = dict(known)[hint]
+            typed = named.title() if hint == "email" else named  # as a person types it: the kind normalises
+            rid, _ = control.submit(policy, kind, ids=[f"{hint}={typed}"], ticket=f"DEMO-{n:03d}",
+                                    requested_by="privacy@example.com", export_format="csv" if n == 1 else None)
+            out.append(DemoRequest(rid, kind, named, hint, known))
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dsr.core.policy import Policy
@@ -79,10 +79,21 @@ def _spark(policy: Policy, engine: str | None, remote: str | None) -> Any:
     return make_engine("spark", remote=remote)
 
 
-def purge_lines(policy: Policy, erased: Mapping[str, str]) -> tuple[bool, list[str]]:
+def _known_as(r: Any, ids: Sequence[tuple[str, str]]) -> Any:
+    """A (minimised) request as it was filed and resolved: the identifiers the caller knows, canonical."""
+    from dsr.core.identifiers import IMPLICIT
+
+    first_kind, first = ids[0]
+    doc = {"given": [list(ids[0])], "resolved": [list(i) for i in ids]}
+    return dataclasses.replace(r, subject_id=first, id_kind=None if first_kind == IMPLICIT else first_kind,
+                               identities=json.dumps(doc))
+
+
+def purge_lines(policy: Policy, erased: Mapping[str, Sequence[tuple[str, str]]]) -> tuple[bool, list[str]]:
     """The demo's last stage: purge what is still due, then per table what the purges of these erasures
-    (request id -> the subject id the demo filed) removed and what a residue scan with those ids finds now.
-    False when a table failed, an erasure is not purged, or residue is left."""
+    (request id -> the (kind, value) identifiers the demo knows of the person) removed and what a residue scan
+    with those identifiers finds now. False when a table failed, an erasure is not purged, or residue is
+    left."""
     from dsr.core import audit, control
     from dsr.verify import residue
 
@@ -93,8 +104,7 @@ def purge_lines(policy: Policy, erased: Mapping[str, str]) -> tuple[bool, list[s
         for e in events[rid]:
             if e["event"] == "table_purged" and e["details"].get("version") is not None:
                 purged.setdefault(e["table_name"], e["details"])
-    requests = [dataclasses.replace(r, subject_id=erased[r.request_id])
-                for r in control.list_requests(policy, ids=list(erased))]
+    requests = [_known_as(r, erased[r.request_id]) for r in control.list_requests(policy, ids=list(erased))]
     found = residue.scan(policy, requests)
     ok = report.exit_code == 0 and len(requests) == len(erased)
     lines = []
