@@ -139,3 +139,8 @@ def form(arrow_type: Any) -> str | None:
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type):
         return "string"
     return {pa.int64(): "int64", pa.int32(): "int32"}.get(arrow_type)
+
+
+def found_by(rows: Iterable[Mapping[str, Any]], column: str, kind: str = "subject") -> list[dict[str, Any]]:
+    """Rows as an export document (schema_version 2) holds them when each was found by one subject column."""
+    return [{**r, "_found_by": [{"column": column, "kind": kind}]} for r in rows]

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dsr.core.identifiers import IMPLICIT
 from dsr.core.masks import Strategy, pseudonym_kind
 from dsr.core.policy import Policy, TableSpec
 from dsr.delta import access, commits
@@ -159,8 +160,9 @@ def _check_view(
             rows.add(validator.validate("dsr_erased_rows", frame, "pandas"))
         check.add(rows)
     else:
-        check.notes.append(f"no erased person's identifier fits the subject column {table.subject!r} (kind "
-                           f"{table.kind!r}): nothing to find")
+        check.notes.append("no erased subject id can be cast to this table's subject column: nothing to find"
+                           if table.kind == IMPLICIT else f"no erased person's identifier of kind {table.kind!r} "
+                           f"fits the subject column {table.subject!r}: nothing to find")
     if values:
         # The value set GE checks against: the erased keys the pass found (every survivor is one, by
         # construction). Passing all K keys would check the same frame the same way, but GE copies and
@@ -179,7 +181,7 @@ def _check_view(
     )
     check.add(sight)
     cluster = reader.where != LOCAL.where
-    check.notes.append(f"v{info.version}: {total} rows, {non_null} non-null values of {table.subject!r} read"
+    check.notes.append(f"v{info.version}: {total} rows, {non_null} non-null subject values read"
                        f"{' ' + reader.where if cluster else ''} ({why})")
     if cluster:
         _check_files(reader, table, info, keys, seen, reconcile, check, validator)

@@ -215,12 +215,20 @@ def test_exports_hold_exactly_each_subjects_rows_minus_never_export(run: Run) ->
             cols = [c for c in before.column_names if c not in spec.never_export]
             mine = [r for r in before.to_pylist() if value is not None and r[spec.subject] == value]
             expected = [{c: r[c] for c in cols} for r in mine]
-            got = [_from_json(r, before.schema) for r in doc["tables"][spec.name]]
+            found = doc["tables"][spec.name]
+            assert all(_found_by(r) == [{"column": spec.subject, "kind": spec.kind}] for r in found), spec.name
+            got = [_from_json({k: v for k, v in r.items() if k != "_found_by"}, before.schema) for r in found]
             assert all(set(r) == set(cols) for r in got), spec.name
             key = lambda r: json.dumps(r, sort_keys=True, default=str)  # noqa: E731
             assert sorted(got, key=key) == sorted(expected, key=key), spec.name
     assert sorted(formats) == ["csv", "json"]  # the demo's first export is CSV; the one also erased is gone
     assert Leaks(run.demo.subjects("export")).in_file_names(run.demo.exports) == []
+
+
+def _found_by(row: dict[str, Any]) -> Any:
+    """A row's ``_found_by`` (JSON in a document, text in a CSV file)."""
+    value = row.get("_found_by")
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _from_json(row: dict[str, Any], schema: pa.Schema) -> dict[str, Any]:

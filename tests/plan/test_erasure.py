@@ -64,8 +64,8 @@ def test_ids_on_a_text_column_are_kept_as_they_are() -> None:
     assert keys.keys.type == pa.string()
     assert keys.keys.to_pylist() == [*TEXT_IDS, "x-77", "1003"]
     assert keys.uncastable == ()
-    assert dict(keys.by_request) == {"req-0": TEXT_IDS[0], "req-1": TEXT_IDS[1], "req-2": TEXT_IDS[2],
-                                     "req-3": "x-77", "req-4": "1003"}
+    assert dict(keys.by_request) == {"req-0": (TEXT_IDS[0],), "req-1": (TEXT_IDS[1],), "req-2": (TEXT_IDS[2],),
+                                     "req-3": ("x-77",), "req-4": ("1003",)}
     assert dict(keys.subject_of_key) == {k: k for k in [*TEXT_IDS, "x-77", "1003"]}
 
 
@@ -75,7 +75,7 @@ def test_ids_on_an_integer_column_become_integers_and_x77_matches_nothing(column
     assert keys.keys.type == column_type
     assert keys.keys.to_pylist() == [1003, 1007, -5]
     assert keys.uncastable == ("r2",)
-    assert dict(keys.by_request) == {"r1": 1003, "r3": 1007, "r4": -5}  # no entry for the uncastable request
+    assert dict(keys.by_request) == {"r1": (1003,), "r3": (1007,), "r4": (-5,)}  # no entry for the uncastable request
     assert dict(keys.subject_of_key) == {1003: "1003", 1007: "1007", -5: "-5"}
     assert "x-77" not in keys.keys.to_pylist()
 
@@ -95,20 +95,20 @@ def test_text_that_is_not_a_plain_integer_is_uncastable(odd: str) -> None:
     keys = subject_keys([("r", odd), ("ok", "12")], pa.int64())
     assert keys.uncastable == ("r",)
     assert keys.keys.to_pylist() == [12]
-    assert dict(keys.by_request) == {"ok": 12}
+    assert dict(keys.by_request) == {"ok": (12,)}
 
 
 def test_duplicate_ids_give_unique_keys_and_every_request_its_key() -> None:
     reqs = [("r1", "1003"), ("r2", "1007"), ("r3", "1003"), ("r4", "x-77"), ("r5", "x-77"), ("r6", "1007")]
     keys = subject_keys(reqs, pa.int64())
     assert keys.keys.to_pylist() == [1003, 1007]  # first-seen order, once each
-    assert dict(keys.by_request) == {"r1": 1003, "r2": 1007, "r3": 1003, "r6": 1007}
+    assert dict(keys.by_request) == {"r1": (1003,), "r2": (1007,), "r3": (1003,), "r6": (1007,)}
     assert keys.uncastable == ("r4", "r5")
     assert dict(keys.subject_of_key) == {1003: "1003", 1007: "1007"}
 
     text = subject_keys([("a", TEXT_IDS[0]), ("b", TEXT_IDS[0]), ("c", TEXT_IDS[1])], pa.string())
     assert text.keys.to_pylist() == TEXT_IDS[:2]
-    assert dict(text.by_request) == {"a": TEXT_IDS[0], "b": TEXT_IDS[0], "c": TEXT_IDS[1]}
+    assert dict(text.by_request) == {"a": (TEXT_IDS[0],), "b": (TEXT_IDS[0],), "c": (TEXT_IDS[1],)}
 
 
 def test_no_requests_or_only_uncastable_ones_give_an_empty_key_array_of_the_column_type() -> None:
