@@ -79,7 +79,16 @@ class DemoInfo:
         return {"DSR_POLICY": self.policy_path, KEY_ENV: self.key}
 
     def subjects(self, kind: str) -> list[str]:
+        """The identifier each request of ``kind`` (erase, export) was filed with, as typed."""
         return [r.subject_id for r in self.requests if r.kind == kind]
+
+    def identifiers(self, kind: str, id_kind: str) -> list[str]:
+        """Every value of identifier kind ``id_kind`` the demo knows of the people of its ``kind`` requests."""
+        return [v for r in self.requests if r.kind == kind for k, v in r.known if k == id_kind]
+
+    def values(self, kind: str) -> list[str]:
+        """Every identifier value the demo knows of the people of its ``kind`` requests, and each as typed."""
+        return sorted({*self.subjects(kind), *(v for r in self.requests if r.kind == kind for _, v in r.known)})
 
 
 # --- the generator ---------------------------------------------------------------------------------------

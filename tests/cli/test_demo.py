@@ -87,8 +87,13 @@ def test_the_policy_passes_dsr_check(demo_env: DemoInfo, capsys: pytest.CaptureF
     check_against_lake(policy)
     assert {t.name: t.erase for t in policy.tables} == {
         "events": "delete", "users": "anonymise", "orders": "anonymise", "consents": "retain",
-        "support_tickets": "anonymise",
+        "support_tickets": "anonymise", "customers": "delete",
     }
+    assert {t.name: t.kind for t in policy.tables} == {
+        "events": "user_id", "users": "user_id", "orders": "user_id", "consents": "user_id",
+        "support_tickets": "customer_no", "customers": "customer_no",
+    }
+    assert [link.path for link in policy.identity] == ["users", "customers"]
     assert policy.table("users").never_export == ("password_hash",)
     assert [e.path for e in policy.exempt] == ["geo_lookup"]
 
@@ -102,8 +107,15 @@ def test_requests_are_filed_pending_with_one_subject_in_both_kinds(demo_env: Dem
     assert len(erase) == 6 and len(export) == 3 and len(erase & export) == 1
     users = set(_table(demo_env, "users").to_pyarrow_table().column("user_id").to_pylist())
     customers = set(_table(demo_env, "support_tickets").to_pyarrow_table().column("customer_no").to_pylist())
+    emails = {e.lower() for e in _table(demo_env, "users").to_pyarrow_table().column("email").to_pylist() if e}
     for r in demo_env.requests:
-        assert (r.subject_id in users) if r.table_hint == "user_id" else (int(r.subject_id) in customers)
+        if r.table_hint == "user_id":
+            assert r.subject_id in users
+        elif r.table_hint == "email":  # filed as typed (another case); the kind's normalisation finds the user
+            assert r.subject_id.lower() in emails and r.subject_id not in emails
+        else:
+            assert int(r.subject_id) in customers
+    assert [r.table_hint for r in demo_env.requests].count("email") == 1
 
 
 def test_demo_env_file_sets_policy_and_key(demo: DemoInfo) -> None:
