@@ -172,8 +172,12 @@ def _details(table: TableSpec, engine: Engine, parts: Sequence[_Part], rid: str)
         "engine": engine.name, "spec": spec_of(table),
     }
     if len(table.subject_columns) > 1 or table.subject_columns[0].kind != IMPLICIT:
-        out["columns"] = {p.column: {"kind": p.kind, "role": p.role, "rows": p.rows.get(rid, 0),
-                                     "matchable": rid in p.matchable} for p in parts}
+        columns: dict[str, dict[str, Any]] = {}
+        for p in parts:
+            entry = columns.setdefault(p.column, {"kind": p.kind, "role": p.role, "rows": 0, "matchable": False})
+            entry["rows"] += p.rows.get(rid, 0)
+            entry["matchable"] = entry["matchable"] or rid in p.matchable
+        out["columns"] = columns
         out["commits"] = [{"column": p.column, "version_before": p.result.version_before,
                            "version_after": p.result.version_after, "rows_deleted": p.result.rows_deleted,
                            "rows_updated": p.result.rows_updated, "rows_matched": p.matched,
@@ -276,6 +280,7 @@ def _commit(
                        batch.subjects)
         batch.refuse(table, request_ids, "erase", reason, final=False)
         raise
+    parts = _earlier(batch, engine, table, request_ids, parts) + parts
     batch.record([
         audit.AuditEvent("table_erased", request_id=r.request_id, run_id=batch.run_id, table_name=table.name,
                          details={**_details(table, engine, parts, r.request_id), "repeat": r.request_id in done})
@@ -291,6 +296,34 @@ def _commit(
             "files_rewritten": total["files_rewritten"], "files_added": total["files_added"],
             "dv_marked": total["dv_marked"], "version_before": total["version_before"],
             "version_after": total["version_after"]}
+
+
+def _earlier(batch: Batch, engine: Engine, table: TableSpec, request_ids: Sequence[str],
+             parts: Sequence[_Part]) -> list[_Part]:
+    """The commits an earlier attempt of this run made in this table for these requests, one per subject column,
+    before it died (their audit event was never written): a table with several subject columns is several
+    commits, and the event must name every one."""
+    if len(table.subject_columns) < 2:
+        return []
+    made = {p.result.version_after for p in parts if p.result.committed}
+    recorded = {int(c["version_after"]) for evs in batch.events_of(("table_erased",), table.name).values()
+                for e in evs for c in (e["details"].get("commits") or [])}
+    out: list[_Part] = []
+    for commit in engine.history(table.uri, 50):
+        version = int(commit["version"])
+        if commit.get("dsr.run_id") != batch.run_id or commit.get("dsr.table") != table.name or version in made \
+                or version in recorded or not set(request_ids) & set(str(commit.get("dsr.request_ids")).split(",")):
+            continue
+        m = commit.get("operationMetrics") or {}
+        result = CommitResult(version_before=version - 1, version_after=version,
+                              rows_deleted=int(m.get("num_target_rows_deleted", 0)),
+                              rows_updated=int(m.get("num_target_rows_updated", 0)))
+        column = str(commit.get("dsr.column") or table.subject)
+        sc = next((c for c in table.subject_columns if c.column == column), table.subject_columns[0])
+        rows = {str(k): int(v) for k, v in json.loads(str(commit.get("dsr.rows_by_request") or "{}")).items()}
+        out.append(_Part(column, result, _commit_effect(table.uri, result), rows,
+                         int(commit.get("dsr.rows_matched") or 0), sc.kind, sc.role, set(request_ids)))
+    return sorted(out, key=lambda p: p.result.version_after)
 
 
 def plan_commit(

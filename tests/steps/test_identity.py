@@ -225,3 +225,51 @@ def test_a_cluster_that_normalises_otherwise_is_refused_for_that_kind(
     assert r.status == "failed" and r.error is not None
     assert "subject column 'email', identifier kind 'email'" in r.error and "probe strings" in r.error
     assert lakes.version(lake.lake / "marketing") == versions["marketing"]
+
+
+def test_a_run_that_dies_between_the_commits_of_a_table_records_both_on_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """messages takes two commits (sender, then recipient). A run killed after the first: the retry commits the
+    second, and the request's event names both (reconciled, verified, and purged later as one erasure)."""
+    from dsr.engines.base import CommitResult
+
+    lake = identity_lake.build(tmp_path).use(monkeypatch)
+    policy = lake.policy()
+    rid, _ = control.submit(policy, "erase", ids=["user_id=77"])
+    engine = DeltaRsEngine()
+    real = engine.erase
+    calls: list[str] = []
+
+    def dies_after_the_first(plan: Any, source: Any) -> CommitResult:
+        if plan.uri.endswith("messages") and calls:
+            raise KeyboardInterrupt("killed")  # not an Exception: nothing of the step's own handling runs
+        if plan.uri.endswith("messages"):
+            calls.append(plan.subject)
+        return real(plan, source)
+
+    monkeypatch.setattr(engine, "erase", dies_after_the_first)
+    run_id = control.new_run_id()
+    steps.claim_batch(policy, run_id)
+    for step in steps.STEPS[:4]:  # resolve, export, finish_exports, erase
+        for table in ([t.name for t in policy.tables] if step.per_table else [None]):
+            if table == "messages" and step.name == "erase":
+                with pytest.raises(KeyboardInterrupt):
+                    steps.call(step, policy, run_id, engine, table)
+            else:
+                steps.call(step, policy, run_id, engine, table)
+    assert calls == ["sender_id"] and lakes.version(lake.lake / "messages") == 1
+    monkeypatch.setattr(engine, "erase", real)
+    steps.call(steps.STEPS[3], policy, run_id, engine, "messages")  # the retry of that task
+    (event,) = [e["details"] for e in audit.events(policy, request_id=rid)
+                if e["event"] == "table_erased" and e["table_name"] == "messages"]
+    assert [(c["column"], c["version_before"], c["version_after"]) for c in event["commits"]] == [
+        ("sender_id", 0, 1), ("recipient_id", 1, 2)]
+    assert (event["version_before"], event["version_after"]) == (0, 2)
+    assert event["columns"]["sender_id"]["rows"] == 2 and event["columns"]["recipient_id"]["rows"] == 1
+    for step in steps.STEPS[4:]:
+        for table in ([t.name for t in policy.tables] if step.per_table else [None]):
+            steps.call(step, policy, run_id, engine, table)
+    (r,) = control.list_requests(policy, ids=[rid])
+    assert r.status == "completed", r.error
+    _check_erased(lake)
