@@ -137,8 +137,7 @@ def test_the_same_erasure_on_spark_reads_on_the_cluster(tmp_path: Path, monkeypa
 def test_a_value_of_one_kind_never_matches_a_column_of_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                                ) -> None:
     """Erasing user 77 (without link tables to widen it) leaves customer 77's ticket alone."""
-    text = identity_lake.POLICY.split("identity:")[0] + "tables:" + identity_lake.POLICY.split("tables:")[1]
-    lake = identity_lake.build(tmp_path, text).use(monkeypatch)
+    lake = identity_lake.build(tmp_path, _NO_LINKS).use(monkeypatch)
     policy = lake.policy()
     control.submit(policy, "erase", ids=["user_id=77"])
     _run(policy, DeltaRsEngine())
@@ -205,25 +204,33 @@ def _other_unicode(steps: tuple[str, ...], batches: Any) -> Any:
         yield pa.RecordBatch.from_arrays([values, pc.utf8_upper(values)], names=["v", "__dsr_form"])
 
 
+_NO_LINKS = identity_lake.POLICY.split("identity:")[0] + "tables:" + identity_lake.POLICY.split("tables:")[1]
+
+
+@pytest.mark.parametrize(("policy_text", "named"), [
+    (identity_lake.POLICY, "identity resolution: identifier kind 'email'"),
+    (_NO_LINKS, "subject column 'email', identifier kind 'email'"),
+], ids=["resolution", "tables"])
 def test_a_cluster_that_normalises_otherwise_is_refused_for_that_kind(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spark_connect: Any
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spark_connect: Any, policy_text: str, named: str
 ) -> None:
-    """The probe strings normalised on the cluster must equal this process's result; else every table with a
-    subject column of that kind is refused (final, nothing written), naming the column and the kind."""
+    """The probe strings normalised on the cluster must equal this process's result; else resolution through a
+    link table with that kind, and every table with a subject column of that kind, are refused (final, nothing
+    written), naming the kind (and the column)."""
     from dsr.engines import spark_reads
     from dsr.engines.spark import SparkEngine
 
     assert SparkEngine(spark_connect).reader.reproduces(("trim", "lower", "nfkc")) is None
     monkeypatch.setattr(spark_reads, "_canonical", _other_unicode)
-    lake = identity_lake.build(tmp_path).use(monkeypatch)
+    lake = identity_lake.build(tmp_path, policy_text).use(monkeypatch)
     policy = lake.policy()
     versions = {t.name: lakes.version(lake.lake / t.path) for t in policy.tables}
     rid, _ = control.submit(policy, "erase", ids=["user_id=77"])
     report = steps.run(policy, SparkEngine(spark_connect))
     assert report.exit_code == 1
     (r,) = control.list_requests(policy, ids=[rid])
-    assert r.status == "failed" and r.error is not None
-    assert "subject column 'email', identifier kind 'email'" in r.error and "probe strings" in r.error
+    assert r.status == "failed" and r.attempts == policy.max_attempts and r.error is not None
+    assert named in r.error and "probe strings" in r.error
     assert lakes.version(lake.lake / "marketing") == versions["marketing"]
 
 
