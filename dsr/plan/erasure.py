@@ -62,6 +62,18 @@ def subject_keys(requests: Sequence[tuple[str, str] | tuple[str, str, str]], col
     )
 
 
+def only(keys: SubjectKeys, request_ids: Sequence[str]) -> SubjectKeys:
+    """The keys of some of the requests only."""
+    import pyarrow as pa
+
+    wanted = set(request_ids)
+    by_request = {rid: v for rid, v in keys.by_request.items() if rid in wanted}
+    values = {v for vs in by_request.values() for v in vs}
+    subject_of_key = {k: s for k, s in keys.subject_of_key.items() if k in values}
+    return SubjectKeys(keys=pa.array(list(subject_of_key), type=keys.keys.type), by_request=by_request,
+                       uncastable=tuple(r for r in keys.uncastable if r in wanted), subject_of_key=subject_of_key)
+
+
 def merged(a: SubjectKeys, b: SubjectKeys) -> SubjectKeys:
     """The keys of both (the same column): values, requests' keys and pseudonym inputs united."""
     import pyarrow as pa

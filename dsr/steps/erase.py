@@ -44,10 +44,13 @@ def _erase_events(batch: Batch, table: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+_Read = tuple[erasure.SubjectKeys, dict[Any, int], dict[str, int], dict[Any, set[tuple[Any, ...]]]]
+
+
 def _rows_now(
     policy: Policy, view: TableSpec, info: access.TableInfo, people: keys_.People, reader: Reader, *,
     partitions: bool = False,
-) -> tuple[erasure.SubjectKeys, dict[Any, int], dict[str, int], dict[Any, set[tuple[Any, ...]]]]:
+) -> _Read:
     """The people's rows in one subject column of the table now, counted where the engine reads (one pushed-down
     read of the column and, with ``partitions``, the table's prunable partition columns, grouped): (keys, rows
     per key, rows per request, per key the partitions holding its rows)."""
@@ -219,8 +222,10 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
     assert info is not None
     people = keys_.people_of(reqs)
     rows_now: dict[str, int] = {r.request_id: 0 for r in reqs}
+    read: dict[str, _Read] = {}  # per subject column, at info.version: the first commit's planning reuses it
     for view in table.views():
-        for rid, n in _rows_now(policy, view, info, people, engine.reader)[2].items():
+        read[view.subject] = _rows_now(policy, view, info, people, engine.reader, partitions=True)
+        for rid, n in read[view.subject][2].items():
             rows_now[rid] += n
     todo = [r for r in reqs if r.request_id not in done or rows_now[r.request_id] > 0]
     if not todo:
@@ -230,7 +235,7 @@ def erase_table(policy: Policy, engine: Engine, run_id: str, table_name: str) ->
     todo = [r for r in todo if r.request_id not in recovered]
     if not todo:
         return {"table": table_name, "requests": 0, "recovered": len(recovered)}
-    return _commit(batch, engine, table, info, todo, done)
+    return _commit(batch, engine, table, info, todo, done, read)
 
 
 def _retain(batch: Batch, table: TableSpec, todo: Sequence[control.Request], reader: Reader) -> dict[str, Any]:
@@ -248,17 +253,24 @@ def _retain(batch: Batch, table: TableSpec, todo: Sequence[control.Request], rea
 
 def _commit(
     batch: Batch, engine: Engine, table: TableSpec, info: access.TableInfo, todo: Sequence[control.Request],
-    done: dict[str, dict[str, Any]],
+    done: dict[str, dict[str, Any]], read: dict[str, _Read],
 ) -> dict[str, Any]:
-    """The erase commits of ``todo``, one per subject column holding some of their rows (each column's rows
-    read again at the version the previous commit left), then their audit events."""
+    """The erase commits of ``todo``, one per subject column holding some of their rows (a column's rows read
+    again once an earlier commit of this table changed it), then their audit events. ``read``: each column's
+    rows at ``info``'s version, of every request of the batch."""
     request_ids = sorted(r.request_id for r in todo)
     people = keys_.people_of(todo)
     parts: list[_Part] = []
+    fresh = info.version
     try:
         for view in table.views():
             sc = view.subject_columns[0]
-            keys, per_key, rows, where = _rows_now(batch.policy, view, info, people, engine.reader, partitions=True)
+            if info.version == fresh:  # nothing committed since the read: its counts hold (only todo's matter)
+                every, per_key, all_rows, where = read[view.subject]
+                keys, rows = erasure.only(every, request_ids), {rid: all_rows.get(rid, 0) for rid in request_ids}
+            else:
+                keys, per_key, rows, where = _rows_now(batch.policy, view, info, people, engine.reader,
+                                                       partitions=True)
             matched = sum(per_key.get(v, 0) for v in keys.values_of(request_ids))
             if len(keys.keys) and matched:
                 metadata = {
