@@ -54,6 +54,11 @@ def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
     people = keys_.people_of(reqs)
     views = table.views()
     columns = [c for c in schema.names if c not in table.never_export]
+    if exporting.FOUND_BY in columns:  # the row's own column would be lost under the member dsr adds
+        clash = (f"table '{table.name}' has a column named {exporting.FOUND_BY}, the member every exported row "
+                 "gets (schema_version 2): list it in never_export or rename it")
+        batch.refuse(table, [r.request_id for r in reqs], "export", clash, final=True)
+        return {"table": table_name, "requests": len(reqs), "refused": clash}
     found = [0] * len(views)
     by_column: list[dict[str, int]] = [defaultdict(int) for _ in views]  # rows found per column and request
     by_view: list[tuple[TableSpec, erasure.SubjectKeys, dict[Any, list[str]]]] = []
