@@ -131,8 +131,8 @@ def _policy_order(policy: Policy, tables: dict[str, dict[str, Any]]) -> None:
         if entry.get("columns"):
             spec = next((t for t in policy.tables if t.name == name), None)
             order = {c: i for i, c in enumerate(spec.subject_names if spec else ())}
-            entry["columns"] = dict(sorted(entry["columns"].items(), key=lambda kv: (order.get(kv[0], len(order)),
-                                                                                     kv[0])))
+            ranked = sorted(entry["columns"], key=lambda c: (order.get(c, len(order)), c))
+            entry["columns"] = {c: entry["columns"][c] for c in ranked}
 
 
 def _identifier_kinds(r: control.Request) -> dict[str, Any]:
