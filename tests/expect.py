@@ -18,7 +18,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["audit_hash", "cell", "form", "masked", "month", "multiset", "network_24", "pseudonym", "row", "year"]
+__all__ = ["audit_hash", "cell", "exported", "form", "masked", "month", "multiset", "network_24", "pseudonym", "row",
+           "year"]
 
 # README, "Masks": HMAC-SHA256 of the subject id under this domain tag, with the key
 DOMAIN = "dsr-lake/pseudonym/v1:"
@@ -104,6 +105,19 @@ def multiset(rows: Iterable[Mapping[str, Any]], drop: Iterable[str] = ()) -> Cou
     return Counter(json.dumps(row(r, dropped), sort_keys=True) for r in rows)
 
 
+def exported(rows: Iterable[Mapping[str, Any]], column: str, kind: str = "subject") -> list[dict[str, Any]]:
+    """Rows of an export document (schema_version 2) of a table with one subject column: each must say it was
+    found by that column (README: ``_found_by`` = ``[{"column": ..., "kind": ...}]``; a policy without
+    ``identifiers`` has the one kind ``subject``). Returns them without ``_found_by``, to compare with the
+    table's rows."""
+    want = [{"column": column, "kind": kind}]
+    out = []
+    for r in rows:
+        assert r.get("_found_by") == want, f"_found_by {r.get('_found_by')!r}, expected {want!r}"
+        out.append({k: v for k, v in r.items() if k != "_found_by"})
+    return out
+
+
 def audit_hash(prev_hash: str, event: Mapping[str, Any]) -> str:
     """README, "Audit log": sha256 of the previous hash, a newline and the canonical event (its fields as JSON,
     keys sorted, no spaces, UTF-8; ``at`` in UTC with microseconds and ``Z``)."""
@@ -140,7 +154,3 @@ def form(arrow_type: Any) -> str | None:
         return "string"
     return {pa.int64(): "int64", pa.int32(): "int32"}.get(arrow_type)
 
-
-def found_by(rows: Iterable[Mapping[str, Any]], column: str, kind: str = "subject") -> list[dict[str, Any]]:
-    """Rows as an export document (schema_version 2) holds them when each was found by one subject column."""
-    return [{**r, "_found_by": [{"column": column, "kind": kind}]} for r in rows]

@@ -1,12 +1,14 @@
 """The tests' one lake builder: real Delta lakes in a scratch folder, with their policy and environment.
 
-Three shapes, one :class:`Lake`:
+Four shapes, one :class:`Lake`:
 
 * :func:`small` -- events (delete), users (anonymise), consents (retain), geo_lookup (not personal), a few rows
   each, subjects ``u1``/``u2``; for policy, intake, CLI and bad-input tests.
 * :func:`busy` -- partitioned events over several files, 40 users, orders keyed by an integer ``user_no``,
   consents, geo_lookup; subjects are numeric strings (``"1001"``..``"1040"``) so one id matches a text and an
   integer column alike, and ``"x-77"`` cannot be cast to the integer one. For runs, engines and DAGs.
+* :func:`people` -- identifier kinds (user_id, a normalised email): messages with a sender and a recipient
+  column, contacts keyed by email; for a person known by several identifiers.
 * :func:`around` -- one Delta table dsr did not write (see ``tests/real_tables.py``), copied in, with a policy
   for one strategy.
 
@@ -208,6 +210,44 @@ def small(root: Path) -> Lake:
     write_table(lake / "consents", {"user_id": ["u1"], "purpose": ["marketing"]})
     write_table(lake / "geo_lookup", {"country": ["DE"], "region": ["EU"]})
     return _lake(root, SMALL_POLICY)
+
+
+PEOPLE_POLICY = """\
+lake: ./lake
+exports: ./exports
+identifiers:
+  user_id: {type: string}
+  email: {type: string, normalise: [trim, lower]}
+tables:
+  - name: messages
+    path: messages
+    erase: delete
+    subjects:
+      - {column: sender_id, kind: user_id}
+      - {column: recipient_id, kind: user_id, role: mentioned, mask: {recipient_id: nullify}}
+  - {name: contacts, path: contacts, subject: email, kind: email, erase: delete}
+"""
+"""A policy with identifier kinds: messages has two subject columns (sender: owner; recipient: mentioned),
+contacts is keyed by a normalised email."""
+
+MESSAGES = [  # (msg_id, sender_id, recipient_id, body)
+    (1, "u1", "u1", "note to self"),  # u1 is sender and recipient
+    (2, "u1", "u2", "hi"),  # u1 sends
+    (3, "u2", "u1", "re: hi"),  # u1 is only mentioned
+    (4, "u3", "u2", "other"),
+    (5, "u2", None, "draft"),
+]
+
+
+def people(root: Path) -> Lake:
+    """messages (two subject columns of kind user_id) and contacts (an email in mixed case with a trailing
+    blank) under root/lake, with ``PEOPLE_POLICY``: one person is ``user_id=u1`` and ``email=ann@example.org``."""
+    root.mkdir(parents=True, exist_ok=True)
+    lake = root / "lake"
+    write_table(lake / "messages", {name: [m[i] for m in MESSAGES] for i, name in
+                                    enumerate(("msg_id", "sender_id", "recipient_id", "body"))})
+    write_table(lake / "contacts", {"email": ["Ann@Example.org ", "bob@example.org"], "opt_in": [True, False]})
+    return _lake(root, PEOPLE_POLICY)
 
 
 def _events(rng: random.Random, day: str, n: int, start: int) -> Any:

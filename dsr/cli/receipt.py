@@ -1,6 +1,9 @@
 """``dsr receipt REQUEST_ID``: what was done for one request, from the control table and the audit log.
 
-A receipt names the request id, never the subject id, so it can be shown to an auditor as it is.
+A receipt names the request id, never the subject id, so it can be shown to an auditor as it is. Of the person's
+identifiers it gives the kinds and how many of each, never a value; per table and subject column, the rows
+matched under the column's kind (``columns``, from the ``table_erased`` and ``table_exported`` events of tables
+with several subject columns or of a policy that declares identifier kinds).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import json
 from typing import Any
 
 from dsr.core import audit, control
+from dsr.core.identifiers import IMPLICIT
 from dsr.core.masks import Strategy
 from dsr.core.policy import Policy
 from dsr.core.subjects import uncastable_note
@@ -59,6 +63,9 @@ def build_receipt(policy: Policy, request_id: str) -> dict[str, Any]:
         d = e["details"]
         if e["event"] == "table_exported":
             entry.update({"exported_rows": d.get("rows"), "export_version": d.get("version")})
+            for column, c in (d.get("columns") or {}).items():  # a later attempt's scan replaces an earlier's
+                entry.setdefault("columns", {}).setdefault(column, {}).update(
+                    {"kind": c.get("kind"), "exported_rows": c.get("rows"), "matchable": c.get("matchable")})
         elif e["event"] in ("table_erased", "table_retained"):
             first = "strategy" not in entry
             entry.pop("error", None)
@@ -72,6 +79,7 @@ def build_receipt(policy: Policy, request_id: str) -> dict[str, Any]:
                     entry[k] = (0 if first else entry.get(k, 0)) + int(d[k])
             entry["commits"] = (0 if first else entry.get("commits", 0)) + int(
                 d.get("version_after") != d.get("version_before"))
+            _erased_columns(entry, d.get("columns") or {})
             if d.get("subject_matchable") is False:
                 column = next((t.subject for t in policy.tables if t.name == name), "its subject column")
                 entry["note"] = uncastable_note(column)
@@ -89,19 +97,72 @@ def build_receipt(policy: Policy, request_id: str) -> dict[str, Any]:
             ]
             if d.get("notes"):
                 entry["ge_notes"] = d["notes"]
+    _policy_order(policy, tables)
     own_residue = _residue(events, tables)
     return {
         "request_id": r.request_id, "kind": r.kind, "status": r.status, "ticket": r.ticket,
         "requested_by": r.requested_by, "received_at": r.received_at.isoformat(), "due_at": r.due_at.isoformat(),
         "updated_at": r.updated_at.isoformat(), "attempts": r.attempts, "run_id": r.run_id, "error": r.error,
         "export_uri": r.export_uri, "export_state": _export_state(policy.exports, r.request_id, r.export_uri, deleted),
-        "export_deleted": deleted, "outcome": r.result_json().get("outcome"), "tables": tables,
+        "export_deleted": deleted, "outcome": r.result_json().get("outcome"), **_identifier_kinds(r),
+        "tables": tables,
         "package": {k: r.result_json().get(k) for k in ("format", "sealed", "expires_at")}
         if r.kind == "export" and r.result_json().get("format") else None,
         "own_residue": own_residue,
         "events": [{"seq": e["seq"], "at": e["at"].isoformat(), "event": e["event"], "table": e["table_name"],
                     "run_id": e["run_id"], "hash": e["hash"]} for e in events],
     }
+
+
+def _erased_columns(entry: dict[str, Any], columns: dict[str, Any]) -> None:
+    """Per subject column of a ``table_erased`` event: its kind, role, rows and whether the person's identifiers
+    could be cast to it; a repeated erase adds its rows to the first's."""
+    for column, c in columns.items():
+        slot = entry.setdefault("columns", {}).setdefault(column, {})
+        slot.update({"kind": c.get("kind"), "role": c.get("role"),
+                     "rows": slot.get("rows", 0) + int(c.get("rows") or 0),
+                     "matchable": bool(slot.get("matchable")) or bool(c.get("matchable"))})
+
+
+def _policy_order(policy: Policy, tables: dict[str, dict[str, Any]]) -> None:
+    """Each table's ``columns`` in the policy's order of its subject columns (owners first); columns the policy
+    no longer names last, by name."""
+    for name, entry in tables.items():
+        if entry.get("columns"):
+            spec = next((t for t in policy.tables if t.name == name), None)
+            order = {c: i for i, c in enumerate(spec.subject_names if spec else ())}
+            ranked = sorted(entry["columns"], key=lambda c: (order.get(c, len(order)), c))
+            entry["columns"] = {c: entry["columns"][c] for c in ranked}
+
+
+def _identifier_kinds(r: control.Request) -> dict[str, Any]:
+    """The person's identifiers as kinds and counts, never values: ``identifier_kinds`` {kind: count} and
+    ``identity_resolved`` (whether the claim froze a resolved set; before it, the identifiers filed)."""
+    try:
+        ids, resolved = r.ids, r.resolved is not None
+    except (ValueError, TypeError):  # identities no longer readable: say nothing rather than fail the receipt
+        return {"identifier_kinds": None, "identity_resolved": None}
+    kinds: dict[str, int] = {}
+    for i in ids:
+        kinds[i.kind] = kinds.get(i.kind, 0) + 1
+    return {"identifier_kinds": dict(sorted(kinds.items())), "identity_resolved": resolved}
+
+
+def _columns_line(t: dict[str, Any]) -> str | None:
+    """The rows matched per subject column, in words: ``by column: sender_id (user_id) 2 row(s); recipient_id
+    (user_id, mentioned) 1 row(s)`` (an export's: "row(s) found"; a row found by two columns counts under
+    each); None for a table without per-column counts."""
+    columns = t.get("columns")
+    if not columns:
+        return None
+    parts = []
+    for column, c in columns.items():
+        about = ", ".join(x for x in (str(c.get("kind")), "mentioned" if c.get("role") == "mentioned" else "") if x)
+        counts = [f"{c['rows']} row(s)" if "rows" in c else "", f"{c['exported_rows']} row(s) found"
+                  if c.get("exported_rows") is not None else ""]
+        cast = "" if c.get("matchable", True) else ", cannot be cast"
+        parts.append(f"{column} ({about}{cast}) {', '.join(x for x in counts if x) or '-'}")
+    return "by column: " + "; ".join(parts)
 
 
 def _export_state(exports: str, request_id: str, uri: str | None, deleted: dict[str, Any] | None) -> str | None:
@@ -165,6 +226,10 @@ def print_receipt(policy: Policy, request_id: str, *, as_json: bool) -> int:
         print(f"  error: {rec['error']}")
     if rec["export_uri"]:
         print(_export_line(rec))
+    kinds = rec["identifier_kinds"]
+    if kinds and (set(kinds) != {IMPLICIT} or sum(kinds.values()) > 1):
+        how = "resolved through the link tables" if rec["identity_resolved"] else "as filed"
+        print(f"  identifiers: {', '.join(f'{k} {n}' for k, n in kinds.items())} ({how}; values not shown)")
     for name, t in rec["tables"].items():
         parts = []
         if "exported_rows" in t:
@@ -190,6 +255,9 @@ def print_receipt(policy: Policy, request_id: str, *, as_json: bool) -> int:
         if t.get("error"):
             parts.append(f"FAILED: {t['error']}")
         print(f"  {name:20} " + "; ".join(parts))
+        by_column = _columns_line(t)
+        if by_column:
+            print(f"  {'':20}   {by_column}")
     if rec["own_residue"] is not None:
         own = ", ".join(f"{place} {n}" for place, n in rec["own_residue"].items())
         print(f"  {'residue elsewhere':20} {own}")

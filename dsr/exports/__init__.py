@@ -14,11 +14,15 @@ table's parts count only once its manifest exists, so an interrupted or failed e
 read. :func:`finish_documents` then writes one package per request, ``<exports>/<request_id>.zip`` (see
 :mod:`dsr.exports.package`; ``.zip.sealed`` when encrypted to a recipient key, :mod:`dsr.exports.sealing`), in
 one streaming pass: a cursor per table walks its sorted part while the requests are taken in request-id order.
-A json package holds the document::
+Each package is for one :class:`Person` (request id, subject id as filed, identifiers). A json package holds the
+document (schema_version 2)::
 
-    {"schema_version": 1, "request_id": ..., "subject_id": ..., "exported_at": ...,
-     "tables": {"<name>": [row, ...], ...}, "notes": {...}}
+    {"schema_version": 2, "request_id": ..., "subject_id": ..., "identifiers": [{"kind": ..., "value": ...}],
+     "exported_at": ..., "tables": {"<name>": [row, ...], ...}, "notes": {...}}
 
+Each row carries ``_found_by`` (:data:`FOUND_BY`): the subject columns, with their kinds, that hold one of the
+person's identifiers in that row. Version 1 had neither ``identifiers`` nor ``_found_by``; nothing else changed,
+so a reader of version 1 keeps working by ignoring members it does not know.
 Values: timestamps and dates ISO-8601, decimals as strings, binary as base64.
 
 Bounds: a writer holds no file open between calls; spilling holds 1 file open, a merge ``fan_in + 1``
@@ -34,7 +38,7 @@ from request ids, run ids, table names and counters only — never subject ids.
 """
 
 
-from dsr.exports.documents import PackageOptions, Stored, finish_documents
+from dsr.exports.documents import PackageOptions, Person, Stored, finish_documents
 from dsr.exports.location import check_location, remove_run_parts, remove_stale_parts
 from dsr.exports.parts import BUFFER_BYTES, FAN_IN, PartWriter
 from dsr.exports.store import FOUND_BY, SCHEMA_VERSION, document_uri, json_columns, json_value
@@ -46,6 +50,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "PackageOptions",
     "PartWriter",
+    "Person",
     "Stored",
     "check_location",
     "document_uri",

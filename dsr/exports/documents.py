@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dsr.core.identifiers import IMPLICIT, Identifier
 from dsr.errors import StepError
 from dsr.exports.package import JSON_NAME, PackageZip, csv_name, readme
 from dsr.exports.s3upload import S3Upload
@@ -86,6 +87,32 @@ class PackageOptions:
 
 
 @dataclass(frozen=True)
+class Person:
+    """Whose package: the request id, the subject id as filed (kept in the document for readers of version 1)
+    and the person's identifiers (the request's ``ids``: the frozen resolved set once there is one). Personal
+    data: never in a repr."""
+
+    request_id: str
+    subject_id: str
+    identifiers: tuple[Identifier, ...]
+
+    @classmethod
+    def of(cls, item: Person | tuple[str, str]) -> Person:
+        """A Person, or a (request id, subject id) pair: a person of the implicit kind, known by that id."""
+        if isinstance(item, Person):
+            return item
+        rid, sid = item
+        return cls(rid, sid, (Identifier(IMPLICIT, sid),))
+
+    def __repr__(self) -> str:
+        return f"Person(request_id={self.request_id!r}, <withheld>)"
+
+    def identifiers_json(self) -> list[dict[str, str]]:
+        """``[{"kind": K, "value": V}, ...]``, as the document and the manifest list them."""
+        return [{"kind": i.kind, "value": i.value} for i in self.identifiers]
+
+
+@dataclass(frozen=True)
 class Stored:
     """Where packages go: server-side encryption on S3 (ignored locally)."""
 
@@ -94,11 +121,12 @@ class Stored:
 
 
 def finish_documents(
-    exports: str, run_id: str, requests: Sequence[tuple[str, str]], tables: Sequence[str],
+    exports: str, run_id: str, requests: Sequence[Person | tuple[str, str]], tables: Sequence[str],
     *, exported_at: dt.datetime, notes: Mapping[str, Mapping[str, str]] | None = None, ttl_days: int = 30,
     options: Mapping[str, PackageOptions] | None = None, stored: Stored = Stored(),
 ) -> dict[str, str]:
-    """Write one package per (request_id, subject_id) from the tables' parts, in one streaming pass.
+    """Write one package per person (:class:`Person`; a (request_id, subject_id) pair is a person of the implicit
+    kind) from the tables' parts, in one streaming pass.
 
     ``tables`` gives the tables of every package, in order; each must have been written by a closed
     :class:`PartWriter` of this run whose request ids include every request here (else ``StepError``, before
@@ -108,11 +136,11 @@ def finish_documents(
     first write, and the cursors must outlive the whole pass.
     """
     check_id(run_id, "run id")
-    reqs = sorted(requests, key=SORT_KEY)
-    for i, (rid, _) in enumerate(reqs):
-        check_id(rid, "request id")
-        if i and reqs[i - 1][0] == rid:
-            raise ValueError(f"request {rid} is listed twice")
+    reqs = sorted((Person.of(p) for p in requests), key=lambda p: p.request_id)
+    for i, p in enumerate(reqs):
+        check_id(p.request_id, "request id")
+        if i and reqs[i - 1].request_id == p.request_id:
+            raise ValueError(f"request {p.request_id} is listed twice")
     tables = list(tables)
     if len(set(tables)) != len(tables):
         raise ValueError("a table is listed twice")
@@ -126,24 +154,25 @@ def finish_documents(
         for table in tables:
             cursor = _Cursor(store, run_id, table)
             cursors.append(cursor)
-            for rid, _ in reqs:
-                if rid not in cursor.expected:
-                    raise _parts_error(table, run_id, f"do not cover request {rid}: export the table again")
+            for p in reqs:
+                if p.request_id not in cursor.expected:
+                    raise _parts_error(table, run_id,
+                                       f"do not cover request {p.request_id}: export the table again")
         for cursor in cursors:
             cursor.start()
         store.makedirs(store.root)
         head = {"generated_at": json_value(exported_at),
                 "expires_at": json_value(exported_at + dt.timedelta(days=ttl_days))}
         written: dict[str, str] = {}
-        for rid, subject_id in reqs:
+        for person in reqs:
+            rid = person.request_id
             opts = options.get(rid) or PackageOptions()
             uri = document_uri(exports, rid, sealed=opts.recipient_key is not None)
             sink = _Sink(store, uri, run_id, stored)
             pkg: PackageZip | None = None
             try:
                 pkg = PackageZip(Sealer(sink, opts.recipient_key) if opts.recipient_key else sink)
-                _write_package(pkg, run_id, rid, subject_id, head, opts.format, tables, cursors,
-                               notes.get(rid) or {})
+                _write_package(pkg, run_id, person, head, opts.format, tables, cursors, notes.get(rid) or {})
             except BaseException:
                 sink.abort()
                 if pkg is not None:
@@ -198,9 +227,11 @@ class _Sink:
 
 
 def _write_package(
-    pkg: PackageZip, run_id: str, request_id: str, subject_id: str, head: Mapping[str, Any], fmt: str,
+    pkg: PackageZip, run_id: str, person: Person, head: Mapping[str, Any], fmt: str,
     tables: Sequence[str], cursors: Sequence[_Cursor], notes: Mapping[str, str],
 ) -> None:
+    request_id = person.request_id
+    whose = {"request_id": request_id, "subject_id": person.subject_id, "identifiers": person.identifiers_json()}
     key = request_id.encode("ascii")
     pkg.text("README.txt", readme(request_id, fmt, str(head["expires_at"]), tables))
     counts: dict[str, dict[str, Any]] = {}
@@ -218,8 +249,7 @@ def _write_package(
     else:
         with pkg.member(JSON_NAME) as m:
             out = Output(m)
-            doc = {"schema_version": SCHEMA_VERSION, "request_id": request_id, "subject_id": subject_id,
-                   "exported_at": head["generated_at"]}
+            doc = {"schema_version": SCHEMA_VERSION, **whose, "exported_at": head["generated_at"]}
             out.write(dumps(doc)[:-1].encode("utf-8") + b',\n"tables": {')
             for i, (table, cursor) in enumerate(zip(tables, cursors, strict=True)):
                 out.write((("," if i else "") + "\n " + dumps(table) + ": [").encode("utf-8"))
@@ -232,7 +262,7 @@ def _write_package(
                 out.write(b"]")
             out.write(b"\n},\n\"notes\": " + dumps(dict(notes)).encode("utf-8") + b"}\n")
             out.flush()
-    pkg.finish({"request_id": request_id, "subject_id": subject_id, "format": fmt, **head}, counts, notes)
+    pkg.finish({**whose, "format": fmt, **head}, counts, notes)
 
 
 def _check_count(table: str, run_id: str, request_id: str, cursor: _Cursor, n: int) -> None:

@@ -4,10 +4,12 @@ Layout of ``<request_id>.zip`` (``<request_id>.zip.sealed`` when encrypted to a 
 :mod:`dsr.exports.sealing`)::
 
     README.txt          what the files are, how values are written, when the package expires
-    export.json         format json: the export document (schema_version 1, as before packages)
-    <table>.csv         format csv: one file per table, a header row, RFC 4180 quoting (see csv_cell)
-    manifest.json       schema_version, request_id, subject_id, format, generated_at, expires_at,
-                        tables (name, rows, file), files (name, size, sha256 of every file above), notes
+    export.json         format json: the export document (schema_version 2, see dsr.exports.documents)
+    <table>.csv         format csv: one file per table, a header row, RFC 4180 quoting (see csv_cell); the last
+                        column, ``_found_by``, as ``column:kind`` pairs joined by ``;`` (see found_by_cell)
+    manifest.json       schema_version (2), request_id, subject_id, identifiers, format, generated_at,
+                        expires_at, tables (name, rows, file), files (name, size, sha256 of every file above),
+                        notes
 
 The zip is streamed to its destination; members are written one at a time and hashed as they go.
 """
@@ -24,11 +26,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from dsr.exports.store import dumps, table_folder
+from dsr.exports.store import FOUND_BY, dumps, table_folder
 
-__all__ = ["MANIFEST_VERSION", "PackageZip", "csv_cell", "csv_name", "readme"]
+__all__ = ["MANIFEST_VERSION", "PackageZip", "csv_cell", "csv_name", "found_by_cell", "readme"]
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+"""2: the manifest lists the person's identifiers (kind and value); 1 had none."""
 JSON_NAME = "export.json"
 
 
@@ -50,18 +53,36 @@ def csv_cell(value: Any) -> str:
     return str(value)
 
 
+def found_by_cell(value: Any) -> str:
+    """A row's ``_found_by`` (``[{"column": c, "kind": k}, ...]``) as CSV text: ``c:k`` pairs joined by ``;``, e.g.
+    ``sender_id:user_id;recipient_id:user_id``. A kind name is letters, digits and ``_``, so the kind is what
+    follows a pair's last ``:``; a column name holding ``;`` would make the cell ambiguous (the json format is
+    exact). Anything else as :func:`csv_cell` writes it."""
+    if isinstance(value, list) and all(isinstance(v, dict) and {"column", "kind"} <= set(v) for v in value):
+        return ";".join(f"{v['column']}:{v['kind']}" for v in value)
+    return csv_cell(value)
+
+
 def readme(request_id: str, fmt: str, expires_at: str, tables: Sequence[str]) -> str:
     if fmt == "csv":
         files = "\n".join(f"  {csv_name(t)}  the rows of table {t}" for t in tables)
         how = ("Each .csv file has a header row and one row per record (UTF-8, comma-separated, quoted as in\n"
-               "RFC 4180). An empty cell is an empty value (null); nested values are written as JSON text.")
+               "RFC 4180). An empty cell is an empty value (null); nested values are written as JSON text.\n"
+               f"The last column, {FOUND_BY}, is not part of our data: it says where we found you in that\n"
+               "record, as column:kind pairs separated by ';' (e.g. sender_id:user_id;recipient_id:user_id\n"
+               "when you are both the sender and the recipient of a message).")
     else:
         files = f"  {JSON_NAME}  every table's rows, as one JSON document"
-        how = "The JSON document holds, under \"tables\", the rows of every table (one object per row)."
+        how = ("The JSON document holds, under \"identifiers\", the identifiers we searched for (kind and\n"
+               "value), and under \"tables\", the rows of every table (one object per row). The member\n"
+               f"{FOUND_BY} of each row is not part of our data: it says where we found you in that record, as\n"
+               "a list of {\"column\", \"kind\"}: the column that holds one of your identifiers, and its kind\n"
+               "(two entries when, say, you are both the sender and the recipient of a message).")
     return (
         f"Your data export (request {request_id})\n\n"
         f"This package holds a copy of the personal data we keep about you, in a machine-readable format.\n\n"
-        f"Files:\n{files}\n  manifest.json  the list of files with their size and SHA-256 checksum, and row counts\n\n"
+        f"Files:\n{files}\n  manifest.json  the identifiers we searched for, the list of files with their size and\n"
+        f"                 SHA-256 checksum, and row counts\n\n"
         f"{how}\nTimes are ISO-8601 (UTC when they end in Z), amounts are exact decimal text, binary values are\n"
         f"base64 text.\n\nThis package is deleted on {expires_at[:16].replace('T', ' ')} UTC: keep your own copy "
         f"if you need it.\n"
@@ -127,7 +148,8 @@ class PackageZip:
             w.writerow(columns)
             for row in rows:
                 values = json.loads(row)
-                w.writerow([csv_cell(values.get(c)) for c in columns])
+                w.writerow([found_by_cell(values.get(c)) if c == FOUND_BY else csv_cell(values.get(c))
+                            for c in columns])
                 n += 1
         return n
 

@@ -58,7 +58,13 @@ def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
     people = keys_.people_of(reqs)
     views = table.views()
     columns = [c for c in schema.names if c not in table.never_export]
+    if exporting.FOUND_BY in columns:  # the row's own column would be lost under the member dsr adds
+        clash = (f"table '{table.name}' has a column named {exporting.FOUND_BY}, the member every exported row "
+                 "gets (schema_version 2): list it in never_export or rename it")
+        batch.refuse(table, [r.request_id for r in reqs], "export", clash, final=True)
+        return {"table": table_name, "requests": len(reqs), "refused": clash}
     found = [0] * len(views)
+    by_column: list[dict[str, int]] = [defaultdict(int) for _ in views]  # rows found per column and request
     by_view: list[tuple[TableSpec, erasure.SubjectKeys, dict[Any, list[str]]]] = []
     for view in views:
         keys = keys_.keys_for(policy, view, people, info, engine.reader)
@@ -79,6 +85,7 @@ def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
                 held: list[list[Any]] = [rows.column(v.subject).to_pylist() for v, _, _ in by_view]
                 for n, cells in enumerate(zip(*values, strict=True)):
                     for rid in by_key.get(held[i][n], ()):
+                        by_column[i][rid] += 1
                         if any(held[j][n] in by_view[j][2] and rid in by_view[j][2][held[j][n]] for j in range(i)):
                             continue  # written already: found by an earlier subject column
                         hits = [{"column": v.subject, "kind": v.kind} for j, (v, _, bk) in enumerate(by_view)
@@ -92,18 +99,29 @@ def export_table(policy: Policy, engine: Engine, run_id: str, table_name: str) -
                              final=False)
                 return {"table": table_name, "requests": len(reqs), "refused": why}
     uncastable = set.intersection(*(set(k.uncastable) for _, k, _ in by_view)) if by_view else set()
+    per_column = len(table.subject_columns) > 1 or policy.typed
     batch.record([
         audit.AuditEvent(
             "table_exported", request_id=r.request_id, run_id=run_id, table_name=table.name,
             details={"rows": parts.rows[r.request_id], "version": info.version,
                      "subject_matchable": r.request_id not in uncastable,
-                     "columns_excluded": list(table.never_export)},
+                     "columns_excluded": list(table.never_export),
+                     **({"columns": _column_rows(by_view, by_column, r.request_id)} if per_column else {})},
         )
         for r in reqs
     ])
     total = sum(parts.rows.values())
     log.info("run %s: exported table %s (%d rows for %d request(s))", run_id, table.name, total, len(reqs))
     return {"table": table_name, "requests": len(reqs), "rows": total, "version": info.version}
+
+
+def _column_rows(by_view: Sequence[tuple[TableSpec, erasure.SubjectKeys, Any]],
+                 by_column: Sequence[dict[str, int]], rid: str) -> dict[str, dict[str, Any]]:
+    """Per subject column: its kind, the request's rows found by it (a row found by two columns counts under
+    both, and is exported once) and whether any of the person's identifiers can be cast to its type."""
+    return {view.subject: {"kind": view.kind, "rows": by_column[i].get(rid, 0),
+                           "matchable": rid not in keys.uncastable}
+            for i, (view, keys, _) in enumerate(by_view)}
 
 
 def _exported_tables(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -153,8 +171,9 @@ def finish_exports(policy: Policy, run_id: str, reader: Reader = LOCAL) -> dict[
     }
     delivery = policy.delivery
     options = {rid: _package_options(events[rid], delivery.recipient_key) for rid in outcomes}
+    people = [exporting.Person(rid, ready[rid][0].subject_id, ready[rid][0].ids) for rid in sorted(outcomes)]
     uris = exporting.finish_documents(
-        policy.exports, run_id, [(rid, ready[rid][0].subject_id) for rid in sorted(outcomes)], tables,
+        policy.exports, run_id, people, tables,
         exported_at=now, notes=notes, ttl_days=policy.export_ttl_days,
         options=options,
         stored=exporting.Stored(delivery.sse, delivery.kms_key_id),

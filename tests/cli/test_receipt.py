@@ -303,3 +303,85 @@ def test_the_receipt_of_an_export_says_its_package_is_gone(tmp_path: Path, monke
     assert rec["export_state"] == "missing" and rec["export_deleted"] is None
     assert f"  export: NO LONGER THERE: {package}" in _cli(lake, "receipt", kept).stdout
     assert Leaks(["1003", "1005"]).found_in(text) == []
+
+
+# --- a person known by identifier kinds: rows per subject column, kinds and counts, never values ------------------
+
+
+def _rows_by(column: int, uid: str) -> int:
+    """Rows of ``lakes.MESSAGES`` whose column (1 sender, 2 recipient) holds uid."""
+    return sum(1 for m in lakes.MESSAGES if m[column] == uid)
+
+
+@pytest.fixture(scope="module")
+def people(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The people lake: an export of u1 by user id, run; then an erasure of u1 by user id and email, run."""
+    lake = lakes.people(tmp_path_factory.mktemp("receipt-people") / "w")
+    with pytest.MonkeyPatch.context() as mp:
+        policy = lake.use(mp).policy()
+        export = control.submit(policy, "export", ids=["user_id=u1"])[0]
+        assert steps.run(policy, DeltaRsEngine()).exit_code == 0
+        erase = control.submit(policy, "erase", ids=["user_id=u1", "email=ann@example.org"])[0]
+        assert steps.run(policy, DeltaRsEngine()).exit_code == 0
+        yield {"lake": lake, "policy": policy, "export": export, "erase": erase}
+
+
+def test_an_erasure_receipt_counts_rows_per_subject_column_and_kind(people: dict[str, Any]) -> None:
+    rec = build_receipt(people["policy"], people["erase"])
+    assert rec["status"] == "completed", rec["error"]
+    assert rec["identifier_kinds"] == {"email": 1, "user_id": 1} and rec["identity_resolved"] is False
+    messages = rec["tables"]["messages"]
+    # the sender's rows are deleted first; the recipient column then finds the one row u1 did not send
+    sent = _rows_by(1, "u1")
+    only_mentioned = sum(1 for m in lakes.MESSAGES if m[2] == "u1" and m[1] != "u1")
+    assert list(messages["columns"]) == ["sender_id", "recipient_id"]  # the policy's order
+    assert messages["columns"] == {
+        "sender_id": {"kind": "user_id", "role": "owner", "rows": sent, "matchable": True},
+        "recipient_id": {"kind": "user_id", "role": "mentioned", "rows": only_mentioned, "matchable": True},
+    }
+    assert messages["rows"] == sent + only_mentioned
+    assert rec["tables"]["contacts"]["columns"] == {
+        "email": {"kind": "email", "role": "owner", "rows": 1, "matchable": True}}
+
+
+def test_an_export_receipt_counts_rows_found_per_subject_column(people: dict[str, Any]) -> None:
+    rec = build_receipt(people["policy"], people["export"])
+    assert rec["status"] == "completed" and rec["identifier_kinds"] == {"user_id": 1}
+    messages = rec["tables"]["messages"]
+    assert messages["exported_rows"] == sum(1 for m in lakes.MESSAGES if "u1" in (m[1], m[2]))
+    assert messages["columns"] == {  # a row found by both columns counts under each
+        "sender_id": {"kind": "user_id", "exported_rows": _rows_by(1, "u1"), "matchable": True},
+        "recipient_id": {"kind": "user_id", "exported_rows": _rows_by(2, "u1"), "matchable": True},
+    }
+    assert rec["tables"]["contacts"]["columns"] == {"email": {"kind": "email", "exported_rows": 0, "matchable": True}}
+
+
+def test_the_text_receipt_shows_kinds_and_columns_and_no_identifier(people: dict[str, Any]) -> None:
+    lake = people["lake"]
+    leaks = Leaks(["u1", "ann@example.org", "Ann@Example.org"])
+    for rid in (people["erase"], people["export"]):
+        for args in (("receipt", rid), ("receipt", rid, "--json")):
+            out = _cli(lake, *args)
+            assert out.returncode == 0, out.stderr
+            assert leaks.found_in(out.stdout.replace(str(lake.root), "<root>")) == [], args
+    text = _cli(lake, "receipt", people["erase"]).stdout
+    assert "  identifiers: email 1, user_id 1 (as filed; values not shown)" in text.splitlines()
+    by_column = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("by column:")]
+    assert by_column == [
+        f"by column: sender_id (user_id) {_rows_by(1, 'u1')} row(s); recipient_id (user_id, mentioned) 1 row(s)",
+        "by column: email (email) 1 row(s)",
+    ]
+    shown = _cli(lake, "receipt", people["export"]).stdout
+    assert (f"by column: sender_id (user_id) {_rows_by(1, 'u1')} row(s) found; "
+            f"recipient_id (user_id) {_rows_by(2, 'u1')} row(s) found") in shown
+
+
+def test_a_policy_without_identifiers_gives_one_kind_and_no_column_lines(processed: dict[str, Any],
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    rid = processed["ids"][("erase", "1007")]
+    rec = build_receipt(processed["policy"], rid)
+    assert rec["identifier_kinds"] == {"subject": 1}
+    assert all("columns" not in t for t in rec["tables"].values())
+    print_receipt(processed["policy"], rid, as_json=False)
+    out = capsys.readouterr().out
+    assert "identifiers:" not in out and "by column" not in out

@@ -37,7 +37,8 @@ def _write(exports: str, run_id: str, table: str, plan: dict[str, list[dict[str,
 
 def _expected(rid: str, sid: str, tables: dict[str, dict[str, list[dict[str, Any]]]],
               notes: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"schema_version": 1, "request_id": rid, "subject_id": sid, "exported_at": STAMP,
+    return {"schema_version": 2, "request_id": rid, "subject_id": sid,
+            "identifiers": [{"kind": "subject", "value": sid}], "exported_at": STAMP,
             "tables": {t: plan.get(rid, []) for t, plan in tables.items()}, "notes": notes or {}}
 
 

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from dsr import exports as exporting
+from dsr.core.identifiers import Identifier
 from dsr.errors import StepError
-from dsr.exports import PartWriter, finish_documents
+from dsr.exports import PartWriter, Person, finish_documents
 from tests.exports.conftest import NOW, SUBJECTS, _expected, _keys, _real, _rows_of, _write
 from tests.packages import document, document_text
 
@@ -30,12 +31,15 @@ def test_a_document_keeps_its_format(tmp_path: Path) -> None:
         w.write("req_a", {"id": 8})
     with PartWriter(ex, "run_1", "users", ["req_a"]):
         pass
-    uris = finish_documents(ex, "run_1", [("req_a", "alice")], ["events", "users"], exported_at=NOW,
+    alice = Person("req_a", "Alice@Example.org", (Identifier("email", "alice@example.org"), Identifier("user_id", "7")))
+    uris = finish_documents(ex, "run_1", [alice], ["events", "users"], exported_at=NOW,
                             notes={"req_a": {"users": "uncastable"}})
     assert uris == {"req_a": str(tmp_path / "exports" / "req_a.zip")}
     assert w.rows == {"req_a": 2}
     assert document_text(uris["req_a"]) == (
-        '{"schema_version":1,"request_id":"req_a","subject_id":"alice","exported_at":"2025-01-02T03:04:05Z",\n'
+        '{"schema_version":2,"request_id":"req_a","subject_id":"Alice@Example.org",'
+        '"identifiers":[{"kind":"email","value":"alice@example.org"},{"kind":"user_id","value":"7"}],'
+        '"exported_at":"2025-01-02T03:04:05Z",\n'
         '"tables": {\n'
         ' "events": [\n'
         '  {"id":7,"at":"2024-05-06T07:08:09Z","day":"2024-05-06","amount":"12.50","blob":"AP8=","x":"nan",'

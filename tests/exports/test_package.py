@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from dsr.exports import PackageOptions, PartWriter, finish_documents
+from dsr.core.identifiers import Identifier
+from dsr.exports import PackageOptions, PartWriter, Person, finish_documents
 from dsr.exports.sealing import MAGIC, unseal
 from tests.exports.conftest import NOW
 from tests.packages import manifest, members
@@ -112,7 +113,8 @@ def test_the_manifest_lists_every_file_with_size_and_sha256_and_the_readme_expla
     uri, _ = _package(tmp_path, "json")
     files = members(uri)
     m = manifest(uri)
-    assert m["schema_version"] == 1 and m["request_id"] == "req_a" and m["format"] == "json"
+    assert m["schema_version"] == 2 and m["request_id"] == "req_a" and m["format"] == "json"
+    assert m["subject_id"] == "u1" and m["identifiers"] == [{"kind": "subject", "value": "u1"}]
     assert m["generated_at"] == "2025-01-02T03:04:05Z" and m["expires_at"] == "2025-01-16T03:04:05Z"
     assert m["tables"] == [{"name": "events", "rows": 2, "file": "export.json"},
                            {"name": "empty", "rows": 0, "file": "export.json"}]
@@ -121,11 +123,45 @@ def test_the_manifest_lists_every_file_with_size_and_sha256_and_the_readme_expla
         assert f["size"] == len(files[f["name"]])
         assert f["sha256"] == hashlib.sha256(files[f["name"]]).hexdigest()
     doc = json.loads(files["export.json"])
-    assert doc["schema_version"] == 1 and len(doc["tables"]["events"]) == 2 and doc["tables"]["empty"] == []
+    assert doc["schema_version"] == 2 and len(doc["tables"]["events"]) == 2 and doc["tables"]["empty"] == []
     readme = files["README.txt"].decode("utf-8")
     assert "req_a" in readme and "deleted on 2025-01-16 03:04 UTC" in readme and "u1" not in readme
     assert stat.S_IMODE(os.stat(uri).st_mode) == 0o600
     assert sorted(os.listdir(tmp_path / "exports")) == ["_parts", "req_a.zip"]  # no temporary file left
+
+
+def test_found_by_is_column_kind_pairs_in_a_csv_and_a_list_in_json_and_the_readme_says_so(tmp_path: Path) -> None:
+    ex = str(tmp_path / "exports")
+    both = [{"column": "sender_id", "kind": "user_id"}, {"column": "recipient_id", "kind": "user_id"}]
+    rows = [{"id": 1, "sender_id": "u1", "recipient_id": "u1", "_found_by": both},
+            {"id": 2, "sender_id": "u2", "recipient_id": "u1", "_found_by": both[1:]}]
+    with PartWriter(ex, "run_1", "messages", ["req_a", "req_b"], columns=list(rows[0])) as w:
+        for row in rows:
+            w.write("req_a", row)
+    ann = Person("req_a", "u1", (Identifier("email", "ann@example.org"), Identifier("user_id", "u1")))
+    uris = finish_documents(ex, "run_1", [ann, ("req_b", "u9")], ["messages"], exported_at=NOW,
+                            options={"req_a": PackageOptions("csv"), "req_b": PackageOptions("json")})
+    files = members(uris["req_a"])
+    parsed = list(csv.DictReader(io.StringIO(files["messages.csv"].decode("utf-8"), newline="")))
+    assert [r["_found_by"] for r in parsed] == ["sender_id:user_id;recipient_id:user_id", "recipient_id:user_id"]
+    assert [r["id"] for r in parsed] == ["1", "2"]
+    m = manifest(uris["req_a"])
+    assert m["schema_version"] == 2 and m["subject_id"] == "u1"
+    assert m["identifiers"] == [{"kind": "email", "value": "ann@example.org"}, {"kind": "user_id", "value": "u1"}]
+    text = files["README.txt"].decode("utf-8")
+    assert "_found_by" in text and "sender_id:user_id;recipient_id:user_id" in text
+    assert "ann@example.org" not in text  # the README names no identifier
+    # a (request id, subject id) pair: one identifier of the implicit kind
+    b = members(uris["req_b"])
+    assert json.loads(b["manifest.json"])["identifiers"] == [{"kind": "subject", "value": "u9"}]
+    doc = json.loads(b["export.json"])
+    assert doc["identifiers"] == [{"kind": "subject", "value": "u9"}] and doc["tables"] == {"messages": []}
+    assert "_found_by" in b["README.txt"].decode("utf-8")
+
+
+def test_a_person_shows_no_identifier_in_its_repr() -> None:
+    ann = Person("req_a", "ann@example.org", (Identifier("email", "ann@example.org"),))
+    assert "ann" not in repr(ann) and "req_a" in repr(ann)
 
 
 def _keys(kind: str) -> tuple[bytes, str]:

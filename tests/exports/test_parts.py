@@ -101,7 +101,8 @@ _MANY = textwrap.dedent("""
     for i, (rid, sid) in enumerate(reqs):
         with zipfile.ZipFile(uris[rid]) as z:
             doc = json.loads(z.read("export.json"))
-        want = {"schema_version": 1, "request_id": rid, "subject_id": sid, "exported_at": "2025-01-02T00:00:00Z",
+        want = {"schema_version": 2, "request_id": rid, "subject_id": sid,
+                "identifiers": [{"kind": "subject", "value": sid}], "exported_at": "2025-01-02T00:00:00Z",
                 "tables": {t: rows(i, k, t) for k, t in enumerate(tables)},
                 "notes": {"users": "x"} if i == 1 else {}}
         if doc != want:

@@ -115,10 +115,13 @@ def test_exports_hold_exactly_each_subjects_rows(processed: dict[str, Any]) -> N
         req = control.list_requests(policy, ids=[rid])[0]
         assert req.export_uri and Path(req.export_uri).name == f"{rid}.zip"
         doc = document(req.export_uri)
-        assert doc["schema_version"] == 1 and doc["request_id"] == rid and doc["subject_id"] == sid
+        assert doc["schema_version"] == 2 and doc["request_id"] == rid and doc["subject_id"] == sid
+        assert doc["identifiers"] == [{"kind": "subject", "value": sid}]  # a policy without identifiers: one
         for t in policy.tables:
             mine = [r for r in processed["before"][t.name] if _is(sid, r[t.subject])]
-            assert expect.multiset(doc["tables"][t.name]) == expect.multiset(mine, t.never_export), (sid, t.name)
+            # each row says it was found by the table's one subject column, of the implicit kind
+            rows = expect.exported(doc["tables"][t.name], t.subject)
+            assert expect.multiset(rows) == expect.multiset(mine, t.never_export), (sid, t.name)
         assert "password_hash" not in json.dumps(doc["tables"]["users"])
         # one cell of each encoding, spelled out: base64 binary, a decimal string, a UTC timestamp with Z
         events = doc["tables"]["events"]
