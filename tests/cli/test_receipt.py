@@ -329,7 +329,8 @@ def people(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 def test_an_erasure_receipt_counts_rows_per_subject_column_and_kind(people: dict[str, Any]) -> None:
     rec = build_receipt(people["policy"], people["erase"])
     assert rec["status"] == "completed", rec["error"]
-    assert rec["identifier_kinds"] == {"email": 1, "user_id": 1} and rec["identity_resolved"] is False
+    # no link table: the set filed is the set resolved, frozen at the claim
+    assert rec["identifier_kinds"] == {"email": 1, "user_id": 1} and rec["identity_resolved"] is True
     messages = rec["tables"]["messages"]
     # the sender's rows are deleted first; the recipient column then finds the one row u1 did not send
     sent = _rows_by(1, "u1")
@@ -365,7 +366,7 @@ def test_the_text_receipt_shows_kinds_and_columns_and_no_identifier(people: dict
             assert out.returncode == 0, out.stderr
             assert leaks.found_in(out.stdout.replace(str(lake.root), "<root>")) == [], args
     text = _cli(lake, "receipt", people["erase"]).stdout
-    assert "  identifiers: email 1, user_id 1 (as filed; values not shown)" in text.splitlines()
+    assert "  identifiers: email 1, user_id 1 (resolved through the link tables; values not shown)" in text.splitlines()
     by_column = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("by column:")]
     assert by_column == [
         f"by column: sender_id (user_id) {_rows_by(1, 'u1')} row(s); recipient_id (user_id, mentioned) 1 row(s)",
