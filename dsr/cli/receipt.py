@@ -150,7 +150,7 @@ def _identifier_kinds(r: control.Request) -> dict[str, Any]:
 
 def _columns_line(t: dict[str, Any]) -> str | None:
     """The rows matched per subject column, in words: ``by column: sender_id (user_id) 2 row(s); recipient_id
-    (user_id, mentioned) 1 row(s)`` (an export's: "row(s) found"; a row found by two columns counts under
+    (user_id, mentioned) 1 row(s) masked`` (an export's: "row(s) found"; a row found by two columns counts under
     each); None for a table without per-column counts."""
     columns = t.get("columns")
     if not columns:
@@ -158,7 +158,8 @@ def _columns_line(t: dict[str, Any]) -> str | None:
     parts = []
     for column, c in columns.items():
         about = ", ".join(x for x in (str(c.get("kind")), "mentioned" if c.get("role") == "mentioned" else "") if x)
-        counts = [f"{c['rows']} row(s)" if "rows" in c else "", f"{c['exported_rows']} row(s) found"
+        verb = " masked" if c.get("role") == "mentioned" else ""  # a mention: the row stays, the column masked
+        counts = [f"{c['rows']} row(s){verb}" if "rows" in c else "", f"{c['exported_rows']} row(s) found"
                   if c.get("exported_rows") is not None else ""]
         cast = "" if c.get("matchable", True) else ", cannot be cast"
         parts.append(f"{column} ({about}{cast}) {', '.join(x for x in counts if x) or '-'}")

@@ -369,7 +369,7 @@ def test_the_text_receipt_shows_kinds_and_columns_and_no_identifier(people: dict
     assert "  identifiers: email 1, user_id 1 (resolved through the link tables; values not shown)" in text.splitlines()
     by_column = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("by column:")]
     assert by_column == [
-        f"by column: sender_id (user_id) {_rows_by(1, 'u1')} row(s); recipient_id (user_id, mentioned) 1 row(s)",
+        f"by column: sender_id (user_id) {_rows_by(1, 'u1')} row(s); recipient_id (user_id, mentioned) 1 row(s) masked",
         "by column: email (email) 1 row(s)",
     ]
     shown = _cli(lake, "receipt", people["export"]).stdout
