@@ -36,7 +36,7 @@ from dsr.engines.reading import SubjectPass
 from dsr.engines.spark_sql import error_for, key_frame, quote
 from dsr.errors import TableError
 
-__all__ = ["SparkReader", "file_location", "literal_location", "skipped_by_name"]
+__all__ = ["SparkReader", "file_location", "literal_location", "skipped_by_name", "with_forms"]
 
 _KEY = "__dsr_key"
 _FORM = "__dsr_form"
@@ -434,6 +434,19 @@ class SparkReader:
         """(key, group index, rows): the (group, value) frame joined with a key frame, counted."""
         joined = values.join(wanted, values[_VALUE] == wanted[_KEY], "inner")
         return joined.groupBy(_KEY, _GROUP).count()
+
+
+def with_forms(frame: Any, steps: Sequence[str]) -> Any:
+    """A frame of values ``v`` as (``v``, ``f``): ``f`` the value's canonical text under an identifier kind's
+    normalisation ``steps``, computed on the cluster by the one implementation (``mapInArrow``, the closure
+    carrying only the steps); without steps, ``f`` is ``v``."""
+    import functools
+
+    if not steps:
+        return frame.selectExpr("v", "v AS f")
+    text = frame.selectExpr("CAST(v AS STRING) AS v")
+    return text.mapInArrow(functools.partial(_canonical, tuple(steps)), f"v STRING, {_FORM} STRING") \
+        .withColumnRenamed(_FORM, "f")
 
 
 def _with_forms(batches: Iterator[Any]) -> Iterator[Any]:
