@@ -16,7 +16,7 @@ and the files the erase commit added read in this process.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -24,7 +24,8 @@ from dsr.delta import access
 from dsr.delta.plainfiles import FilePass
 from dsr.delta.tableinfo import TableInfo
 
-__all__ = ["LOCAL", "FilePass", "LocalReader", "Reader", "SubjectPass", "normalise", "survivors_of"]
+__all__ = ["LOCAL", "FilePass", "LocalReader", "Reader", "SubjectPass", "canonical_text", "folder", "normalise",
+           "normalise_array", "survivors_of"]
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,14 @@ class Reader(Protocol):
         ...
 
     def key_rows(self, uri: str, files: Mapping[str, Sequence[str]], names: Collection[str],
-                 keys: Any) -> dict[Any, Counter[str]]:
+                 keys: Any, *, steps: Sequence[str] = ()) -> dict[Any, Counter[str]]:
         """The residue scan's rows: key -> group -> rows holding it, among parquet files read as plain Parquet
         (every row: a deletion vector masks none). ``files``: group (a place: data files, change data) -> paths
         below the table, as on disk, referenced by the log or not; ``names``: the column's names on disk (logical
         and physical); ``keys``: a pyarrow Array. A file without such a column holds no key; one with it under
-        another type is compared as text (:mod:`dsr.delta.physical`)."""
+        another type is compared as text (:mod:`dsr.delta.physical`). ``steps``: the column's identifier kind
+        normalises: each value's canonical text (:func:`canonical_text`) is compared with the keys (canonical
+        forms)."""
         ...
 
 
@@ -137,6 +140,14 @@ def canonical_text(values: Any, steps: Sequence[str]) -> Any:
     if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
         values = pc.cast(values, pa.string())
     return normalise_array(values, steps)
+
+
+def folder(steps: Sequence[str]) -> Callable[[Any], Any] | None:
+    """The fold of a column whose identifier kind normalises with ``steps`` (values -> canonical text, for
+    :mod:`dsr.delta.physical`); None for a kind that does not."""
+    import functools
+
+    return functools.partial(canonical_text, steps=tuple(steps)) if steps else None
 
 
 def variants_in(values: Any, steps: Sequence[str], wanted: Any) -> dict[Any, str]:
@@ -261,10 +272,10 @@ class LocalReader:
         return dict(counts)
 
     def key_rows(self, uri: str, files: Mapping[str, Sequence[str]], names: Collection[str],
-                 keys: Any) -> dict[Any, Counter[str]]:
+                 keys: Any, *, steps: Sequence[str] = ()) -> dict[Any, Counter[str]]:
         from dsr.delta import physical
 
-        return physical.rows_in_files(uri, files, names, keys.to_pylist())
+        return physical.rows_in_files(uri, files, names, keys.to_pylist(), folder(steps))
 
 
 LOCAL = LocalReader()
