@@ -84,9 +84,11 @@ class Reader(Protocol):
         ``columns``, canonical text."""
         ...
 
-    def near_counts(self, uri: str, column: str, wanted: Any, forms: Any) -> dict[str, int]:
+    def near_counts(self, uri: str, column: str, wanted: Any, forms: Any, *,
+                    steps: Sequence[str] = ()) -> dict[str, int]:
         """Per normalised form (NFKC, lower case, trimmed): rows of the text ``column`` equal to one of
-        ``forms`` after normalisation but to none of ``wanted`` as they are."""
+        ``forms`` after normalisation but to none of ``wanted`` as they are, or, with ``steps`` (the column's
+        identifier kind normalises), in their canonical form under those steps."""
         ...
 
     def key_rows(self, uri: str, files: Mapping[str, Sequence[str]], names: Collection[str],
@@ -258,14 +260,15 @@ class LocalReader:
         return pa.Table.from_batches([b for b in found if b.num_rows]) if any(b.num_rows for b in found) else \
             pa.table({n: pa.array([], pa.string()) for n in names})
 
-    def near_counts(self, uri: str, column: str, wanted: Any, forms: Any) -> dict[str, int]:
+    def near_counts(self, uri: str, column: str, wanted: Any, forms: Any, *,
+                    steps: Sequence[str] = ()) -> dict[str, int]:
         import pyarrow.compute as pc
 
         counts: Counter[str] = Counter()
         for batch in access.scan(uri, [column]):
             values = batch.column(0)
             hit = pc.is_in(normalise(values), value_set=forms)
-            exact = pc.is_in(values, value_set=wanted)
+            exact = pc.is_in(canonical_text(values, steps) if steps else values, value_set=wanted)
             near = pc.and_(pc.fill_null(hit, False), pc.invert(pc.fill_null(exact, False)))
             if pc.any(near).as_py():
                 counts.update(normalise(pc.filter(values, near)).to_pylist())

@@ -277,15 +277,20 @@ class SparkReader:
         rows, non_null, hits = self._tally(frame, physical, wanted, arrow_type, "reading the table's files", uri)
         return FilePass(len(paths), rows, non_null, hits)
 
-    def near_counts(self, uri: str, column: str, wanted: Any, forms: Any) -> dict[str, int]:
-        """Normalised on the cluster (a Python function over Arrow batches, carrying no subject id), joined with
-        a frame of the wanted forms, less the rows equal to a wanted id as they are; counted per form."""
+    def near_counts(self, uri: str, column: str, wanted: Any, forms: Any, *,
+                    steps: Sequence[str] = ()) -> dict[str, int]:
+        """Normalised on the cluster (a Python function over Arrow batches, carrying no subject id: the near form,
+        and with ``steps`` the kind's canonical form), joined with a frame of the wanted forms, less the rows
+        equal to a wanted id as they are (or in canonical form); counted per form."""
+        import functools
+
         import pyarrow as pa
 
         name = f"__dsr_near_{uuid.uuid4().hex[:8]}"
         frame = self._table(uri).selectExpr(f"CAST({quote(column)} AS STRING) AS v")
         try:  # mapInArrow has the plan analysed at once (on Spark Connect): a failure comes here, not in the job
-            normalised = frame.mapInArrow(_with_forms, f"v STRING, {_FORM} STRING")
+            normalised = frame.mapInArrow(functools.partial(_with_near_forms, tuple(steps)),
+                                          f"v STRING, {_FORM} STRING")
         except Exception as exc:
             raise error_for(f"the near-match scan of {uri} on the cluster", exc,
                             [*wanted.to_pylist(), *forms.to_pylist()]) from None
@@ -461,15 +466,17 @@ def with_forms(frame: Any, steps: Sequence[str]) -> Any:
         .withColumnRenamed(_FORM, "f")
 
 
-def _with_forms(batches: Iterator[Any]) -> Iterator[Any]:
-    """Runs on the cluster: each batch of ``v`` with its normalised form beside it."""
+def _with_near_forms(steps: tuple[str, ...], batches: Iterator[Any]) -> Iterator[Any]:
+    """Runs on the cluster: each batch of ``v`` (as it is, or in canonical form under an identifier kind's
+    ``steps``) with its near form (NFKC, lower case, trimmed) beside it."""
     import pyarrow as pa
-    import pyarrow.compute as pc
+
+    from dsr.engines.reading import canonical_text, normalise
 
     for batch in batches:
         values = batch.column(0)
-        forms = pc.utf8_trim_whitespace(pc.utf8_lower(pc.utf8_normalize(values, "NFKC")))
-        yield pa.RecordBatch.from_arrays([values, forms], names=["v", _FORM])
+        yield pa.RecordBatch.from_arrays([canonical_text(values, steps) if steps else values, normalise(values)],
+                                         names=["v", _FORM])
 
 
 def _canonical(steps: tuple[str, ...], batches: Iterator[Any]) -> Iterator[Any]:
