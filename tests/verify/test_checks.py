@@ -220,7 +220,7 @@ def test_a_table_without_the_erased_keys_passes(small: Policy) -> None:
     assert [s["suite"] for s in check.suites] == ABSENCE
     assert check.version == 0
     assert _by_suite(check)["dsr_erased_absent"]["rows_checked"] == 3
-    assert "v0: 3 rows, 2 non-null subject values read (log statistics: 2 non-null)" in check.notes
+    assert "v0: 3 rows, 2 non-null values of 'user_id' read (log statistics: 2 non-null)" in check.notes
 
 
 def test_a_table_still_holding_an_erased_key_fails(small: Policy) -> None:
@@ -262,7 +262,8 @@ def test_an_erased_key_in_an_integer_column_fails_and_an_uncastable_id_matches_n
     only_text = check_table(policy, orders, ["x-77"])
     assert only_text.success, only_text.as_dict()
     assert [s["suite"] for s in only_text.suites] == ["dsr_read_sighted"]
-    assert only_text.notes[0] == "no erased subject id can be cast to this table's subject column: nothing to find"
+    assert only_text.notes[0] == ("no erased person's identifier fits the subject column 'user_no' (kind 'subject'): "
+                                  "nothing to find")
 
 
 def test_a_retained_table_is_not_read_and_says_why(small: Policy) -> None:
@@ -296,7 +297,7 @@ def test_an_all_null_read_the_log_statistics_contradict_fails(tmp_path: Path) ->
     assert by["dsr_read_sighted"]["success"] is False  # ...but the log says the column holds 2 values
     assert by["dsr_read_sighted"]["failed_expectations"] == ["expect_column_values_to_be_between[non_null_read]"]
     assert check.success is False
-    assert "v0: 2 rows, 0 non-null subject values read (log statistics: 2 non-null)" in check.notes
+    assert "v0: 2 rows, 0 non-null values of 'user_id' read (log statistics: 2 non-null)" in check.notes
 
 
 def test_an_all_null_read_without_statistics_fails(tmp_path: Path) -> None:
@@ -304,7 +305,7 @@ def test_an_all_null_read_without_statistics_fails(tmp_path: Path) -> None:
     check = check_table(policy, policy.table("blind"), ["u1"])
     assert check.success is False
     assert _failed(check) == ["dsr_read_sighted"]
-    assert ("v0: 2 rows, 0 non-null subject values read (no complete statistics in the log: an all-NULL read "
+    assert ("v0: 2 rows, 0 non-null values of 'user_id' read (no complete statistics in the log: an all-NULL read "
             "fails)") in check.notes
 
 
@@ -312,7 +313,7 @@ def test_an_all_null_column_the_log_agrees_with_passes(tmp_path: Path) -> None:
     policy = _own(tmp_path, blind="honest")
     check = check_table(policy, policy.table("blind"), ["u1"])
     assert check.success, check.as_dict()
-    assert "v0: 2 rows, 0 non-null subject values read (log statistics: 0 non-null)" in check.notes
+    assert "v0: 2 rows, 0 non-null values of 'user_id' read (log statistics: 0 non-null)" in check.notes
 
 
 # --- masks ------------------------------------------------------------------------------------------------
