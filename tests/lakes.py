@@ -239,7 +239,7 @@ MESSAGES = [  # (msg_id, sender_id, recipient_id, body)
 ]
 
 
-def people(root: Path) -> Lake:
+def messages_lake(root: Path) -> Lake:
     """messages (two subject columns of kind user_id) and contacts (an email in mixed case with a trailing
     blank) under root/lake, with ``PEOPLE_POLICY``: one person is ``user_id=u1`` and ``email=ann@example.org``."""
     root.mkdir(parents=True, exist_ok=True)
@@ -326,6 +326,64 @@ def busy(root: Path, *, seed: int = 11, lake_uri: str | None = None, exports_uri
     if exports_uri:
         text = text.replace("exports: ./exports", f"exports: {exports_uri}")
     return _lake(root, text)
+
+
+PEOPLE_POLICY = _HEAD + """\
+identifiers:
+  user_id: {type: string}
+  email: {type: string, normalise: [trim, lower]}
+  customer_no: {type: integer}
+tables:
+  - {name: events, path: events, subject: user_id, kind: user_id, erase: delete}
+  - name: contacts
+    path: contacts
+    subject: email
+    kind: email
+    erase: anonymise
+    mask: {email: pseudonymise, full_name: {redact: "[erased]"}}
+  - {name: tickets, path: tickets, subject: customer_no, kind: customer_no, erase: delete}
+  - name: messages
+    path: messages
+    erase: delete
+    subjects:
+      - {column: sender_id, kind: user_id}
+      - {column: recipient_id, kind: user_id, role: mentioned, mask: {recipient_id: pseudonymise}}
+"""
+PERSON_1 = ("user_id=77", "email=Jane@Example.org", "customer_no=1234")
+"""The people lake's first person, as ``--id`` texts: user id 77, an email, customer number 1234."""
+PERSON_2 = {"user_id": "88", "email": "bob@example.org", "customer_no": 77}
+"""The second person: their customer number is the first person's user id, as digits."""
+
+
+def people_rows(tag: str, *, jane_email: str = "jane@example.org") -> dict[str, dict[str, list[Any]]]:
+    """One batch of the people lake's rows (``tag`` marks them): person 1's and person 2's in every table."""
+    return {
+        "events": {"user_id": ["77", "88", "77"], "page": [f"/{tag}/a", f"/{tag}/b", f"/{tag}/c"]},
+        "contacts": {"email": [jane_email, "bob@example.org", "jane@example.org"],
+                     "full_name": [f"Jane {tag}", f"Bob {tag}", f"J {tag}"]},
+        "tickets": {"customer_no": [1234, 77, 1234], "subject": [f"{tag} refund", f"{tag} login", f"{tag} other"]},
+        "messages": {"sender_id": ["77", "88", "88"], "recipient_id": ["88", "77", "99"],
+                     "body": [f"{tag} hi bob", f"{tag} hi jane", f"{tag} hi carol"]},
+    }
+
+
+def write_people_rows(lake: Path, rows_by_table: Mapping[str, Mapping[str, list[Any]]]) -> None:
+    """Append a batch of :func:`people_rows` (customer numbers as 64-bit integers)."""
+    import pyarrow as pa
+
+    for name, data in rows_by_table.items():
+        schema = pa.schema([(c, pa.int64() if c == "customer_no" else pa.string()) for c in data])
+        write_table(lake / name, data, schema=schema)
+
+
+def people(root: Path) -> Lake:
+    """A lake where a person is known by three kinds of identifier (issue 23): events by ``user_id``, contacts
+    by ``email`` (normalised: trim, lower; one row in mixed case with a trailing space), tickets by the integer
+    ``customer_no``, messages with a sender (owner) and a recipient (mentioned) of kind ``user_id``. Person 1 is
+    user 77, ``jane@example.org``, customer 1234; person 2 (:data:`PERSON_2`) is customer 77."""
+    root.mkdir(parents=True, exist_ok=True)
+    write_people_rows(root / "lake", people_rows("old", jane_email="Jane@Example.ORG "))
+    return _lake(root, PEOPLE_POLICY)
 
 
 def around(root: Path, case: Case, strategy: str) -> Lake:

@@ -262,24 +262,29 @@ def release(policy: Policy, run_id: str, request_ids: Sequence[str], why: str) -
     return len(done)
 
 
-def minimise(policy: Policy, digests: Mapping[str, str]) -> int:
-    """Replace the subject id of completed requests (request id -> digest) by its digest: after a purge the
-    control table keeps no raw id of the erased. Returns the table's version after the commit."""
+def minimise(policy: Policy, digests: Mapping[str, str], identities: Mapping[str, str | None] | None = None) -> int:
+    """Replace the subject id of completed requests (request id -> digest) by its digest and, when
+    ``identities`` is given (request id -> the identities JSON with each value digested), their identities too:
+    after a purge the control table keeps no raw identifier of the erased. Returns the table's version after the
+    commit."""
     import pyarrow as pa
 
     table = open_requests(policy)
-    rows = [{"request_id": rid, "digest": d} for rid, d in sorted(digests.items())]
+    with_identities = identities is not None
+    rows = [{"request_id": rid, "digest": d, **({"identities": (identities or {}).get(rid)} if with_identities
+                                                else {})} for rid, d in sorted(digests.items())]
+    fields = [("request_id", pa.string()), ("digest", pa.string())] + (
+        [("identities", pa.string())] if with_identities else [])
+    updates = {"subject_id": "s.digest", **({"identities": "s.identities"} if with_identities else {})}
 
     def attempt() -> int:
         table.update_incremental()
         if rows:
             table.merge(
-                pa.Table.from_pylist(rows, schema=pa.schema([("request_id", pa.string()), ("digest", pa.string())])),
+                pa.Table.from_pylist(rows, schema=pa.schema(fields)),
                 predicate="t.request_id = s.request_id", source_alias="s", target_alias="t",
                 commit_properties=deltautil.commit_properties({"dsr.operation": "minimise"}),
-            ).when_matched_update(
-                updates={"subject_id": "s.digest"}, predicate="t.status = 'completed'",
-            ).execute()
+            ).when_matched_update(updates=updates, predicate="t.status = 'completed'").execute()
         return int(table.version())
 
     return deltautil.optimistic(attempt, what="minimise")

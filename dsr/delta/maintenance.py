@@ -13,7 +13,8 @@ be killed in, and a purge run again with the same ``version`` resumes at the sam
    (:func:`purge_point`, read from the log: the same answer before and after a crash);
 2. VACUUM with zero retention, keeping the files of the versions from the point on; then the change-data files
    written through the point, Spark's ``.part-*.crc`` checksums whose data file is gone, and files no kept
-   version references that hold one of ``keys`` (a file no log action names is still the person's data);
+   version references that hold a sought key in its column (``sought``: per subject column, the erased people's
+   keys of its kind; a file no log action names is still the person's data);
 3. a checkpoint at the point, checked and cleaned of tombstones; then the log before it is cut
    (:mod:`dsr.delta.logcut`: old checkpoints deleted, commits replaced by stubs);
 4. directories left empty (a ``user_id=<id>`` partition directory is personal data), and on S3 the folder
@@ -25,12 +26,12 @@ Nothing in steps 2-4 removes anything a version from the point on needs, so the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from dsr.delta import access, crashpoints, logcut, objects, rawlog, storage
+from dsr.delta import access, crashpoints, logcut, objects, physical, rawlog, storage
 from dsr.delta import tables as deltautil
 
 __all__ = ["PurgePlan", "plan", "purge_point", "purge_through"]
@@ -138,35 +139,33 @@ Holds = Callable[[list[str]], set[str]]
 them (the engine's reader: on Spark, the cluster). None: read here, row by row (:func:`physical.holds_any`)."""
 
 
-def _holding(uri: str, rels: Iterable[str], names: Collection[str], keys: Collection[Any],
-             holds: Holds | None = None) -> list[str]:
-    """The files among ``rels`` that hold one of ``keys``: in a ``column=value`` directory on their path, or in
-    a row of a column of ``names`` (read by ``holds``, else here)."""
-    from dsr.delta import physical
-
-    by_text = {str(k) for k in keys if k is not None}
-    if not by_text:
+def _holding(uri: str, rels: Iterable[str], sought: Sequence[physical.Sought], holds: Holds | None = None) -> list[str]:
+    """The files among ``rels`` that hold one of the keys of a sought column: in a ``column=value`` directory on
+    their path, or in a row of the column (read by ``holds``, else here); each column with its own keys (and
+    fold), never another's."""
+    sought = [s for s in sought if any(k is not None for k in s.keys)]
+    if not sought:
         return []
     filesys, base = storage.filesystem(uri)
     out = set()
     unnamed = []
     for rel in rels:
-        if any(c in names and unquote(v) in by_text
-               for c, eq, v in (part.partition("=") for part in rel.split("/")[:-1]) if eq):
+        if any(s.names_key(rel) for s in sought):
             out.add(rel)
         elif rel.endswith(".parquet"):
             unnamed.append(rel)
     if holds is not None:
         out |= holds(unnamed) if unnamed else set()
     else:
-        out |= {rel for rel in unnamed if physical.holds_any(filesys, f"{base}/{rel}", names, by_text)}
+        out |= {rel for rel in unnamed if any(physical.holds_any(filesys, f"{base}/{rel}", s.names,
+                                                                 [str(k) for k in s.keys if k is not None], s.fold)
+                                              for s in sought)}
     return sorted(out)
 
 
-def plan(uri: str, version: int, *, names: Collection[str] = (), keys: Collection[Any] = (),
-         holds: Holds | None = None) -> PurgePlan:
-    """What ``purge_through(uri, version)`` would remove, without writing anything (``holds``: who reads the
-    unreferenced files for the keys)."""
+def plan(uri: str, version: int, *, sought: Sequence[physical.Sought] = (), holds: Holds | None = None) -> PurgePlan:
+    """What ``purge_through(uri, version)`` would remove, without writing anything (``sought``: the subject
+    columns and their keys to find in unreferenced files; ``holds``: who reads those files for them)."""
     table = access.open_table(uri)
     current = int(table.version())
     point = purge_point(uri, version)
@@ -183,7 +182,7 @@ def plan(uri: str, version: int, *, names: Collection[str] = (), keys: Collectio
                                         keep_versions=keep, full=True))
     unreferenced -= vacuumed | disk.of(_cdc_named(uri, log, keep[0] + 1, current))
     doomed = vacuumed | disk.of(_cdc_named(uri, log, 0, min(point, current)))
-    doomed |= set(_holding(uri, sorted(unreferenced), names, keys, holds))
+    doomed |= set(_holding(uri, sorted(unreferenced), sought, holds))
     out.data_files = sorted(doomed | set(_checksums_orphaned(files, doomed)))
     out.log_files = sorted(set(logcut.removable(log, point, uri))
                            | {rel for v, rel in log.commits.items() if v <= point})
@@ -262,17 +261,17 @@ def _remove_markers(uri: str) -> None:
     objects.delete(uri, [k[len(prefix):] for k in empty if k != prefix])
 
 
-def purge_through(uri: str, version: int, *, private: Collection[str] = (), names: Collection[str] = (),
-                  keys: Collection[Any] = (), rewrite: tuple[str, Callable[[str], int]] | None = None,
-                  scratch: str | None = None, holds: Holds | None = None) -> PurgePlan:
+def purge_through(uri: str, version: int, *, private: Collection[str] = (), sought: Sequence[physical.Sought] = (),
+                  rewrite: tuple[str, Callable[[str], int]] | None = None, scratch: str | None = None,
+                  holds: Holds | None = None) -> PurgePlan:
     """Remove every version before the purge point of ``version`` (:func:`purge_point`); returns what was
-    removed. ``private``: the table's personal columns (never put in a rewrite's predicate); ``names`` and
-    ``keys``: the subject column's names on disk and the erased people's keys, to find files no version
-    references that hold them (none given: such files are left); ``rewrite``: (its name, a function that
-    rewrites the table's deletion-vector files and returns the version it committed), used instead of
-    delta-rs; ``scratch``: a folder of the lake where the new checkpoint is built (default: ``_dsr_scratch`` in
-    the table's folder), emptied before and after; ``holds``: who reads the unreferenced files for the keys. Run
-    again after a crash at any point, it finishes the same purge."""
+    removed. ``private``: the table's personal columns (never put in a rewrite's predicate); ``sought``: per
+    subject column, its names on disk and the erased people's keys of its kind (and the fold of a kind that
+    normalises), to find files no version references that hold them (none given: such files are left);
+    ``rewrite``: (its name, a function that rewrites the table's deletion-vector files and returns the version
+    it committed), used instead of delta-rs; ``scratch``: a folder of the lake where the new checkpoint is built
+    (default: ``_dsr_scratch`` in the table's folder), emptied before and after; ``holds``: who reads the
+    unreferenced files for the keys. Run again after a crash at any point, it finishes the same purge."""
     scratch = scratch or storage.join(uri, "_dsr_scratch")
     logcut.clear(scratch)  # a killed purge's leftovers hold the log's tombstones
     dv = _dv_files(uri)
@@ -284,7 +283,7 @@ def purge_through(uri: str, version: int, *, private: Collection[str] = (), name
 
             raise TableError(f"files of {uri} still carry deletion vectors after their rewrite (a writer added "
                              "some meanwhile?): nothing was removed; run the purge again")
-    done = plan(uri, version, names=names, keys=keys, holds=holds)
+    done = plan(uri, version, sought=sought, holds=holds)
     done.dv_files, done.dv_rewrite = dv, rewrite[0] if rewrite else "delta-rs"
     point = done.version
     table = access.open_table(uri)

@@ -52,8 +52,9 @@ class ErasePlan:
 @dataclass(frozen=True)
 class Search:
     """What a sweep asks an engine to search: a table's subject column (logical and physical name, Arrow type)
-    in some of its files (``full``: the whole current version) for values whose digest, with ``secret``, is one
-    of ``digests`` (a pyarrow string array)."""
+    in some of its files (``full``: the whole current version) for values whose form's digest, with ``secret``
+    (the column's identifier kind's), is one of ``digests`` (a pyarrow string array, that kind's entries). A
+    value's form is its canonical text under the kind's normalisation ``steps`` (none: the value as text)."""
 
     column: str
     physical: str
@@ -62,6 +63,7 @@ class Search:
     full: bool
     digests: Any
     secret: str = field(repr=False)
+    steps: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,9 @@ class Engine(Protocol):
         ...
 
     def find_suppressed(self, uri: str, search: Search) -> Matches:
-        """The subject values in the table (its whole current version, or ``search.files``) whose keyed digest
-        is on the suppression list, computed by this engine's SQL (:mod:`dsr.engines.matching`)."""
+        """The subject values in the table (its whole current version, or ``search.files``) whose form's keyed
+        digest is on the suppression list, computed by this engine's SQL (:mod:`dsr.engines.matching`): each
+        value (as text) with its form."""
         ...
 
     def close(self) -> None:

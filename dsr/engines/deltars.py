@@ -36,7 +36,7 @@ class DeltaRsEngine:
 
     def find_suppressed(self, uri: str, search: Search) -> Matches:
         return datafusion_matches(uri, search.files, search.physical, search.column, search.arrow_type,
-                                  search.digests, search.secret)
+                                  search.digests, search.secret, search.steps)
 
     def erase(self, plan: ErasePlan, source: Any) -> CommitResult:
         from deltalake import CommitProperties

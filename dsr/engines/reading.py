@@ -16,7 +16,7 @@ and the files the erase commit added read in this process.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -24,7 +24,8 @@ from dsr.delta import access
 from dsr.delta.plainfiles import FilePass
 from dsr.delta.tableinfo import TableInfo
 
-__all__ = ["LOCAL", "PROBES", "FilePass", "LocalReader", "Reader", "SubjectPass", "normalise", "survivors_of"]
+__all__ = ["LOCAL", "PROBES", "FilePass", "LocalReader", "Reader", "SubjectPass", "canonical_text", "folder",
+           "normalise", "normalise_array", "survivors_of"]
 
 
 PROBES = (
@@ -96,18 +97,22 @@ class Reader(Protocol):
         ``columns``, canonical text."""
         ...
 
-    def near_counts(self, uri: str, column: str, wanted: Any, forms: Any) -> dict[str, int]:
+    def near_counts(self, uri: str, column: str, wanted: Any, forms: Any, *,
+                    steps: Sequence[str] = ()) -> dict[str, int]:
         """Per normalised form (NFKC, lower case, trimmed): rows of the text ``column`` equal to one of
-        ``forms`` after normalisation but to none of ``wanted`` as they are."""
+        ``forms`` after normalisation but to none of ``wanted`` as they are, or, with ``steps`` (the column's
+        identifier kind normalises), in their canonical form under those steps."""
         ...
 
     def key_rows(self, uri: str, files: Mapping[str, Sequence[str]], names: Collection[str],
-                 keys: Any) -> dict[Any, Counter[str]]:
+                 keys: Any, *, steps: Sequence[str] = ()) -> dict[Any, Counter[str]]:
         """The residue scan's rows: key -> group -> rows holding it, among parquet files read as plain Parquet
         (every row: a deletion vector masks none). ``files``: group (a place: data files, change data) -> paths
         below the table, as on disk, referenced by the log or not; ``names``: the column's names on disk (logical
         and physical); ``keys``: a pyarrow Array. A file without such a column holds no key; one with it under
-        another type is compared as text (:mod:`dsr.delta.physical`)."""
+        another type is compared as text (:mod:`dsr.delta.physical`). ``steps``: the column's identifier kind
+        normalises: each value's canonical text (:func:`canonical_text`) is compared with the keys (canonical
+        forms)."""
         ...
 
 
@@ -150,6 +155,14 @@ def canonical_text(values: Any, steps: Sequence[str]) -> Any:
     if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
         values = pc.cast(values, pa.string())
     return normalise_array(values, steps)
+
+
+def folder(steps: Sequence[str]) -> Callable[[Any], Any] | None:
+    """The fold of a column whose identifier kind normalises with ``steps`` (values -> canonical text, for
+    :mod:`dsr.delta.physical`); None for a kind that does not."""
+    import functools
+
+    return functools.partial(canonical_text, steps=tuple(steps)) if steps else None
 
 
 def variants_in(values: Any, steps: Sequence[str], wanted: Any) -> dict[Any, str]:
@@ -263,24 +276,25 @@ class LocalReader:
         return pa.Table.from_batches([b for b in found if b.num_rows]) if any(b.num_rows for b in found) else \
             pa.table({n: pa.array([], pa.string()) for n in names})
 
-    def near_counts(self, uri: str, column: str, wanted: Any, forms: Any) -> dict[str, int]:
+    def near_counts(self, uri: str, column: str, wanted: Any, forms: Any, *,
+                    steps: Sequence[str] = ()) -> dict[str, int]:
         import pyarrow.compute as pc
 
         counts: Counter[str] = Counter()
         for batch in access.scan(uri, [column]):
             values = batch.column(0)
             hit = pc.is_in(normalise(values), value_set=forms)
-            exact = pc.is_in(values, value_set=wanted)
+            exact = pc.is_in(canonical_text(values, steps) if steps else values, value_set=wanted)
             near = pc.and_(pc.fill_null(hit, False), pc.invert(pc.fill_null(exact, False)))
             if pc.any(near).as_py():
                 counts.update(normalise(pc.filter(values, near)).to_pylist())
         return dict(counts)
 
     def key_rows(self, uri: str, files: Mapping[str, Sequence[str]], names: Collection[str],
-                 keys: Any) -> dict[Any, Counter[str]]:
+                 keys: Any, *, steps: Sequence[str] = ()) -> dict[Any, Counter[str]]:
         from dsr.delta import physical
 
-        return physical.rows_in_files(uri, files, names, keys.to_pylist())
+        return physical.rows_in_files(uri, files, names, keys.to_pylist(), folder(steps))
 
 
 LOCAL = LocalReader()

@@ -51,7 +51,7 @@ from dsr.delta.support import ENGINE_SUPPORT, Support
 from dsr.engines.base import KEY_COLUMN, CommitResult, ErasePlan, Search
 from dsr.engines.matching import Matches, match_sql
 from dsr.engines.reading import Reader
-from dsr.engines.spark_reads import SparkReader, file_location
+from dsr.engines.spark_reads import SparkReader, file_location, with_forms
 from dsr.engines.spark_session import (
     SERVER_ENV,
     SERVER_KINDS,
@@ -198,7 +198,8 @@ class SparkEngine:
     def find_suppressed(self, uri: str, search: Search) -> Matches:
         """The match of :mod:`dsr.engines.matching` on the cluster: the whole table read as Delta (``full``),
         else the new files' subject column as parquet (or, for a partition column, their partition values from
-        the log); the secret and the digests are DataFrames, the SQL names views only."""
+        the log); a normalised kind's values are normalised on the cluster (:func:`with_forms`); the secret and
+        the digests are DataFrames, the SQL names views only."""
         import pyarrow as pa
 
         views = {name: f"__dsr_{name}_{uuid.uuid4().hex}" for name in ("cand", "sec", "dig")}
@@ -215,7 +216,7 @@ class SparkEngine:
         else:
             return found
         try:
-            frame.createOrReplaceTempView(views["cand"])
+            with_forms(frame, search.steps).createOrReplaceTempView(views["cand"])
             key_frame(self.spark, pa.table({"secret": [search.secret]})).createOrReplaceTempView(views["sec"])
             key_frame(self.spark, pa.table({"d": search.digests.cast(pa.string())})).createOrReplaceTempView(
                 views["dig"])
@@ -226,7 +227,7 @@ class SparkEngine:
             for view in views.values():
                 with contextlib.suppress(Exception):
                     self.spark.catalog.dropTempView(view)
-        found.values = {str(r[0]) for r in rows}
+        found.values = {str(r[0]): str(r[1]) for r in rows}
         return found
 
     # --- maintenance ---------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from dsr.engines.reading import SubjectPass
 from dsr.engines.spark_sql import error_for, key_frame, quote
 from dsr.errors import TableError
 
-__all__ = ["SparkReader", "file_location", "literal_location", "skipped_by_name"]
+__all__ = ["SparkReader", "file_location", "literal_location", "skipped_by_name", "with_forms"]
 
 _KEY = "__dsr_key"
 _FORM = "__dsr_form"
@@ -278,15 +278,20 @@ class SparkReader:
         rows, non_null, hits = self._tally(frame, physical, wanted, arrow_type, "reading the table's files", uri)
         return FilePass(len(paths), rows, non_null, hits)
 
-    def near_counts(self, uri: str, column: str, wanted: Any, forms: Any) -> dict[str, int]:
-        """Normalised on the cluster (a Python function over Arrow batches, carrying no subject id), joined with
-        a frame of the wanted forms, less the rows equal to a wanted id as they are; counted per form."""
+    def near_counts(self, uri: str, column: str, wanted: Any, forms: Any, *,
+                    steps: Sequence[str] = ()) -> dict[str, int]:
+        """Normalised on the cluster (a Python function over Arrow batches, carrying no subject id: the near form,
+        and with ``steps`` the kind's canonical form), joined with a frame of the wanted forms, less the rows
+        equal to a wanted id as they are (or in canonical form); counted per form."""
+        import functools
+
         import pyarrow as pa
 
         name = f"__dsr_near_{uuid.uuid4().hex[:8]}"
         frame = self._table(uri).selectExpr(f"CAST({quote(column)} AS STRING) AS v")
         try:  # mapInArrow has the plan analysed at once (on Spark Connect): a failure comes here, not in the job
-            normalised = frame.mapInArrow(_with_forms, f"v STRING, {_FORM} STRING")
+            normalised = frame.mapInArrow(functools.partial(_with_near_forms, tuple(steps)),
+                                          f"v STRING, {_FORM} STRING")
         except Exception as exc:
             raise error_for(f"the near-match scan of {uri} on the cluster", exc,
                             [*wanted.to_pylist(), *forms.to_pylist()]) from None
@@ -373,17 +378,20 @@ class SparkReader:
         return pa.table({n: found.column(n).cast(pa.string()) for n in names})
 
     def key_rows(self, uri: str, files: Mapping[str, Sequence[str]], names: Collection[str],
-                 keys: Any) -> dict[Any, Counter[str]]:
+                 keys: Any, *, steps: Sequence[str] = ()) -> dict[Any, Counter[str]]:
         """One Spark job over the files: each group read by the plain Parquet reader with an explicit schema (a
         column of each name, of the keys' type: a file without one reads as NULLs) beside a literal group index,
         the union joined with a broadcast frame of the keys, counted per key and group. When the files do not
         agree on the column's type (the reader merges their schemas, and fails), each file's schema is asked for
         (the cluster reads the footers), the files are grouped by it, and the column is compared as text
-        (``CAST(... AS STRING)``, as the in-process scan compares). Files Spark skips by name
+        (``CAST(... AS STRING)``, as the in-process scan compares). With ``steps`` (a kind that normalises), the
+        values are replaced by their canonical text on the cluster (``mapInArrow``, the closure carrying only the
+        steps) before the join with the keys (canonical forms). Files Spark skips by name
         (:func:`skipped_by_name`) are read in this process."""
         import pyarrow as pa
 
         from dsr.delta import physical
+        from dsr.engines.reading import folder
 
         wanted = _present(keys)
         columns = sorted(set(names))
@@ -392,7 +400,7 @@ class SparkReader:
             return found
         hidden = {g: [f for f in fs if skipped_by_name(f)] for g, fs in files.items()}
         if any(hidden.values()):
-            found = physical.rows_in_files(uri, hidden, columns, wanted)
+            found = physical.rows_in_files(uri, hidden, columns, wanted, folder(steps))
         base = self._path(uri).rstrip("/")
         located = {g: [literal_location(f"{base}/{f}", self.server) for f in fs if not skipped_by_name(f)]
                    for g, fs in files.items()}
@@ -400,19 +408,28 @@ class SparkReader:
         if not located:
             return found
         by_text = {_text(k): k for k in wanted}
-        groups, frame = self._typed_values(located, columns, keys.type)
         try:
+            groups, frame = self._typed_values(located, columns, keys.type)
             self.jobs += 1
-            counts = self._counted(frame, self._key_frame(wanted, keys.type)).toArrow()
+            counts = self._counted(self._folded(frame, steps), self._key_frame(wanted, keys.type)).toArrow()
         except Exception:  # the files disagree on the column's type: grouped by their own schemas, as text
             groups, frame = self._text_values(uri, located, columns, wanted)
             if frame is None:  # no file has the column
                 return found
-            counts = self._arrow(self._counted(frame, self._key_frame(list(by_text), pa.string())),
+            counts = self._arrow(self._counted(self._folded(frame, steps),
+                                               self._key_frame(list(by_text), pa.string())),
                                  "the residue scan of the table's files", uri, wanted)
         for k, i, n in zip(*(counts.column(c).to_pylist() for c in range(3)), strict=True):
             found.setdefault(by_text[_text(k)], Counter())[groups[i]] += int(n)
         return found
+
+    def _folded(self, frame: Any, steps: Sequence[str]) -> Any:
+        """A (group index, value) frame with each value replaced by its canonical text (none: as it is)."""
+        import functools
+
+        if not steps:
+            return frame
+        return frame.mapInArrow(functools.partial(_canonical_values, tuple(steps)), f"{_GROUP} INT, {_VALUE} STRING")
 
     def _typed_values(self, located: Mapping[str, Sequence[str]], columns: Sequence[str],
                       arrow_type: Any) -> tuple[list[str], Any]:
@@ -464,15 +481,30 @@ class SparkReader:
         return joined.groupBy(_KEY, _GROUP).count()
 
 
-def _with_forms(batches: Iterator[Any]) -> Iterator[Any]:
-    """Runs on the cluster: each batch of ``v`` with its normalised form beside it."""
+def with_forms(frame: Any, steps: Sequence[str]) -> Any:
+    """A frame of values ``v`` as (``v``, ``f``): ``f`` the value's canonical text under an identifier kind's
+    normalisation ``steps``, computed on the cluster by the one implementation (``mapInArrow``, the closure
+    carrying only the steps); without steps, ``f`` is ``v``."""
+    import functools
+
+    if not steps:
+        return frame.selectExpr("v", "v AS f")
+    text = frame.selectExpr("CAST(v AS STRING) AS v")
+    return text.mapInArrow(functools.partial(_canonical, tuple(steps)), f"v STRING, {_FORM} STRING") \
+        .withColumnRenamed(_FORM, "f")
+
+
+def _with_near_forms(steps: tuple[str, ...], batches: Iterator[Any]) -> Iterator[Any]:
+    """Runs on the cluster: each batch of ``v`` (as it is, or in canonical form under an identifier kind's
+    ``steps``) with its near form (NFKC, lower case, trimmed) beside it."""
     import pyarrow as pa
-    import pyarrow.compute as pc
+
+    from dsr.engines.reading import canonical_text, normalise
 
     for batch in batches:
         values = batch.column(0)
-        forms = pc.utf8_trim_whitespace(pc.utf8_lower(pc.utf8_normalize(values, "NFKC")))
-        yield pa.RecordBatch.from_arrays([values, forms], names=["v", _FORM])
+        yield pa.RecordBatch.from_arrays([canonical_text(values, steps) if steps else values, normalise(values)],
+                                         names=["v", _FORM])
 
 
 def _canonical(steps: tuple[str, ...], batches: Iterator[Any]) -> Iterator[Any]:
@@ -484,6 +516,17 @@ def _canonical(steps: tuple[str, ...], batches: Iterator[Any]) -> Iterator[Any]:
     for batch in batches:
         values = batch.column(0)
         yield pa.RecordBatch.from_arrays([values, canonical_text(values, steps)], names=["v", _FORM])
+
+
+def _canonical_values(steps: tuple[str, ...], batches: Iterator[Any]) -> Iterator[Any]:
+    """Runs on the cluster: each batch of (group index, value) with the value as its canonical text."""
+    import pyarrow as pa
+
+    from dsr.engines.reading import canonical_text
+
+    for batch in batches:
+        yield pa.RecordBatch.from_arrays([batch.column(0).cast(pa.int32()), canonical_text(batch.column(1), steps)],
+                                         names=[_GROUP, _VALUE])
 
 
 def _canonical_all(columns: tuple[tuple[str, tuple[str, ...]], ...], batches: Iterator[Any]) -> Iterator[Any]:

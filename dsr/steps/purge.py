@@ -10,14 +10,17 @@ or sweep reads or writes beside it.
    whose erase commit is ``purge_after_hours`` old, :func:`dsr.delta.maintenance.purge_through` removes all of
    it, keeping every version from V on readable. The table's files are then searched for the purged people
    (their ids are still in the control table); only when none is found do its requests get a ``table_purged``
-   audit event. A table that keeps residue is reported (exit 1) and purged again next time.
+   audit event. A table that keeps residue is reported (exit 1) and purged again next time. Every subject
+   column of a table is searched with its kind's keys (a kind that normalises: in canonical form).
 2. **Settling.** An erasure purged in every delete/anonymise table, without a ``minimised`` event yet, is
    settled whatever the first stage did this time (a purge killed after stage 1 is finished here): its
-   suppression entry is made; its person's export packages are deleted, found by request id under the policy's
-   ``exports`` (never by a stored path); the residue scan runs with the raw id (a ``residue_scanned`` event);
-   then the id is replaced by a keyed digest in the control table, whose older versions are purged the same
-   way, the control table is checked, and a ``minimised`` event marks the erasure purged. Until that event,
-   ``dsr requests`` shows the purge as due.
+   suppression entries are made (one per identifier); its person's export packages are deleted, found by
+   request id under the policy's ``exports`` (never by a stored path); the residue scan runs with the raw
+   identifiers (a ``residue_scanned`` event); then every identifier of the person's requests is replaced by a
+   keyed digest in the control table (``subject_id``, and each value of ``identities``:
+   :mod:`dsr.steps.purge_people`), whose older versions are purged the same way, the control table is checked
+   pair by pair (:mod:`dsr.verify.control_scan`), and a ``minimised`` event marks the erasure purged. Until that
+   event, ``dsr requests`` shows the purge as due.
 """
 
 from __future__ import annotations
@@ -28,16 +31,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dsr.core import audit, audit_guard, control, lease, suppression
-from dsr.core.masks import Strategy, subject_digest
+from dsr.core.masks import Strategy
 from dsr.core.policy import Policy, TableSpec
-from dsr.core.requests import SUBJECT_DIGEST_PREFIX, Request
-from dsr.delta import access, crashpoints, maintenance, physical, storage
+from dsr.core.requests import Request
+from dsr.delta import access, crashpoints, maintenance, storage
 from dsr.engines.base import Engine
 from dsr.engines.reading import LOCAL, Reader
 from dsr.errors import DsrError
 from dsr.exports import expiry
-from dsr.steps import progress
-from dsr.verify import residue
+from dsr.steps import progress, purge_people
+from dsr.verify import control_scan, residue
 
 __all__ = ["PurgeReport", "TablePurge", "due_purges", "new_purge_id", "purge", "purge_states", "purge_states_of"]
 
@@ -190,15 +193,19 @@ def due_purges(policy: Policy, now: dt.datetime, ledger: _Ledger | None = None
     return due, waiting
 
 
-def _holds(reader: Reader, uri: str, names: set[str], keys: Any) -> maintenance.Holds | None:
-    """The purge's search of files no version references, by the engine's reader (each file its own group); the
-    in-process reader leaves it to the purge's own row-by-row search."""
-    if keys is None or reader.where == LOCAL.where:
+def _holds(reader: Reader, uri: str, terms: Sequence[residue.Terms]) -> maintenance.Holds | None:
+    """The purge's search of files no version references, by the engine's reader (each file its own group; each
+    subject column with its kind's keys); the in-process reader leaves it to the purge's own row-by-row search."""
+    if not terms or reader.where == LOCAL.where:
         return None
 
     def holds(rels: list[str]) -> set[str]:
-        found = reader.key_rows(uri, {rel: [rel] for rel in rels}, names, keys.keys)
-        return {rel for counts in found.values() for rel, n in counts.items() if n}
+        out: set[str] = set()
+        for t in terms:
+            if t.wanted:
+                found = reader.key_rows(uri, {rel: [rel] for rel in rels}, t.names, t.keys.keys, steps=t.steps)
+                out |= {rel for counts in found.values() for rel, n in counts.items() if n}
+        return out
 
     return holds
 
@@ -206,13 +213,13 @@ def _holds(reader: Reader, uri: str, names: set[str], keys: Any) -> maintenance.
 def _purge_table(policy: Policy, table: TableSpec, due: _Due, people: Sequence[Request], dry_run: bool,
                  rewrite: tuple[str, Callable[[str], int]] | None, reader: Reader) -> TablePurge:
     """Purge one table through the due version, then search its files for ``people`` (the due erasures whose
-    ids are known; sweeps have none; the rows of the files read by ``reader``): ``table_purged`` events only when
-    none is left. When none of the erasures committed here (their people had no live row), their rows may still
-    be in old versions or behind deletion vectors someone else wrote: the files are searched first, and the
-    history is cut only if one is found."""
+    identifiers are known; sweeps have none; every subject column with its kind's keys; the rows of the files
+    read by ``reader``): ``table_purged`` events only when none is left. When none of the erasures committed here
+    (their people had no live row), their rows may still be in old versions or behind deletion vectors someone
+    else wrote: the files are searched first, and the history is cut only if one is found."""
     out = TablePurge(table.name, due.version, due.request_ids)
-    names, keys = residue.search_terms(policy, table.views()[0], people) if people else (set(), None)
-    wanted = keys.keys.to_pylist() if keys is not None else []
+    terms = residue.every_term(policy, table, people) if people else []
+    sought = [t.sought for t in terms]
     if due.version is not None and not due.committed:
         found = residue.table_counts(policy, table, people, reader) if people else {}
         if not any(sum(c.values()) for c in found.values()):
@@ -220,13 +227,13 @@ def _purge_table(policy: Policy, table: TableSpec, due: _Due, people: Sequence[R
     if out.version is None:  # nothing of these people is on disk here: nothing to remove
         out.removed = {"unreadable_versions": "none"}
     elif dry_run:
-        out.removed = maintenance.plan(table.uri, out.version, names=names, keys=wanted,
-                                       holds=_holds(reader, table.uri, names, keys)).as_dict()
+        out.removed = maintenance.plan(table.uri, out.version, sought=sought,
+                                       holds=_holds(reader, table.uri, terms)).as_dict()
     else:
-        private = {table.subject, *table.mask_map}
-        done = maintenance.purge_through(table.uri, out.version, private=private, names=names, keys=wanted,
+        private = {*table.subject_names, *(c for c, _ in table.every_mask)}
+        done = maintenance.purge_through(table.uri, out.version, private=private, sought=sought,
                                          rewrite=rewrite, scratch=_scratch(policy),
-                                         holds=_holds(reader, table.uri, names, keys))
+                                         holds=_holds(reader, table.uri, terms))
         out.version = done.version
         out.removed = done.as_dict()
     if dry_run:
@@ -337,23 +344,20 @@ def _settle(policy: Policy, ledger: _Ledger, key: bytes, report: PurgeReport, re
     if not todo:
         return set()
     raw = [r for r in todo if not r.minimised]
-    suppression.ensure(policy, key, raw)  # re-applying the erasure later needs its entry: before the id goes
-    digests = {r.subject_id: subject_digest(key, r.subject_id) for r in raw}
-    people = set(digests) | set(digests.values()) | {r.subject_id for r in todo if r.minimised}
-    rows = control.list_requests(policy, status="completed", subjects=people)  # their exports name them too
+    suppression.ensure(policy, key, raw)  # re-applying the erasure later needs its entries: before the ids go
+    rows, owner = purge_people.people_rows(policy, todo, key)  # their exports name them too
     exports = [r for r in rows if r.kind == "export"]
     deleted = _delete_packages(policy, exports)
     crashpoints.reached("purge.packages_deleted")
     scanned = _scan(policy, raw, ledger, reader)
     crashpoints.reached("purge.scanned")
-    version = control.minimise(policy, {r.request_id: digests[r.subject_id] for r in rows
-                                        if r.subject_id in digests})
+    version = control.minimise(policy, *purge_people.minimised(key, rows))
     crashpoints.reached("purge.minimised")
     removed = maintenance.purge_through(policy.requests_uri, max(version, _current(policy.requests_uri)),
                                         scratch=_scratch(policy))
-    left = _control_residue(policy, rows, digests)
+    left = control_scan.findings(policy.requests_uri, control_scan.raw_pairs(raw), owner)
     crashpoints.reached("purge.control_checked")
-    found = {r.request_id: left.get(digests.get(r.subject_id, r.subject_id), 0) for r in todo}
+    found = {r.request_id: int(left[r.request_id]) for r in todo}
     final = {r.request_id: _full_scan(scanned.get(r.request_id) or _last_scan(policy, r.request_id),
                                       found[r.request_id]) for r in todo}
     audit.append(policy, [audit.AuditEvent("residue_scanned", request_id=rid, details=d) for rid, d in final.items()])
@@ -420,37 +424,6 @@ def _last_scan(policy: Policy, request_id: str) -> residue.Residue:
 def _full_scan(scan: residue.Residue, control_residue: int) -> dict[str, Any]:
     own = {**scan.own, "control table": control_residue}
     return residue.Residue(scan.request_id, scan.tables, own).as_dict()
-
-
-def _control_residue(policy: Policy, rows: Sequence[Request], digests: Mapping[str, str]) -> dict[str, int]:
-    """person (their digest) -> how often the control table's files (every file, referenced or not, and its log)
-    still hold them undigested: rows of their requests whose ``subject_id`` is no digest, and, for the raw ids
-    still in memory (``digests``: raw id -> digest), the raw id anywhere."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    person = {r.request_id: digests.get(r.subject_id, r.subject_id) for r in rows}
-    out: dict[str, int] = {}
-    for filesys, path, rel, _ in storage.walk(policy.requests_uri):
-        if rel.startswith("_delta_log/") or not rel.endswith(".parquet"):
-            continue
-        with filesys.open_input_file(path) as f:
-            data = pq.read_table(f, columns=["request_id", "subject_id"])
-        ids, subjects = (data[c].cast(pa.string()) for c in ("request_id", "subject_id"))  # MERGE writes views
-        bad = ids.filter(pc.and_(pc.is_in(ids, value_set=_strings(set(person))),
-                                 pc.invert(pc.starts_with(subjects, SUBJECT_DIGEST_PREFIX))))
-        for rid in bad.to_pylist():
-            out[person[rid]] = out.get(person[rid], 0) + 1
-    for raw_id, counts in physical.find_keys(policy.requests_uri, {"subject_id"}, list(digests)).items():
-        out[digests[raw_id]] = out.get(digests[raw_id], 0) + int(sum(counts.values()))
-    return out
-
-
-def _strings(values: set[str]) -> Any:
-    import pyarrow as pa
-
-    return pa.array(sorted(values), pa.string())
 
 
 def purge_states(policy: Policy, requests: Sequence[Request], now: dt.datetime) -> dict[str, dict[str, Any]]:

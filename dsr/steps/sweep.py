@@ -1,10 +1,12 @@
 """Sweep: apply every past erasure again, so erased people stay erased when their rows come back.
 
 Rows come back when an ingestion job appends late or replayed data, a table is restored (Delta RESTORE, files
-copied back), or a table joins the policy after erasures ran. A sweep finds them without the people's ids:
-the engine hashes each subject value with the suppression list's secret and joins the digests
-(:mod:`dsr.engines.matching`); the values that match are erased like a run erases, with the same masks and
-pseudonyms, in one commit per table, verified by the GE suites on an independent read-back, and recorded as a
+copied back), or a table joins the policy after erasures ran. A sweep finds them without the people's
+identifiers: the engine hashes each subject column's values (normalised first for a kind that normalises) with
+the secret of the column's identifier kind and joins the digests of that kind's entries
+(:mod:`dsr.steps.sweep_search`, :mod:`dsr.engines.matching`); the values that match are erased like a run erases,
+with the same masks and pseudonyms, in one commit per subject column holding matched rows (owners first, then
+mentions), verified by the GE suites on an independent read-back over every subject column, and recorded as a
 ``table_swept`` audit event under the sweep's id (``dsr receipt SWEEP_ID``).
 
 Incremental by default (:mod:`dsr.steps.sweep_state`): only the files live now that were not live at the
@@ -22,15 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dsr.core import audit, audit_guard, control, gate, lease, suppression
-from dsr.core.digests import suppression_digest, suppression_secret
+from dsr.core.digests import suppression_secret
 from dsr.core.masks import Strategy
 from dsr.core.policy import Policy, TableSpec
 from dsr.delta import access, newfiles
-from dsr.engines.base import CommitResult, Engine, Search
+from dsr.engines.base import Engine
 from dsr.engines.reading import Reader
 from dsr.errors import DsrError, InputError
-from dsr.plan import erasure
-from dsr.steps import progress
+from dsr.plan import keys as keys_
+from dsr.steps import progress, sweep_search
 from dsr.steps.erase import plan_commit
 from dsr.steps.sweep_pending import table_states
 from dsr.steps.sweep_state import TableState, spec_of
@@ -69,13 +71,17 @@ class TableSweep:
     entries: int = 0
     entries_matched: int = 0
     strategy: str = ""
+    columns: dict[str, dict[str, Any]] = field(default_factory=dict)  # per subject column (a typed policy's)
     success: bool = True
     suites: list[str] = field(default_factory=list)  # failed GE suites
     note: str | None = None
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        if not out["columns"]:
+            del out["columns"]
+        return out
 
 
 @dataclass
@@ -142,7 +148,8 @@ def _baseline(table: TableSpec, state: TableState, window: Window) -> tuple[str,
 
 def sweep_table(policy: Policy, engine: Engine, sweep_id: str, table_name: str, ctx: Context, *,
                 window: Window = Window(), dry_run: bool = False) -> TableSweep:
-    """Sweep one table: search (engine), count, and unless ``dry_run`` erase, verify and record. A failed
+    """Sweep one table: search every subject column with its kind's entries (engine), count, and unless
+    ``dry_run`` erase (one commit per column holding matched rows, owners first), verify and record. A failed
     verification is recorded and returned (``success`` False), not raised.
 
     The stages run in order on one table and share their counts; split, they would pass a dozen values.
@@ -156,54 +163,66 @@ def sweep_table(policy: Policy, engine: Engine, sweep_id: str, table_name: str, 
     if not verdict.ok or verdict.info is None:
         raise InputError(f"table '{table.name}': cannot be swept on engine {engine.name}: {verdict.reason}")
     info = verdict.info
-    ctype = info.schema.field(table.subject).type
-    as_int = _kind(ctype, table)
+    secret = suppression_secret(ctx.key)
+    sweep_search.searches(policy, table, info, ctx.entries, secret)  # a column it cannot match: refused first
     out.mode, since = _baseline(table, ctx.states[table.name], window)
     files = newfiles.files_since(table.uri, since)
     out.since_version, out.note, out.files_live = files.since, files.note, files.live
     if files.since is None:  # every live file read (asked, or the baseline version is gone)
         out.mode = "full"
     out.version_before = out.version_after = files.version
-    secret = suppression_secret(ctx.key)
-    found = engine.find_suppressed(table.uri, Search(
-        table.subject, info.physical_name(table.subject), ctype, files.files, out.mode == "full",
-        ctx.entries.digests(as_int), secret))
-    out.files_scanned, out.files_matched = found.files_scanned, found.files_matched
-    out.rows_scanned = found.rows_scanned
-    values = sorted(found.values)
-    keys = erasure.subject_keys([(v, v) for v in values], ctype)
-    out.entries_matched = len({ctx.entries.request_of(suppression_digest(secret, v), as_int) for v in values})
-    out.rows = engine.reader.count_rows(table.uri, where_in=(table.subject, keys.keys)) if values else 0
+    matches = sweep_search.find(policy, engine, table, info, ctx.entries, secret, files.files, out.mode == "full")
+    _read_counts(out, matches)
+    unmatched = sweep_search.unmatchable(policy, ctx.entries)
+    if unmatched:
+        out.note = "; ".join(filter(None, [out.note, f"{unmatched} erasure(s) listed before the policy declared "
+                                           "identifier kinds: their id has no kind, no column is matched with it"]))
+    out.entries_matched = len(set().union(*(m.request_ids for m in matches)))
+    several = len(matches) > 1 or policy.typed
+    commits: list[dict[str, Any]] = []
+    for m in matches:
+        rows = engine.reader.count_rows(table.uri, where_in=(m.view.subject, m.keys.keys)) if len(m.keys.keys) \
+            else 0
+        out.rows += rows
+        if several:
+            out.columns[m.view.subject] = {"kind": m.view.kind, "role": m.view.subject_columns[0].role, "rows": rows,
+                                           "entries_matched": len(m.request_ids)}
+        if dry_run or not rows:
+            continue
+        metadata = {"dsr.sweep_id": sweep_id, "dsr.table": table.name, "dsr.rows_matched": str(rows),
+                    **({"dsr.column": m.view.subject} if len(matches) > 1 else {})}
+        result = engine.erase(*plan_commit(policy, engine, m.view, info, m.keys, metadata))
+        if result.committed:
+            commits.append({"column": m.view.subject, "version_before": result.version_before,
+                            "version_after": result.version_after, "rows_deleted": result.rows_deleted,
+                            "rows_updated": result.rows_updated})
     if dry_run:
         return out
     if out.rows:
-        metadata = {"dsr.sweep_id": sweep_id, "dsr.table": table.name, "dsr.rows_matched": str(out.rows)}
-        result = engine.erase(*plan_commit(policy, engine, table, info, keys, metadata))
-        _verify(policy, table, values, result, out, engine.reader)
+        _verify(policy, table, sweep_search.people_of(matches), commits, out, engine.reader)
     _record(policy, sweep_id, table, out, ctx, files.version)
     return out
 
 
-def _kind(ctype: Any, table: TableSpec) -> bool:
-    """True for an integer subject column, False for text; InputError for a type a sweep cannot match."""
-    import pyarrow as pa
-
-    if pa.types.is_integer(ctype):
-        return True
-    if pa.types.is_string(ctype) or pa.types.is_large_string(ctype) or pa.types.is_string_view(ctype):
-        return False
-    raise InputError(f"table '{table.name}': subject column {table.subject!r} is {ctype}: a sweep matches text "
-                     "and integer subject columns only")
+def _read_counts(out: TableSweep, matches: Sequence[sweep_search.ColumnMatch]) -> None:
+    """What the search read: the files (the same for every column), the most of any column for the rest."""
+    found = [m.found for m in matches]
+    out.files_scanned = max((f.files_scanned for f in found), default=0)
+    out.files_matched = None if any(f.files_matched is None for f in found) else \
+        max((int(f.files_matched or 0) for f in found), default=0)
+    out.rows_scanned = None if any(f.rows_scanned is None for f in found) else \
+        max((int(f.rows_scanned or 0) for f in found), default=0)
 
 
-def _verify(policy: Policy, table: TableSpec, values: Sequence[str], result: CommitResult, out: TableSweep,
-            reader: Reader) -> None:
-    """The sweep commit proved like an erase commit: the GE suites on the engine's read-back, checked against
-    evidence it did not produce."""
-    out.version_before, out.version_after = result.version_before, result.version_after
-    rec = {"version_before": result.version_before, "version_after": result.version_after,
-           "rows_deleted": result.rows_deleted, "rows_updated": result.rows_updated}
-    check = check_table(policy, table, values, [rec] if result.committed else [], reader)
+def _verify(policy: Policy, table: TableSpec, people: keys_.People, commits: Sequence[dict[str, Any]],
+            out: TableSweep, reader: Reader) -> None:
+    """The sweep's commits proved like erase commits: the GE suites on the engine's read-back over every subject
+    column (the identifiers found, of each column's kind), checked against evidence it did not produce."""
+    if commits:
+        out.version_before, out.version_after = commits[0]["version_before"], commits[-1]["version_after"]
+    several = len(table.views()) > 1
+    reconcile = [{"commits": list(commits)}] if several else list(commits)
+    check = check_table(policy, table, people, reconcile, reader)
     out.success = check.success
     out.suites = failed_suites(check.suites)
 

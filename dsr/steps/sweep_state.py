@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dsr.core.identifiers import IMPLICIT
 from dsr.core.masks import Strategy
 from dsr.core.policy import Policy, TableSpec
 from dsr.errors import InputError
@@ -45,8 +46,14 @@ def check_sweep_id(text: str) -> str:
 
 
 def spec_of(table: TableSpec) -> str:
-    """A fingerprint of what erasing means in a table (strategy, subject column, masks): 16 hex digits."""
-    text = json.dumps([str(table.erase), table.subject, [[c, repr(m)] for c, m in table.masks]])
+    """A fingerprint of what erasing means in a table (strategy, subject column, masks; and, for a table whose
+    subject columns are more than one implicit owner column, each column's kind, role and masks): 16 hex
+    digits. A table of one implicit column keeps the fingerprint it had before kinds existed."""
+    parts: list[Any] = [str(table.erase), table.subject, [[c, repr(m)] for c, m in table.masks]]
+    cols = table.subject_columns
+    if len(cols) > 1 or cols[0].kind != IMPLICIT or not cols[0].owner:
+        parts.append([[c.column, c.kind, c.role, [[m, repr(x)] for m, x in c.masks]] for c in cols])
+    text = json.dumps(parts)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 

@@ -316,7 +316,7 @@ def _rows_by(column: int, uid: str) -> int:
 @pytest.fixture(scope="module")
 def people(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The people lake: an export of u1 by user id, run; then an erasure of u1 by user id and email, run."""
-    lake = lakes.people(tmp_path_factory.mktemp("receipt-people") / "w")
+    lake = lakes.messages_lake(tmp_path_factory.mktemp("receipt-people") / "w")
     with pytest.MonkeyPatch.context() as mp:
         policy = lake.use(mp).policy()
         export = control.submit(policy, "export", ids=["user_id=u1"])[0]

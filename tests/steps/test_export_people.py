@@ -39,7 +39,7 @@ def _messages_of(uid: str) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One run of two exports: u1 by user id only (json), and u1 by email and user id (csv)."""
-    lake = lakes.people(tmp_path_factory.mktemp("people") / "w")
+    lake = lakes.messages_lake(tmp_path_factory.mktemp("people") / "w")
     with pytest.MonkeyPatch.context() as mp:
         policy = lake.use(mp).policy()
         by_uid = control.submit(policy, "export", ids=["user_id=u1"])[0]
