@@ -338,8 +338,8 @@ def _expire_exports(policy: Policy, now: dt.datetime, erased: set[str], *, dry_r
 
 def _settle(policy: Policy, ledger: _Ledger, key: bytes, report: PurgeReport, reader: Reader) -> set[str]:
     """Stage 2 for the erasures purged everywhere and not yet settled; returns the export requests whose
-    packages were deleted. Each step is idempotent, in an order a crash cannot skip: what needs the raw id
-    (the suppression entry, the residue scan) comes before the id is digested."""
+    packages were deleted. Each step is idempotent, in an order a crash cannot skip: what needs the raw
+    identifiers (the suppression entries, the residue scan) comes before they are digested."""
     todo = ledger.unsettled(policy)
     if not todo:
         return set()

@@ -11,6 +11,7 @@ pseudonyms come from ``tests/expect.py``.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dsr import steps
-from dsr.core import control, suppression
+from dsr.core import audit, control, suppression
 from dsr.core.digests import suppression_digest, suppression_secret
 from dsr.core.identifiers import Identifier
 from dsr.core.policy import Policy
@@ -30,6 +31,7 @@ from dsr.steps import sweep_search
 from dsr.steps.sweep import sweep
 from dsr.steps.sweep_state import new_sweep_id
 from tests import expect, lakes
+from tests.leaks import Leaks
 
 NEW = "new"
 
@@ -93,6 +95,19 @@ def test_the_sweep_takes_person_1s_new_rows_in_every_column_and_leaves_person_2s
 
     again = sweep(policy, DeltaRsEngine(), new_sweep_id())
     assert all(t.rows == 0 for t in again.tables)
+
+
+def test_no_identifier_reaches_the_commits_the_audit_log_or_the_report(
+    erased: tuple[lakes.Lake, Policy, str], caplog: pytest.LogCaptureFixture,
+) -> None:
+    lake, policy, _ = erased
+    with caplog.at_level("DEBUG"):
+        report = sweep(policy, DeltaRsEngine(), new_sweep_id())
+    leaks = Leaks(["jane@example.org", "JANE@example.org", "1234", "77"], whole_token=True)
+    assert leaks.in_commit_info(lake.lake) == []
+    details = [e["details"] for e in audit.events(policy) if e["event"] == "table_swept"]
+    assert details and leaks.in_texts({"report": json.dumps(report.as_dict()), "audit": json.dumps(details),
+                                       "log": caplog.text}) == []
 
 
 def test_a_dry_run_counts_per_column_and_writes_nothing(erased: tuple[lakes.Lake, Policy, str]) -> None:
