@@ -212,7 +212,7 @@ def small(root: Path) -> Lake:
     return _lake(root, SMALL_POLICY)
 
 
-PEOPLE_POLICY = """\
+MESSAGES_POLICY = """\
 lake: ./lake
 exports: ./exports
 identifiers:
@@ -241,13 +241,13 @@ MESSAGES = [  # (msg_id, sender_id, recipient_id, body)
 
 def messages_lake(root: Path) -> Lake:
     """messages (two subject columns of kind user_id) and contacts (an email in mixed case with a trailing
-    blank) under root/lake, with ``PEOPLE_POLICY``: one person is ``user_id=u1`` and ``email=ann@example.org``."""
+    blank) under root/lake, with ``MESSAGES_POLICY``: one person is ``user_id=u1`` and ``email=ann@example.org``."""
     root.mkdir(parents=True, exist_ok=True)
     lake = root / "lake"
     write_table(lake / "messages", {name: [m[i] for m in MESSAGES] for i, name in
                                     enumerate(("msg_id", "sender_id", "recipient_id", "body"))})
     write_table(lake / "contacts", {"email": ["Ann@Example.org ", "bob@example.org"], "opt_in": [True, False]})
-    return _lake(root, PEOPLE_POLICY)
+    return _lake(root, MESSAGES_POLICY)
 
 
 def _events(rng: random.Random, day: str, n: int, start: int) -> Any:

@@ -229,9 +229,11 @@ def test_exports_hold_exactly_each_subjects_rows_minus_never_export(run: Run) ->
 
 
 def _found_by(row: dict[str, Any]) -> Any:
-    """A row's ``_found_by`` (JSON in a document, text in a CSV file)."""
+    """A row's ``_found_by`` (JSON in a document; in a CSV file, ``column:kind`` pairs joined by ``;``)."""
     value = row.get("_found_by")
-    return json.loads(value) if isinstance(value, str) else value
+    if isinstance(value, str):
+        return [dict(zip(("column", "kind"), pair.split(":", 1), strict=True)) for pair in value.split(";")]
+    return value
 
 
 def _from_json(row: dict[str, Any], schema: pa.Schema) -> dict[str, Any]:
