@@ -1,12 +1,14 @@
-"""The cool-down before an erasure: an erasure of a subject with a completed export waits until that export's
-completion plus ``erase_cooldown_days``, so the person can download the package first. Pure: requests in,
-waiting times out."""
+"""The cool-down before an erasure: an erasure of a person with a completed export waits until that export's
+completion plus ``erase_cooldown_days``, so the person can download the package first. The same person: an
+identifier (kind and value) in common, whichever each request was filed with (the resolved set once there is
+one). Pure: requests in, waiting times out."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
 
+from dsr.core.identifiers import Identifier
 from dsr.core.requests import Request
 
 __all__ = ["erase_waits"]
@@ -20,10 +22,16 @@ def erase_waits(requests: Iterable[Request], cooldown_days: int, now: dt.datetim
         return {}
     rows = list(requests)
     wait = dt.timedelta(days=cooldown_days)
-    until: dict[str, dt.datetime] = {}
+    until: dict[Identifier, dt.datetime] = {}
     for r in rows:
         if r.kind == "export" and r.status == "completed":
             at = r.updated_at + wait
-            until[r.subject_id] = max(at, until.get(r.subject_id, at))
-    return {r.request_id: until[r.subject_id] for r in rows
-            if r.kind == "erase" and r.status != "completed" and r.subject_id in until and until[r.subject_id] > now}
+            for i in r.ids:
+                until[i] = max(at, until.get(i, at))
+    out: dict[str, dt.datetime] = {}
+    for r in rows:
+        if r.kind == "erase" and r.status != "completed":
+            latest = max((until[i] for i in r.ids if i in until), default=None)
+            if latest is not None and latest > now:
+                out[r.request_id] = latest
+    return out

@@ -65,5 +65,9 @@ def cooling_erasures(policy: Policy, now: dt.datetime) -> dict[str, dt.datetime]
     erasures = [r for r in control.list_open(policy) if r.kind == "erase"]
     if not erasures:
         return {}
-    people = control.list_requests(policy, subjects={r.subject_id for r in erasures})
-    return erase_waits(people, policy.erase_cooldown_days, now)
+    # the exports completed within the cool-down (a filter on the completion time), whichever identifier each
+    # was filed with: erase_waits matches a person by any identifier in common
+    since = now - dt.timedelta(days=policy.erase_cooldown_days)
+    recent = control.request_ids(policy, status="completed", kind="export", updated_since=since)
+    exports = control.list_requests(policy, ids=recent) if recent else []
+    return erase_waits([*erasures, *exports], policy.erase_cooldown_days, now)

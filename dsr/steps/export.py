@@ -214,12 +214,11 @@ def _hold_back_erasures(policy: Policy, batch: Batch, now: dt.datetime) -> int:
     erasures = batch.of("erase")
     if not erasures or not (policy.export_before_erase or policy.erase_cooldown_days):
         return 0
-    theirs = control.list_requests(policy, subjects={r.subject_id for r in erasures})
     # an open export of the same person, whichever of their identifiers it was filed with
     blocking = {i for r in control.list_open(policy) if r.kind == "export" for i in r.ids
                 } if policy.export_before_erase else set()
-    cooling = erase_waits([r for r in theirs if r.kind == "erase" or r.run_id == batch.run_id],
-                          policy.erase_cooldown_days, now)
+    # this run's erasures against the exports it has just completed (their resolved sets)
+    cooling = erase_waits(control.list_requests(policy, run_id=batch.run_id), policy.erase_cooldown_days, now)
     waiting = [r.request_id for r in erasures if blocking & set(r.ids)]
     if waiting:
         control.release(policy, batch.run_id, waiting, "waiting for an unfinished export of the same subject")

@@ -7,6 +7,7 @@ Read back independently: :func:`tests.lakes.rows` (delta-rs' DataFusion SQL over
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -353,3 +354,31 @@ def test_sweep_purge_and_residue_follow_every_identifier_of_the_person(
     assert lakes.snapshot(root / "support_tickets") == sorted(
         [{"customer_no": 77, "subject_line": "login"}, {"customer_no": 9001, "subject_line": "other"},
          {"customer_no": 77, "subject_line": "late"}], key=lambda x: repr(sorted(x.items())))
+
+
+def test_the_cool_down_after_an_export_follows_the_person_not_the_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export filed by user id, then an erasure filed by email: the same person (the export's resolved set
+    holds the email), so the erasure cools down. Kinds never cross: a completed export of customer 77 holds back
+    an erasure of customer 77, not one of user 77."""
+    import datetime as dt
+
+    from dsr.core.cooldown import erase_waits
+
+    lake = identity_lake.build(tmp_path, identity_lake.POLICY + "erase_cooldown_days: 7\n").use(monkeypatch)
+    policy = lake.policy()
+    control.submit(policy, "export", ids=["user_id=77"])
+    _run(policy, DeltaRsEngine())
+    rid, _ = control.submit(policy, "erase", ids=["email=" + identity_lake.A_EMAIL.upper()])
+    report = steps.run(policy, DeltaRsEngine())
+    assert report.claimed["requests"] == 0 and report.claimed["cooling_down"] == 1
+    (r,) = control.list_requests(policy, ids=[rid])
+    assert r.status == "pending"
+    # by kind: a completed export of customer 77 holds back an erasure of customer 77, never one of user 77
+    now = dt.datetime.now(dt.UTC)
+    export = dataclasses.replace(r, request_id="req_e", kind="export", status="completed", updated_at=now,
+                                 subject_id="77", id_kind="customer_no", identities=None)
+    user = dataclasses.replace(r, request_id="req_u", subject_id="77", id_kind="user_id", identities=None)
+    customer = dataclasses.replace(r, request_id="req_c", subject_id="77", id_kind="customer_no", identities=None)
+    assert set(erase_waits([export, user, customer], 7, now)) == {"req_c"}
