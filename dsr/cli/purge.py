@@ -81,12 +81,11 @@ def _spark(policy: Policy, engine: str | None, remote: str | None) -> Any:
 
 def _known_as(r: Any, ids: Sequence[tuple[str, str]]) -> Any:
     """A (minimised) request as it was filed and resolved: the identifiers the caller knows, canonical."""
-    from dsr.core.identifiers import IMPLICIT
+    from dsr.core.identifiers import IMPLICIT, Identifier, identities_json
 
-    first_kind, first = ids[0]
-    doc = {"given": [list(ids[0])], "resolved": [list(i) for i in ids]}
-    return dataclasses.replace(r, subject_id=first, id_kind=None if first_kind == IMPLICIT else first_kind,
-                               identities=json.dumps(doc))
+    known = [Identifier(k, v) for k, v in ids]
+    return dataclasses.replace(r, subject_id=known[0].value, id_kind=None if known[0].kind == IMPLICIT
+                               else known[0].kind, identities=identities_json(known[:1], known))
 
 
 def purge_lines(policy: Policy, erased: Mapping[str, Sequence[tuple[str, str]]]) -> tuple[bool, list[str]]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from dsr.core.subjects import check_subject_id
 from dsr.engines.reading import PROBES, normalise_array
@@ -36,11 +35,9 @@ __all__ = [
     "PROBES",
     "IdKind",
     "Identifier",
-    "cast_for_kind",
-    "identifiers_json",
+    "identities_json",
     "normalise_array",
     "normalise_value",
-    "parse_identifiers_json",
     "parse_kind_value",
 ]
 
@@ -101,13 +98,6 @@ def normalise_value(value: str, steps: Sequence[str]) -> str:
     return str(normalise_array(pa.array([value], pa.string()), steps)[0].as_py())
 
 
-def cast_for_kind(kind: IdKind, value: str, arrow_type: Any) -> Any:
-    """A canonical value as a value of a column's type, or None when it cannot be (it then matches nothing)."""
-    from dsr.core.subjects import cast_subject
-
-    return cast_subject(value, arrow_type)
-
-
 def parse_kind_value(text: str, kinds: Mapping[str, IdKind], where: str = "--id") -> Identifier:
     """``KIND=VALUE`` (or a plain value where the policy has one kind) -> a canonical Identifier. InputError
     naming the kind, never the value."""
@@ -125,16 +115,12 @@ def parse_kind_value(text: str, kinds: Mapping[str, IdKind], where: str = "--id"
     return Identifier(only.name, only.canonical(text, where))
 
 
-def identifiers_json(ids: Iterable[Identifier]) -> str:
-    """The control table's text of a set of identifiers: ``[[kind, value], ...]`` sorted, compact."""
+def identities_json(given: Sequence[Identifier], resolved: Iterable[Identifier] | None = None) -> str:
+    """The control table's ``identities`` text: ``{"given": [[kind, value], ...]}`` in the order filed, and once
+    resolution froze the set, ``"resolved"`` (sorted); compact, UTF-8 as it is."""
     import json
 
-    return json.dumps([[i.kind, i.value] for i in sorted(set(ids))], ensure_ascii=False, separators=(",", ":"))
-
-
-def parse_identifiers_json(text: str | None) -> tuple[Identifier, ...]:
-    import json
-
-    if not text:
-        return ()
-    return tuple(Identifier(str(k), str(v)) for k, v in json.loads(text))
+    doc: dict[str, list[list[str]]] = {"given": [[i.kind, i.value] for i in given]}
+    if resolved is not None:
+        doc["resolved"] = [[i.kind, i.value] for i in sorted(set(resolved))]
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))

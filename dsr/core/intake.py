@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from dsr.core import audit
 from dsr.core.delivery import check_format
-from dsr.core.identifiers import IMPLICIT, Identifier, parse_kind_value
+from dsr.core.identifiers import IMPLICIT, Identifier, identities_json, parse_kind_value
 from dsr.core.policy import Policy
 from dsr.core.requests import (
     KINDS,
@@ -174,8 +173,7 @@ def _add(policy: Policy, items: Sequence[_Intake]) -> list[tuple[str, bool]]:
                 "updated_at": now, "attempts": 0, "run_id": None, "lease_until": None, "error": None,
                 "export_uri": None, "result": None,
                 "id_kind": None if first.kind == IMPLICIT else first.kind,
-                "identities": None if it.ids == (first,) else json.dumps(
-                    {"given": [[i.kind, i.value] for i in it.ids]}, ensure_ascii=False, separators=(",", ":")),
+                "identities": None if it.ids == (first,) else identities_json(it.ids),
             })
         if new_rows:
             write_deltalake(

@@ -65,19 +65,11 @@ def check_against_lake(policy: Policy, *, key: bool = True) -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     for t in policy.tables:
         label = f"policy {policy.source}: table {t.name!r}"
-        try:
-            schema = read_schema(t.uri)
-        except PolicyError as exc:
-            raise PolicyError(f"{label}: {exc}") from None
-        if schema is None:
-            raise PolicyError(f"{label}: path {t.path!r} is not a Delta table")
+        schema = _delta_schema(t.uri, label, f"path {t.path!r} is not a Delta table")
         names = schema.names
         for sc in t.subject_columns:
-            if sc.column not in names:
-                raise PolicyError(f"{label}: subject column {sc.column!r} not found (columns: {', '.join(names)})")
-            problem = kind_fits(policy.kinds[sc.kind], schema.field(sc.column).type)
-            if problem:
-                raise PolicyError(f"{label}, subject column {sc.column!r}: {problem}")
+            _check_kind_column(policy, schema, sc.column, sc.kind, f"{label}, subject column {sc.column!r}",
+                               f"{label}: subject column {sc.column!r}")
         for col, mask in t.every_mask:
             if col not in names:
                 raise PolicyError(f"{label}: mask on column {col!r}, which the table does not have "
@@ -97,18 +89,29 @@ def _check_links(policy: Policy) -> None:
     """Every link table of ``identity`` is a Delta table with the named columns, of types that fit their kinds."""
     for link in policy.identity:
         label = f"policy {policy.source}: identity table {link.path!r}"
-        try:
-            schema = read_schema(link.uri)
-        except PolicyError as exc:
-            raise PolicyError(f"{label}: {exc}") from None
-        if schema is None:
-            raise PolicyError(f"{label}: not a Delta table")
+        schema = _delta_schema(link.uri, label, "not a Delta table")
         for col, kind in link.columns:
-            if col not in schema.names:
-                raise PolicyError(f"{label}: column {col!r} not found (columns: {', '.join(schema.names)})")
-            problem = kind_fits(policy.kinds[kind], schema.field(col).type)
-            if problem:
-                raise PolicyError(f"{label}, column {col!r}: {problem}")
+            _check_kind_column(policy, schema, col, kind, f"{label}, column {col!r}", f"{label}: column {col!r}")
+
+
+def _delta_schema(uri: str, label: str, missing: str) -> Any:
+    """The table's schema; PolicyError (``label: missing``) when no Delta table is there."""
+    try:
+        schema = read_schema(uri)
+    except PolicyError as exc:
+        raise PolicyError(f"{label}: {exc}") from None
+    if schema is None:
+        raise PolicyError(f"{label}: {missing}")
+    return schema
+
+
+def _check_kind_column(policy: Policy, schema: Any, column: str, kind: str, where: str, absent: str) -> None:
+    """PolicyError when ``column`` is not in ``schema`` (``absent: not found``) or does not fit ``kind``."""
+    if column not in schema.names:
+        raise PolicyError(f"{absent} not found (columns: {', '.join(schema.names)})")
+    problem = kind_fits(policy.kinds[kind], schema.field(column).type)
+    if problem:
+        raise PolicyError(f"{where}: {problem}")
 
 
 def kind_fits(kind: IdKind, arrow_type: Any) -> str | None:

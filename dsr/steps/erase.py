@@ -122,19 +122,7 @@ def _recover_from_history(batch: Batch, engine: Engine, table: TableSpec, pendin
                 mine.append(commit)
     recovered: list[audit.AuditEvent] = []
     for rid, commits_ in sorted(found.items()):
-        parts = []
-        for commit in reversed(commits_):  # oldest first
-            m = commit.get("operationMetrics") or {}
-            rows = json.loads(str(commit.get("dsr.rows_by_request") or "{}"))
-            version = int(commit["version"])
-            result = CommitResult(
-                version_before=version - 1, version_after=version,
-                rows_deleted=int(m.get("num_target_rows_deleted", 0)),
-                rows_updated=int(m.get("num_target_rows_updated", 0)),
-            )
-            parts.append(_Part(str(commit.get("dsr.column") or table.subject), result,
-                               _commit_effect(table.uri, result), {rid: int(rows.get(rid, 0))},
-                               int(commit.get("dsr.rows_matched") or 0)))
+        parts = [_part_of(table, commit) for commit in reversed(commits_)]  # oldest first
         details = _details(table, engine, parts, rid)
         details.update({"recovered_from_commit": True, "commit_run_id": commits_[0].get("dsr.run_id")})
         recovered.append(audit.AuditEvent("table_erased", request_id=rid, run_id=batch.run_id,
@@ -310,6 +298,21 @@ def _commit(
             "version_after": total["version_after"]}
 
 
+def _part_of(table: TableSpec, commit: dict[str, Any]) -> _Part:
+    """One erase commit as the table's history records it (its metadata: the column, the rows per request; its
+    metrics), for an audit event written after the run that made it died."""
+    m = commit.get("operationMetrics") or {}
+    version = int(commit["version"])
+    result = CommitResult(version_before=version - 1, version_after=version,
+                          rows_deleted=int(m.get("num_target_rows_deleted", 0)),
+                          rows_updated=int(m.get("num_target_rows_updated", 0)))
+    column = str(commit.get("dsr.column") or table.subject)
+    sc = next((c for c in table.subject_columns if c.column == column), table.subject_columns[0])
+    rows = {str(k): int(v) for k, v in json.loads(str(commit.get("dsr.rows_by_request") or "{}")).items()}
+    return _Part(column, result, _commit_effect(table.uri, result), rows, int(commit.get("dsr.rows_matched") or 0),
+                 sc.kind, sc.role, set(str(commit.get("dsr.request_ids") or "").split(",")))
+
+
 def _earlier(batch: Batch, engine: Engine, table: TableSpec, request_ids: Sequence[str],
              parts: Sequence[_Part]) -> list[_Part]:
     """The commits an earlier attempt of this run made in this table for these requests, one per subject column,
@@ -326,15 +329,7 @@ def _earlier(batch: Batch, engine: Engine, table: TableSpec, request_ids: Sequen
         if commit.get("dsr.run_id") != batch.run_id or commit.get("dsr.table") != table.name or version in made \
                 or version in recorded or not set(request_ids) & set(str(commit.get("dsr.request_ids")).split(",")):
             continue
-        m = commit.get("operationMetrics") or {}
-        result = CommitResult(version_before=version - 1, version_after=version,
-                              rows_deleted=int(m.get("num_target_rows_deleted", 0)),
-                              rows_updated=int(m.get("num_target_rows_updated", 0)))
-        column = str(commit.get("dsr.column") or table.subject)
-        sc = next((c for c in table.subject_columns if c.column == column), table.subject_columns[0])
-        rows = {str(k): int(v) for k, v in json.loads(str(commit.get("dsr.rows_by_request") or "{}")).items()}
-        out.append(_Part(column, result, _commit_effect(table.uri, result), rows,
-                         int(commit.get("dsr.rows_matched") or 0), sc.kind, sc.role, set(request_ids)))
+        out.append(_part_of(table, commit))
     return sorted(out, key=lambda p: p.result.version_after)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dsr.core import audit, control
-from dsr.core.identifiers import Identifier
+from dsr.core.identifiers import identities_json
 from dsr.core.policy import Policy
 from dsr.core.policy_model import IdentityLink
 from dsr.engines.reading import LOCAL, Reader
@@ -61,7 +61,7 @@ def resolve_identities(policy: Policy, run_id: str, reader: Reader = LOCAL) -> d
     over = {rid: fan_out_reason(r, policy.identity_max_ids) for rid, r in found.items() if r.over_cap}
     if over:
         control.fail(policy, run_id, over, final=over)
-    frozen = {r.request_id: _frozen(r.given(), found[r.request_id].ids) for r in todo
+    frozen = {r.request_id: identities_json(r.given(), found[r.request_id].ids) for r in todo
               if r.request_id not in over}
     stored = control.set_identities(policy, run_id, frozen)
     audit.append(policy, [
@@ -74,11 +74,3 @@ def resolve_identities(policy: Policy, run_id: str, reader: Reader = LOCAL) -> d
     log.info("run %s: %d request(s) resolved, %d failed for review (identity_max_ids)", run_id, len(stored),
              len(over))
     return {"resolved": len(stored), "for_review": len(over)}
-
-
-def _frozen(given: Sequence[Identifier], ids: set[Identifier]) -> str:
-    import json
-
-    return json.dumps({"given": [[i.kind, i.value] for i in given],
-                       "resolved": [[i.kind, i.value] for i in sorted(ids)]}, ensure_ascii=False,
-                      separators=(",", ":"))

@@ -301,7 +301,7 @@ def test_sweep_purge_and_residue_follow_every_identifier_of_the_person(
     Bea's rows are as they were."""
     import dataclasses
 
-    from dsr.core.identifiers import Identifier, identifiers_json
+    from dsr.core.identifiers import Identifier, identities_json
     from dsr.steps import purge as purging
     from dsr.steps.sweep import sweep
     from dsr.steps.sweep_state import new_sweep_id
@@ -343,8 +343,8 @@ def test_sweep_purge_and_residue_follow_every_identifier_of_the_person(
     # the residue scan with every identifier he had (as the demo does): nothing anywhere
     known = (Identifier("email", identity_lake.A_EMAIL_FORM), Identifier("user_id", "77"),
              Identifier("customer_no", "5001"))
-    probe = dataclasses.replace(r, subject_id=known[0].value, id_kind="email", identities='{"given": '
-                                + identifiers_json(known[:1]) + ', "resolved": ' + identifiers_json(known) + "}")
+    probe = dataclasses.replace(r, subject_id=known[0].value, id_kind="email",
+                                identities=identities_json(known[:1], known))
     (found,) = residue.scan(policy, [probe])
     assert found.total() == 0, found.as_dict()
     for path in root.rglob("*.parquet"):
